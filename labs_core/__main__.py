@@ -1,0 +1,3 @@
+from labs_core.server import main
+
+raise SystemExit(main())

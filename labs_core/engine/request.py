@@ -1,0 +1,21 @@
+"""One generation request as the engine sees it: token ids in, sampling params, how to stream."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from labs_core.engine.choice_stream import ReasoningTags
+from labs_core.engine.params import SamplingParams
+
+
+@dataclass
+class EngineRequest:
+    request_id: str
+    prompt_ids: list[int]
+    params: SamplingParams
+    # Split <think> reasoning from the answer with these tags; None: no split.
+    reasoning: ReasoningTags | None = None
+    # The end of the prompt text, to see whether the template already opened the reasoning.
+    prompt_text_tail: str = ""
+    arrival_time: float = field(default_factory=time.monotonic)

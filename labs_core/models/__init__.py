@@ -1,0 +1,1 @@
+"""Model sources, loading, chat templates and the registry of served models."""

@@ -1,0 +1,147 @@
+"""A served chat model: tokenizer, chat template, context checks, and the backend that generates
+(our paged engine, or transformers generate as the fallback). The gRPC layer talks to this.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Protocol
+
+from labs_core.engine.choice_stream import ReasoningTags
+from labs_core.engine.outputs import StreamEvent
+from labs_core.engine.params import SamplingParams
+from labs_core.engine.request import EngineRequest
+from labs_core.errors import ContextTooLong, InvalidRequest
+from labs_core.models import chat_template
+from labs_core.models.chat_template import Message
+
+
+class Backend(Protocol):
+    serving_path: str
+
+    def generate(self, request: EngineRequest) -> AsyncIterator[StreamEvent]: ...
+
+    def stats(self) -> dict[str, float]: ...
+
+
+@dataclass
+class ChatRequest:
+    """A generation request after proto conversion, before tokenization."""
+
+    request_id: str
+    params: SamplingParams
+    # Whether max_tokens was asked for (then too long is an error) or is the default (then capped).
+    max_tokens_explicit: bool = False
+    prompt: str | None = None
+    messages: list[Message] | None = None
+    prompt_token_ids: list[int] | None = None
+    split_reasoning: bool | None = None
+    enable_thinking: bool | None = None
+    continue_final_message: bool = False
+
+
+@dataclass
+class ChatModelInfo:
+    name: str
+    source: str
+    dtype: str
+    device: str
+    context_length: int
+    architecture: str
+    parameter_count: int
+    has_chat_template: bool
+    reasoning: bool
+    serving_path: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ChatModel:
+    def __init__(self, name: str, source: str, model: Any, tokenizer: Any, device: str, backend: Backend,
+                 max_model_len: int, reasoning_tags: ReasoningTags):
+        self.name = name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.backend = backend
+        self.max_model_len = max_model_len
+        self.reasoning_tags = reasoning_tags
+        self.uses_reasoning = chat_template.uses_reasoning_tags(tokenizer, reasoning_tags.start)
+        self.vocab_size = len(tokenizer)
+        self.info = ChatModelInfo(
+            name=name, source=source, dtype=str(model.dtype).removeprefix("torch."), device=device,
+            context_length=max_model_len, architecture=(model.config.architectures or [type(model).__name__])[0],
+            parameter_count=sum(p.numel() for p in model.parameters()),
+            has_chat_template=bool(getattr(tokenizer, "chat_template", None)), reasoning=self.uses_reasoning,
+            serving_path=backend.serving_path)
+
+    def prepare(self, request: ChatRequest) -> EngineRequest:
+        """Tokenize, check the context, resolve max_tokens: the engine gets ids and final params."""
+        given = [x is not None for x in (request.prompt, request.messages, request.prompt_token_ids)]
+        if sum(given) != 1:
+            raise InvalidRequest("give exactly one of prompt, messages and prompt_token_ids", param="messages")
+        text_tail = ""
+        if request.messages is not None:
+            text = chat_template.render(self.tokenizer, request.messages,
+                                        continue_final_message=request.continue_final_message,
+                                        enable_thinking=request.enable_thinking)
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            text_tail = text[-64:]
+        elif request.prompt is not None:
+            if not request.prompt:
+                raise InvalidRequest("prompt must not be empty", param="prompt")
+            ids = self.tokenizer(request.prompt)["input_ids"]
+            text_tail = request.prompt[-64:]
+        else:
+            ids = list(request.prompt_token_ids or [])
+            if not ids:
+                raise InvalidRequest("prompt_token_ids must not be empty", param="prompt")
+            bad = [t for t in ids if not 0 <= t < self.vocab_size]
+            if bad:
+                raise InvalidRequest(f"token id {bad[0]} is outside the vocabulary (size {self.vocab_size})",
+                                     param="prompt")
+        params = self._fit_context(len(ids), request.params, request.max_tokens_explicit)
+        split = self.uses_reasoning if request.split_reasoning is None else request.split_reasoning
+        return EngineRequest(request_id=request.request_id, prompt_ids=list(ids), params=params,
+                             reasoning=self.reasoning_tags if split else None, prompt_text_tail=text_tail)
+
+    def _fit_context(self, prompt_len: int, params: SamplingParams, explicit: bool) -> SamplingParams:
+        room = self.max_model_len - prompt_len
+        if room < 1:
+            raise ContextTooLong(f"the prompt has {prompt_len} tokens; this model's context is "
+                                 f"{self.max_model_len} tokens", param="messages")
+        if params.max_tokens <= room:
+            return params
+        if explicit:
+            raise ContextTooLong(f"prompt ({prompt_len} tokens) + max_tokens ({params.max_tokens}) is over "
+                                 f"the context length of {self.max_model_len} tokens", param="max_tokens")
+        return dataclasses.replace(params, max_tokens=room, min_tokens=min(params.min_tokens, room))
+
+    def generate(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        return self.backend.generate(self.prepare(request))
+
+    def tokenize(self, text: str | None = None, messages: list[Message] | None = None,
+                 add_special_tokens: bool = False) -> list[int]:
+        if (text is None) == (messages is None):
+            raise InvalidRequest("give exactly one of text and messages", param="text")
+        if messages is not None:
+            text = chat_template.render(self.tokenizer, messages)
+            add_special_tokens = False
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    def token_strings(self, ids: list[int]) -> list[str]:
+        return [self.tokenizer.decode([i], skip_special_tokens=False) for i in ids]
+
+
+def context_length(model: Any, tokenizer: Any, cap: int) -> int:
+    """The model's context: config max positions (or tokenizer limit), capped by configuration."""
+    config = model.config
+    length = 0
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            length = value
+            break
+    if not length:
+        limit = getattr(tokenizer, "model_max_length", 0) or 0
+        length = limit if 0 < limit < 10**7 else 2048
+    return min(length, cap) if cap else length

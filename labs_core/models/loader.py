@@ -1,0 +1,87 @@
+"""Loading a causal LM and its tokenizer with transformers: dtype and device resolution, GGUF,
+hub or local sources, and the small fixes every served model needs (pad token).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from labs_core.errors import PreconditionFailed
+from labs_core.models.source import ModelSource
+
+log = logging.getLogger(__name__)
+
+DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    dtype: str = "auto"  # bf16 | fp16 | fp32 | auto
+    device: str = "auto"  # cpu | cuda | cuda:N | auto
+    device_map: str = ""
+    revision: str = ""
+    trust_remote_code: bool = False
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PreconditionFailed(f"device {device!r} asked for, but no CUDA GPU is available")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise PreconditionFailed(f"device {device!r} is not cpu, cuda, cuda:N or auto")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    """auto: bf16 on GPUs that support it, else fp16 on GPU; fp32 on CPU."""
+    import torch
+
+    if dtype != "auto":
+        return getattr(torch, DTYPE_NAMES[dtype])
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def load_tokenizer(source: ModelSource, options: LoadOptions) -> Any:
+    from transformers import AutoTokenizer
+
+    kwargs = _common_kwargs(source, options)
+    tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any, str]:
+    """(model, tokenizer, device) ready for inference (eval mode, no grad needed)."""
+    from transformers import AutoModelForCausalLM
+
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+    kwargs = _common_kwargs(source, options)
+    if options.device_map:
+        kwargs["device_map"] = options.device_map
+    log.info("loading %s (%s, %s)", source.spec, dtype, options.device_map or device)
+    model = AutoModelForCausalLM.from_pretrained(source.location, dtype=dtype, **kwargs)
+    if not options.device_map:
+        model = model.to(device)
+    model.eval()
+    tokenizer = load_tokenizer(source, options)
+    if model.generation_config is not None and model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer, device if not options.device_map else options.device_map
+
+
+def _common_kwargs(source: ModelSource, options: LoadOptions) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {"trust_remote_code": options.trust_remote_code}
+    if source.gguf_file:
+        kwargs["gguf_file"] = source.gguf_file
+    if options.revision and not source.is_local:
+        kwargs["revision"] = options.revision
+    return kwargs

@@ -1,0 +1,1 @@
+"""Thin gRPC servicers: they convert proto <-> engine types (convert.py) and route; no logic."""

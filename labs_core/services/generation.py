@@ -1,0 +1,59 @@
+"""Generation servicer: proto in, engine events out, nothing else."""
+
+from __future__ import annotations
+
+import logging
+from typing import AsyncIterator
+
+import grpc
+
+from labs_core.engine.outputs import RequestDone
+from labs_core.errors import ModelUnavailable
+from labs_core.models.registry import CHAT
+from labs_core.proto import generation_pb2, generation_pb2_grpc
+from labs_core.services import convert
+from labs_core.services.state import CoreState
+
+log = logging.getLogger(__name__)
+
+
+class GenerationServicer(generation_pb2_grpc.GenerationServicer):
+    def __init__(self, state: CoreState):
+        self.state = state
+
+    async def Generate(self, request: generation_pb2.GenerateRequest,
+                       context: grpc.aio.ServicerContext) -> AsyncIterator[generation_pb2.GenerateResponse]:
+        if self.state.draining:
+            raise ModelUnavailable("the server is shutting down; retry on another core", retry_after_s=1.0)
+        rid = convert.request_id(request.request_id, context.invocation_metadata() or ())
+        chat = convert.chat_request(request, rid, self.state.settings.sampling)
+        entry = self.state.registry.find(request.model, CHAT)
+        model = await self.state.registry.get(entry.name, CHAT)
+        self.state.active_streams += 1
+        try:
+            finance = self.state.extras.get("finance_chat")
+            if finance is not None and chat.messages is not None:
+                answered = await finance.maybe_answer(chat.messages, request, rid, entry.name)
+                if answered is not None:
+                    for message in answered:
+                        yield message
+                    return
+            async for event in model.generate(chat):
+                if isinstance(event, RequestDone):
+                    yield convert.done_response(event, rid, entry.name)
+                else:
+                    yield convert.delta_response(event, rid, entry.name)
+        finally:
+            self.state.active_streams -= 1
+
+    async def Tokenize(self, request: generation_pb2.TokenizeRequest,
+                       context: grpc.aio.ServicerContext) -> generation_pb2.TokenizeResponse:
+        entry = self.state.registry.find(request.model, CHAT)
+        model = await self.state.registry.get(entry.name, CHAT)
+        ids = model.tokenize(text=None if request.messages else request.text,
+                             messages=convert.messages(request.messages) if request.messages else None,
+                             add_special_tokens=request.add_special_tokens)
+        return generation_pb2.TokenizeResponse(
+            token_ids=ids, count=len(ids), max_model_len=model.max_model_len, model=entry.name,
+            tokens=model.token_strings(ids) if request.return_tokens else [])
+

@@ -1,0 +1,25 @@
+"""Shared fixtures: tiny random models built from real tokenizers, and a live core on a socket."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tests.support import build_tiny_llama, smollm2_tokenizer_dir  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SmolLM2's tokenizer and chat template (from the GGUF package), saved as a plain HF dir."""
+    return smollm2_tokenizer_dir(tmp_path_factory.mktemp("tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
+    """A 2-layer random Llama with SmolLM2's tokenizer: real text in, fast on CPU."""
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), tokenizer_dir)
