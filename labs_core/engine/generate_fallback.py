@@ -83,7 +83,7 @@ class GenerateBackend:
 
     serving_path = "generate"
 
-    def __init__(self, model: Any, tokenizer: Any, max_waiting: int):
+    def __init__(self, model: Any, tokenizer: Any, max_waiting: int, eos_token_ids: list[int]):
         self.model, self.tokenizer = model, tokenizer
         self.max_waiting = max_waiting
         self.lock = asyncio.Lock()
@@ -91,7 +91,7 @@ class GenerateBackend:
         self.running = 0
         self.finished = 0
         self.rejected = 0
-        self.eos_ids = _eos_ids(model, tokenizer)
+        self.eos_ids = list(eos_token_ids)
 
     async def generate(self, request: EngineRequest) -> AsyncIterator[StreamEvent]:
         if self.waiting >= self.max_waiting + 1:
@@ -208,11 +208,3 @@ class GenerateBackend:
         return {"running": self.running, "waiting": self.waiting, "requests_finished": self.finished,
                 "requests_rejected": self.rejected}
 
-
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    ids = model.generation_config.eos_token_id if model.generation_config is not None else None
-    if ids is None:
-        ids = tokenizer.eos_token_id
-    if ids is None:
-        return []
-    return [ids] if isinstance(ids, int) else list(ids)

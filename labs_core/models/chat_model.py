@@ -128,6 +128,11 @@ class ChatModel:
             add_special_tokens = False
         return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
 
+    async def close(self) -> None:
+        close = getattr(self.backend, "close", None)
+        if close is not None:
+            await close()
+
     def token_strings(self, ids: list[int]) -> list[str]:
         return [self.tokenizer.decode([i], skip_special_tokens=False) for i in ids]
 

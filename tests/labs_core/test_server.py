@@ -39,6 +39,7 @@ def test_list_models(channel):
     models = models_pb2_grpc.ModelsStub(channel).ListModels(models_pb2.ListModelsRequest()).models
     tiny = next(m for m in models if m.name == "tiny")
     assert tiny.ready and tiny.is_default and tiny.context_length == 1024 and tiny.architecture == "LlamaForCausalLM"
+    assert tiny.serving_path == "paged"
 
 
 def test_generate_streams_and_ends_with_usage(channel):

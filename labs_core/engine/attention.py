@@ -1,0 +1,128 @@
+"""Paged attention plugged into transformers' attention interface.
+
+The model runner flattens every scheduled sequence's new tokens into one row ([1, T]) and passes an
+AttentionMetadata object down the model's forward as the `labs_attention` keyword; transformers
+hands it, unchanged, to the function registered here for every attention layer. The function writes
+the new keys/values into the paged KV cache (by slot) and attends each sequence's queries to its
+cached context. This file holds the plain-torch reference used on CPU; attention_triton.py holds
+the GPU kernels, chosen per batch through `AttentionMetadata.backend`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+ATTENTION_NAME = "labs_paged"
+
+
+@dataclass
+class KVCache:
+    """One tensor per layer for keys and one for values: [num_blocks, block_size, kv_heads, head_dim]."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+
+    @property
+    def block_size(self) -> int:
+        return self.keys[0].shape[1]
+
+
+@dataclass
+class AttentionMetadata:
+    kv: KVCache
+    slot_mapping: torch.Tensor  # [T] int64: cache slot of each new token
+    block_tables: torch.Tensor  # [B, max_blocks] int32, padded with 0
+    context_lens: torch.Tensor  # [B] int32: tokens in cache after this step (computed + new)
+    query_lens: list[int]  # new tokens per sequence (host copy, for the reference loop)
+    context_lens_host: list[int]
+    decode_only: bool
+    backend: Any = None  # GPU kernels (attention_triton.TritonBackend) or None: reference
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def write_kv(meta: AttentionMetadata, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
+    """key/value: [T, kv_heads, head_dim] -> their slots in this layer's cache."""
+    k_cache, v_cache = meta.kv.keys[layer], meta.kv.values[layer]
+    flat_k = k_cache.view(-1, *k_cache.shape[2:])
+    flat_v = v_cache.view(-1, *v_cache.shape[2:])
+    flat_k.index_copy_(0, meta.slot_mapping, key.to(k_cache.dtype))
+    flat_v.index_copy_(0, meta.slot_mapping, value.to(v_cache.dtype))
+
+
+def _gather_context(cache: torch.Tensor, table: torch.Tensor, length: int) -> torch.Tensor:
+    """A sequence's first `length` cached tokens: [length, kv_heads, head_dim]."""
+    block_size = cache.shape[1]
+    blocks = table[: -(-length // block_size)].long()
+    return cache[blocks].reshape(-1, *cache.shape[2:])[:length]
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float, start: int,
+            sliding_window: int | None, softcap: float | None) -> torch.Tensor:
+    """q: [H, n, D] at positions start..start+n-1; k, v: [Hkv, ctx, D]. Causal, bottom-right."""
+    n, ctx = q.shape[1], k.shape[1]
+    q_pos = torch.arange(start, start + n, device=q.device)[:, None]
+    k_pos = torch.arange(ctx, device=q.device)[None, :]
+    allowed = k_pos <= q_pos
+    if sliding_window:
+        allowed &= k_pos > q_pos - sliding_window
+    groups = q.shape[0] // k.shape[0]
+    if groups > 1:
+        k = k.repeat_interleave(groups, dim=0)
+        v = v.repeat_interleave(groups, dim=0)
+    if softcap:
+        scores = (q @ k.transpose(-1, -2)) * scale
+        scores = torch.tanh(scores / softcap) * softcap
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        return torch.softmax(scores.float(), dim=-1).to(v.dtype) @ v
+    if n == 1 and not sliding_window:
+        return F.scaled_dot_product_attention(q, k, v, scale=scale)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, scale=scale)
+
+
+def reference_attention(meta: AttentionMetadata, layer: int, q: torch.Tensor, scale: float,
+                        sliding_window: int | None, softcap: float | None) -> torch.Tensor:
+    """Plain torch, one sequence at a time: q [T, H, D] -> [T, H, D]."""
+    out = torch.empty_like(q)
+    k_cache, v_cache = meta.kv.keys[layer], meta.kv.values[layer]
+    offset = 0
+    for i, (n, ctx) in enumerate(zip(meta.query_lens, meta.context_lens_host)):
+        k = _gather_context(k_cache, meta.block_tables[i], ctx).transpose(0, 1)
+        v = _gather_context(v_cache, meta.block_tables[i], ctx).transpose(0, 1)
+        qi = q[offset:offset + n].transpose(0, 1)
+        out[offset:offset + n] = _attend(qi, k, v, scale, ctx - n, sliding_window, softcap).transpose(0, 1)
+        offset += n
+    return out
+
+
+def paged_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, scaling: float | None = None,
+                            dropout: float = 0.0, labs_attention: AttentionMetadata | None = None,
+                            sliding_window: int | None = None, softcap: float | None = None,
+                            **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """The function transformers calls for each attention layer (query [1, H, T, D])."""
+    meta = labs_attention
+    if meta is None:
+        raise RuntimeError("labs paged attention called without metadata (use the engine's model runner)")
+    if kwargs.get("s_aux") is not None or getattr(module, "sinks", None) is not None:
+        raise NotImplementedError("attention sinks are not supported by the paged path")
+    layer = module.layer_idx
+    q = query[0].transpose(0, 1)  # [T, H, D]
+    k = key[0].transpose(0, 1)
+    v = value[0].transpose(0, 1)
+    scale = scaling if scaling is not None else q.shape[-1] ** -0.5
+    write_kv(meta, layer, k, v)
+    if meta.backend is not None:
+        out = meta.backend.attend(meta, layer, q, scale, sliding_window, softcap)
+    else:
+        out = reference_attention(meta, layer, q, scale, sliding_window, softcap)
+    return out.unsqueeze(0), None
+
+
+def register() -> None:
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(ATTENTION_NAME, paged_attention_forward)

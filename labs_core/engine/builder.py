@@ -1,0 +1,110 @@
+"""Builds the serving backend for a loaded model: the paged engine when the model's attention goes
+through transformers' attention interface and our paged path reproduces its logits, else the
+generate fallback. Also sizes the KV cache from memory.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from labs_core.engine.async_engine import AsyncEngine
+from labs_core.engine.block_manager import BlockManager
+from labs_core.engine.engine import EngineConfig, LLMEngine
+from labs_core.engine.model_runner import KVLayout, ModelRunner, kv_layout
+from labs_core.engine.scheduler import ScheduledBatch
+from labs_core.engine.sequence import Sequence
+from labs_core.engine.params import SamplingParams
+
+log = logging.getLogger(__name__)
+
+PROBE_TOKENS = 24
+PROBE_TOLERANCE = 1e-2  # relative to the logits' scale; fp32 differences are ~1e-6
+
+
+class PagedUnsupported(Exception):
+    """The model cannot be served by the paged engine; the reason goes to the log and ModelInfo."""
+
+
+@dataclass(frozen=True)
+class KVSizing:
+    num_blocks: int = 0  # fixed count; 0 = from memory
+    cpu_kv_cache_gib: float = 1.0
+    gpu_memory_fraction: float = 0.9
+
+
+def num_kv_blocks(layout: KVLayout, block_size: int, sizing: KVSizing, device: torch.device,
+                  max_useful_tokens: int) -> int:
+    """Blocks that fit the memory budget, but no more than max_useful_tokens need."""
+    if sizing.num_blocks:
+        return sizing.num_blocks
+    per_block = layout.bytes_per_block(block_size)
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        used = total - free
+        budget = int(total * sizing.gpu_memory_fraction) - used
+    else:
+        budget = int(sizing.cpu_kv_cache_gib * 2**30)
+    blocks = max(budget // per_block, 0)
+    useful = -(-max_useful_tokens // block_size) + 1
+    return int(min(blocks, useful))
+
+
+def check_supported(model: Any) -> None:
+    if not getattr(type(model), "_supports_attention_backend", False):
+        raise PagedUnsupported(f"{type(model).__name__} does not route attention through transformers' "
+                               "attention interface")
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    if getattr(config, "layer_types", None) and any(t not in ("full_attention", "sliding_attention")
+                                                    for t in config.layer_types):
+        raise PagedUnsupported(f"layer types {sorted(set(config.layer_types))} include non-attention layers")
+
+
+def probe(model: Any, runner: ModelRunner, vocab_size: int) -> None:
+    """Run a short random prompt through the model's own attention and through ours (in two chunks,
+    so chunked prefill and the cache are exercised); refuse when the logits differ."""
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, vocab_size, (PROBE_TOKENS,), generator=generator).tolist()
+    original = runner.original_attn_implementation
+    with torch.inference_mode():
+        model.set_attn_implementation(original)
+        try:
+            expected = model(input_ids=torch.tensor([ids], device=runner.device), use_cache=False).logits[0].float()
+        finally:
+            model.set_attn_implementation(runner.attn_name)
+        blocks = BlockManager(runner.num_blocks, runner.block_size, enable_prefix_caching=False)
+        seq = Sequence(request_id="probe", choice_index=0, token_ids=ids, params=SamplingParams(), seed=0)
+        got = []
+        for n in (PROBE_TOKENS // 2, PROBE_TOKENS - PROBE_TOKENS // 2):
+            blocks.allocate(seq, seq.num_computed_tokens + n)
+            batch = ScheduledBatch([seq], [n])
+            got.append(runner.forward(batch, all_logits=True).float())
+            seq.num_computed_tokens += n
+    got_logits = torch.cat(got)
+    scale = expected.abs().max().clamp_min(1e-6)
+    error = float((got_logits - expected).abs().max() / scale)
+    if not error < PROBE_TOLERANCE:
+        raise PagedUnsupported(f"paged attention does not reproduce the model's logits (relative error {error:.2e})")
+
+
+def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineConfig, sizing: KVSizing,
+                       eos_token_ids: list[int]) -> AsyncEngine:
+    check_supported(model)
+    dev = torch.device(device)
+    layout = kv_layout(model)
+    blocks = num_kv_blocks(layout, config.block_size, sizing, dev,
+                           max_useful_tokens=config.max_num_seqs * config.max_model_len)
+    if blocks * config.block_size < min(config.max_model_len, 2 * PROBE_TOKENS):
+        raise PagedUnsupported(f"only {blocks} KV blocks fit in memory")
+    runner = ModelRunner(model, config.block_size, blocks, dev, tuple(eos_token_ids))
+    try:
+        probe(model, runner, len(tokenizer))
+    except Exception:
+        runner.restore_attention()
+        raise
+    log.info("paged engine: %d KV blocks of %d tokens (%.2f GiB)", blocks, config.block_size,
+             blocks * layout.bytes_per_block(config.block_size) / 2**30)
+    return AsyncEngine(LLMEngine(runner, tokenizer, config, eos_token_ids))

@@ -1,0 +1,238 @@
+"""The engine: requests in, one step at a time (schedule, run, postprocess), events out.
+
+Synchronous and single-threaded by design; async_engine.py drives it from asyncio. Knows nothing
+of gRPC or HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from labs_core.engine.block_manager import BlockManager
+from labs_core.engine.choice_stream import ChoiceStream
+from labs_core.engine.detokenizer import token_text
+from labs_core.engine.metrics import EngineMetrics
+from labs_core.engine.model_runner import ModelRunner
+from labs_core.engine.outputs import (ChoiceDelta, RequestDone, StreamEvent, Timings, TokenLogprob, TopLogprob,
+                                      Usage)
+from labs_core.engine.request import EngineRequest
+from labs_core.engine.sampler import SamplerOutput
+from labs_core.engine.scheduler import ScheduledBatch, Scheduler, SchedulerConfig
+from labs_core.engine.sequence import Sequence
+from labs_core.errors import ContextTooLong, QueueFull
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineConfig:
+    block_size: int = 16
+    max_num_seqs: int = 64
+    max_num_batched_tokens: int = 2048
+    max_model_len: int = 2048
+    max_waiting: int = 256
+    prefix_caching: bool = True
+
+
+@dataclass
+class RequestState:
+    request: EngineRequest
+    seqs: list[Sequence]
+    streams: list[ChoiceStream]
+    finished: int = 0
+    first_token_time: float | None = None
+    last_token_time: float | None = None
+    done: bool = field(default=False)
+
+
+class LLMEngine:
+    def __init__(self, runner: ModelRunner, tokenizer: Any, config: EngineConfig, eos_token_ids: list[int]):
+        self.runner = runner
+        self.tokenizer = tokenizer
+        self.config = config
+        self.eos_token_ids = frozenset(eos_token_ids)
+        self.blocks = BlockManager(runner.num_blocks, config.block_size, config.prefix_caching)
+        self.scheduler = Scheduler(SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens,
+                                                   config.max_model_len), self.blocks)
+        self.requests: dict[str, RequestState] = {}
+        self.metrics = EngineMetrics()
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def validate(self, request: EngineRequest, pending: int = 0) -> None:
+        """Refuse at once what cannot be admitted: a full queue (`pending` requests are queued but
+        not yet added), or a request that can never fit the context or the KV cache."""
+        if request.request_id in self.requests:
+            raise ValueError(f"duplicate request id {request.request_id}")
+        params = request.params
+        free_slots = max(self.config.max_num_seqs - len(self.scheduler.running), 0)
+        if len(self.scheduler.waiting) + pending + params.n > self.config.max_waiting + free_slots:
+            self.metrics.requests_rejected += 1
+            raise QueueFull(f"server busy: {len(self.scheduler.waiting) + pending} sequences waiting; "
+                            "retry shortly", retry_after_s=1.0)
+        total = len(request.prompt_ids) + params.max_tokens
+        if total > self.config.max_model_len:
+            raise ContextTooLong(f"prompt + max_tokens = {total} tokens is over the context length "
+                                 f"{self.config.max_model_len}", param="max_tokens")
+        if -(-total // self.config.block_size) > self.blocks.num_blocks:
+            raise ContextTooLong(f"{total} tokens do not fit this server's KV cache "
+                                 f"({self.blocks.num_blocks * self.config.block_size} tokens)", param="max_tokens")
+
+    def add_request(self, request: EngineRequest) -> None:
+        """Queue a request (validated first)."""
+        self.validate(request)
+        params = request.params
+        base_seed = params.seed if params.seed is not None else random.getrandbits(62)
+        seqs: list[Sequence] = []
+        for index in range(params.n):
+            seq = Sequence(request_id=request.request_id, choice_index=index, token_ids=list(request.prompt_ids),
+                           params=params, seed=(base_seed + index * 0x9E3779B97F4A7C15) % (1 << 62),
+                           arrival_time=request.arrival_time, waits_for=seqs[0] if seqs else None)
+            seqs.append(seq)
+            self.scheduler.add(seq)
+        streams = [ChoiceStream(i, self.tokenizer, request.prompt_ids, params, request.reasoning,
+                                request.prompt_text_tail) for i in range(params.n)]
+        self.requests[request.request_id] = RequestState(request, seqs, streams)
+
+    def abort_request(self, request_id: str) -> list[tuple[str, list[StreamEvent]]]:
+        """Cancel a request: its sequences are freed now; returns its final events."""
+        state = self.requests.get(request_id)
+        if state is None:
+            return []
+        events: list[StreamEvent] = []
+        for seq, stream in zip(state.seqs, state.streams):
+            if not seq.is_finished:
+                self.scheduler.finish(seq, "abort")
+                events.append(stream.finish("abort"))
+                state.finished += 1
+        self.metrics.requests_aborted += 1
+        events.append(self._done(state))
+        return [(request_id, events)]
+
+    @property
+    def has_work(self) -> bool:
+        return self.scheduler.has_work
+
+    # -- one step -------------------------------------------------------------------------------
+
+    def step(self) -> list[tuple[str, list[StreamEvent]]]:
+        batch = self.scheduler.schedule()
+        if not batch.seqs:
+            return []
+        output = self.runner.run(batch)
+        return self.postprocess(batch, output)
+
+    def postprocess(self, batch: ScheduledBatch, output: SamplerOutput | None) -> list[tuple[str, list[StreamEvent]]]:
+        now = time.monotonic()
+        sampled_ids = output.token_ids.tolist() if output is not None else []
+        logprob_rows = self._logprob_rows(batch, output)
+        events: dict[str, list[StreamEvent]] = {}
+        row = 0
+        prompt_tokens = generated = 0
+        for i, seq in enumerate(batch.seqs):
+            samples = batch.samples(i)
+            prompt_part = max(0, min(seq.num_prompt_tokens, seq.num_computed_tokens + batch.num_new_tokens[i])
+                              - seq.num_computed_tokens)
+            prompt_tokens += prompt_part
+            seq.num_computed_tokens += batch.num_new_tokens[i]
+            if not samples:
+                self.blocks.register_computed(seq)
+                continue
+            token = sampled_ids[row]
+            logprobs = logprob_rows[row] if logprob_rows else []
+            row += 1
+            seq.token_ids.append(token)
+            generated += 1
+            self.blocks.register_computed(seq)
+            state = self.requests[seq.request_id]
+            if seq.first_token_time is None:
+                seq.first_token_time = now
+            else:
+                self.metrics.inter_token_s.observe(now - (state.last_token_time or now))
+            if state.first_token_time is None:
+                state.first_token_time = now
+                self.metrics.ttft_s.observe(now - state.request.arrival_time)
+            state.last_token_time = now
+            stream = state.streams[seq.choice_index]
+            delta = stream.add([token], logprobs)
+            if delta.finish_reason is None:
+                reason = self._finish_reason(seq, token)
+                if reason is not None:
+                    stream.finish(reason, delta)
+            if delta.finish_reason is not None:
+                self.scheduler.finish(seq, delta.finish_reason)
+                state.finished += 1
+            out = events.setdefault(seq.request_id, [])
+            out.append(delta)
+            if state.finished == len(state.seqs):
+                out.append(self._done(state))
+        self.metrics.record_step(len(batch.seqs), prompt_tokens, generated)
+        return list(events.items())
+
+    def _finish_reason(self, seq: Sequence, token: int) -> str | None:
+        params = seq.params
+        if token in params.stop_token_ids or (token in self.eos_token_ids and not params.ignore_eos):
+            return "stop"  # the sampler bans these before min_tokens
+        if seq.num_generated >= params.max_tokens or seq.num_tokens >= self.config.max_model_len:
+            return "length"
+        return None
+
+    def _logprob_rows(self, batch: ScheduledBatch, output: SamplerOutput | None) -> list[list[TokenLogprob]]:
+        if output is None or output.logprobs is None:
+            return []
+        sampling = [s for i, s in enumerate(batch.seqs) if batch.samples(i)]
+        chosen = output.token_ids.tolist()
+        values = output.logprobs.tolist()
+        top_ids = output.top_ids.tolist() if output.top_ids is not None else None
+        top_values = output.top_logprobs.tolist() if output.top_logprobs is not None else None
+        rows: list[list[TokenLogprob]] = []
+        for r, seq in enumerate(sampling):
+            if not seq.params.logprobs:
+                rows.append([])
+                continue
+            entry = TokenLogprob(chosen[r], token_text(self.tokenizer, chosen[r]), values[r])
+            k = seq.params.top_logprobs
+            if k and top_ids is not None:
+                entry.top = [TopLogprob(t, token_text(self.tokenizer, t), v)
+                             for t, v in zip(top_ids[r][:k], top_values[r][:k])]
+            rows.append([entry])
+        return rows
+
+    def _done(self, state: RequestState) -> RequestDone:
+        """Usage and timings of a finished request; forgets it."""
+        self.requests.pop(state.request.request_id, None)
+        state.done = True
+        now = time.monotonic()
+        arrival = state.request.arrival_time
+        first_scheduled = min((s.first_scheduled_time for s in state.seqs if s.first_scheduled_time), default=now)
+        first_token = state.first_token_time or now
+        completion = sum(s.num_generated for s in state.seqs)
+        usage = Usage(prompt_tokens=len(state.request.prompt_ids), completion_tokens=completion,
+                      cached_tokens=state.seqs[0].num_cached_tokens,
+                      reasoning_tokens=sum(st.reasoning_tokens for st in state.streams))
+        decode_time = now - first_token
+        timings = Timings(
+            queue_ms=(first_scheduled - arrival) * 1e3, ttft_ms=(first_token - arrival) * 1e3,
+            total_ms=(now - arrival) * 1e3,
+            prefill_tokens_per_s=usage.prompt_tokens / max(first_token - first_scheduled, 1e-9),
+            decode_tokens_per_s=max(completion - len(state.seqs), 0) / decode_time if decode_time > 0 else 0.0)
+        self.metrics.requests_finished += 1
+        self.metrics.cached_tokens_total += usage.cached_tokens
+        return RequestDone(usage, timings)
+
+    def stats(self) -> dict[str, float]:
+        prompt_tps, gen_tps = self.metrics.throughput()
+        return {
+            "running": len(self.scheduler.running), "waiting": len(self.scheduler.waiting),
+            "kv_blocks_total": self.blocks.num_blocks, "kv_blocks_used": self.blocks.num_used_blocks,
+            "prefix_cache_hit_rate": self.blocks.hit_rate, "prompt_tokens_per_s": prompt_tps,
+            "generation_tokens_per_s": gen_tps, "requests_finished": self.metrics.requests_finished,
+            "requests_rejected": self.metrics.requests_rejected,
+            "prompt_tokens_total": self.metrics.prompt_tokens_total,
+            "generation_tokens_total": self.metrics.generation_tokens_total,
+            "preemptions_total": self.scheduler.num_preemptions, "block_size": self.config.block_size,
+        }
