@@ -8,6 +8,7 @@ import time
 import grpc
 
 import labs_core
+from labs_core import metrics
 from labs_core.models.registry import CHAT, ModelState
 from labs_core.proto import server_pb2, server_pb2_grpc
 from labs_core.services import convert
@@ -58,6 +59,5 @@ class ServerServicer(server_pb2_grpc.ServerServicer):
             stats = entry.obj.backend.stats()
             engines.append(server_pb2.EngineStats(model=entry.name, **{
                 k: v for k, v in stats.items() if k in server_pb2.EngineStats.DESCRIPTOR.fields_by_name}))
-        metrics = self.state.extras.get("metrics")
         return server_pb2.ServerStats(engines=engines, active_streams=self.state.active_streams,
-                                      prometheus_text=metrics.render() if metrics is not None else "")
+                                      prometheus_text=metrics.render(self.state.registry, self.state.active_streams))

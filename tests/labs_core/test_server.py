@@ -83,3 +83,15 @@ def test_tokenize(channel):
     stub = generation_pb2_grpc.GenerationStub(channel)
     out = stub.Tokenize(g.TokenizeRequest(text="hello world", return_tokens=True))
     assert out.count == len(out.token_ids) == len(out.tokens) > 0 and out.max_model_len == 1024
+
+
+def test_stats_and_prometheus_text_after_a_request(channel):
+    stub = generation_pb2_grpc.GenerationStub(channel)
+    list(stub.Generate(g.GenerateRequest(prompt="count", sampling=g.SamplingParams(max_tokens=3, ignore_eos=True))))
+    stats = server_pb2_grpc.ServerStub(channel).GetStats(server_pb2.StatsRequest())
+    engine = next(e for e in stats.engines if e.model == "tiny")
+    assert engine.requests_finished >= 1 and engine.kv_blocks_total > 0 and engine.running == 0
+    assert engine.kv_blocks_used == 0  # finished requests hold no blocks (cached ones are free)
+    text = stats.prometheus_text
+    assert 'labs_engine_requests_finished{model="tiny"}' in text
+    assert 'labs_engine_ttft_s_bucket{model="tiny",le="+Inf"}' in text
