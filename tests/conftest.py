@@ -9,6 +9,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on the CPU in tests (no GPU in CI)
 
 from tests.support import build_tiny_llama, smollm2_tokenizer_dir  # noqa: E402
 

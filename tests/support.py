@@ -83,3 +83,20 @@ def core_settings(model_path: str | Path, **sections: dict[str, Any]) -> Any:
     for section, values in sections.items():
         layer.update({f"{section}.{k}": v for k, v in values.items()})
     return Settings.from_layers([(ValueSource("cli"), layer)])
+
+
+def patch_triton_interpreter() -> None:
+    """Triton 3.6's CPU interpreter turns scalar tensors into Python ints with int(array), which
+    NumPy 2.x refuses for shape-(1,) arrays (dynamic loop bounds hit it). Convert via .item()."""
+    from triton.runtime import interpreter
+
+    original = interpreter._patch_lang_tensor
+    if getattr(original, "_labs_patched", False):
+        return
+
+    def patched(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.reshape(-1)[0]))
+
+    patched._labs_patched = True
+    interpreter._patch_lang_tensor = patched

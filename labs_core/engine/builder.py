@@ -37,20 +37,37 @@ class KVSizing:
 
 
 def num_kv_blocks(layout: KVLayout, block_size: int, sizing: KVSizing, device: torch.device,
-                  max_useful_tokens: int) -> int:
-    """Blocks that fit the memory budget, but no more than max_useful_tokens need."""
+                  max_useful_tokens: int, reserve_bytes: int = 0) -> int:
+    """Blocks that fit the memory budget (less `reserve_bytes` for activations), but no more than
+    max_useful_tokens need."""
     if sizing.num_blocks:
         return sizing.num_blocks
     per_block = layout.bytes_per_block(block_size)
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         used = total - free
-        budget = int(total * sizing.gpu_memory_fraction) - used
+        budget = int(total * sizing.gpu_memory_fraction) - used - reserve_bytes
     else:
         budget = int(sizing.cpu_kv_cache_gib * 2**30)
     blocks = max(budget // per_block, 0)
     useful = -(-max_useful_tokens // block_size) + 1
     return int(min(blocks, useful))
+
+
+def activation_peak_bytes(runner: ModelRunner, config: EngineConfig, vocab_size: int) -> int:
+    """Measured peak memory of the largest step (a full token budget of prefill), plus room for the
+    sampler's [max_num_seqs, vocab] float tensors."""
+    tokens = min(config.max_num_batched_tokens, runner.num_blocks * runner.block_size)
+    seq = Sequence(request_id="profile", choice_index=0, token_ids=[0] * tokens, params=SamplingParams(), seed=0)
+    BlockManager(runner.num_blocks, runner.block_size, enable_prefix_caching=False).allocate(seq, tokens)
+    torch.cuda.synchronize(runner.device)
+    torch.cuda.reset_peak_memory_stats(runner.device)
+    before = torch.cuda.memory_allocated(runner.device)
+    runner.forward(ScheduledBatch([seq], [tokens]))
+    torch.cuda.synchronize(runner.device)
+    peak = torch.cuda.max_memory_allocated(runner.device) - before
+    sampler = 8 * 4 * config.max_num_seqs * vocab_size
+    return int(peak * 1.1) + sampler
 
 
 def check_supported(model: Any) -> None:
@@ -91,20 +108,30 @@ def probe(model: Any, runner: ModelRunner, vocab_size: int) -> None:
 
 
 def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineConfig, sizing: KVSizing,
-                       eos_token_ids: list[int]) -> AsyncEngine:
+                       eos_token_ids: list[int], cuda_graphs: bool = True) -> AsyncEngine:
+    """Probe the model on a small cache, size the real cache from what is left, capture graphs."""
     check_supported(model)
     dev = torch.device(device)
     layout = kv_layout(model)
-    blocks = num_kv_blocks(layout, config.block_size, sizing, dev,
-                           max_useful_tokens=config.max_num_seqs * config.max_model_len)
-    if blocks * config.block_size < min(config.max_model_len, 2 * PROBE_TOKENS):
-        raise PagedUnsupported(f"only {blocks} KV blocks fit in memory")
-    runner = ModelRunner(model, config.block_size, blocks, dev, tuple(eos_token_ids))
+    useful_tokens = config.max_num_seqs * config.max_model_len
+    probe_blocks = max(-(-max(config.max_num_batched_tokens, 2 * PROBE_TOKENS) // config.block_size) + 1, 8)
+    runner = ModelRunner(model, config.block_size, probe_blocks, dev, tuple(eos_token_ids))
     try:
         probe(model, runner, len(tokenizer))
     except Exception:
         runner.restore_attention()
         raise
+    reserve = activation_peak_bytes(runner, config, runner.vocab_size) if dev.type == "cuda" else 0
+    runner.kv = None  # release the probe cache before sizing the real one
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
+    blocks = num_kv_blocks(layout, config.block_size, sizing, dev, useful_tokens, reserve)
+    if blocks * config.block_size < min(config.max_model_len, 2 * PROBE_TOKENS):
+        runner.restore_attention()
+        raise PagedUnsupported(f"only {blocks} KV blocks fit in memory")
+    runner.resize_kv(blocks)
     log.info("paged engine: %d KV blocks of %d tokens (%.2f GiB)", blocks, config.block_size,
              blocks * layout.bytes_per_block(config.block_size) / 2**30)
+    if dev.type == "cuda" and cuda_graphs:
+        runner.capture_cuda_graphs(min(config.max_num_seqs, 512), config.max_model_len)
     return AsyncEngine(LLMEngine(runner, tokenizer, config, eos_token_ids))

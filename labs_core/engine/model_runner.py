@@ -2,7 +2,9 @@
 
 Every sequence's new tokens are packed into one row ([1, T]) with explicit positions; the
 AttentionMetadata object travels down the forward as a keyword; logits are kept only at the rows
-that sample. The only engine module that touches torch devices (with attention*.py and sampler.py).
+that sample. On CUDA the attention is the Triton backend and decode-only batches replay CUDA
+graphs. The only engine module that touches torch devices (with attention*.py, cuda_graphs.py and
+sampler.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from labs_core.engine import attention
@@ -41,6 +44,18 @@ def kv_layout(model: Any) -> KVLayout:
     return KVLayout(config.num_hidden_layers, kv_heads, head_dim, model.dtype)
 
 
+@dataclass
+class HostBatch:
+    """A batch's inputs as host arrays, before they go to the device."""
+
+    ids: np.ndarray
+    positions: np.ndarray
+    slots: np.ndarray
+    tables: np.ndarray
+    context_lens: np.ndarray
+    logit_rows: np.ndarray
+
+
 class ModelRunner:
     def __init__(self, model: Any, block_size: int, num_blocks: int, device: torch.device | str,
                  eos_token_ids: tuple[int, ...] = ()):
@@ -49,13 +64,30 @@ class ModelRunner:
         self.block_size = block_size
         self.layout = kv_layout(model)
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
-        self.kv = allocate_kv_cache(self.layout, num_blocks, block_size, self.device)
+        # One spare block past the usable ones: CUDA-graph padding rows write there.
+        self.kv = allocate_kv_cache(self.layout, num_blocks + 1, block_size, self.device)
+        self.null_block = num_blocks
         self.sampler = Sampler()
         self.eos_token_ids = tuple(eos_token_ids)
+        self.attention_backend = None
+        self.sm_count = 0
+        if self.device.type == "cuda":
+            from labs_core.engine.attention_triton import TritonBackend
+
+            self.attention_backend = TritonBackend()
+            self.sm_count = torch.cuda.get_device_properties(self.device).multi_processor_count
+        self.max_context = 0
+        self.graphs = None
         self.attn_name = attention.ATTENTION_NAME
         self.original_attn_implementation = model.config._attn_implementation
         attention.register()
         model.set_attn_implementation(self.attn_name)
+
+    def resize_kv(self, num_blocks: int) -> None:
+        """Replace the KV cache with one of num_blocks usable blocks (plus the null block)."""
+        self.kv = None
+        self.kv = allocate_kv_cache(self.layout, num_blocks + 1, self.block_size, self.device)
+        self.null_block = num_blocks
 
     def restore_attention(self) -> None:
         """Give the model its own attention back (when the paged path is refused)."""
@@ -63,50 +95,77 @@ class ModelRunner:
 
     @property
     def num_blocks(self) -> int:
-        return self.kv.keys[0].shape[0]
+        """Blocks the block manager may hand out (the null block excluded)."""
+        return self.null_block
 
-    def prepare(self, batch: ScheduledBatch, all_logits: bool = False
-                ) -> tuple[torch.Tensor, torch.Tensor, AttentionMetadata, torch.Tensor]:
-        """Host lists -> device tensors: input ids, positions, attention metadata, logit rows."""
-        ids: list[int] = []
-        positions: list[int] = []
-        slots: list[int] = []
-        logit_rows: list[int] = []
-        context_lens: list[int] = []
+    def decode_splits(self, batch: int) -> int:
+        if self.attention_backend is None:
+            return 1
+        return self.attention_backend.num_splits(batch, self.layout.num_kv_heads, self.max_context, self.sm_count)
+
+    def capture_cuda_graphs(self, max_batch: int, max_context: int) -> float:
+        """Capture decode graphs for batch sizes up to max_batch; returns the seconds it took."""
+        from labs_core.engine.cuda_graphs import DecodeGraphs
+
+        self.max_context = max_context
+        self.graphs = DecodeGraphs(self, max_batch, -(-max_context // self.block_size))
+        self.graphs.capture()
+        return self.graphs.capture_seconds
+
+    def host_batch(self, batch: ScheduledBatch, all_logits: bool = False) -> HostBatch:
         bs = self.block_size
+        n_seqs = len(batch.seqs)
+        total = batch.num_tokens
+        ids = np.empty(total, dtype=np.int64)
+        positions = np.empty(total, dtype=np.int64)
+        context_lens = np.empty(n_seqs, dtype=np.int32)
+        width = max(len(s.block_table) for s in batch.seqs)
+        tables = np.zeros((n_seqs, width), dtype=np.int32)
+        logit_rows: list[int] = []
+        offset = 0
         for i, (seq, n) in enumerate(zip(batch.seqs, batch.num_new_tokens)):
             start = seq.num_computed_tokens
-            ids.extend(seq.token_ids[start:start + n])
-            positions.extend(range(start, start + n))
-            table = seq.block_table
-            slots.extend(table[p // bs] * bs + p % bs for p in range(start, start + n))
-            context_lens.append(start + n)
+            ids[offset:offset + n] = seq.token_ids[start:start + n]
+            positions[offset:offset + n] = np.arange(start, start + n)
+            tables[i, :len(seq.block_table)] = seq.block_table
+            context_lens[i] = start + n
+            offset += n
             if all_logits:
-                logit_rows.extend(range(len(ids) - n, len(ids)))
+                logit_rows.extend(range(offset - n, offset))
             elif batch.samples(i):
-                logit_rows.append(len(ids) - 1)
-        width = max(len(s.block_table) for s in batch.seqs)
-        tables = [s.block_table + [0] * (width - len(s.block_table)) for s in batch.seqs]
+                logit_rows.append(offset - 1)
+        seq_index = np.repeat(np.arange(n_seqs), batch.num_new_tokens)
+        block_of = tables[seq_index, positions // bs]
+        slots = block_of.astype(np.int64) * bs + positions % bs
+        return HostBatch(ids, positions, slots, tables, context_lens, np.asarray(logit_rows, dtype=np.int64))
+
+    def metadata(self, host: HostBatch, batch: ScheduledBatch) -> AttentionMetadata:
         dev = self.device
+        as_device = lambda a: torch.from_numpy(a).to(dev, non_blocking=True)  # noqa: E731
         meta = AttentionMetadata(
-            kv=self.kv,
-            slot_mapping=torch.tensor(slots, dtype=torch.int64, device=dev),
-            block_tables=torch.tensor(tables, dtype=torch.int32, device=dev),
-            context_lens=torch.tensor(context_lens, dtype=torch.int32, device=dev),
-            query_lens=list(batch.num_new_tokens),
-            context_lens_host=context_lens,
-            decode_only=batch.is_decode_only,
-        )
-        return (torch.tensor([ids], dtype=torch.int64, device=dev),
-                torch.tensor([positions], dtype=torch.int64, device=dev), meta,
-                torch.tensor(logit_rows, dtype=torch.int64, device=dev))
+            kv=self.kv, slot_mapping=as_device(host.slots), block_tables=as_device(host.tables),
+            context_lens=as_device(host.context_lens), query_lens=list(batch.num_new_tokens),
+            context_lens_host=host.context_lens.tolist(), decode_only=batch.is_decode_only,
+            backend=self.attention_backend)
+        if self.attention_backend is not None:
+            if meta.decode_only:
+                meta.extra["num_splits"] = self.decode_splits(len(batch.seqs))
+            else:
+                meta.extra["tiles"] = self.attention_backend.prefill_tiles(meta.query_lens, dev)
+        return meta
 
     @torch.inference_mode()
     def forward(self, batch: ScheduledBatch, all_logits: bool = False) -> torch.Tensor:
-        """Logits [num sampling sequences, vocab] for the batch (every new token's with all_logits)."""
-        input_ids, positions, meta, rows = self.prepare(batch, all_logits)
-        out = self.model(input_ids=input_ids, position_ids=positions, use_cache=False, labs_attention=meta,
-                         logits_to_keep=rows)
+        """Logits [sampling sequences, vocab] (every new token's with all_logits)."""
+        host = self.host_batch(batch, all_logits)
+        if (self.graphs is not None and batch.is_decode_only and not all_logits
+                and len(batch.seqs) <= self.graphs.max_batch):
+            return self.graphs.run(host.ids, host.positions, host.slots, host.tables, host.context_lens)
+        meta = self.metadata(host, batch)
+        dev = self.device
+        out = self.model(input_ids=torch.from_numpy(host.ids).to(dev)[None],
+                         position_ids=torch.from_numpy(host.positions).to(dev)[None], use_cache=False,
+                         labs_attention=meta, logits_to_keep=torch.from_numpy(host.logit_rows).to(dev))
         return out.logits[0]
 
     @torch.inference_mode()
@@ -132,8 +191,9 @@ def sampling_tensors(seqs: list[Sequence], vocab: int, device: torch.device,
     temps = [0.0 if p.greedy else p.temperature for p in params]
 
     def tensor(values: list, dtype: torch.dtype) -> torch.Tensor:
-        return torch.tensor(values, dtype=dtype, device=device)
+        return torch.tensor(values, dtype=dtype).to(device, non_blocking=True)
 
+    all_greedy = all(t == 0.0 for t in temps)
     t = SamplingTensors(
         temperature=tensor(temps, torch.float32),
         top_p=tensor([p.top_p for p in params], torch.float32),
@@ -141,7 +201,7 @@ def sampling_tensors(seqs: list[Sequence], vocab: int, device: torch.device,
         min_p=tensor([p.min_p for p in params], torch.float32),
         seeds=tensor([s.seed for s in seqs], torch.int64),
         positions=tensor([s.num_tokens for s in seqs], torch.int64),
-        all_greedy=all(t == 0.0 for t in temps),
+        all_greedy=all_greedy,
         any_top_p=any(p.top_p < 1.0 for p in params),
         any_top_k=any(p.top_k > 0 for p in params),
         any_min_p=any(p.min_p > 0.0 for p in params),

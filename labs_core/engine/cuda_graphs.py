@@ -1,0 +1,97 @@
+"""CUDA graphs for decode steps: the whole model forward for a batch of one-token sequences,
+captured once per batch-size bucket and replayed with inputs copied into fixed buffers.
+
+Padded rows (a batch of 5 replays the graph for 8) write their K/V into a spare "null" block that
+no sequence owns, and attend to one token of it; their logits are dropped.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from labs_core.engine.attention import AttentionMetadata
+
+log = logging.getLogger(__name__)
+
+
+def bucket_sizes(max_batch: int) -> list[int]:
+    sizes = [b for b in (1, 2, 4, 8) if b <= max_batch]
+    sizes += list(range(16, max_batch + 1, 16))
+    if sizes[-1] != max_batch:
+        sizes.append(max_batch)
+    return sizes
+
+
+class DecodeGraphs:
+    def __init__(self, runner: Any, max_batch: int, max_blocks_per_seq: int):
+        self.runner = runner
+        self.sizes = bucket_sizes(max_batch)
+        dev = runner.device
+        self.input_ids = torch.zeros(max_batch, dtype=torch.int64, device=dev)
+        self.positions = torch.zeros(max_batch, dtype=torch.int64, device=dev)
+        self.slots = torch.zeros(max_batch, dtype=torch.int64, device=dev)
+        self.block_tables = torch.zeros(max_batch, max_blocks_per_seq, dtype=torch.int32, device=dev)
+        self.context_lens = torch.ones(max_batch, dtype=torch.int32, device=dev)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.logits: dict[int, torch.Tensor] = {}
+        self.capture_seconds = 0.0
+
+    @property
+    def max_batch(self) -> int:
+        return self.sizes[-1]
+
+    def _forward(self, size: int) -> torch.Tensor:
+        meta = AttentionMetadata(
+            kv=self.runner.kv, slot_mapping=self.slots[:size], block_tables=self.block_tables[:size],
+            context_lens=self.context_lens[:size], query_lens=[1] * size, context_lens_host=[1] * size,
+            decode_only=True, backend=self.runner.attention_backend,
+            extra={"num_splits": self.runner.decode_splits(size)})
+        out = self.runner.model(input_ids=self.input_ids[None, :size], position_ids=self.positions[None, :size],
+                                use_cache=False, labs_attention=meta, logits_to_keep=0)
+        return out.logits[0]
+
+    @torch.inference_mode()
+    def capture(self) -> None:
+        started = time.perf_counter()
+        self._reset_padding(0, self.max_batch)
+        pool = None
+        for size in reversed(self.sizes):  # largest first: smaller graphs reuse its memory pool
+            self._forward(size)  # warm-up: Triton compiles, allocator settles
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                self.logits[size] = self._forward(size)
+            pool = graph.pool()
+            self.graphs[size] = graph
+        torch.cuda.synchronize()
+        self.capture_seconds = time.perf_counter() - started
+        log.info("captured %d decode CUDA graphs (batch %d..%d) in %.1fs", len(self.sizes), self.sizes[0],
+                 self.sizes[-1], self.capture_seconds)
+
+    def _reset_padding(self, start: int, end: int) -> None:
+        null = self.runner.null_block
+        self.slots[start:end] = null * self.runner.block_size
+        self.block_tables[start:end, 0] = null
+        self.context_lens[start:end] = 1
+
+    def run(self, ids: np.ndarray, positions: np.ndarray, slots: np.ndarray, tables: np.ndarray,
+            context_lens: np.ndarray) -> torch.Tensor:
+        """Logits [n, vocab] for n decoding sequences (n <= max_batch)."""
+        n = len(ids)
+        size = self.sizes[bisect.bisect_left(self.sizes, n)]
+        dev = self.runner.device
+        self.input_ids[:n].copy_(torch.from_numpy(ids), non_blocking=True)
+        self.positions[:n].copy_(torch.from_numpy(positions), non_blocking=True)
+        self.slots[:n].copy_(torch.from_numpy(slots), non_blocking=True)
+        self.context_lens[:n].copy_(torch.from_numpy(context_lens), non_blocking=True)
+        self.block_tables[:n, :tables.shape[1]].copy_(torch.from_numpy(tables).to(dev, non_blocking=True))
+        if size > n:
+            self._reset_padding(n, size)
+        self.graphs[size].replay()
+        return self.logits[size][:n]
