@@ -42,6 +42,8 @@ def _sampling(parser: argparse.ArgumentParser, suppress: bool = True) -> None:
                        help="hide a thinking model's reasoning")
     group.add_argument("--think", dest="opt_think", metavar="on|off", default=none,
                        help="enable_thinking (Qwen3-style models)")
+    group.add_argument("--ignore-eos", dest="opt_ignore_eos", action="store_const", const="on", default=none,
+                       help="generate exactly max tokens (benchmarks)")
 
 
 def build_parser() -> argparse.ArgumentParser:
