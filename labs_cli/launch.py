@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import logging
 import os
 import signal
 import socket
@@ -41,7 +42,7 @@ def wait_ready(client: CoreClient, console: Console, alive: Callable[[], None] =
     when a child died or a signal came. Returns the models. A model that fails to load is an error."""
     deadline = time.monotonic() + timeout_s
     columns = (SpinnerColumn(finished_text="[green]✓"), TextColumn("{task.description}"), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as progress:
+    with Progress(*columns, console=console, transient=False, redirect_stdout=False, redirect_stderr=False) as progress:
         core_task = progress.add_task(f"core at {client.address}: starting", total=1)
         extra_task = progress.add_task(extra()[0], total=1) if extra is not None else None
         model_tasks: dict[str, Any] = {}
@@ -105,12 +106,37 @@ def serve(argv: Sequence[str], settings_loader: Callable[[dict], Any], console: 
             settings = settings_loader(args)
         except Exception:  # the core reports configuration errors itself
             settings = None
+        if settings is not None:
+            _log_through(console, settings.logging.log_level)
         if settings is not None and settings.core.grpc_port:
             address = f"{connect_host(settings.core.grpc_host)}:{settings.core.grpc_port}"
             threading.Thread(target=_announce, args=(Target(address, settings.core.core_token,
                                                             settings.core.tls_cert), console),
                              daemon=True, name="labs-serve-watch").start()
     return _call_main(core_main, argv, "labs serve")
+
+
+class _ConsoleLogHandler(logging.Handler):
+    """Log records printed through the console, so they scroll above the spinner instead of into it."""
+
+    def __init__(self, console: Console):
+        super().__init__()
+        self.console = console
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.print(Text(self.format(record)), soft_wrap=True, highlight=False)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
+def _log_through(console: Console, level: str) -> None:
+    """Root logging through the console (the core's basicConfig then leaves it as it is)."""
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(_ConsoleLogHandler(console))
+        root.setLevel(level.upper())
 
 
 def _announce(target: Target, console: Console) -> None:
@@ -296,4 +322,4 @@ def _print_banner(plan: UpPlan, models: list[Any], console: Console) -> None:
     else:
         console.print(f"  core     {plan.core_address}  (gRPC; no gateway)", highlight=False)
     console.print(Text(f"  chat:    labs chat --core {plan.core_address}", style="default"))
-    console.print(Text("  Ctrl-C stops both", style="dim"))
+    console.print(Text("  Ctrl-C stops " + ("both" if plan.gateway_url else "it"), style="dim"))
