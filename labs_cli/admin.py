@@ -12,7 +12,7 @@ from rich.text import Text
 
 from labs_cli.client import CoreClient
 from labs_cli.errors import CliError, CoreError, CoreUnreachable
-from labs_cli.render import human_bytes, kv_table, table
+from labs_cli.render import human_bytes, table
 from labs_core.proto import embeddings_pb2
 
 MODEL_STATES = {0: "?", 1: "not loaded", 2: "loading", 3: "ready", 4: "failed"}

@@ -38,8 +38,8 @@ def direct_answer(address: str, prompt: str, max_tokens: int, **sampling) -> str
 
 @pytest.mark.parametrize("mode", ["--stream", "--no-stream"])
 def test_ask_prints_the_answer_to_stdout(recording_core, tmp_path, mode):
-    result = labs("ask", mode, "--max-tokens", "6", "--temperature", "1", "--seed", "11", "--ignore-eos", "Name", "three",
-                  "fruits.", address=recording_core.address, cwd=tmp_path)
+    result = labs("ask", mode, "--max-tokens", "6", "--temperature", "1", "--seed", "11", "--ignore-eos",
+                  "Name", "three", "fruits.", address=recording_core.address, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     expected = direct_answer(recording_core.address, "Name three fruits.", 6, temperature=1, seed=11)
     assert expected.strip() and result.stdout == expected + ("" if expected.endswith("\n") else "\n")

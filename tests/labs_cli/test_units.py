@@ -125,7 +125,8 @@ def test_bad_config_is_one_line(monkeypatch, capsys, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LABS_TOP_K", "many")
     assert cli_main.main(["config"]) == 2
-    assert capsys.readouterr().err.strip() == "labs: configuration error: LABS_TOP_K (from env): 'many' is not an integer"
+    assert capsys.readouterr().err.strip() == (
+        "labs: configuration error: LABS_TOP_K (from env): 'many' is not an integer")
 
 
 def test_embed_unimplemented_is_one_clean_line(capsys):
@@ -173,3 +174,52 @@ def test_gateway_missing_is_a_clear_error(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "labs_gateway.server", None)
     assert cli_main.main(["gateway"]) == 1
     assert "the gateway is not installed here" in capsys.readouterr().err
+
+
+def _responses():
+    from labs_core.proto import common_pb2, generation_pb2 as g
+
+    return [
+        g.GenerateResponse(request_id="r1", model="qwen", reasoning_text="Let me think. ", token_ids=[1, 2],
+                           source=g.ANSWER_SOURCE_MODEL),
+        g.GenerateResponse(request_id="r1", model="qwen", reasoning_text="Cats purr.", text="**Cats** purr.",
+                           token_ids=[3], source=g.ANSWER_SOURCE_MODEL),
+        g.GenerateResponse(request_id="r1", model="qwen", finish_reason=g.FINISH_REASON_STOP,
+                           usage=common_pb2.Usage(prompt_tokens=9, completion_tokens=3, total_tokens=12,
+                                                  reasoning_tokens=2),
+                           timings=g.Timings(ttft_ms=12.5, total_ms=40, decode_tokens_per_s=80.0),
+                           source=g.ANSWER_SOURCE_MODEL),
+    ]
+
+
+def test_reply_folds_the_stream():
+    from labs_cli.reply import Reply
+
+    reply = Reply()
+    for response in _responses():
+        reply.add(response)
+    assert (reply.text, reply.reasoning, reply.finish_reason) == ("**Cats** purr.", "Let me think. Cats purr.", "stop")
+    assert reply.usage["reasoning_tokens"] == 2 and reply.tokens_per_s == 80.0 and reply.tokens_received == 3
+    data = reply.as_dict()
+    assert data["reasoning"] == "Let me think. Cats purr." and data["model"] == "qwen" and data["source"] == "model"
+
+
+@pytest.mark.parametrize("show", [True, False])
+def test_reasoning_is_dimmed_apart_or_hidden(show):
+    import io
+
+    from rich.console import Console
+
+    from labs_cli.render import print_answer, reply_stats
+    from labs_cli.reply import Reply
+
+    reply = Reply()
+    for response in _responses():
+        reply.add(response)
+    out = io.StringIO()
+    print_answer(Console(file=out, width=80, force_terminal=True, color_system="standard"), reply,
+                 show_reasoning=show)
+    text = out.getvalue()
+    assert ("\x1b[2;3mLet me think. Cats purr.\x1b[0m" in text) is show  # dim italic, before the answer
+    assert "\x1b[1mCats\x1b[0m" in text  # the answer as markdown (bold)
+    assert reply_stats(reply) == "qwen · 3 tokens · 80.0 tok/s · 0.00 s · prompt 9 · reasoning 2 · stop"
