@@ -243,6 +243,9 @@ def up(plan: UpPlan, console: Console, timeout_s: float = 900.0) -> int:
             client.health(timeout=1.0)
         except CoreUnreachable:
             pass
+        except CliError as exc:
+            raise CliError(f"something that is not a labs core answers at {plan.core_address} ({exc}); "
+                           "choose another port (labs up --grpc-port N)") from None
         else:
             raise CliError(f"a core already answers at {plan.core_address}; stop it first, or choose another port "
                            "(labs up --grpc-port N)")

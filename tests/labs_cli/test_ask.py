@@ -93,3 +93,40 @@ def test_models_health_gpu(recording_core, capsys):
     assert f"core {recording_core.address}: SERVING" in out and "chat model tiny: ready" in out
     assert main(["gpu", "--core", recording_core.address]) == 0
     assert "no GPU, serving on CPU" in capsys.readouterr().out
+
+
+def test_sigint_cancels_ask_on_the_server(recording_core, tmp_path):
+    import select
+    import signal
+    import time
+
+    from labs_cli.client import CoreClient, Target
+
+    env = {**os.environ, "LABS_CORE_ADDRESS": recording_core.address, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen([sys.executable, "-m", "labs_cli", "ask", "--max-tokens", "900", "--ignore-eos",
+                                "Tell me everything."], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 60)
+        assert ready, "no output within 60s"
+        first = os.read(process.stdout.fileno(), 64)
+        assert first
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and b"[cancelled]" in err and b"Traceback" not in err
+    assert len((first + out).decode(errors="replace")) > 0
+    with CoreClient(Target(recording_core.address)) as client:
+        deadline = time.monotonic() + 10
+        while (stats := client.stats()).active_streams or stats.engines[0].running:
+            assert time.monotonic() < deadline, stats
+            time.sleep(0.05)
+
+
+def test_bare_labs_with_piped_stdin_asks(recording_core, tmp_path):
+    result = labs("--max-tokens", "2", "--ignore-eos", address=recording_core.address, stdin="Only stdin here.\n",
+                  cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() and recording_core.requests[-1].messages[0].content == "Only stdin here."
