@@ -223,3 +223,26 @@ def test_reasoning_is_dimmed_apart_or_hidden(show):
     assert ("\x1b[2;3mLet me think. Cats purr.\x1b[0m" in text) is show  # dim italic, before the answer
     assert "\x1b[1mCats\x1b[0m" in text  # the answer as markdown (bold)
     assert reply_stats(reply) == "qwen · 3 tokens · 80.0 tok/s · 0.00 s · prompt 9 · reasoning 2 · stop"
+
+
+def _dead_address() -> str:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_gpu_without_a_core_falls_back_to_this_machine(capsys):
+    dead = _dead_address()
+    assert cli_main.main(["gpu", "--core", dead]) == 0
+    assert f"this machine (no core at {dead}), torch " in capsys.readouterr().out
+
+
+def test_debug_shows_the_traceback_instead_of_one_line(capsys):
+    dead = _dead_address()
+    assert cli_main.main(["models", "--core", dead]) == 3
+    assert capsys.readouterr().err.strip() == (f"labs: cannot reach the labs core at {dead}: start it with "
+                                               "`labs serve` (core only) or `make run` (core + gateway)")
+    with pytest.raises(CoreUnreachable):
+        cli_main.main(["--debug", "models", "--core", dead])
