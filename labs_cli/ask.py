@@ -70,14 +70,13 @@ def ask(client: CoreClient, opts: AskOptions, out: TextIO | None = None, err: Te
 
 
 def _ask_rich(client, request, opts: AskOptions, console: Console, err_console: Console) -> Reply:
-    markdown = True
     if opts.stream:
         with StreamView(console, show_reasoning=opts.show_reasoning) as view:
             reply = stream_reply(client, request, on_update=view.update)
     else:
         with console.status("generating…"):
             reply = stream_reply(client, request)
-    print_answer(console, reply, show_reasoning=opts.show_reasoning, markdown=markdown)
+    print_answer(console, reply, show_reasoning=opts.show_reasoning)
     print_stats(err_console, reply)
     return reply
 

@@ -152,7 +152,7 @@ def _client(settings: Any, args: argparse.Namespace):
     return CoreClient(Target.from_settings(settings, getattr(args, "core", None)))
 
 
-def run(args: argparse.Namespace, console: Console, err: Console) -> int:
+def run(args: argparse.Namespace, console: Console) -> int:
     command = args.command
     if command is None:
         if args.show_config:
@@ -255,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return launch.serve(rest, lambda extra: load_settings(args, extra), err)
             return launch.gateway(rest)
         args = build_parser().parse_args(argv)
-        return run(args, console, err)
+        return run(args, console)
     except CliError as exc:
         if debug:
             raise
