@@ -22,6 +22,20 @@ def test_contract_and_config_import_without_torch():
     assert not loaded & set(HEAVY), loaded & set(HEAVY)
 
 
+def test_cli_imports_without_torch():
+    loaded = imports_of("import labs_cli.main, labs_cli.repl, labs_cli.ask, labs_cli.admin, labs_cli.launch")
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
+def test_cli_help_and_config_run_without_torch():
+    """`labs --help` and `labs config` in one process: neither may pull in torch, transformers or pandas."""
+    loaded = imports_of("from labs_cli.main import main\n"
+                        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+                        "assert main(['config']) == 0\n"
+                        "assert main(['--show-config']) == 0")
+    assert "labs_cli" in loaded and not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
 def test_base_dependencies_exclude_heavy_packages():
     import tomllib
 

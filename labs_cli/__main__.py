@@ -1,0 +1,3 @@
+from labs_cli.main import main
+
+raise SystemExit(main())
