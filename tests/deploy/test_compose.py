@@ -11,8 +11,8 @@ import pytest
 from labs_core.config import read_dotenv
 from labs_core.healthcheck import parse_args as healthcheck_args
 from tests.deploy.manifests import (COMPOSE_FILES, DEPLOY, ROOT, Reset, compose_env, container_ports, duration_s,
-                                    final_stage, gpu_reservations, healthcheck_argv, load_compose, merge_compose,
-                                    real_env_vars)
+                                    env_of, final_stage, gpu_reservations, healthcheck_argv, load_compose,
+                                    merge_compose, real_env_vars)
 
 BASE = DEPLOY / "docker-compose.yml"
 CPU = DEPLOY / "docker-compose.cpu.yml"
@@ -111,8 +111,6 @@ def test_stop_grace_outlasts_the_drain(files):
 @pytest.mark.parametrize("files", SETUPS.values(), ids=SETUPS.keys())
 def test_volumes_keep_the_hf_cache_and_mount_data_and_config(files):
     config = effective(*files)
-    from tests.deploy.manifests import env_of
-
     hf_home = env_of(final_stage(DEPLOY / "Dockerfile.core"))["HF_HOME"]
     for core in cores(config).values():
         mounts = {v.split(":")[1]: v.split(":")[0] for v in core["volumes"]}

@@ -234,6 +234,7 @@ def test_gateway_cmd_serves_health_and_ready_against_a_core(tmp_path, tiny_llama
             assert code == 200 and b'"ok"' in body
             assert run_healthcheck(GATEWAY, env, app).returncode == 0
             proc.send_signal(signal.SIGTERM)
-            assert proc.wait(15) == 0, log.read_text()[-3000:]
+            # uvicorn shuts down gracefully, then re-raises the SIGTERM it caught: -15 is a clean stop too.
+            assert proc.wait(15) in (0, -signal.SIGTERM), log.read_text()[-3000:]
         finally:
             stop(proc)

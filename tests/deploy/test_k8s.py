@@ -47,7 +47,8 @@ def test_every_manifest_parses_and_is_listed_in_the_kustomization():
 def test_configmap_is_generated_from_a_valid_labs_toml(tmp_path):
     (generator,) = KUSTOMIZATION["configMapGenerator"]
     assert generator["name"] == "labs-config" and generator["files"] == ["labs.toml"]
-    settings = Settings.load(environ={}, toml_path=K8S / "labs.toml", env_file=tmp_path / "none.env")  # unknown keys or bad values raise
+    # Unknown keys or bad values raise; no .env from the working directory may leak in.
+    settings = Settings.load(environ={}, toml_path=K8S / "labs.toml", env_file=tmp_path / "none.env")
     assert settings.core.grpc_port == named_port(only_container(core_set()), "grpc")
     assert settings.gateway.port == named_port(only_container(gateway_deployment()), "http")
     assert list(settings.gateway.core_address) == container_env(only_container(gateway_deployment()))[
