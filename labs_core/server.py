@@ -17,10 +17,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from labs_core.config import ConfigError, Settings
+from labs_core.embeddings.entry import embedding_entries
 from labs_core.interceptors import ErrorInterceptor, TokenAuthInterceptor
 from labs_core.models.registry import CHAT, ModelEntry, ModelRegistry, ModelState
-from labs_core.proto import (embeddings_pb2, finance_pb2, generation_pb2, generation_pb2_grpc, models_pb2,
-                             models_pb2_grpc, server_pb2, server_pb2_grpc)
+from labs_core.proto import (embeddings_pb2, embeddings_pb2_grpc, finance_pb2, generation_pb2, generation_pb2_grpc,
+                             models_pb2, models_pb2_grpc, server_pb2, server_pb2_grpc)
+from labs_core.services.embeddings import EmbeddingsServicer
 from labs_core.services.generation import GenerationServicer
 from labs_core.services.models import ModelsServicer
 from labs_core.services.server_info import ServerServicer
@@ -58,6 +60,8 @@ def build_registry(settings: Settings) -> ModelRegistry:
     registry.add(chat_entry(settings.model.model, settings.model.served_name, settings, is_default=True))
     for spec in settings.model.extra_models:
         registry.add(chat_entry(spec, "", settings, is_default=False))
+    for entry in embedding_entries(settings):
+        registry.add(entry)
     return registry
 
 
@@ -77,6 +81,7 @@ class CoreServer:
         ])
         generation_pb2_grpc.add_GenerationServicer_to_server(GenerationServicer(self.state), self.server)
         models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(self.state), self.server)
+        embeddings_pb2_grpc.add_EmbeddingsServicer_to_server(EmbeddingsServicer(self.state), self.server)
         server_pb2_grpc.add_ServerServicer_to_server(ServerServicer(self.state), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
