@@ -5,6 +5,9 @@ One forward pass over 32 sentences costs little more than over one on a CPU (and
 first input for more to arrive (or until `max_batch` inputs are waiting), then runs the blocking
 encode function in ONE worker thread. Inputs that arrive while that thread is busy wait and form
 the next, larger batch. Results are sliced back to each request in order.
+
+The window is only waited for when another request is in flight (queued, running, or just
+answered): a lone client gets no added latency, since nobody could join its batch.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ class MicroBatcher:
         self._task: asyncio.Task | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"labs-{name}")
         self._closed = False
+        self._in_flight = 0  # encode() calls not yet returned
 
     async def encode(self, texts: Sequence[str]) -> np.ndarray:
         """The rows of `encode(texts)`, computed together with other requests' inputs."""
@@ -68,12 +72,15 @@ class MicroBatcher:
         self._pending.extend(chunks)
         assert self._wakeup is not None
         self._wakeup.set()
+        self._in_flight += 1
         try:
             parts = await asyncio.gather(*(c.future for c in chunks))
         except BaseException:
             for chunk in chunks:  # a cancelled or failed request drops what has not run yet
                 chunk.future.cancel()
             raise
+        finally:
+            self._in_flight -= 1
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _start(self) -> None:
@@ -85,7 +92,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             await self._wait_for_work()
-            if self.window_s > 0:
+            if self.window_s > 0 and self._in_flight > 1:
                 await self._gather_more(loop.time() + self.window_s)
             batch = self._take_batch()
             if batch:

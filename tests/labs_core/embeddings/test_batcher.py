@@ -96,3 +96,19 @@ async def test_closed_batcher_refuses():
     await batcher.close()
     with pytest.raises(ModelUnavailable):
         await batcher.encode(["y"])
+
+
+async def test_lone_request_does_not_wait_for_the_window_but_company_does():
+    encoder = FakeEncoder(delay_s=0.1)
+    batcher = MicroBatcher(encoder, window_s=0.5, max_batch=64)
+    started = time.perf_counter()
+    await batcher.encode(["alone"])
+    assert time.perf_counter() - started < 0.3
+    busy = asyncio.create_task(batcher.encode(["x"]))  # runs at once: nobody else is in flight
+    await asyncio.sleep(0.03)
+    first = asyncio.create_task(batcher.encode(["a"]))  # queued behind "x", with company
+    await asyncio.sleep(0.15)  # "x" is done; the window for "a" is open
+    second = asyncio.create_task(batcher.encode(["b"]))
+    await asyncio.gather(busy, first, second)
+    assert encoder.batches[-2:] == [["x"], ["a", "b"]]
+    await batcher.close()
