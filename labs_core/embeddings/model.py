@@ -43,6 +43,7 @@ class EmbeddingModel:
         # A private copy for counting and decoding: HF fast tokenizers raise "Already borrowed" when
         # one instance is used from two threads while encode() reconfigures its truncation.
         self._tokenizer = copy.deepcopy(model.tokenizer)
+        self.token_counts(["warm-up"])  # settles its truncation state once, before threads share it
         self.vocab_size = len(self._tokenizer)
         self.info = EmbeddingModelInfo(
             context_length=self.max_length, dtype=_dtype_name(model), device=device,
