@@ -37,7 +37,9 @@ class EmbeddingModel:
     def __init__(self, model: Any, device: str):
         self._model = model
         self.device = device
-        self.max_length = int(model.max_seq_length)
+        # Some models leave max_seq_length unset; then the tokenizer's limit, if it is a real one.
+        tokenizer_limit = getattr(model.tokenizer, "model_max_length", 0) or 0
+        self.max_length = int(model.max_seq_length or (tokenizer_limit if tokenizer_limit < 1_000_000 else 512))
         dims = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
         self.dimensions = int(dims())
         # A private copy for counting and decoding: HF fast tokenizers raise "Already borrowed" when
@@ -46,7 +48,7 @@ class EmbeddingModel:
         self.token_counts(["warm-up"])  # settles its truncation state once, before threads share it
         self.vocab_size = len(self._tokenizer)
         self.info = EmbeddingModelInfo(
-            context_length=self.max_length, dtype=_dtype_name(model), device=device,
+            context_length=self.max_length, dtype=_dtype_name(model), device=str(model.device),
             architecture=_architecture(model), parameter_count=sum(p.numel() for p in model.parameters()),
             embedding_dimensions=self.dimensions)
 

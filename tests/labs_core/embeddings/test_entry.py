@@ -27,3 +27,17 @@ async def test_missing_model_fails_its_entry_with_a_reason(tmp_path):
     registry.add(entry)
     await registry.preload()
     assert entry.state is ModelState.FAILED and "does not exist" in entry.error
+
+
+async def test_chat_and_embedding_models_preload_side_by_side(tiny_llama_dir):
+    """Loaded in parallel threads without the server's load lock, transformers' process-wide init
+    patches broke one of the two models most of the time ("Cannot copy out of meta tensor")."""
+    from labs_core.server import build_registry
+    from tests.support import core_settings
+
+    for _ in range(3):
+        registry = build_registry(core_settings(tiny_llama_dir, embeddings={"embedding_device": "cpu"}))
+        await registry.preload()
+        assert [(e.kind, e.state, e.error) for e in registry.entries()] == [
+            ("chat", ModelState.READY, ""), (EMBEDDING, ModelState.READY, "")]
+        await registry.close()
