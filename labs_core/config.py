@@ -115,6 +115,8 @@ class GatewaySettings:
 class EmbeddingSettings:
     embedding_model: str = setting(DEFAULT_EMBEDDING_MODEL, "LABS_EMBEDDING_MODEL",
                                    "sentence-transformers model: hub id, local dir or pkg:<package>/<dir>")
+    embedding_served_name: str = setting("", "LABS_EMBEDDING_SERVED_NAME",
+                                         "Name clients use for the embedding model (derived when empty)")
     embedding_device: str = setting("auto", "LABS_EMBEDDING_DEVICE", "cpu, cuda, cuda:N or auto")
     embedding_batch_window_ms: float = setting(5.0, "LABS_EMBEDDING_BATCH_WINDOW_MS",
                                                "How long to gather concurrent requests into one batch", minimum=0)

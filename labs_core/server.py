@@ -9,18 +9,21 @@ import asyncio
 import logging
 import signal
 import sys
+import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from labs_core.config import ConfigError, Settings
+from labs_core.embeddings.entry import embedding_entries
 from labs_core.interceptors import ErrorInterceptor, TokenAuthInterceptor
 from labs_core.models.registry import CHAT, ModelEntry, ModelRegistry, ModelState
-from labs_core.proto import (embeddings_pb2, finance_pb2, generation_pb2, generation_pb2_grpc, models_pb2,
-                             models_pb2_grpc, server_pb2, server_pb2_grpc)
+from labs_core.proto import (embeddings_pb2, embeddings_pb2_grpc, finance_pb2, generation_pb2, generation_pb2_grpc,
+                             models_pb2, models_pb2_grpc, server_pb2, server_pb2_grpc)
+from labs_core.services.embeddings import EmbeddingsServicer
 from labs_core.services.generation import GenerationServicer
 from labs_core.services.models import ModelsServicer
 from labs_core.services.server_info import ServerServicer
@@ -33,6 +36,17 @@ SERVICE_NAMES = tuple(
     for module, name in ((generation_pb2, "Generation"), (models_pb2, "Models"), (embeddings_pb2, "Embeddings"),
                          (finance_pb2, "Finance"), (server_pb2, "Server")))
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# transformers builds a model under process-wide patches (meta-device init), so two models loading
+# in parallel threads corrupt each other ("Cannot copy out of meta tensor"): loaders take turns.
+_LOAD_LOCK = threading.Lock()
+
+
+def one_at_a_time(loader: Callable[[], Any]) -> Callable[[], Any]:
+    def load() -> Any:
+        with _LOAD_LOCK:
+            return loader()
+
+    return load
 
 
 def chat_entry(spec: str, served_name: str, settings: Settings, is_default: bool) -> ModelEntry:
@@ -50,7 +64,7 @@ def chat_entry(spec: str, served_name: str, settings: Settings, is_default: bool
 
         return load_chat_model(name, sources.resolve(spec), settings)
 
-    return ModelEntry(name=name, spec=spec, kind=CHAT, loader=load, is_default=is_default)
+    return ModelEntry(name=name, spec=spec, kind=CHAT, loader=one_at_a_time(load), is_default=is_default)
 
 
 def build_registry(settings: Settings) -> ModelRegistry:
@@ -58,6 +72,9 @@ def build_registry(settings: Settings) -> ModelRegistry:
     registry.add(chat_entry(settings.model.model, settings.model.served_name, settings, is_default=True))
     for spec in settings.model.extra_models:
         registry.add(chat_entry(spec, "", settings, is_default=False))
+    for entry in embedding_entries(settings):
+        entry.loader = one_at_a_time(entry.loader)
+        registry.add(entry)
     return registry
 
 
@@ -77,6 +94,7 @@ class CoreServer:
         ])
         generation_pb2_grpc.add_GenerationServicer_to_server(GenerationServicer(self.state), self.server)
         models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(self.state), self.server)
+        embeddings_pb2_grpc.add_EmbeddingsServicer_to_server(EmbeddingsServicer(self.state), self.server)
         server_pb2_grpc.add_ServerServicer_to_server(ServerServicer(self.state), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
