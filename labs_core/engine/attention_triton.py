@@ -19,7 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
-NEG = -1.0e30  # finite "minus infinity": keeps fully masked rows free of NaNs
+NEG = tl.constexpr(-1.0e30)  # finite "minus infinity": keeps fully masked rows free of NaNs
 
 
 @triton.jit
