@@ -132,11 +132,17 @@ def _any_of(value: Any, schema: dict[str, Any], path: str) -> None:
     # Report the error of the option that got furthest into the value (the most specific one).
     specific = [e for e in errors if e.code != "invalid_type" or (e.param or "") != path]
     if specific:
-        raise max(specific, key=lambda e: len(e.param or ""))
+        raise max(specific, key=lambda e: _progress(e.param or ""))
     kinds = [o.get("type", "value") for o in schema["anyOf"]]
     names = sorted({k if isinstance(k, str) else "/".join(k) for k in kinds})
     raise GatewayError(400, f"{path}: expected {' or '.join(names)}, got {json_type(value)}", param=path,
                        code="invalid_type")
+
+
+def _progress(param: str) -> tuple[int, tuple[int, ...]]:
+    """How far into the value an error is: depth first, then list positions."""
+    indexes = tuple(int(i) for i in re.findall(r"\[(\d+)\]", param))
+    return param.count(".") + len(indexes), indexes
 
 
 def _in_enum(value: Any, allowed: list[Any]) -> bool:
