@@ -147,10 +147,12 @@ CHAT_REQUEST: dict[str, Any] = {
 }
 
 TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31}, "minItems": 1}
+ONE_PROMPT = "batches of several prompts are not supported: send one request per prompt"
 PROMPT = {"anyOf": [{"type": "string", "minLength": 1},
-                    {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 1},
+                    {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 1,
+                     "x-max-items-why": ONE_PROMPT},
                     TOKEN_IDS,
-                    {"type": "array", "items": TOKEN_IDS, "minItems": 1, "maxItems": 1}],
+                    {"type": "array", "items": TOKEN_IDS, "minItems": 1, "maxItems": 1, "x-max-items-why": ONE_PROMPT}],
           "description": "A string or token ids; a list of one. Batches of several prompts: one request each."}
 
 COMPLETION_REQUEST: dict[str, Any] = {

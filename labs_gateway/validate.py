@@ -72,6 +72,9 @@ def json_type(value: Any) -> str:
 
 def _object(value: dict, schema: dict[str, Any], path: str) -> None:
     properties = schema.get("properties", {})
+    for name, sub in properties.items():  # discriminators first: {"type": "image_url", ...} is unsupported
+        if "const" in sub and name in value:
+            validate(value[name], sub, _join(path, name))
     if schema.get("additionalProperties") is False:
         unknown = [k for k in value if k not in properties]
         if unknown:
@@ -92,7 +95,9 @@ def _array(value: list, schema: dict[str, Any], path: str) -> None:
     if "minItems" in schema and len(value) < schema["minItems"]:
         raise bad_request(f"{path}: needs at least {schema['minItems']} item(s), got {len(value)}", path)
     if "maxItems" in schema and len(value) > schema["maxItems"]:
-        raise bad_request(f"{path}: at most {schema['maxItems']} item(s) allowed, got {len(value)}", path)
+        why = schema.get("x-max-items-why", "")
+        raise bad_request(f"{path}: at most {schema['maxItems']} item(s) allowed, got {len(value)}"
+                          + (f" ({why})" if why else ""), path)
     items = schema.get("items")
     if items is not None:
         for i, item in enumerate(value):
@@ -132,7 +137,7 @@ def _any_of(value: Any, schema: dict[str, Any], path: str) -> None:
     # Report the error of the option that got furthest into the value (the most specific one).
     specific = [e for e in errors if e.code != "invalid_type" or (e.param or "") != path]
     if specific:
-        raise max(specific, key=lambda e: _progress(e.param or ""))
+        raise max(specific, key=lambda e: (e.code != "invalid_type", _progress(e.param or "")))
     kinds = [o.get("type", "value") for o in schema["anyOf"]]
     names = sorted({k if isinstance(k, str) else "/".join(k) for k in kinds})
     raise GatewayError(400, f"{path}: expected {' or '.join(names)}, got {json_type(value)}", param=path,
