@@ -35,7 +35,8 @@ MODEL = {"type": "object", "required": ["id", "object", "created", "owned_by"],
          "properties": {"id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
                         "owned_by": {"type": "string"}, "labs": {"type": "object"}}}
 OBJECT = {"type": "object"}
-SSE = {"text/event-stream": {"schema": {"type": "string"},
+SSE = {"text/event-stream": {"schema": {"description": "Server-sent events: one JSON chunk per data line, then "
+                                                     "data: [DONE]"},
                              "example": 'data: {"id": "chatcmpl-...", "choices": [...]}\n\ndata: [DONE]\n\n'}}
 
 ERRORS = {

@@ -63,7 +63,7 @@ STOP = nullable({"anyOf": [{"type": "string", "minLength": 1, "maxLength": 256},
 STREAM_OPTIONS = nullable({
     "type": "object", "additionalProperties": False,
     "properties": {"include_usage": boolean("Send a last chunk with empty choices and the usage.")},
-    "description": "Only with stream: true."})
+    "description": "Read with stream: true (a non-streamed answer always carries usage)."})
 
 SAMPLING: dict[str, Any] = {
     "max_tokens": integer(1, MAX_TOKENS, "Most tokens to generate per choice (default: the server's, capped by "
@@ -144,6 +144,11 @@ CHAT_REQUEST: dict[str, Any] = {
         "verbosity": unsupported("verbosity"),
         "prompt_cache_key": string("Accepted for compatibility; prefix caching is automatic."),
     },
+    # top_logprobs > 0 needs logprobs: true (as OpenAI has it).
+    "if": {"type": "object", "required": ["top_logprobs"],
+           "properties": {"top_logprobs": {"type": "integer", "minimum": 1}}},
+    "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+    "x-then-error": {"message": "top_logprobs needs logprobs to be true", "param": "top_logprobs"},
 }
 
 TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31}, "minItems": 1}
@@ -186,19 +191,19 @@ EMBEDDING_REQUEST: dict[str, Any] = {
     },
 }
 
+SENTENCES = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 2048}
+NULL = {"type": "null"}
 SIMILARITY_REQUEST: dict[str, Any] = {
-    "type": "object", "additionalProperties": False,
     "description": "Either sentences (pairwise cosine matrix) or query + documents (ranking).",
-    "properties": {
-        "model": MODEL,
-        "sentences": nullable({"type": "array", "items": {"type": "string", "minLength": 1},
-                               "minItems": 1, "maxItems": 2048}),
-        "query": nullable({"type": "string", "minLength": 1}),
-        "documents": nullable({"type": "array", "items": {"type": "string", "minLength": 1},
-                               "minItems": 1, "maxItems": 2048}),
-        "top_n": integer(0, 2048, "With query: return only the best top_n; 0 or omitted returns all."),
-        "user": string("End-user id."),
-    },
+    "anyOf": [
+        {"type": "object", "additionalProperties": False, "required": ["sentences"], "title": "Matrix",
+         "properties": {"model": MODEL, "user": string("End-user id."), "sentences": SENTENCES,
+                        "query": NULL, "documents": NULL, "top_n": NULL}},
+        {"type": "object", "additionalProperties": False, "required": ["query", "documents"], "title": "Ranking",
+         "properties": {"model": MODEL, "user": string("End-user id."), "sentences": NULL,
+                        "query": {"type": "string", "minLength": 1}, "documents": SENTENCES,
+                        "top_n": integer(0, 2048, "Return only the best top_n; 0 or omitted returns all.")}},
+    ],
 }
 
 FINANCE_REQUEST: dict[str, Any] = {

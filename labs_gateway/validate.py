@@ -3,7 +3,8 @@
 Why not jsonschema: it is a heavy dependency for a hot path, and its messages do not name the
 field the way OpenAI's `param` does ("messages[0].role"). Supported keywords: type, enum, const,
 minimum, maximum, exclusiveMinimum, minLength, maxLength, pattern, items, minItems, maxItems,
-properties, required, additionalProperties: false, anyOf; plus x-unsupported (see schema.py).
+properties, required, additionalProperties: false, anyOf, if/then; plus x-unsupported (see schema.py),
+x-then-error (the message when `then` fails) and x-max-items-why.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ def validate(value: Any, schema: dict[str, Any], path: str = "") -> None:
     if "anyOf" in schema:
         _any_of(value, schema, path)
         return
+    if "if" in schema and _passes(value, schema["if"]):
+        try:
+            validate(value, schema["then"], path)
+        except GatewayError as exc:
+            why = schema.get("x-then-error")
+            if why is None:
+                raise
+            raise bad_request(why["message"], why["param"]) from None
     if "enum" in schema and not _in_enum(value, schema["enum"]):
         allowed = ", ".join("null" if v is None else repr(v) for v in schema["enum"])
         raise bad_request(f"{path}: {_show(value)} is not one of {allowed}", path)
@@ -124,6 +133,14 @@ def _number(value: float, schema: dict[str, Any], path: str) -> None:
         high = f"at most {hi:g}" if hi is not None else ""
         bounds = " and ".join(b for b in (low, high) if b)
         raise bad_request(f"{path}: must be {bounds}, got {value:g}", path)
+
+
+def _passes(value: Any, schema: dict[str, Any]) -> bool:
+    try:
+        validate(value, schema)
+    except GatewayError:
+        return False
+    return True
 
 
 def _any_of(value: Any, schema: dict[str, Any], path: str) -> None:

@@ -44,21 +44,27 @@ def embeddings_json(r: embeddings_pb2.EmbedResponse, encoding_format: str | None
                       r.usage.prompt_tokens}}
 
 
-def similarity_request(body: dict[str, Any]) -> embeddings_pb2.SimilarityRequest | embeddings_pb2.RankRequest:
-    """`sentences` asks for the matrix; `query` + `documents` for a ranking; anything else is a 400."""
-    sentences, query, documents = body.get("sentences"), body.get("query"), body.get("documents")
-    model = body.get("model") or ""
+def check_similarity_form(body: dict[str, Any]) -> None:
+    """Which form the body asks for, by presence alone (runs before the schema, for clearer errors)."""
+    sentences, query, documents = (body.get(k) for k in ("sentences", "query", "documents"))
     if sentences is not None:
         if query is not None or documents is not None:
             raise bad_request("give either sentences, or query and documents, not both", "sentences")
         if body.get("top_n") is not None:
             raise bad_request("top_n goes with query and documents", "top_n")
-        return embeddings_pb2.SimilarityRequest(model=model, sentences=sentences)
-    if query is None or documents is None:
+    elif query is None or documents is None:
         missing = "query" if query is None and documents is not None else "documents" if query is not None \
             else "sentences"
         raise bad_request(f"{missing} is required (send sentences, or query and documents)", missing)
-    return embeddings_pb2.RankRequest(model=model, query=query, documents=documents, top_n=int(body.get("top_n") or 0))
+
+
+def similarity_request(body: dict[str, Any]) -> embeddings_pb2.SimilarityRequest | embeddings_pb2.RankRequest:
+    """`sentences` asks for the matrix; `query` + `documents` for a ranking (check_similarity_form ran)."""
+    model = body.get("model") or ""
+    if body.get("sentences") is not None:
+        return embeddings_pb2.SimilarityRequest(model=model, sentences=body["sentences"])
+    return embeddings_pb2.RankRequest(model=model, query=body["query"], documents=body["documents"],
+                                      top_n=int(body.get("top_n") or 0))
 
 
 def _usage(u: common_pb2.Usage) -> dict[str, int]:

@@ -17,7 +17,6 @@ from labs_core import __version__
 from labs_core.proto import common_pb2
 from labs_core.proto import generation_pb2 as g
 from labs_gateway.convert.finance import finance_json
-from labs_gateway.errors import bad_request
 
 SYSTEM_FINGERPRINT = f"fp_labs_{__version__}"
 FINISH_REASONS = {g.FINISH_REASON_STOP: "stop", g.FINISH_REASON_LENGTH: "length", g.FINISH_REASON_ABORT: "abort"}
@@ -50,8 +49,6 @@ def sampling(body: dict[str, Any]) -> g.SamplingParams:
     if body.get("stop_token_ids"):
         params.stop_token_ids.extend(int(t) for t in body["stop_token_ids"])
     params.ignore_eos = bool(body.get("ignore_eos"))
-    if body.get("stream_options") is not None and not body.get("stream"):
-        raise bad_request("stream_options is only allowed when stream is true", "stream_options")
     return params
 
 
@@ -65,11 +62,9 @@ def message_content(content: Any) -> str:
 
 def chat_request(body: dict[str, Any], request_id: str) -> g.GenerateRequest:
     params = sampling(body)
-    if body.get("logprobs"):
+    if body.get("logprobs"):  # top_logprobs without logprobs: refused by the schema
         params.logprobs = True
         params.top_logprobs = int(body.get("top_logprobs") or 0)
-    elif body.get("top_logprobs"):
-        raise bad_request("top_logprobs needs logprobs to be true", "top_logprobs")
     request = g.GenerateRequest(
         request_id=request_id, model=body.get("model") or "", sampling=params,
         user=body.get("user") or body.get("safety_identifier") or "",

@@ -29,6 +29,7 @@ async def similarities(request: Request) -> Response:
     gw = gateway_of(request)
     caller = gw.admit(request)
     body = await read_json(request, gw.settings.gateway.max_body_bytes)
+    convert.check_similarity_form(body)
     validate(body, schema.SIMILARITY_REQUEST)
     proto = convert.similarity_request(body)
     if isinstance(proto, embeddings_pb2.RankRequest):

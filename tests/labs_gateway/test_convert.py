@@ -63,6 +63,8 @@ def test_completion_prompt_forms():
     ({"stop": [""]}, "stop[0]", "invalid_value"),
     ({"seed": 2**64}, "seed", "invalid_value"),
     ({"top_logprobs": 21, "logprobs": True}, "top_logprobs", "invalid_value"),
+    ({"top_logprobs": 2}, "top_logprobs", "invalid_value"),
+    ({"top_logprobs": 2, "logprobs": False}, "top_logprobs", "invalid_value"),
     ({"functions": [{"name": "f"}]}, "functions", "unsupported_parameter"),
     ({"best": 1, "worst": 2}, "best", "unknown_parameter"),
     ({"messages": [{"role": "user", "content": "x", "tool_calls": [{}]}]}, "messages[0].tool_calls",
