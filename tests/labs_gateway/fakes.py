@@ -137,6 +137,13 @@ class FakeGeneration(generation_pb2_grpc.GenerationServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "messages[0].role is wrong")
         if model == "fake-slow":
             await asyncio.sleep(30)
+        if model == "fake-drip":  # ten tokens, 0.1 s apart
+            for i in range(10):
+                await asyncio.sleep(0.1)
+                yield g.GenerateResponse(**base, text=f" t{i}", token_ids=[i],
+                                         finish_reason=g.FINISH_REASON_LENGTH if i == 9 else 0)
+            yield g.GenerateResponse(**base, usage=usage(3, 10))
+            return
         if model == "fake-reasoning":
             yield g.GenerateResponse(**base, reasoning_text="Let me think.", token_ids=[1, 2])
             yield g.GenerateResponse(**base, text="Four.", token_ids=[3], finish_reason=g.FINISH_REASON_STOP)

@@ -47,9 +47,10 @@ class GatewayThread:
 
 
 class GrpcThread:
-    """A grpc.aio server on 127.0.0.1:<free port>; `register(server)` adds the servicers."""
+    """A grpc.aio server on 127.0.0.1:<free port> (or a port it had before, to restart a core);
+    `register(server)` adds the servicers."""
 
-    def __init__(self, register: Callable[[grpc.aio.Server], None]):
+    def __init__(self, register: Callable[[grpc.aio.Server], None], port: int = 0):
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -57,9 +58,9 @@ class GrpcThread:
         async def start() -> tuple[grpc.aio.Server, int]:
             server = grpc.aio.server()
             register(server)
-            port = server.add_insecure_port("127.0.0.1:0")
+            bound = server.add_insecure_port(f"127.0.0.1:{port}")
             await server.start()
-            return server, port
+            return server, bound
 
         self.server, self.port = self.call(start())
         self.address = f"127.0.0.1:{self.port}"
