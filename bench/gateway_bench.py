@@ -20,7 +20,6 @@ import asyncio
 import http.client
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading

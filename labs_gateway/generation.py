@@ -62,7 +62,7 @@ async def generate(request: Request, gw: Gateway, caller: Caller, proto: g.Gener
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         encoder = ChunkEncoder(chat, logprobs, include_usage, model_fallback=proto.model)
         return SSEResponse(_events(gw, caller, opened, encoder, slot))
-    collector = Collector(chat, logprobs, proto.sampling.n or 1)
+    collector = Collector(chat, logprobs)
     try:
         await until_disconnect(request, _collect(opened, collector))
     except ClientGone:

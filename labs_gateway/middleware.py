@@ -78,4 +78,4 @@ class ObserveMiddleware:
             await self.app(scope, receive, observed_send)
         finally:
             if not done:  # an exception escaped, or the client went away mid-stream
-                finish(status if status != 500 else 500)
+                finish(status)

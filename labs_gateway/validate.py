@@ -31,7 +31,7 @@ def validate(value: Any, schema: dict[str, Any], path: str = "") -> None:
     if "if" in schema and _passes(value, schema["if"]):
         try:
             validate(value, schema["then"], path)
-        except GatewayError as exc:
+        except GatewayError:
             why = schema.get("x-then-error")
             if why is None:
                 raise

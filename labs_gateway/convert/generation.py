@@ -154,10 +154,10 @@ class _Choice:
 class Collector:
     """Gathers a whole stream into one chat.completion or text_completion object."""
 
-    def __init__(self, chat: bool, logprobs: bool, n: int):
+    def __init__(self, chat: bool, logprobs: bool):
         self.chat = chat
         self.want_logprobs = logprobs
-        self.choices = [_Choice() for _ in range(max(n, 1))]
+        self.choices: dict[int, _Choice] = {}  # only those the core answered (a finance answer has one)
         self.model = ""
         self.usage: common_pb2.Usage | None = None
         self.labs: dict[str, Any] | None = None
@@ -173,9 +173,9 @@ class Collector:
             self.usage = r.usage
         if not (r.text or r.reasoning_text or r.logprobs or r.finish_reason):
             return
-        while r.index >= len(self.choices):
-            self.choices.append(_Choice())
-        choice = self.choices[r.index]
+        choice = self.choices.get(r.index)
+        if choice is None:
+            choice = self.choices[r.index] = _Choice()
         if r.text:
             choice.text.append(r.text)
         if r.reasoning_text:
@@ -189,7 +189,7 @@ class Collector:
     def result(self, model_fallback: str = "") -> dict[str, Any]:
         now = int(time.time())
         choices = []
-        for index, c in enumerate(self.choices):
+        for index, c in sorted(self.choices.items()) or [(0, _Choice())]:
             if self.chat:
                 message: dict[str, Any] = {"role": "assistant", "content": "".join(c.text), "refusal": None,
                                            "annotations": []}

@@ -82,7 +82,7 @@ def test_integer_valued_floats_are_integers():
 
 
 def test_collector_builds_openai_shapes():
-    c = generation.Collector(chat=True, logprobs=True, n=1)
+    c = generation.Collector(chat=True, logprobs=True)
     lp = g.TokenLogprob(token="Hi", bytes=b"Hi", logprob=-0.25, top_logprobs=[g.TopLogprob(token="Hi", bytes=b"Hi",
                                                                                             logprob=-0.25)])
     c.add(g.GenerateResponse(model="m", text="Hi", logprobs=[lp], reasoning_text="hmm"))
