@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Callable
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from labs_core.proto import (embeddings_pb2_grpc, finance_pb2_grpc, generation_pb2, generation_pb2_grpc,
+from labs_core.proto import (common_pb2, embeddings_pb2_grpc, finance_pb2_grpc, generation_pb2, generation_pb2_grpc,
                              models_pb2, models_pb2_grpc, server_pb2_grpc)
 from labs_gateway import errors
 from labs_gateway.errors import GatewayError
@@ -99,6 +99,66 @@ class GenerationStream:
         self.call.cancel()
 
 
+class MergedStream:
+    """Several Generate calls (a batch of prompts) read as one stream: prompt i's choice j becomes
+    choice i * n + j, and the per-call usages are summed into one last message."""
+
+    _END = object()
+
+    def __init__(self, streams: list[GenerationStream], n: int):
+        self.streams = streams
+        self.n = max(n, 1)
+        self.first = generation_pb2.GenerateResponse(model=streams[0].first.model, source=streams[0].first.source)
+        self.address = streams[0].address
+
+    async def rest(self) -> AsyncIterator[generation_pb2.GenerateResponse]:
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def pump(offset: int, stream: GenerationStream) -> None:
+            try:
+                await queue.put((offset, stream.first))
+                async for message in stream.rest():
+                    await queue.put((offset, message))
+            except Exception as exc:  # handed to the reader
+                await queue.put((offset, exc))
+            finally:
+                await queue.put((offset, self._END))
+
+        tasks = [asyncio.ensure_future(pump(i * self.n, s)) for i, s in enumerate(self.streams)]
+        usage = common_pb2.Usage()
+        try:
+            remaining = len(tasks)
+            while remaining:
+                offset, item = await queue.get()
+                if item is self._END:
+                    remaining -= 1
+                    continue
+                if isinstance(item, Exception):
+                    raise item
+                item.index += offset
+                if item.HasField("usage"):
+                    _add_usage(usage, item.usage)
+                    item.ClearField("usage")
+                    item.ClearField("timings")
+                    if not (item.text or item.reasoning_text or item.finish_reason or item.logprobs):
+                        continue
+                yield item
+            yield generation_pb2.GenerateResponse(model=self.first.model, source=self.first.source, usage=usage)
+        finally:
+            for task in tasks:
+                task.cancel()
+            self.cancel()
+
+    def cancel(self) -> None:
+        for stream in self.streams:
+            stream.cancel()
+
+
+def _add_usage(total: common_pb2.Usage, part: common_pb2.Usage) -> None:
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens", "cached_tokens", "reasoning_tokens"):
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+
+
 class CoreClient:
     def __init__(self, addresses: tuple[str, ...] | list[str], *, token: str = "", timeout_s: float = 600.0,
                  tls_root_cert: str = ""):
@@ -163,6 +223,22 @@ class CoreClient:
             return GenerationStream(call, first, core.address)
         assert last is not None
         raise errors.from_grpc(last)
+
+    async def open_generations(self, requests: list[generation_pb2.GenerateRequest],
+                               metadata: tuple[tuple[str, str], ...]) -> GenerationStream | MergedStream:
+        """One stream, or a batch of prompts opened together and merged (all or none)."""
+        if len(requests) == 1:
+            return await self.open_generation(requests[0], metadata)
+        tasks = [asyncio.ensure_future(self.open_generation(r, metadata)) for r in requests]
+        try:
+            streams = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    task.result().cancel()
+            raise
+        return MergedStream(list(streams), requests[0].sampling.n)
 
     async def unary(self, pick: Callable[[Core], Any], request: Any, metadata: tuple[tuple[str, str], ...],
                     timeout_s: float | None = None) -> Any:

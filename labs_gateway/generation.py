@@ -18,7 +18,7 @@ from starlette.responses import Response
 from labs_core.proto import generation_pb2 as g
 from labs_gateway.auth import Caller
 from labs_gateway.convert.generation import ChunkEncoder, Collector, error_event
-from labs_gateway.core_client import GenerationStream
+from labs_gateway.core_client import GenerationStream, MergedStream
 from labs_gateway.errors import SERVER, GatewayError
 from labs_gateway.http import ClientGone, JSONResponse, SSEResponse, until_disconnect
 from labs_gateway.state import Gateway
@@ -42,13 +42,15 @@ class _Slot:
             self.gw.metrics.inflight.dec()
 
 
-async def generate(request: Request, gw: Gateway, caller: Caller, proto: g.GenerateRequest,
+async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g.GenerateRequest],
                    body: dict[str, Any], *, chat: bool) -> Response | SSEResponse:
+    """Serve one chat or completion request; several protos are a batch of prompts (completions)."""
     route = "chat" if chat else "completions"
     arrived = request.scope.get("labs.start") or time.perf_counter()
+    proto = protos[0]
     slot = _Slot(gw, caller)
     try:
-        opened = await until_disconnect(request, gw.core.open_generation(proto, gw.metadata(request, caller)))
+        opened = await until_disconnect(request, gw.core.open_generations(protos, gw.metadata(request, caller)))
     except ClientGone:
         slot.release()
         return Response(status_code=CLIENT_CLOSED)
@@ -77,13 +79,13 @@ async def generate(request: Request, gw: Gateway, caller: Caller, proto: g.Gener
     return JSONResponse(collector.result(proto.model))
 
 
-async def _collect(opened: GenerationStream, collector: Collector) -> None:
+async def _collect(opened: GenerationStream | MergedStream, collector: Collector) -> None:
     collector.add(opened.first)
     async for response in opened.rest():
         collector.add(response)
 
 
-async def _events(gw: Gateway, caller: Caller, opened: GenerationStream, encoder: ChunkEncoder,
+async def _events(gw: Gateway, caller: Caller, opened: GenerationStream | MergedStream, encoder: ChunkEncoder,
                   slot: _Slot) -> AsyncIterator[bytes]:
     try:
         chunk = encoder.encode(opened.first)

@@ -152,13 +152,14 @@ CHAT_REQUEST: dict[str, Any] = {
 }
 
 TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31}, "minItems": 1}
-ONE_PROMPT = "batches of several prompts are not supported: send one request per prompt"
+MAX_PROMPTS = 64
 PROMPT = {"anyOf": [{"type": "string", "minLength": 1},
-                    {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 1,
-                     "x-max-items-why": ONE_PROMPT},
+                    {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
+                     "maxItems": MAX_PROMPTS},
                     TOKEN_IDS,
-                    {"type": "array", "items": TOKEN_IDS, "minItems": 1, "maxItems": 1, "x-max-items-why": ONE_PROMPT}],
-          "description": "A string or token ids; a list of one. Batches of several prompts: one request each."}
+                    {"type": "array", "items": TOKEN_IDS, "minItems": 1, "maxItems": MAX_PROMPTS}],
+          "description": f"A string, token ids, or a batch of up to {MAX_PROMPTS} of either: prompt i's choice j "
+                         "is choice i * n + j."}
 
 COMPLETION_REQUEST: dict[str, Any] = {
     "type": "object", "additionalProperties": False, "required": ["prompt"],

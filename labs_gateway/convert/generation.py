@@ -81,21 +81,25 @@ def chat_request(body: dict[str, Any], request_id: str) -> g.GenerateRequest:
     return request
 
 
-def completion_request(body: dict[str, Any], request_id: str) -> g.GenerateRequest:
+def completion_requests(body: dict[str, Any], request_id: str) -> list[g.GenerateRequest]:
+    """One GenerateRequest per prompt: a string, token ids, or a batch (list) of either."""
     params = sampling(body)
     if body.get("logprobs") is not None:
         params.logprobs = True
         params.top_logprobs = int(body["logprobs"])
-    request = g.GenerateRequest(request_id=request_id, model=body.get("model") or "", sampling=params,
-                                user=body.get("user") or body.get("safety_identifier") or "")
     prompt = body["prompt"]
-    if isinstance(prompt, list) and isinstance(prompt[0], (str, list)):
-        prompt = prompt[0]  # a list of one prompt (the schema allows no more)
-    if isinstance(prompt, str):
-        request.prompt = prompt
-    else:
-        request.prompt_token_ids.extend(int(t) for t in prompt)
-    return request
+    batch = prompt if isinstance(prompt, list) and isinstance(prompt[0], (str, list)) else [prompt]
+    requests = []
+    for number, one in enumerate(batch):
+        request = g.GenerateRequest(request_id=request_id if len(batch) == 1 else f"{request_id}.{number}",
+                                    model=body.get("model") or "", sampling=params,
+                                    user=body.get("user") or body.get("safety_identifier") or "")
+        if isinstance(one, str):
+            request.prompt = one
+        else:
+            request.prompt_token_ids.extend(int(t) for t in one)
+        requests.append(request)
+    return requests
 
 
 # ---------------------------------------------------------------- responses

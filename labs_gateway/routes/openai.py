@@ -21,7 +21,7 @@ async def chat_completions(request: Request) -> Response:
     caller = gw.admit(request)
     body = await read_json(request, gw.settings.gateway.max_body_bytes)
     validate(body, schema.CHAT_REQUEST)
-    return await generate(request, gw, caller, convert.chat_request(body, request_id(request)), body, chat=True)
+    return await generate(request, gw, caller, [convert.chat_request(body, request_id(request))], body, chat=True)
 
 
 async def completions(request: Request) -> Response:
@@ -29,7 +29,7 @@ async def completions(request: Request) -> Response:
     caller = gw.admit(request)
     body = await read_json(request, gw.settings.gateway.max_body_bytes)
     validate(body, schema.COMPLETION_REQUEST)
-    return await generate(request, gw, caller, convert.completion_request(body, request_id(request)), body,
+    return await generate(request, gw, caller, convert.completion_requests(body, request_id(request)), body,
                           chat=False)
 
 

@@ -44,15 +44,18 @@ def test_completion_prompt_forms():
     def build(prompt):
         body = {"prompt": prompt, "logprobs": 0}
         validate(body, schema.COMPLETION_REQUEST)
-        return generation.completion_request(body, "r")
-    assert build("hi").prompt == "hi"
-    assert build(["hi"]).prompt == "hi"
-    assert list(build([1, 2]).prompt_token_ids) == [1, 2]
-    assert list(build([[3]]).prompt_token_ids) == [3]
-    assert build("x").sampling.logprobs and build("x").sampling.top_logprobs == 0
+        return generation.completion_requests(body, "r")
+    assert build("hi")[0].prompt == "hi" and build("hi")[0].request_id == "r"
+    assert build(["hi"])[0].prompt == "hi"
+    assert list(build([1, 2])[0].prompt_token_ids) == [1, 2]
+    assert list(build([[3]])[0].prompt_token_ids) == [3]
+    assert build("x")[0].sampling.logprobs and build("x")[0].sampling.top_logprobs == 0
+    batch = build(["a", "b"])
+    assert [r.prompt for r in batch] == ["a", "b"] and [r.request_id for r in batch] == ["r.0", "r.1"]
+    assert [list(r.prompt_token_ids) for r in build([[1], [2, 3]])] == [[1], [2, 3]]
     with pytest.raises(GatewayError) as info:
-        build(["a", "b"])
-    assert info.value.param == "prompt"
+        build([[1], "a"])
+    assert info.value.param == "prompt[1]"
 
 
 @pytest.mark.parametrize("fields,param,code", [

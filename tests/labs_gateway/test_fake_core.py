@@ -178,3 +178,23 @@ def test_models_and_ready_and_admin_stats(fake_gateway):
     stats = httpx.get(f"{fake_gateway.url}/admin/stats").json()
     assert stats["cores"][0]["engines"][0]["kv_cache_usage"] == 0.25
     assert stats["gateway"]["inflight_streams"] == 0
+
+
+def test_batch_of_prompts(fake_client):
+    out = fake_client.completions.create(model="fake-chat", prompt=["a", "b"], n=2)
+    assert [c.index for c in out.choices] == [0, 1, 2, 3]
+    assert [c.text for c in out.choices] == ["alpha beta gamma", "ALPHA BETA GAMMA"] * 2
+    assert (out.usage.prompt_tokens, out.usage.completion_tokens, out.usage.total_tokens) == (14, 12, 26)
+    chunks = list(fake_client.completions.create(model="fake-chat", prompt=[[1], [2], [3]], stream=True,
+                                                 stream_options={"include_usage": True}))
+    texts: dict[int, str] = {}
+    for chunk in chunks:
+        for choice in chunk.choices:
+            texts[choice.index] = texts.get(choice.index, "") + choice.text
+    assert texts == {0: "alpha beta gamma", 1: "alpha beta gamma", 2: "alpha beta gamma"}
+    assert chunks[-1].usage.prompt_tokens == 21 and chunks[-1].usage.completion_tokens == 9
+
+
+def test_batch_fails_whole_when_one_prompt_fails(fake_gateway, fake_core):
+    response = httpx.post(f"{fake_gateway.url}/v1/completions", json={"model": "fake-context", "prompt": ["a", "b"]})
+    assert response.status_code == 400 and response.json()["error"]["code"] == "context_length_exceeded"

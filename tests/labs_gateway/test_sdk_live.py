@@ -107,6 +107,10 @@ def test_completions_prompt_and_token_ids(client):
     by_ids = client.completions.create(model="tiny", prompt=[1, 2, 3, 4], max_tokens=2,
                                        extra_body={"ignore_eos": True})
     assert by_ids.usage.prompt_tokens == 4
+    batch = client.completions.create(model="tiny", prompt=["Once upon a time", "Hello"], max_tokens=5,
+                                      temperature=0, extra_body={"ignore_eos": True})
+    assert [c.index for c in batch.choices] == [0, 1] and batch.choices[0].text == out.choices[0].text
+    assert batch.usage.completion_tokens == 10
 
 
 async def test_async_client_stream(gateway):
