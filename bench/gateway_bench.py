@@ -1,9 +1,10 @@
 """Gateway overhead benchmark: a fake Generation engine that streams N tokens instantly, the gateway
 in front of it, and two measurements (results in bench/RESULTS.md, "Gateway overhead"):
 
-1. latency: p50/p90/p99 of one non-streamed chat completion (16 tokens) through the gateway over
-   HTTP, against the same request made with gRPC directly to the fake engine; the difference is
-   what the gateway adds.
+1. latency: p50/p90/p99 of one non-streamed chat completion (16 tokens, and 1 token, where the
+   gateway's fixed cost is not hidden behind the engine's streaming) through the gateway over HTTP,
+   against the same request made with gRPC directly to the fake engine; the difference is what the
+   gateway adds. Also the gateway process's CPU time per request.
 2. SSE throughput: chunks per second of one long stream (and of a few parallel ones), with the
    gateway process pinned to one CPU core; also chunks per CPU-second of the gateway process.
 
@@ -110,9 +111,9 @@ def chat_body(max_tokens: int, stream: bool) -> bytes:
 
 # ------------------------------------------------------------------ measurements
 
-def latency_gateway(port: int, requests: int) -> list[float]:
+def latency_gateway(port: int, requests: int, tokens: int = BODY_TOKENS) -> list[float]:
     conn = http.client.HTTPConnection("127.0.0.1", port)
-    body = chat_body(BODY_TOKENS, False)
+    body = chat_body(tokens, False)
     headers = {"content-type": "application/json"}
     times = []
     for i in range(requests + 20):
@@ -128,7 +129,7 @@ def latency_gateway(port: int, requests: int) -> list[float]:
     return times
 
 
-def latency_grpc(address: str, requests: int) -> list[float]:
+def latency_grpc(address: str, requests: int, tokens: int = BODY_TOKENS) -> list[float]:
     """The baseline: grpc.aio, the fastest Python gRPC client (the sync one hops threads per message)."""
     import grpc
 
@@ -138,7 +139,7 @@ def latency_grpc(address: str, requests: int) -> list[float]:
         async with grpc.aio.insecure_channel(address) as channel:
             stub = generation_pb2_grpc.GenerationStub(channel)
             request = g.GenerateRequest(model="fake", messages=[g.ChatMessage(role="user", content="Hello there")],
-                                        sampling=g.SamplingParams(max_tokens=BODY_TOKENS))
+                                        sampling=g.SamplingParams(max_tokens=tokens))
             times = []
             for i in range(requests + 20):
                 start = time.perf_counter()
@@ -237,9 +238,13 @@ def main() -> int:
                 raise RuntimeError("gateway did not start")
             time.sleep(0.1)
 
+        cpu_before = cpu_seconds(gateway.pid)
         via_gateway = latency_gateway(http_port, args.requests)
+        cpu_per_request = (cpu_seconds(gateway.pid) - cpu_before) / (args.requests + 20)
         direct = latency_grpc(address, args.requests)
         g50, d50 = percentile(via_gateway, 0.5), percentile(direct, 0.5)
+        short_gateway = percentile(latency_gateway(http_port, args.requests, 1), 0.5)
+        short_direct = percentile(latency_grpc(address, args.requests, 1), 0.5)
 
         stream_chunks(http_port, 2000)  # warm-up
         cpu_before = cpu_seconds(gateway.pid)
@@ -257,6 +262,9 @@ def main() -> int:
             ("  p50 gRPC direct (grpc.aio client)", ms(d50)),
             ("  p90 / p99 gRPC direct", f"{ms(percentile(direct, 0.9))} / {ms(percentile(direct, 0.99))}"),
             ("  gateway adds (p50 difference)", ms(g50 - d50)),
+            ("  gateway CPU time per request (HTTP + JSON + gRPC client)", ms(cpu_per_request)),
+            ("non-stream, 1 token: p50 via gateway / gRPC direct", f"{ms(short_gateway)} / {ms(short_direct)}"),
+            ("  gateway adds (p50 difference)", ms(short_gateway - short_direct)),
             (f"SSE, 1 stream of {args.stream_tokens} tokens: chunks/s", f"{chunks / seconds:,.0f}"),
             ("  chunks per gateway CPU-second", f"{chunks / max(cpu_one, 1e-9):,.0f}"),
             (f"SSE, {args.parallel} parallel streams: chunks/s (total)", f"{p_chunks / p_seconds:,.0f}"),
