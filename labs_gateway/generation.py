@@ -63,7 +63,11 @@ async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         encoder = ChunkEncoder(chat, logprobs, include_usage, model_fallback=proto.model)
-        return SSEResponse(_events(gw, caller, opened, encoder, slot))
+        def close() -> None:
+            opened.cancel()
+            slot.release()
+
+        return SSEResponse(_events(gw, caller, opened, encoder, slot), on_close=close)
     collector = Collector(chat, logprobs)
     try:
         await until_disconnect(request, _collect(opened, collector))

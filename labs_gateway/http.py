@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, AsyncIterator, Awaitable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import orjson
 from starlette.requests import Request
@@ -103,28 +103,34 @@ async def until_disconnect(request: Request, awaitable: Awaitable[T]) -> T:
 class SSEResponse:
     """text/event-stream from an async iterator of ready-made event bytes."""
 
-    def __init__(self, events: AsyncIterator[bytes], headers: dict[str, str] | None = None):
+    def __init__(self, events: AsyncIterator[bytes], headers: dict[str, str] | None = None,
+                 on_close: Callable[[], None] | None = None):
         self.events = events
+        self.on_close = on_close  # runs in every case, even if the events never started
         raw = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
                (b"x-accel-buffering", b"no")]
         raw += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
         self.raw_headers = raw
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-        pump = asyncio.ensure_future(self._pump(send))
-        watcher = asyncio.ensure_future(wait_disconnect(receive))
         try:
-            await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            pump = asyncio.ensure_future(self._pump(send))
+            watcher = asyncio.ensure_future(wait_disconnect(receive))
+            try:
+                await asyncio.wait((pump, watcher), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                watcher.cancel()
+                if not pump.done():
+                    pump.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await pump
         finally:
-            watcher.cancel()
-            if not pump.done():
-                pump.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await pump
             close = getattr(self.events, "aclose", None)
             if close is not None:
                 await close()
+            if self.on_close is not None:
+                self.on_close()
         if pump.done() and not pump.cancelled() and pump.exception() is not None:
             exc = pump.exception()
             if not isinstance(exc, OSError):  # a write to a closed socket is a disconnect, not a bug
