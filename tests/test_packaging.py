@@ -36,6 +36,14 @@ def test_cli_help_and_config_run_without_torch():
     assert "labs_cli" in loaded and not loaded & set(HEAVY), loaded & set(HEAVY)
 
 
+def test_gateway_imports_and_builds_without_torch():
+    loaded = imports_of("import labs_gateway, labs_gateway.server\n"
+                        "from labs_core.config import Settings\n"
+                        "app = labs_gateway.create_app(Settings())\n"
+                        "assert app.state.gateway is not None")
+    assert not loaded & set(HEAVY), loaded & set(HEAVY)
+
+
 def test_base_dependencies_exclude_heavy_packages():
     import tomllib
 

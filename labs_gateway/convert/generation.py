@@ -1,0 +1,289 @@
+"""Chat and text completions: OpenAI JSON -> GenerateRequest, GenerateResponse stream -> OpenAI
+JSON (a whole response, or SSE chunks). Bodies arrive already checked against schema.py.
+
+Streaming is the hot path: each chunk is a pre-rendered prefix (id, object, created, model) plus
+one orjson-encoded choice, so that per-token work stays a dict and one dumps call.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from labs_core import __version__
+from labs_core.proto import common_pb2
+from labs_core.proto import generation_pb2 as g
+from labs_gateway.convert.finance import finance_json
+
+SYSTEM_FINGERPRINT = f"fp_labs_{__version__}"
+FINISH_REASONS = {g.FINISH_REASON_STOP: "stop", g.FINISH_REASON_LENGTH: "length", g.FINISH_REASON_ABORT: "abort"}
+FLOAT_FIELDS = ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
+DONE = b"data: [DONE]\n\n"
+
+
+# ---------------------------------------------------------------- requests
+
+def sampling(body: dict[str, Any]) -> g.SamplingParams:
+    params = g.SamplingParams()
+    max_tokens = body.get("max_completion_tokens")
+    if max_tokens is None:
+        max_tokens = body.get("max_tokens")
+    if max_tokens is not None:
+        params.max_tokens = int(max_tokens)
+    for name in FLOAT_FIELDS:
+        value = body.get(name)
+        if value is not None:
+            setattr(params, name, float(value))
+    for name in ("top_k", "n", "min_tokens"):
+        value = body.get(name)
+        if value is not None:
+            setattr(params, name, int(value))
+    if body.get("seed") is not None:
+        params.seed = int(body["seed"])
+    stop = body.get("stop")
+    if stop is not None:
+        params.stop.extend([stop] if isinstance(stop, str) else stop)
+    if body.get("stop_token_ids"):
+        params.stop_token_ids.extend(int(t) for t in body["stop_token_ids"])
+    params.ignore_eos = bool(body.get("ignore_eos"))
+    return params
+
+
+def message_content(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    return "\n".join(part["text"] for part in content)
+
+
+def chat_request(body: dict[str, Any], request_id: str) -> g.GenerateRequest:
+    params = sampling(body)
+    if body.get("logprobs"):  # top_logprobs without logprobs: refused by the schema
+        params.logprobs = True
+        params.top_logprobs = int(body.get("top_logprobs") or 0)
+    request = g.GenerateRequest(
+        request_id=request_id, model=body.get("model") or "", sampling=params,
+        user=body.get("user") or body.get("safety_identifier") or "",
+        continue_final_message=bool(body.get("continue_final_message")),
+        messages=[g.ChatMessage(role=m["role"], content=message_content(m.get("content")), name=m.get("name") or "",
+                                reasoning_content=m.get("reasoning_content") or "") for m in body["messages"]])
+    thinking = body.get("enable_thinking")
+    if thinking is None and body.get("chat_template_kwargs"):
+        thinking = body["chat_template_kwargs"].get("enable_thinking")
+    if thinking is not None:
+        request.enable_thinking = thinking
+    if body.get("finance") is not None:
+        request.finance_shortcut = body["finance"]
+    return request
+
+
+def completion_requests(body: dict[str, Any], request_id: str) -> list[g.GenerateRequest]:
+    """One GenerateRequest per prompt: a string, token ids, or a batch (list) of either."""
+    params = sampling(body)
+    if body.get("logprobs") is not None:
+        params.logprobs = True
+        params.top_logprobs = int(body["logprobs"])
+    prompt = body["prompt"]
+    batch = prompt if isinstance(prompt, list) and isinstance(prompt[0], (str, list)) else [prompt]
+    requests = []
+    for number, one in enumerate(batch):
+        request = g.GenerateRequest(request_id=request_id if len(batch) == 1 else f"{request_id}.{number}",
+                                    model=body.get("model") or "", sampling=params,
+                                    user=body.get("user") or body.get("safety_identifier") or "")
+        if isinstance(one, str):
+            request.prompt = one
+        else:
+            request.prompt_token_ids.extend(int(t) for t in one)
+        requests.append(request)
+    return requests
+
+
+# ---------------------------------------------------------------- responses
+
+def usage_json(usage: common_pb2.Usage) -> dict[str, Any]:
+    return {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+            "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens}}
+
+
+def chat_logprobs(entries: Any) -> list[dict[str, Any]]:
+    return [{"token": e.token, "logprob": e.logprob, "bytes": list(e.bytes),
+             "top_logprobs": [{"token": t.token, "logprob": t.logprob, "bytes": list(t.bytes)}
+                              for t in e.top_logprobs]} for e in entries]
+
+
+class TextLogprobs:
+    """The legacy completions logprobs layout, with text offsets counted across chunks."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def convert(self, entries: Any) -> dict[str, Any]:
+        out: dict[str, list] = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+        for e in entries:
+            out["tokens"].append(e.token)
+            out["token_logprobs"].append(e.logprob)
+            out["top_logprobs"].append({t.token: t.logprob for t in e.top_logprobs})
+            out["text_offset"].append(self.offset)
+            self.offset += len(e.token)
+        return out
+
+
+def labs_extra(response: g.GenerateResponse) -> dict[str, Any] | None:
+    """The `labs` field telling clients that the finance module, not the model, answered."""
+    if response.source == g.ANSWER_SOURCE_FINANCE:
+        extra: dict[str, Any] = {"source": "finance"}
+        if response.HasField("finance"):
+            extra["finance"] = finance_json(response.finance)
+        return extra
+    return None
+
+
+class _Choice:
+    __slots__ = ("text", "reasoning", "logprobs", "finish_reason", "stop_reason")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.reasoning: list[str] = []
+        self.logprobs: list[Any] = []
+        self.finish_reason: str | None = None
+        self.stop_reason = ""
+
+
+class Collector:
+    """Gathers a whole stream into one chat.completion or text_completion object."""
+
+    def __init__(self, chat: bool, logprobs: bool):
+        self.chat = chat
+        self.want_logprobs = logprobs
+        self.choices: dict[int, _Choice] = {}  # only those the core answered (a finance answer has one)
+        self.model = ""
+        self.usage: common_pb2.Usage | None = None
+        self.labs: dict[str, Any] | None = None
+
+    def add(self, r: g.GenerateResponse) -> None:
+        if not self.model:
+            self.model = r.model
+        if self.labs is None:
+            self.labs = labs_extra(r)
+        elif r.HasField("finance"):
+            self.labs["finance"] = finance_json(r.finance)
+        if r.HasField("usage"):
+            self.usage = r.usage
+        if not (r.text or r.reasoning_text or r.logprobs or r.finish_reason):
+            return
+        choice = self.choices.get(r.index)
+        if choice is None:
+            choice = self.choices[r.index] = _Choice()
+        if r.text:
+            choice.text.append(r.text)
+        if r.reasoning_text:
+            choice.reasoning.append(r.reasoning_text)
+        if r.logprobs:
+            choice.logprobs.extend(r.logprobs)
+        if r.finish_reason:
+            choice.finish_reason = FINISH_REASONS.get(r.finish_reason, "stop")
+            choice.stop_reason = r.stop_reason
+
+    def result(self, model_fallback: str = "") -> dict[str, Any]:
+        now = int(time.time())
+        choices = []
+        for index, c in sorted(self.choices.items()) or [(0, _Choice())]:
+            if self.chat:
+                message: dict[str, Any] = {"role": "assistant", "content": "".join(c.text), "refusal": None,
+                                           "annotations": []}
+                if c.reasoning:
+                    message["reasoning_content"] = "".join(c.reasoning)
+                logprobs = {"content": chat_logprobs(c.logprobs), "refusal": None} if self.want_logprobs else None
+                choices.append({"index": index, "message": message, "logprobs": logprobs,
+                                "finish_reason": c.finish_reason})
+            else:
+                logprobs = TextLogprobs().convert(c.logprobs) if self.want_logprobs else None
+                choices.append({"index": index, "text": "".join(c.text), "logprobs": logprobs,
+                                "finish_reason": c.finish_reason})
+        out: dict[str, Any] = {
+            "id": new_id(self.chat), "object": "chat.completion" if self.chat else "text_completion",
+            "created": now, "model": self.model or model_fallback, "choices": choices,
+            "usage": usage_json(self.usage or common_pb2.Usage()), "system_fingerprint": SYSTEM_FINGERPRINT}
+        if self.labs is not None:
+            out["labs"] = self.labs
+        return out
+
+
+def new_id(chat: bool) -> str:
+    return ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+
+
+class ChunkEncoder:
+    """Turns each GenerateResponse into SSE bytes (b"" when it carries nothing to send)."""
+
+    def __init__(self, chat: bool, logprobs: bool, include_usage: bool, model_fallback: str = ""):
+        self.chat = chat
+        self.want_logprobs = logprobs
+        self.include_usage = include_usage
+        self.model_fallback = model_fallback
+        self.prefix = b""
+        self.suffix = b',"usage":null}\n\n' if include_usage else b"}\n\n"
+        self.started: set[int] = set()
+        self.text_logprobs: dict[int, TextLogprobs] = {}
+        self.usage: common_pb2.Usage | None = None
+
+    def _start(self, model: str) -> None:
+        head = {"id": new_id(self.chat), "object": "chat.completion.chunk" if self.chat else "text_completion",
+                "created": int(time.time()), "model": model or self.model_fallback,
+                "system_fingerprint": SYSTEM_FINGERPRINT}
+        self.prefix = b"data: " + orjson.dumps(head)[:-1] + b',"choices":['
+
+    def encode(self, r: g.GenerateResponse) -> bytes:
+        if not self.prefix:
+            self._start(r.model)
+        if r.HasField("usage"):
+            self.usage = r.usage
+        extra = labs_extra(r) if (r.source == g.ANSWER_SOURCE_FINANCE and r.HasField("finance")) else None
+        finish = r.finish_reason
+        if not (r.text or r.reasoning_text or finish or r.logprobs or extra):
+            return b""
+        index = r.index
+        if self.chat:
+            delta: dict[str, Any] = {}
+            if index not in self.started:
+                self.started.add(index)
+                delta["role"] = "assistant"
+                delta["content"] = r.text
+            elif r.text:
+                delta["content"] = r.text
+            if r.reasoning_text:
+                delta["reasoning_content"] = r.reasoning_text
+            choice: dict[str, Any] = {"index": index, "delta": delta,
+                                      "logprobs": {"content": chat_logprobs(r.logprobs), "refusal": None}
+                                      if self.want_logprobs and r.logprobs else None,
+                                      "finish_reason": FINISH_REASONS.get(finish) if finish else None}
+        else:
+            logprobs = None
+            if self.want_logprobs and r.logprobs:
+                logprobs = self.text_logprobs.setdefault(index, TextLogprobs()).convert(r.logprobs)
+            choice = {"index": index, "text": r.text, "logprobs": logprobs,
+                      "finish_reason": FINISH_REASONS.get(finish) if finish else None}
+        body = self.prefix + orjson.dumps(choice) + b"]"
+        if extra is not None:
+            body += b',"labs":' + orjson.dumps(extra)
+        return body + self.suffix
+
+    def finish(self) -> bytes:
+        """The usage chunk (when asked for) and [DONE]."""
+        if not self.include_usage:
+            return DONE
+        if not self.prefix:
+            self._start("")
+        usage = orjson.dumps(usage_json(self.usage or common_pb2.Usage()))
+        return self.prefix + b'],"usage":' + usage + b"}\n\n" + DONE
+
+
+def error_event(error: dict[str, Any]) -> bytes:
+    """A failure after the stream started: one error event, then [DONE], so clients never hang."""
+    return b"data: " + orjson.dumps(error) + b"\n\n" + DONE

@@ -1,0 +1,122 @@
+"""Running one generation request for the chat and completions routes: the per-key stream slot,
+opening the gRPC stream (errors before the first token are plain HTTP errors), then either SSE
+events or one collected JSON answer; usage, TTFT and token metrics on the way out.
+
+A client that disconnects cancels the gRPC call at once (http.until_disconnect / SSEResponse), which
+makes the core abort the request and free its engine slot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from labs_core.proto import generation_pb2 as g
+from labs_gateway.auth import Caller
+from labs_gateway.convert.generation import ChunkEncoder, Collector, error_event
+from labs_gateway.core_client import GenerationStream, MergedStream
+from labs_gateway.errors import SERVER, GatewayError
+from labs_gateway.http import ClientGone, JSONResponse, SSEResponse, until_disconnect
+from labs_gateway.state import Gateway
+
+log = logging.getLogger(__name__)
+CLIENT_CLOSED = 499
+
+
+class _Slot:
+    """The caller's stream slot and the in-flight gauge, released exactly once."""
+
+    def __init__(self, gw: Gateway, caller: Caller):
+        gw.streams.acquire(caller.name)
+        gw.metrics.inflight.inc()
+        self.gw, self.name, self.held = gw, caller.name, True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.gw.streams.release(self.name)
+            self.gw.metrics.inflight.dec()
+
+
+async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g.GenerateRequest],
+                   body: dict[str, Any], *, chat: bool) -> Response | SSEResponse:
+    """Serve one chat or completion request; several protos are a batch of prompts (completions)."""
+    route = "chat" if chat else "completions"
+    arrived = request.scope.get("labs.start") or time.perf_counter()
+    proto = protos[0]
+    slot = _Slot(gw, caller)
+    try:
+        opened = await until_disconnect(request, gw.core.open_generations(protos, gw.metadata(request, caller)))
+    except ClientGone:
+        slot.release()
+        return Response(status_code=CLIENT_CLOSED)
+    except BaseException:
+        slot.release()
+        gw.usage.error(caller.name)
+        raise
+    gw.metrics.ttft.labels(route).observe(time.perf_counter() - arrived)
+    logprobs = proto.sampling.logprobs
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        encoder = ChunkEncoder(chat, logprobs, include_usage, model_fallback=proto.model)
+        def close() -> None:
+            opened.cancel()
+            slot.release()
+
+        return SSEResponse(_events(gw, caller, opened, encoder, slot), on_close=close)
+    collector = Collector(chat, logprobs)
+    try:
+        await until_disconnect(request, _collect(opened, collector))
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
+    except GatewayError:
+        gw.usage.error(caller.name)
+        raise
+    finally:
+        opened.cancel()
+        slot.release()
+    _account(gw, caller, collector.usage)
+    return JSONResponse(collector.result(proto.model))
+
+
+async def _collect(opened: GenerationStream | MergedStream, collector: Collector) -> None:
+    collector.add(opened.first)
+    async for response in opened.rest():
+        collector.add(response)
+
+
+async def _events(gw: Gateway, caller: Caller, opened: GenerationStream | MergedStream, encoder: ChunkEncoder,
+                  slot: _Slot) -> AsyncIterator[bytes]:
+    try:
+        chunk = encoder.encode(opened.first)
+        if chunk:
+            yield chunk
+        encode = encoder.encode
+        async for response in opened.rest():
+            chunk = encode(response)
+            if chunk:
+                yield chunk
+        _account(gw, caller, encoder.usage)
+        yield encoder.finish()
+    except GatewayError as exc:
+        gw.usage.error(caller.name)
+        log.warning("stream failed after it started: %s", exc.message)
+        yield error_event(exc.body())
+    except Exception as exc:  # never leave a client hanging on a half-written stream
+        gw.usage.error(caller.name)
+        log.exception("unexpected error in a stream")
+        yield error_event(GatewayError(500, f"internal error ({type(exc).__name__})", type=SERVER,
+                                       code="internal_error").body())
+    finally:
+        opened.cancel()
+        slot.release()
+
+
+def _account(gw: Gateway, caller: Caller, usage: Any) -> None:
+    if usage is not None:
+        gw.usage.tokens(caller.name, usage.prompt_tokens, usage.completion_tokens)
+        gw.metrics.count_tokens(usage.prompt_tokens, usage.completion_tokens)

@@ -1,0 +1,143 @@
+"""The OpenAPI 3.1 document served at /openapi.json, built from the same request schemas the
+gateway validates with (schema.py), so the two cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labs_core import __version__
+from labs_gateway import schema
+
+ERROR = {
+    "type": "object", "required": ["error"],
+    "properties": {"error": {
+        "type": "object", "required": ["message", "type", "param", "code"],
+        "properties": {"message": {"type": "string"}, "type": {"type": "string"},
+                       "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}},
+}
+USAGE = {"type": "object", "required": ["prompt_tokens", "total_tokens"],
+         "properties": {"prompt_tokens": {"type": "integer"}, "completion_tokens": {"type": "integer"},
+                        "total_tokens": {"type": "integer"},
+                        "prompt_tokens_details": {"type": "object"}, "completion_tokens_details": {"type": "object"}}}
+COMPLETION = {
+    "type": "object", "required": ["id", "object", "created", "model", "choices", "usage"],
+    "properties": {"id": {"type": "string"}, "object": {"enum": ["chat.completion", "text_completion"]},
+                   "created": {"type": "integer"}, "model": {"type": "string"},
+                   "choices": {"type": "array", "items": {"type": "object"}},
+                   "usage": {"$ref": "#/components/schemas/Usage"},
+                   "system_fingerprint": {"type": "string"},
+                   "labs": {"type": "object", "description": "Present when the finance module answered."}},
+}
+LIST = {"type": "object", "required": ["object", "data"],
+        "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": {"type": "object"}},
+                       "model": {"type": "string"}, "usage": {"$ref": "#/components/schemas/Usage"}}}
+MODEL = {"type": "object", "required": ["id", "object", "created", "owned_by"],
+         "properties": {"id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
+                        "owned_by": {"type": "string"}, "labs": {"type": "object"}}}
+OBJECT = {"type": "object"}
+SSE = {"text/event-stream": {"schema": {"description": "Server-sent events: one JSON chunk per data line, then "
+                                                     "data: [DONE]"},
+                             "example": 'data: {"id": "chatcmpl-...", "choices": [...]}\n\ndata: [DONE]\n\n'}}
+
+ERRORS = {
+    "400": "Bad request: malformed JSON, wrong types, values out of range, unsupported or unknown fields, "
+           "context too long (code context_length_exceeded)",
+    "401": "Missing or wrong API key",
+    "404": "Unknown model",
+    "413": "Request body too large",
+    "415": "Content-Type is not application/json",
+    "429": "Rate limit, concurrent-stream limit, or the engine's queue is full (see Retry-After)",
+    "500": "Internal error",
+    "501": "The core does not implement this service",
+    "502": "The core refused the gateway's credentials",
+    "503": "No core reachable, model loading, or server draining (see Retry-After)",
+    "504": "The core did not answer within LABS_REQUEST_TIMEOUT_S",
+}
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+def _responses(ok: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    out: dict[str, Any] = {"200": {"description": description, "content": ok}}
+    for status, text in ERRORS.items():
+        out[status] = {"description": text, "content": _json("Error")}
+    return out
+
+
+def _post(summary: str, request_ref: str, ok: dict[str, Any], tag: str, description: str = "") -> dict[str, Any]:
+    return {"post": {"summary": summary, "description": description, "tags": [tag],
+                     "operationId": request_ref[0].lower() + request_ref[1:].removesuffix("Request"),
+                     "requestBody": {"required": True, "content": _json(request_ref)},
+                     "responses": _responses(ok)}}
+
+
+def _get(summary: str, ok: dict[str, Any], tag: str, operation_id: str, secured: bool = True,
+         parameters: list[dict[str, Any]] | None = None, errors: bool = True) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "tags": [tag], "operationId": operation_id,
+                          "responses": _responses(ok) if errors else {"200": {"description": "OK", "content": ok}}}
+    if parameters:
+        op["parameters"] = parameters
+    if not secured:
+        op["security"] = []
+    return {"get": op}
+
+
+def build(keys_enabled: bool, admin_protected: bool) -> dict[str, Any]:
+    """The document; `keys_enabled` adds the Bearer security requirement to the API routes."""
+    model_param = [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    usage_params = [{"name": "key", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "since", "in": "query", "required": False, "schema": {"type": "number"}}]
+    ready = {"description": "Ready", "content": {"application/json": {"schema": OBJECT}}}
+    paths: dict[str, Any] = {
+        "/v1/chat/completions": _post(
+            "Chat completion", "ChatCompletionRequest",
+            {**_json("Completion"), **SSE}, "generation",
+            "OpenAI's chat completions; stream: true answers with server-sent events ending with data: [DONE]."),
+        "/v1/completions": _post("Text completion", "CompletionRequest", {**_json("Completion"), **SSE},
+                                 "generation", "OpenAI's legacy completions on a raw prompt (no chat template)."),
+        "/v1/embeddings": _post("Embeddings", "EmbeddingRequest", _json("List"), "embeddings"),
+        "/v1/similarities": _post("Similarities or ranking", "SimilarityRequest", _json("List"), "embeddings",
+                                  "sentences: pairwise cosine matrix; query + documents: documents ranked."),
+        "/v1/finance/query": _post("Finance question", "FinanceRequest", _json("Object"), "finance",
+                                   "Exact answers from the transactions data."),
+        "/v1/models": _get("List models", _json("List"), "models", "listModels"),
+        "/v1/models/{model_id}": _get("Retrieve a model", _json("Model"), "models", "retrieveModel",
+                                      parameters=model_param),
+        "/health": _get("Liveness", _json("Object"), "operations", "health", secured=False, errors=False),
+        "/v1/health": _get("Liveness", _json("Object"), "operations", "healthV1", secured=False, errors=False),
+        "/ready": {"get": {"summary": "Readiness: which cores are up", "tags": ["operations"], "operationId": "ready",
+                           "security": [], "responses": {"200": ready, "503": {**ready, "description": "Not ready"}}}},
+        "/metrics": _get("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}}, "operations",
+                         "metrics", secured=False, errors=False),
+        "/admin/usage": _get("Usage per API key, per minute", _json("Object"), "admin", "adminUsage",
+                             parameters=usage_params),
+        "/admin/stats": _get("Live engine figures of every core", _json("Object"), "admin", "adminStats",
+                             parameters=[{"name": "prometheus", "in": "query", "required": False,
+                                          "schema": {"type": "boolean"}}]),
+    }
+    if keys_enabled or admin_protected:
+        for path in ("/admin/usage", "/admin/stats"):
+            paths[path]["get"]["security"] = [{"bearer": []}]
+    if not keys_enabled:
+        for path, item in paths.items():
+            if not path.startswith("/admin"):
+                for op in item.values():
+                    op["responses"].pop("401", None)
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "labs gateway", "version": __version__,
+                 "description": "OpenAI-compatible REST/SSE API of labs. Errors: docs/errors.md."},
+        "paths": paths,
+        "components": {
+            "schemas": {
+                "ChatCompletionRequest": schema.CHAT_REQUEST, "CompletionRequest": schema.COMPLETION_REQUEST,
+                "EmbeddingRequest": schema.EMBEDDING_REQUEST, "SimilarityRequest": schema.SIMILARITY_REQUEST,
+                "FinanceRequest": schema.FINANCE_REQUEST, "Error": ERROR, "Usage": USAGE, "Completion": COMPLETION,
+                "List": LIST, "Model": MODEL, "Object": OBJECT},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+    }
+    if keys_enabled:
+        doc["security"] = [{"bearer": []}]
+    return doc

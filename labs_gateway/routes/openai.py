@@ -1,0 +1,53 @@
+"""OpenAI's generation and model routes: /v1/chat/completions, /v1/completions, /v1/models."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from labs_core.proto import models_pb2
+from labs_gateway import schema
+from labs_gateway.convert import generation as convert
+from labs_gateway.convert.models import model_json, models_json
+from labs_gateway.errors import GatewayError
+from labs_gateway.generation import generate
+from labs_gateway.http import JSONResponse, read_json
+from labs_gateway.state import gateway_of, request_id
+from labs_gateway.validate import validate
+
+
+async def chat_completions(request: Request) -> Response:
+    gw = gateway_of(request)
+    caller = gw.admit(request)
+    body = await read_json(request, gw.settings.gateway.max_body_bytes)
+    validate(body, schema.CHAT_REQUEST)
+    return await generate(request, gw, caller, [convert.chat_request(body, request_id(request))], body, chat=True)
+
+
+async def completions(request: Request) -> Response:
+    gw = gateway_of(request)
+    caller = gw.admit(request)
+    body = await read_json(request, gw.settings.gateway.max_body_bytes)
+    validate(body, schema.COMPLETION_REQUEST)
+    return await generate(request, gw, caller, convert.completion_requests(body, request_id(request)), body,
+                          chat=False)
+
+
+async def list_models(request: Request) -> Response:
+    gw = gateway_of(request)
+    caller = gw.admit(request)
+    answers = await gw.core.each(lambda core: core.models.ListModels, models_pb2.ListModelsRequest(),
+                                 gw.metadata(request, caller), timeout_s=10.0)
+    found = [r for _, r in answers if not isinstance(r, GatewayError)]
+    if not found:
+        raise answers[0][1]
+    return JSONResponse(models_json([m for r in found for m in r.models]))
+
+
+async def retrieve_model(request: Request) -> Response:
+    gw = gateway_of(request)
+    caller = gw.admit(request)
+    name = request.path_params["model_id"]
+    info = await gw.core.unary(lambda core: core.models.GetModel, models_pb2.GetModelRequest(name=name),
+                               gw.metadata(request, caller), timeout_s=10.0)
+    return JSONResponse(model_json(info))

@@ -1,0 +1,218 @@
+"""Request body schemas (JSON Schema, as OpenAPI 3.1 uses it): the single source for request
+validation (validate.py) and for /openapi.json (openapi.py).
+
+Fields OpenAI defines that we do not implement are listed with `x-unsupported` and an `enum` of the
+values that mean "off" (null, [], "none", ...): any other value is a 400 naming the field, never a
+silent ignore. Fields that are neither listed nor unsupported are a 400 `unknown_parameter`.
+Every optional field also accepts null, which means "not given".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_N = 16
+MAX_STOP = 16
+MAX_TOP_LOGPROBS = 20
+INT64 = 2**63 - 1
+MAX_TOKENS = 1 << 24
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        return {**schema, "type": [kind, "null"]}
+    if "anyOf" in schema:
+        return {**schema, "anyOf": [*schema["anyOf"], {"type": "null"}]}
+    return schema
+
+
+def integer(lo: int | None, hi: int | None, description: str) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer", "description": description}
+    if lo is not None:
+        schema["minimum"] = lo
+    if hi is not None:
+        schema["maximum"] = hi
+    return nullable(schema)
+
+
+def number(lo: float, hi: float, description: str, *, exclusive_lo: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "number", "description": description, "maximum": hi}
+    schema["exclusiveMinimum" if exclusive_lo else "minimum"] = lo
+    return nullable(schema)
+
+
+def boolean(description: str) -> dict[str, Any]:
+    return {"type": ["boolean", "null"], "description": description}
+
+
+def string(description: str, **extra: Any) -> dict[str, Any]:
+    return {"type": ["string", "null"], "description": description, **extra}
+
+
+def unsupported(feature: str, *off_values: Any) -> dict[str, Any]:
+    return {"enum": [None, *off_values], "x-unsupported": feature,
+            "description": f"Not supported ({feature}); only accepted when it asks for nothing."}
+
+
+MODEL = string("Model id from GET /v1/models; omitted or empty: the server's default model of that kind.")
+STOP = nullable({"anyOf": [{"type": "string", "minLength": 1, "maxLength": 256},
+                           {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 256},
+                            "maxItems": MAX_STOP}],
+                 "description": f"Up to {MAX_STOP} strings; generation stops before any of them."})
+STREAM_OPTIONS = nullable({
+    "type": "object", "additionalProperties": False,
+    "properties": {"include_usage": boolean("Send a last chunk with empty choices and the usage.")},
+    "description": "Read with stream: true (a non-streamed answer always carries usage)."})
+
+SAMPLING: dict[str, Any] = {
+    "max_tokens": integer(1, MAX_TOKENS, "Most tokens to generate per choice (default: the server's, capped by "
+                                         "the context left)."),
+    "temperature": number(0, 2, "0 is greedy."),
+    "top_p": number(0, 1, "Nucleus sampling.", exclusive_lo=True),
+    "n": integer(1, MAX_N, "Number of choices."),
+    "stop": STOP,
+    "seed": integer(-INT64, INT64, "Same seed and parameters, same output."),
+    "presence_penalty": number(-2, 2, "Additive penalty on tokens already generated."),
+    "frequency_penalty": number(-2, 2, "Additive penalty per occurrence of a generated token."),
+    "stream": boolean("Stream the answer as server-sent events."),
+    "stream_options": STREAM_OPTIONS,
+    "user": string("End-user id, for accounting and abuse tracing."),
+    "safety_identifier": string("Same as user (OpenAI's newer name)."),
+    # Extensions (vLLM names).
+    "top_k": integer(0, 1 << 20, "Extension: keep the k most likely tokens; 0 disables."),
+    "min_p": number(0, 1, "Extension: drop tokens below min_p times the top token's probability."),
+    "repetition_penalty": number(0.01, 10, "Extension: multiplicative penalty, 1 is off."),
+    "ignore_eos": boolean("Extension: keep generating past EOS until max_tokens (benchmarks)."),
+    "min_tokens": integer(0, MAX_TOKENS, "Extension: do not stop before this many tokens."),
+    "stop_token_ids": nullable({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31},
+                                "maxItems": 64, "description": "Extension: stop after any of these token ids."}),
+    # Unsupported features shared by both generation endpoints.
+    "logit_bias": unsupported("logit bias", {}),
+    "service_tier": unsupported("service tiers", "auto", "default"),
+    "store": unsupported("stored completions", False),
+    "metadata": unsupported("stored completions", {}),
+}
+
+TEXT_PART = {"type": "object", "additionalProperties": False, "required": ["type", "text"],
+             "properties": {"type": {"const": "text", "x-unsupported-kind": "content part type"},
+                            "text": {"type": "string"}}}
+MESSAGE = {
+    "type": "object", "additionalProperties": False, "required": ["role"],
+    "properties": {
+        "role": {"enum": ["system", "developer", "user", "assistant", "tool"]},
+        "content": nullable({"anyOf": [{"type": "string"}, {"type": "array", "items": TEXT_PART}],
+                             "description": "Text, or a list of text parts (other part types are not supported)."}),
+        "name": string("Optional participant name."),
+        "reasoning_content": string("Assistant turns of a thinking model: the reasoning before the content."),
+        "tool_calls": unsupported("tool calling", []),
+        "tool_call_id": unsupported("tool calling"),
+        "function_call": unsupported("function calling"),
+        "refusal": unsupported("refusals"),
+        "audio": unsupported("audio"),
+        "annotations": unsupported("annotations", []),
+    },
+}
+
+CHAT_REQUEST: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["messages"],
+    "properties": {
+        "model": MODEL,
+        "messages": {"type": "array", "items": MESSAGE, "minItems": 1, "maxItems": 4096},
+        **SAMPLING,
+        "max_completion_tokens": integer(1, MAX_TOKENS, "Same as max_tokens (OpenAI's newer name); wins over it."),
+        "logprobs": boolean("Return the log probability of every output token."),
+        "top_logprobs": integer(0, MAX_TOP_LOGPROBS, "With logprobs: this many most likely alternatives."),
+        "enable_thinking": boolean("Extension: for thinking models whose chat template reads enable_thinking."),
+        "chat_template_kwargs": nullable({
+            "type": "object", "additionalProperties": False,
+            "properties": {"enable_thinking": boolean("Same as enable_thinking.")},
+            "description": "Extension (vLLM): only enable_thinking is read."}),
+        "continue_final_message": boolean("Extension: continue the last assistant message."),
+        "finance": boolean("Extension: answer finance questions exactly from the data (default: the server's)."),
+        "tools": unsupported("tool calling", []),
+        "tool_choice": unsupported("tool calling", "none", "auto"),
+        "parallel_tool_calls": unsupported("tool calling", True, False),
+        "functions": unsupported("function calling", []),
+        "function_call": unsupported("function calling", "none", "auto"),
+        "response_format": unsupported("structured output", {"type": "text"}),
+        "audio": unsupported("audio"),
+        "modalities": unsupported("audio output", ["text"]),
+        "prediction": unsupported("predicted outputs"),
+        "web_search_options": unsupported("web search"),
+        "reasoning_effort": unsupported("reasoning effort (use enable_thinking)"),
+        "verbosity": unsupported("verbosity"),
+        "prompt_cache_key": string("Accepted for compatibility; prefix caching is automatic."),
+    },
+    # top_logprobs > 0 needs logprobs: true (as OpenAI has it).
+    "if": {"type": "object", "required": ["top_logprobs"],
+           "properties": {"top_logprobs": {"type": "integer", "minimum": 1}}},
+    "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+    "x-then-error": {"message": "top_logprobs needs logprobs to be true", "param": "top_logprobs"},
+}
+
+TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31}, "minItems": 1}
+MAX_PROMPTS = 64
+PROMPT = {"anyOf": [{"type": "string", "minLength": 1},
+                    {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
+                     "maxItems": MAX_PROMPTS},
+                    TOKEN_IDS,
+                    {"type": "array", "items": TOKEN_IDS, "minItems": 1, "maxItems": MAX_PROMPTS}],
+          "description": f"A string, token ids, or a batch of up to {MAX_PROMPTS} of either: prompt i's choice j "
+                         "is choice i * n + j."}
+
+COMPLETION_REQUEST: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["prompt"],
+    "properties": {
+        "model": MODEL,
+        "prompt": PROMPT,
+        **SAMPLING,
+        "logprobs": integer(0, MAX_TOP_LOGPROBS, "Return log probabilities with this many alternatives."),
+        "echo": unsupported("echo", False),
+        "best_of": unsupported("best_of", 1),
+        "suffix": unsupported("suffix (insertion)", ""),
+    },
+}
+
+EMBEDDING_REQUEST: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["input"],
+    "properties": {
+        "model": MODEL,
+        "input": {"anyOf": [{"type": "string", "minLength": 1},
+                            {"type": "array", "items": {"type": "string", "minLength": 1},
+                             "minItems": 1, "maxItems": 2048},
+                            TOKEN_IDS,
+                            {"type": "array", "items": TOKEN_IDS, "minItems": 1, "maxItems": 2048}],
+                  "description": "A string, a list of strings, token ids, or a list of token-id lists."},
+        "encoding_format": {"enum": ["float", "base64", None],
+                            "description": "float (default) or base64 (little-endian float32)."},
+        "dimensions": integer(1, 65536, "Truncate the vectors to this many dimensions (renormalised)."),
+        "user": string("End-user id."),
+        "truncate": boolean("Extension: false refuses inputs over the model's max length instead of cutting."),
+    },
+}
+
+SENTENCES = {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 2048}
+NULL = {"type": "null"}
+SIMILARITY_REQUEST: dict[str, Any] = {
+    "description": "Either sentences (pairwise cosine matrix) or query + documents (ranking).",
+    "anyOf": [
+        {"type": "object", "additionalProperties": False, "required": ["sentences"], "title": "Matrix",
+         "properties": {"model": MODEL, "user": string("End-user id."), "sentences": SENTENCES,
+                        "query": NULL, "documents": NULL, "top_n": NULL}},
+        {"type": "object", "additionalProperties": False, "required": ["query", "documents"], "title": "Ranking",
+         "properties": {"model": MODEL, "user": string("End-user id."), "sentences": NULL,
+                        "query": {"type": "string", "minLength": 1}, "documents": SENTENCES,
+                        "top_n": integer(0, 2048, "Return only the best top_n; 0 or omitted returns all.")}},
+    ],
+}
+
+FINANCE_REQUEST: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["question"],
+    "properties": {
+        "question": {"type": "string", "minLength": 1, "maxLength": 4096},
+        "reference_date": string("ISO date (YYYY-MM-DD) relative periods resolve against; default: the latest "
+                                 "date in the data.", pattern=r"^\d{4}-\d{2}-\d{2}$"),
+        "max_rows": integer(0, 10000, "Most rows to return; 0: the server default (20)."),
+    },
+}

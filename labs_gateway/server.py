@@ -1,0 +1,62 @@
+"""`labs-gateway`: serve the gateway with uvicorn. Flags are CLI overrides of the gateway.* settings
+(highest precedence). On SIGTERM uvicorn stops accepting connections and lets in-flight streams
+finish for up to core.drain_timeout_s (LABS_DRAIN_TIMEOUT_S) before closing them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Sequence
+
+from labs_core.config import ConfigError, Settings
+
+
+def parse_args(argv: Sequence[str] | None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="labs-gateway", description="Start the labs OpenAI-compatible gateway.")
+    parser.add_argument("--host", dest="gateway.host", help="bind address (LABS_HOST)")
+    parser.add_argument("--port", dest="gateway.port", type=int, help="HTTP port (LABS_PORT)")
+    parser.add_argument("--core-address", dest="gateway.core_address",
+                        help="core gRPC address(es), comma separated (LABS_CORE_ADDRESS)")
+    parser.add_argument("--config", dest="config", help="labs.toml to read (LABS_CONFIG)")
+    parser.add_argument("--log-level", dest="logging.log_level", help="debug, info, warning or error")
+    return vars(parser.parse_args(argv))
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = args.pop("config")
+    try:
+        settings = Settings.load(args, toml_path=config)
+    except ConfigError as exc:
+        print(f"labs-gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings.logging.log_level)
+
+    import uvicorn
+
+    from labs_gateway.app import create_app
+
+    try:
+        app = create_app(settings)
+    except ValueError as exc:
+        print(f"labs-gateway: configuration error: {exc}", file=sys.stderr)
+        return 2
+    config = uvicorn.Config(app, host=settings.gateway.host, port=settings.gateway.port, log_config=None,
+                            access_log=False, log_level=settings.logging.log_level, proxy_headers=False,
+                            timeout_graceful_shutdown=int(settings.core.drain_timeout_s) or None)
+    try:
+        uvicorn.Server(config).run()
+    except OSError as exc:
+        print(f"labs-gateway: cannot start: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
