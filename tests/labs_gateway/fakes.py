@@ -66,6 +66,8 @@ FINANCE_ANSWER = finance_pb2.FinanceQueryResponse(
 
 class FakeFinance(finance_pb2_grpc.FinanceServicer):
     async def Query(self, request, context):
+        if request.question == "unimplemented":  # as a core without this service answers
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
         if request.question == "missing data":
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "data/all_transactions.csv is missing")
         if "software" not in request.question.lower():

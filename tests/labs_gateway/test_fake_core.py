@@ -198,3 +198,9 @@ def test_batch_of_prompts(fake_client):
 def test_batch_fails_whole_when_one_prompt_fails(fake_gateway, fake_core):
     response = httpx.post(f"{fake_gateway.url}/v1/completions", json={"model": "fake-context", "prompt": ["a", "b"]})
     assert response.status_code == 400 and response.json()["error"]["code"] == "context_length_exceeded"
+
+
+def test_unimplemented_service_is_501(fake_gateway):
+    response = httpx.post(f"{fake_gateway.url}/v1/finance/query", json={"question": "unimplemented"})
+    assert response.status_code == 501
+    assert response.json()["error"]["code"] == "not_implemented"

@@ -18,7 +18,7 @@ HI = [{"role": "user", "content": "Say something."}]
 
 def test_models_list_and_retrieve(client):
     models = client.models.list()
-    assert [m.id for m in models.data] == ["tiny"]
+    assert [m.id for m in models.data] == ["tiny", "all-MiniLM-L6-v2"]
     tiny = client.models.retrieve("tiny")
     assert tiny.id == "tiny" and tiny.object == "model" and tiny.owned_by == "labs"
     assert tiny.model_extra["labs"]["context_length"] == 1024
@@ -155,10 +155,13 @@ def test_long_prompt_is_context_length_exceeded(client):
     assert info.value.status_code == 400
 
 
-def test_unimplemented_service_is_501(gateway):
-    response = httpx.post(f"{gateway.url}/v1/embeddings", json={"input": "hello"})
-    assert response.status_code == 501
-    assert response.json()["error"]["code"] == "not_implemented"
+def test_live_embeddings_through_the_sdk(client):
+    """The core serves the default embedding model: the SDK's default (base64) path decodes to unit vectors."""
+    result = client.embeddings.create(model="all-MiniLM-L6-v2", input=["hello", "invoice overdue"])
+    vectors = [d.embedding for d in result.data]
+    assert len(vectors) == 2 and len(vectors[0]) == 384
+    assert abs(sum(x * x for x in vectors[0]) - 1.0) < 1e-3
+    assert result.usage.prompt_tokens > 0
 
 
 def test_request_id_round_trip(gateway):
