@@ -98,6 +98,7 @@ def reference_attention(meta: AttentionMetadata, layer: int, q: torch.Tensor, sc
     return out
 
 
+@torch.compiler.disable  # an opaque island: torch.compile fuses everything around it, not this
 def paged_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                             attention_mask: torch.Tensor | None, scaling: float | None = None,
                             dropout: float = 0.0, labs_attention: AttentionMetadata | None = None,

@@ -111,7 +111,7 @@ def probe(model: Any, runner: ModelRunner, vocab_size: int) -> None:
 
 
 def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineConfig, sizing: KVSizing,
-                       eos_token_ids: list[int], cuda_graphs: bool = True) -> AsyncEngine:
+                       eos_token_ids: list[int], cuda_graphs: bool = True, compile: bool = False) -> AsyncEngine:
     """Probe the model on a small cache, size the real cache from what is left, capture graphs."""
     check_supported(model)
     dev = torch.device(device)
@@ -136,5 +136,5 @@ def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineCo
     log.info("paged engine: %d KV blocks of %d tokens (%.2f GiB)", blocks, config.block_size,
              blocks * layout.bytes_per_block(config.block_size) / 2**30)
     if dev.type == "cuda" and cuda_graphs:
-        runner.capture_cuda_graphs(min(config.max_num_seqs, 512), config.max_model_len)
+        runner.capture_cuda_graphs(min(config.max_num_seqs, 512), config.max_model_len, compile=compile)
     return AsyncEngine(LLMEngine(runner, tokenizer, config, eos_token_ids))

@@ -38,6 +38,7 @@ class DecodeGraphs:
         self.slots = torch.zeros(max_batch, dtype=torch.int64, device=dev)
         self.block_tables = torch.zeros(max_batch, max_blocks_per_seq, dtype=torch.int32, device=dev)
         self.context_lens = torch.ones(max_batch, dtype=torch.int32, device=dev)
+        self.metas: dict[int, AttentionMetadata] = {}
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.logits: dict[int, torch.Tensor] = {}
         self.capture_seconds = 0.0
@@ -47,14 +48,20 @@ class DecodeGraphs:
         return self.sizes[-1]
 
     def _forward(self, size: int) -> torch.Tensor:
-        meta = AttentionMetadata(
-            kv=self.runner.kv, slot_mapping=self.slots[:size], block_tables=self.block_tables[:size],
-            context_lens=self.context_lens[:size], query_lens=[1] * size, context_lens_host=[1] * size,
-            decode_only=True, backend=self.runner.attention_backend,
-            extra={"num_splits": self.runner.decode_splits(size)})
-        out = self.runner.model(input_ids=self.input_ids[None, :size], position_ids=self.positions[None, :size],
-                                use_cache=False, labs_attention=meta, logits_to_keep=0)
-        return out.logits[0]
+        meta = self.metas.get(size)
+        if meta is None:  # one object per size, reused, so compiled code sees the same input
+            meta = self.metas[size] = AttentionMetadata(
+                kv=self.runner.kv, slot_mapping=self.slots[:size], block_tables=self.block_tables[:size],
+                context_lens=self.context_lens[:size], query_lens=[1] * size, context_lens_host=[1] * size,
+                decode_only=True, backend=self.runner.attention_backend,
+                extra={"num_splits": self.runner.decode_splits(size)})
+        ids, positions = self.input_ids[None, :size], self.positions[None, :size]
+        if self.runner.compiled_forward is not None:
+            torch._dynamo.mark_dynamic(ids, 1)
+            torch._dynamo.mark_dynamic(positions, 1)
+        forward = self.runner.compiled_forward or self.runner.model
+        return forward(input_ids=ids, position_ids=positions, use_cache=False, labs_attention=meta,
+                       logits_to_keep=0).logits[0]
 
     @torch.inference_mode()
     def capture(self) -> None:

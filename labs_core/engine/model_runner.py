@@ -78,6 +78,8 @@ class ModelRunner:
             self.sm_count = torch.cuda.get_device_properties(self.device).multi_processor_count
         self.max_context = 0
         self.graphs = None
+        # torch.compile of the decode forward (elementwise ops fused around our attention).
+        self.compiled_forward = None
         self.attn_name = attention.ATTENTION_NAME
         self.original_attn_implementation = model.config._attn_implementation
         attention.register()
@@ -103,11 +105,14 @@ class ModelRunner:
             return 1
         return self.attention_backend.num_splits(batch, self.layout.num_kv_heads, self.max_context, self.sm_count)
 
-    def capture_cuda_graphs(self, max_batch: int, max_context: int) -> float:
-        """Capture decode graphs for batch sizes up to max_batch; returns the seconds it took."""
+    def capture_cuda_graphs(self, max_batch: int, max_context: int, compile: bool = False) -> float:
+        """Capture decode graphs for batch sizes up to max_batch (of the compiled forward when
+        `compile`); returns the seconds it took, compilation included."""
         from labs_core.engine.cuda_graphs import DecodeGraphs
 
         self.max_context = max_context
+        if compile:
+            self.compiled_forward = torch.compile(self.model, dynamic=None)
         self.graphs = DecodeGraphs(self, max_batch, -(-max_context // self.block_size))
         self.graphs.capture()
         return self.graphs.capture_seconds
