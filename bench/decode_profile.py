@@ -71,7 +71,7 @@ def engine_concurrent(engine, vocab: int, n: int, new: int = 128) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", choices=sorted(SHAPES), default="qwen2.5-7b")
-    parser.add_argument("--modes", default="graphs,compile")
+    parser.add_argument("--modes", default="compile,graphs")
     args = parser.parse_args()
     from labs_core.engine.builder import KVSizing, build_paged_engine
     from labs_core.engine.engine import EngineConfig
@@ -95,6 +95,12 @@ def main() -> None:
             print(f"   replay bs={size}: {ms:.3f} ms  ({size / ms * 1e3:.0f} tok/s if GPU-bound; "
                   f"weights at {weights / (ms / 1e3) / 1e12:.2f} TB/s)", flush=True)
         print("   engine b1 decode: %.1f tok/s" % engine_b1(engine, vocab), flush=True)
+        first = []
+        for k in range(8):
+            trace, _ = drive(engine, [(0.0, engine_request(f"t{k}", prompts(1, PROMPT, vocab, seed=9 + k)[0], 1))])
+            first += [trace.token_times[r][0] - trace.arrival[r] for r in trace.arrival]
+        print("   TTFT prompt 128 p50: %.1f ms (all: %s)" % (statistics.median(first) * 1e3,
+                                                          " ".join(f"{x * 1e3:.0f}" for x in first)), flush=True)
         print("   engine 256 concurrent: %.0f tok/s" % engine_concurrent(engine, vocab, 256), flush=True)
         if mode == "graphs":
             print(kernel_table(engine, 1), flush=True)

@@ -55,13 +55,7 @@ class DecodeGraphs:
                 context_lens=self.context_lens[:size], query_lens=[1] * size, context_lens_host=[1] * size,
                 decode_only=True, backend=self.runner.attention_backend,
                 extra={"num_splits": self.runner.decode_splits(size)})
-        ids, positions = self.input_ids[None, :size], self.positions[None, :size]
-        if self.runner.compiled_forward is not None:
-            torch._dynamo.mark_dynamic(ids, 1)
-            torch._dynamo.mark_dynamic(positions, 1)
-        forward = self.runner.compiled_forward or self.runner.model
-        return forward(input_ids=ids, position_ids=positions, use_cache=False, labs_attention=meta,
-                       logits_to_keep=0).logits[0]
+        return self.runner.call_model(self.input_ids[None, :size], self.positions[None, :size], meta, 0)
 
     @torch.inference_mode()
     def capture(self) -> None:

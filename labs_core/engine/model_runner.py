@@ -168,9 +168,21 @@ class ModelRunner:
             return self.graphs.run(host.ids, host.positions, host.slots, host.tables, host.context_lens)
         meta = self.metadata(host, batch)
         dev = self.device
-        out = self.model(input_ids=torch.from_numpy(host.ids).to(dev)[None],
-                         position_ids=torch.from_numpy(host.positions).to(dev)[None], use_cache=False,
-                         labs_attention=meta, logits_to_keep=torch.from_numpy(host.logit_rows).to(dev))
+        return self.call_model(torch.from_numpy(host.ids).to(dev)[None], torch.from_numpy(host.positions).to(dev)[None],
+                               meta, torch.from_numpy(host.logit_rows).to(dev))
+
+    def call_model(self, ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata,
+                   logit_rows: torch.Tensor | int) -> torch.Tensor:
+        """The model's forward (compiled when enabled; token and row counts marked dynamic)."""
+        forward = self.model
+        if self.compiled_forward is not None:
+            forward = self.compiled_forward
+            torch._dynamo.maybe_mark_dynamic(ids, 1)
+            torch._dynamo.maybe_mark_dynamic(positions, 1)
+            if isinstance(logit_rows, torch.Tensor):
+                torch._dynamo.maybe_mark_dynamic(logit_rows, 0)
+        out = forward(input_ids=ids, position_ids=positions, use_cache=False, labs_attention=meta,
+                      logits_to_keep=logit_rows)
         return out.logits[0]
 
     @torch.inference_mode()
