@@ -110,12 +110,47 @@ def probe(model: Any, runner: ModelRunner, vocab_size: int) -> None:
         raise PagedUnsupported(f"paged attention does not reproduce the model's logits (relative error {error:.2e})")
 
 
+def fuse_if_exact(model: Any, vocab_size: int) -> int:
+    """Fuse sibling projections (fusion.py) when the model's own forward gives the same logits."""
+    from labs_core.engine.fusion import fuse_projections, unfuse_projections
+
+    ids = torch.randint(0, vocab_size, (1, 12), generator=torch.Generator().manual_seed(1)).to(model.device)
+    with torch.inference_mode():
+        before = model(input_ids=ids, use_cache=False).logits.float()
+        groups = fuse_projections(model)
+        if not groups:
+            return 0
+        after = model(input_ids=ids, use_cache=False).logits.float()
+    error = float((after - before).abs().max() / before.abs().max().clamp_min(1e-6))
+    if not error < PROBE_TOLERANCE.get(model.dtype, 8e-2) / 4:
+        unfuse_projections(model)
+        log.warning("projection fusion changed the logits (relative error %.1e): left unfused", error)
+        return 0
+    return groups
+
+
+def warm_up_shapes(runner: ModelRunner) -> None:
+    """Run the shape variants the compiled forward specialises on (one token or one logit row vs
+    many), so no request pays for a recompilation."""
+    blocks = BlockManager(runner.num_blocks, runner.block_size, enable_prefix_caching=False)
+    for lengths in ((1,), (9,), (5, 1, 7)):
+        seqs = [Sequence(request_id="warm-up", choice_index=0, token_ids=[0] * n, params=SamplingParams(), seed=0)
+                for n in lengths]
+        for seq in seqs:
+            blocks.allocate(seq, seq.num_tokens)
+        runner.forward(ScheduledBatch(seqs, list(lengths)))
+        for seq in seqs:
+            blocks.free_sequence(seq)
+
+
 def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineConfig, sizing: KVSizing,
                        eos_token_ids: list[int], cuda_graphs: bool = True, compile: bool = False) -> AsyncEngine:
     """Probe the model on a small cache, size the real cache from what is left, capture graphs."""
     check_supported(model)
     dev = torch.device(device)
     layout = kv_layout(model)
+    if dev.type == "cuda":  # decode is a pass over the weights: fewer, larger products
+        log.info("fused %d projection groups", fuse_if_exact(model, len(tokenizer)))
     useful_tokens = config.max_num_seqs * config.max_model_len
     probe_blocks = max(-(-max(config.max_num_batched_tokens, 2 * PROBE_TOKENS) // config.block_size) + 1, 8)
     runner = ModelRunner(model, config.block_size, probe_blocks, dev, tuple(eos_token_ids))
@@ -137,4 +172,6 @@ def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineCo
              blocks * layout.bytes_per_block(config.block_size) / 2**30)
     if dev.type == "cuda" and cuda_graphs:
         runner.capture_cuda_graphs(min(config.max_num_seqs, 512), config.max_model_len, compile=compile)
+        if compile:
+            warm_up_shapes(runner)
     return AsyncEngine(LLMEngine(runner, tokenizer, config, eos_token_ids))
