@@ -78,6 +78,7 @@ class EngineSettings:
     max_waiting: int = setting(256, "LABS_MAX_WAITING", "Requests allowed to wait; more are refused", minimum=0)
     prefix_caching: bool = setting(True, "LABS_PREFIX_CACHING", "Reuse KV blocks of repeated prompt prefixes")
     cuda_graphs: bool = setting(True, "LABS_CUDA_GRAPHS", "Capture CUDA graphs for decode (GPU only)")
+    compile: bool = setting(True, "LABS_COMPILE", "torch.compile the forward around our attention (GPU only)")
 
 
 @dataclass(frozen=True)

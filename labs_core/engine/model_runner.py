@@ -112,6 +112,8 @@ class ModelRunner:
 
         self.max_context = max_context
         if compile:
+            # Every layer shares one compiled graph per segment, plus a few shape variants.
+            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
             self.compiled_forward = torch.compile(self.model, dynamic=None)
         self.graphs = DecodeGraphs(self, max_batch, -(-max_context // self.block_size))
         self.graphs.capture()

@@ -38,7 +38,8 @@ def build_backend(model: Any, tokenizer: Any, device: str, max_len: int, setting
         sizing = KVSizing(num_blocks=e.num_kv_blocks, cpu_kv_cache_gib=e.cpu_kv_cache_gib,
                           gpu_memory_fraction=e.kv_cache_memory_fraction)
         try:
-            return build_paged_engine(model, tokenizer, device, config, sizing, eos, cuda_graphs=e.cuda_graphs)
+            return build_paged_engine(model, tokenizer, device, config, sizing, eos, cuda_graphs=e.cuda_graphs,
+                                      compile=e.compile)
         except PagedUnsupported as exc:
             log.warning("%s: serving with transformers generate instead of the paged engine: %s",
                         type(model).__name__, exc)
