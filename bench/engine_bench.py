@@ -187,9 +187,12 @@ def build_engine(model: Any, tokenizer: Any, max_num_seqs: int, max_model_len: i
 
     config = EngineConfig(block_size=16, max_num_seqs=max_num_seqs, max_num_batched_tokens=8192,
                           max_model_len=max_model_len, max_waiting=4096, prefix_caching=False)
+    if DEVICE == "cuda":
+        torch._dynamo.reset()  # drop what the compiled baseline left behind
     sync()
     started = time.perf_counter()
-    engine = build_paged_engine(model, tokenizer, DEVICE, config, KVSizing(gpu_memory_fraction=0.9), [1]).engine
+    engine = build_paged_engine(model, tokenizer, DEVICE, config, KVSizing(gpu_memory_fraction=0.9), [1],
+                                compile=DEVICE == "cuda").engine
     sync()
     return engine, time.perf_counter() - started
 
@@ -252,7 +255,8 @@ def itls(trace: Trace) -> list[float]:
 def bench_ours(report: Report, model: Any, vocab: int, weight_bytes: int, concurrency: list[int], new: int,
                rates: list[float], poisson_requests: int, prefill_len: int) -> None:
     tokenizer = synthetic_tokenizer(vocab)
-    engine, warmup = build_engine(model, tokenizer, max(concurrency), max_model_len=prefill_len + new + 64)
+    engine, warmup = build_engine(model, tokenizer, max(concurrency),
+                                  max_model_len=max(prefill_len, PROMPT + max(new, 128)) + 64)
     report.add("warm-up (probe, KV sizing, graphs)", "labs engine", warmup, "s",
                f"{engine.blocks.num_blocks} KV blocks")
     ours = "labs engine"
