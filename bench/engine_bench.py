@@ -310,31 +310,37 @@ def bench_ours(report: Report, model: Any, vocab: int, weight_bytes: int, concur
 
 
 def check_correctness(report: Report) -> None:
-    """Our greedy tokens vs HF generate's on a small shape with peaked random weights (bf16)."""
-    model = make_model("qwen2.5-0.5b", num_hidden_layers=4, initializer_range=0.1)
-    vocab = model.config.vocab_size
-    batch = prompts(4, 40, vocab, seed=7)
-    expected = []
-    for p in batch:
-        out = model.generate(torch.tensor([p], device=DEVICE), max_new_tokens=24, do_sample=False)
-        expected.append(out[0, len(p):].tolist())
-    engine, _ = build_engine(model, synthetic_tokenizer(vocab), 8, 256)
-    trace_tokens: dict[str, list[int]] = {}
+    """Our greedy tokens vs HF generate's on a small shape, in fp32 (so rounding cannot hide a bug
+    or fake one) and in bf16, through the full GPU path (Triton kernels, fusion, compile, graphs)."""
     from labs_core.engine.outputs import ChoiceDelta
 
-    for i, p in enumerate(batch):
-        engine.add_request(engine_request(f"x{i}", p, 24))
-    while engine.has_work:
-        for rid, events in engine.step():
-            for e in events:
-                if isinstance(e, ChoiceDelta):
-                    trace_tokens.setdefault(rid.split("#")[0], []).extend(e.token_ids)
-    equal = sum(trace_tokens[f"x{i}"] == expected[i] for i in range(len(batch)))
-    first_equal = sum(trace_tokens[f"x{i}"][:8] == expected[i][:8] for i in range(len(batch)))
-    report.add("greedy == HF generate (bf16)", "labs engine", equal, f"of {len(batch)}",
-               f"first 8 tokens equal in {first_equal} of {len(batch)}")
-    engine.runner.restore_attention()
-    del model, engine
+    for dtype in (torch.float32, torch.bfloat16):
+        model = make_model("qwen2.5-0.5b", dtype=dtype, num_hidden_layers=4, initializer_range=0.2)
+        vocab = model.config.vocab_size
+        batch = prompts(6, 40, vocab, seed=7)
+        expected = []
+        for p in batch:
+            out = model.generate(torch.tensor([p], device=DEVICE), max_new_tokens=24, do_sample=False)
+            expected.append(out[0, len(p):].tolist())
+        engine, _ = build_engine(model, synthetic_tokenizer(vocab), 8, 256)
+        got: dict[str, list[int]] = {}
+        for i, p in enumerate(batch):
+            engine.add_request(engine_request(f"x{i}", p, 24))
+        while engine.has_work:
+            for rid, events in engine.step():
+                for e in events:
+                    if isinstance(e, ChoiceDelta):
+                        got.setdefault(rid, []).extend(e.token_ids)
+        equal = sum(got[f"x{i}"] == expected[i] for i in range(len(batch)))
+        agree = [next((k for k, (a, b) in enumerate(zip(got[f"x{i}"], expected[i])) if a != b), 24)
+                 for i in range(len(batch))]
+        name = str(dtype).removeprefix("torch.")
+        report.add(f"greedy == HF generate ({name})", "labs engine", equal, f"of {len(batch)}",
+                   f"tokens equal before the first difference: {agree}")
+        engine.runner.restore_attention()
+        del model, engine
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def copy_bandwidth() -> float:
