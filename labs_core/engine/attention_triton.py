@@ -37,7 +37,7 @@ def _decode_kernel(Q, K, V, BlockTables, ContextLens, Out, Lse,
                    stride_ob, stride_oh, stride_os, stride_lb, stride_lh,
                    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
                    KV_BLOCK: tl.constexpr, BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
-                   USE_SOFTCAP: tl.constexpr, USE_WINDOW: tl.constexpr):
+                   USE_SOFTCAP: tl.constexpr, USE_WINDOW: tl.constexpr, PRECISION: tl.constexpr):
     b = tl.program_id(0)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
@@ -64,7 +64,7 @@ def _decode_kernel(Q, K, V, BlockTables, ContextLens, Out, Lse,
         off = blk * stride_kb + (t % KV_BLOCK) * stride_ks + kvh * stride_kh
         k = tl.load(K + off[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
         v = tl.load(V + off[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
-        qk = tl.dot(q, tl.trans(k)) * scale
+        qk = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
         if USE_SOFTCAP:
             qk = _softcap(qk, softcap)
         qk = tl.where(tmask[None, :], qk, NEG)
@@ -72,7 +72,7 @@ def _decode_kernel(Q, K, V, BlockTables, ContextLens, Out, Lse,
         alpha = tl.exp(m_i - m_new)
         p = tl.exp(qk - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     safe_l = tl.maximum(l_i, 1e-30)
     out = acc / safe_l[:, None]
@@ -103,7 +103,7 @@ def _prefill_kernel(Q, K, V, BlockTables, ContextLens, QueryStart, TileSeq, Tile
                     stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_bt, stride_ot, stride_oh,
                     GROUP: tl.constexpr, HEAD_DIM: tl.constexpr, KV_BLOCK: tl.constexpr,
                     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                    USE_SOFTCAP: tl.constexpr, USE_WINDOW: tl.constexpr):
+                    USE_SOFTCAP: tl.constexpr, USE_WINDOW: tl.constexpr, PRECISION: tl.constexpr):
     tile = tl.program_id(0)
     h = tl.program_id(1)
     kvh = h // GROUP
@@ -133,7 +133,7 @@ def _prefill_kernel(Q, K, V, BlockTables, ContextLens, QueryStart, TileSeq, Tile
         off = blk * stride_kb + (t % KV_BLOCK) * stride_ks + kvh * stride_kh
         k = tl.load(K + off[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
         v = tl.load(V + off[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
-        qk = tl.dot(q, tl.trans(k)) * scale
+        qk = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
         if USE_SOFTCAP:
             qk = _softcap(qk, softcap)
         allowed = tmask[None, :] & (t[None, :] <= pos[:, None])
@@ -145,11 +145,16 @@ def _prefill_kernel(Q, K, V, BlockTables, ContextLens, QueryStart, TileSeq, Tile
         p = tl.exp(qk - m_new[:, None])
         p = tl.where(allowed, p, 0.0)
         l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
         m_i = m_new
     out = acc / tl.maximum(l_i, 1e-30)[:, None]
     tl.store(Out + (q0 + rows)[:, None].to(tl.int64) * stride_ot + h * stride_oh + d[None, :],
              out.to(Out.dtype.element_ty), mask=rmask[:, None])
+
+
+def _precision(q: torch.Tensor) -> str:
+    """fp32 models get exact fp32 products (tf32 would drift ~1e-3 per product)."""
+    return "ieee" if q.dtype == torch.float32 else "tf32"
 
 
 def _pow2(n: int, floor: int = 16) -> int:
@@ -226,7 +231,7 @@ class TritonBackend:
             *o_strides, lse.stride(0), lse.stride(1),
             GROUP=group, GROUP_PAD=_pow2(group), HEAD_DIM=head_dim, KV_BLOCK=k_cache.shape[1],
             BLOCK_N=self.decode_block_n, NUM_SPLITS=num_splits,
-            USE_SOFTCAP=bool(softcap), USE_WINDOW=bool(sliding_window), num_warps=4)
+            USE_SOFTCAP=bool(softcap), USE_WINDOW=bool(sliding_window), PRECISION=_precision(q), num_warps=4)
         if num_splits > 1:
             _merge_splits_kernel[(batch, heads)](
                 partial, lse, out, partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0),
@@ -248,5 +253,5 @@ class TritonBackend:
             out.stride(0), out.stride(1),
             GROUP=group, HEAD_DIM=head_dim, KV_BLOCK=k_cache.shape[1], BLOCK_M=self.prefill_block_m,
             BLOCK_N=self.prefill_block_n, USE_SOFTCAP=bool(softcap), USE_WINDOW=bool(sliding_window),
-            num_warps=4, num_stages=2)
+            PRECISION=_precision(q), num_warps=4, num_stages=2)
         return out
