@@ -9,9 +9,8 @@ import asyncio
 import logging
 import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -36,17 +35,6 @@ SERVICE_NAMES = tuple(
     for module, name in ((generation_pb2, "Generation"), (models_pb2, "Models"), (embeddings_pb2, "Embeddings"),
                          (finance_pb2, "Finance"), (server_pb2, "Server")))
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-# transformers builds a model under process-wide patches (meta-device init), so two models loading
-# in parallel threads corrupt each other ("Cannot copy out of meta tensor"): loaders take turns.
-_LOAD_LOCK = threading.Lock()
-
-
-def one_at_a_time(loader: Callable[[], Any]) -> Callable[[], Any]:
-    def load() -> Any:
-        with _LOAD_LOCK:
-            return loader()
-
-    return load
 
 
 def chat_entry(spec: str, served_name: str, settings: Settings, is_default: bool) -> ModelEntry:
@@ -64,7 +52,7 @@ def chat_entry(spec: str, served_name: str, settings: Settings, is_default: bool
 
         return load_chat_model(name, sources.resolve(spec), settings)
 
-    return ModelEntry(name=name, spec=spec, kind=CHAT, loader=one_at_a_time(load), is_default=is_default)
+    return ModelEntry(name=name, spec=spec, kind=CHAT, loader=load, is_default=is_default)
 
 
 def build_registry(settings: Settings) -> ModelRegistry:
@@ -73,7 +61,6 @@ def build_registry(settings: Settings) -> ModelRegistry:
     for spec in settings.model.extra_models:
         registry.add(chat_entry(spec, "", settings, is_default=False))
     for entry in embedding_entries(settings):
-        entry.loader = one_at_a_time(entry.loader)
         registry.add(entry)
     return registry
 

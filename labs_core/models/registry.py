@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -20,6 +21,14 @@ log = logging.getLogger(__name__)
 
 CHAT = "chat"
 EMBEDDING = "embedding"
+# transformers builds a model under process-wide patches (meta-device init), so two models loading
+# in parallel threads corrupt each other ("Cannot copy out of meta tensor"): loaders take turns.
+_LOAD_LOCK = threading.Lock()
+
+
+def _load_exclusively(loader: Callable[[], Any]) -> Any:
+    with _LOAD_LOCK:
+        return loader()
 
 
 class ModelState(enum.Enum):
@@ -90,7 +99,7 @@ class ModelRegistry:
         entry.state = ModelState.LOADING
         started = time.monotonic()
         try:
-            entry.obj = await asyncio.to_thread(entry.loader)
+            entry.obj = await asyncio.to_thread(_load_exclusively, entry.loader)
         except Exception as exc:  # the server stays up and says why
             entry.state = ModelState.FAILED
             entry.error = exc.message if isinstance(exc, LabsError) else f"{type(exc).__name__}: {exc}"
