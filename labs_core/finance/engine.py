@@ -76,7 +76,7 @@ class FinanceEngine:
             if router.is_finance_question(text, None):
                 raise  # a data question we cannot answer: refuse rather than let the model guess
             return None
-        if not router.is_finance_question(text, data.vocabulary):
+        if not router.is_finance_question(text, data.vocabulary, (data.first_date, data.last_date)):
             return None
         result = self.query(text)
         return result if result.understood else None

@@ -62,12 +62,12 @@ SUMMARY = _re(r"\b(summary|summari[sz]e|overview|recap|snapshot|p&l|profit and l
               r"finances|report card|big picture|at a glance)\b")
 COMPARE = _re(r"\b(compare|compared|comparing|comparison|vs\.?|versus|year over year|year-over-year|yoy|"
               r"month over month|month-over-month|mom|difference between|differ|change from|changed|"
-              r"(?:more|less|higher|lower|fewer|bigger|smaller|greater) (?:\w+ )?than|against)\b")
+              r"(?:more|less|higher|lower|fewer|bigger|smaller|greater)(?:\W+\w+){0,3}?\W+than|against)\b")
 YEAR_OVER_YEAR = _re(r"\b(year over year|year-over-year|yoy|same (?:month|quarter|period|time) (?:last|a|the previous) "
                      r"year|a year (?:earlier|before|ago))\b")
 MONTH_OVER_MONTH = _re(r"\b(month over month|month-over-month|mom)\b")
-TREND = _re(r"\b(trend|trends|trending|going up|going down|increas\w*|decreas\w*|growing|grown|rising|falling|"
-            r"over time)\b")
+TREND = _re(r"\b(trend|trends|trending|(?:go|goes|going|gone|went) (?:up|down)|increas\w*|decreas\w*|grow|grew|"
+            r"growing|grown|rise|rose|rising|fall|fell|falling|drop|dropped|over time)\b")
 COUNT = _re(r"\b(how many|number of|count of|count|how often|how frequently)\b")
 AVERAGE = _re(r"\b(average|avg|mean|typical(?:ly)?|on average|normally|usually)\b")
 MONTHLY = _re(r"\b(monthly|per month|a month|each month|every month|month)\b")
@@ -225,9 +225,12 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         return build(Q.UNUSUAL)
     if RECURRING.search(rest):
         return build(Q.RECURRING, subscriptions_only=SUBSCRIPTION.search(rest) is not None)
-    if SUMMARY.search(rest) or (both and not comparing and not group and not COUNT.search(rest)):
+    if SUMMARY.search(rest) or (both and len(periods) < 2 and not group and not COUNT.search(rest)):
         return build(Q.SUMMARY)
-    if comparing or YEAR_OVER_YEAR.search(rest) or MONTH_OVER_MONTH.search(rest):
+    if both:
+        common["measure"] = Q.NET  # "income and expenses, 2025 vs 2024": compare the net
+    trend = TREND.search(rest) is not None
+    if comparing or YEAR_OVER_YEAR.search(rest) or MONTH_OVER_MONTH.search(rest) or (trend and periods):
         compared = _comparison(rest, periods, ref, ctx)
         if compared is not None:
             first, second, note = compared
@@ -250,7 +253,7 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
             return build(Q.BREAKDOWN, group_by=group, n=n or _default_n(rest), ascending=ascending)
         if not (LATEST.search(rest) and not top):
             return build(Q.TOP, n=n or _default_n(rest), ascending=ascending)
-    if TREND.search(rest) and not group and len(periods) < 2:
+    if trend and not group and not periods:
         return build(Q.BREAKDOWN, group_by="month")
     if group and (BREAKDOWN.search(text2) or not AGGREGATE.search(rest)):
         return build(Q.BREAKDOWN, group_by=group, n=n)
