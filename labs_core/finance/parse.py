@@ -35,7 +35,7 @@ _NUMBER = r"(?P<n>\d{1,3}|" + "|".join(w for w in NUMBER_WORDS if w not in ("a",
 AMOUNT_FILTER = _re(
     r"\b(?P<op>over|above|more than|greater than|larger than|bigger than|exceeding|at least|in excess of|"
     r"under|below|less than|smaller than|at most|no more than|cheaper than)\s+"
-    r"(?P<cur>\$|usd\s*|us\$)?(?P<num>\d[\d,]*(?:\.\d+)?)\s*(?P<k>k\b)?(?:\s*(?:dollars|usd|bucks))?")
+    r"(?P<cur>\$|usd\s*|us\$)?(?P<num>\d[\d,]*(?:\.\d+)?)\s*(?P<k>k\b)?(?P<unit>\s*(?:dollars|usd|bucks)\b)?")
 LOWER_OPS = ("under", "below", "less than", "smaller than", "at most", "no more than", "cheaper than")
 
 NET = _re(r"\b(net|profit|profits|profitable|bottom line|cash ?flow|saved|save|savings rate|left over|surplus|"
@@ -128,7 +128,7 @@ def _amount_filters(text: str) -> tuple[float | None, float | None, list[tuple[i
     spans = []
     for m in AMOUNT_FILTER.finditer(text):
         raw = m["num"].replace(",", "")
-        looks_like_year = (not m["cur"] and not m["k"] and "." not in raw and "," not in m["num"]
+        looks_like_year = (not m["cur"] and not m["k"] and not m["unit"] and "." not in raw and "," not in m["num"]
                            and len(raw) == 4 and 1900 <= int(raw) <= 2100)
         if looks_like_year:
             continue

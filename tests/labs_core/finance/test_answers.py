@@ -304,3 +304,10 @@ def test_unknown_question_is_not_understood(engine):
 def test_max_rows_caps_rows_not_row_count(engine):
     result = engine.query("Show my transactions in 2024", max_rows=7)
     assert len(result.rows) == 7 and result.row_count == len(pick(D(2024, 1, 1), D(2024, 12, 31)))
+
+
+def test_amount_filter_is_not_a_year(engine):
+    result = engine.query("Show transactions over 2000 dollars in 2025")
+    understood = dict(result.filters())
+    assert understood["min_amount"] == "2000.00" and "2025-01-01 to 2025-12-31" in understood["period"]
+    assert result.row_count == len(pick(D(2025, 1, 1), DATA_END, min_abs=Decimal(2000)))
