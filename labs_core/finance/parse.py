@@ -41,13 +41,18 @@ LOWER_OPS = ("under", "below", "less than", "smaller than", "at most", "no more 
 NET = _re(r"\b(net|profit|profits|profitable|bottom line|cash ?flow|saved|save|savings rate|left over|surplus|"
           r"deficit|margin|p&l|in the (?:black|red))\b")
 NET_SPEND = _re(r"\bnet (?:spend|spending|expenses|costs?)\b")
-INCOME = _re(r"\b(income|incomes|revenue|revenues|earn|earned|earning|earnings|made|make|makes|making|receive|"
+INCOME = _re(r"\b(payments? received|received payments?|incoming payments?|"
+             r"payments? (?:from|by) (?:clients?|customers?)|"
+             r"income|incomes|revenue|revenues|earn|earned|earning|earnings|made|make|makes|making|receive|"
              r"received|receiving|got paid|get paid|paid me|paid us|pay me|pay us|pays me|pays us|inflows?|"
              r"money in|came in|takings|turnover|brought in|bring in|sold|sell)\b")
 WEAK_INCOME = ("made", "make", "makes", "making")
 SPEND = _re(r"\b(spend|spent|spends|spending|expense|expenses|expenditures?|costs?|costing|paid|pay|paying|"
             r"payments?|charges?|charged|bills?|billed|outgoings?|outflows?|money out|purchases?|purchased|"
             r"bought|buy|buying|shell(?:ed)? out|burn(?:ed|t)?|go(?:es)? out|went out)\b")
+# Words that are spending unless the names in the question only ever bring money in.
+AMBIGUOUS_SPEND = frozenset({"pay", "paid", "paying", "payment", "payments", "charge", "charges", "bill", "bills",
+                             "billed", "cost", "costs"})
 CLIENT_WORDS = _re(r"\b(clients?|customers?|payers?|who paid|who pays|sources? of income|income sources?)\b")
 
 UNUSUAL = _re(r"\b(unusual|anomal\w*|outliers?|suspicious|odd|strange|weird|out of the ordinary|abnormal|"
@@ -73,7 +78,7 @@ AVERAGE = _re(r"\b(average|avg|mean|typical(?:ly)?|on average|normally|usually)\
 MONTHLY = _re(r"\b(monthly|per month|a month|each month|every month|month)\b")
 PER_TRANSACTION = _re(r"\b(transactions?|purchases?|orders?|visits?|trips?|charges?|payments?|tickets?|bills?|"
                       r"invoices?|sales?|each time|per (?:transaction|purchase|order|visit|time))\b")
-TOP = _re(r"\b(largest|biggest|highest|most expensive|priciest|top|greatest|maximum|max|most|costliest|"
+TOP = _re(r"\b(largest|biggest|highest|most expensive|priciest|top|greatest|maximum|max|most(?! recent)|costliest|"
           r"heaviest|largest single)\b")
 BOTTOM = _re(r"\b(smallest|lowest|cheapest|least expensive|least|minimum|min|tiniest)\b")
 TOP_N = _re(r"\b(?:top|largest|biggest|highest|smallest|lowest|cheapest|first|last|latest|most recent)\s+" + _NUMBER
@@ -89,10 +94,12 @@ GROUPS: list[tuple[str, re.Pattern[str]]] = [
     ("weekday", _re(r"\b(weekdays?|day of (?:the )?week|days of (?:the )?week|which day|what day)\b")),
     ("category", _re(r"\b(categor(?:y|ies)|by type|on what|what (?:did|do|have) (?:i|we) (?:spend|spent) "
                      r"(?:the )?(?:most|least|more|less)(?: money)? on|what (?:do|did) (?:i|we) spend (?:it|money) on|"
-                     r"where (?:does|did|do) (?:my|our|the) money go|where (?:did|do|does|have) (?:i|we) (?:spend|spent))\b")),
+                     r"where (?:does|did|do) (?:my|our|the) money go|"
+                     r"where (?:did|do|does|have) (?:i|we) (?:spend|spent))\b")),
     ("merchant", _re(r"\b(merchants?|vendors?|suppliers?|payees?|stores?|shops?|retailers?|companies|businesses|"
                      r"brands?|who (?:did|do|have) (?:i|we) (?:pay|paid)|where (?:did|do) (?:i|we) (?:shop|buy)|"
-                     r"clients?|customers?|payers?|who paid|who pays|sources? of income|income sources?)\b")),
+                     r"(?:which|what|top|biggest|largest|best|main|by|per|each|every|highest[- ]paying)\s+(?:\d+\s+)?"
+                     r"(?:clients?|customers?|payers?)|who paid|who pays|sources? of income|income sources?)\b")),
     ("account", _re(r"\b(accounts|by account|per account|each account|which account|what account)\b")),
     ("quarter", _re(r"\b(quarterly|per quarter|by quarter|each quarter|quarters|which quarter|what quarter)\b")),
     ("year", _re(r"\b(yearly|annually|annual|per year|by year|each year|years|which year|what year|"
@@ -103,7 +110,8 @@ GROUPS: list[tuple[str, re.Pattern[str]]] = [
 BREAKDOWN = _re(r"\b(by|per|each|every|breakdown|break down|broken down|split|grouped|group|across|monthly|"
                 r"quarterly|yearly|annually|month by month|year by year)\b")
 LIST = _re(r"\b(show|list|display|give me|what were|see|itemi[sz]e|details|transactions|what did (?:i|we) "
-           r"(?:buy|purchase|pay for|get)|when did|when was|last time|most recent|latest|find|all)\b")
+           r"(?:buy|purchase|pay for|get)|when did|when was|last time|most recent|latest|find|all|any|"
+           r"were there|are there)\b")
 LATEST = _re(r"\b(when did|when was|last time|most recent|latest|recent|last (?:payment|charge|purchase|"
              r"transaction|invoice|refund)s?)\b")
 AGGREGATE = _re(r"\b(how much|total|sum|altogether|in total|overall|amount)\b")
@@ -151,6 +159,9 @@ def _measure(rest: str, names_income: bool, types: tuple[str, ...]) -> tuple[str
     spend_text = INCOME.sub(" ", rest)
     spend_hit = SPEND.search(spend_text) is not None
     strong_income = [h for h in income_hits if h not in WEAK_INCOME]
+    spend_words = {m.group(0) for m in SPEND.finditer(spend_text)}
+    if names_income and spend_words and spend_words <= AMBIGUOUS_SPEND and not strong_income:
+        return Q.INCOME, True, False  # "the largest payment from Acme": Acme only ever pays in
     if strong_income and spend_hit:
         return Q.SPEND, True, True
     if strong_income or (income_hits and not spend_hit):
@@ -231,14 +242,15 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         common["measure"] = Q.NET  # "income and expenses, 2025 vs 2024": compare the net
     trend = TREND.search(rest) is not None
     if comparing or YEAR_OVER_YEAR.search(rest) or MONTH_OVER_MONTH.search(rest) or (trend and periods):
+        # "Amazon vs Staples in 2025": two names of one kind and at most one period compare the names.
+        same_kind = [kind for kind, values in (("merchant", merchants), ("category", categories),
+                                               ("account", accounts)) if len(values) >= 2]
+        if same_kind and len(periods) < 2 and comparing:
+            return build(Q.BREAKDOWN, group_by=same_kind[0])
         compared = _comparison(rest, periods, ref, ctx)
         if compared is not None:
             first, second, note = compared
             return build(Q.COMPARE, period=first, compare_to=second, compare_note=note)
-        same_kind = [kind for kind, values in (("merchant", merchants), ("category", categories),
-                                               ("account", accounts)) if len(values) >= 2]
-        if same_kind:
-            return build(Q.BREAKDOWN, group_by=same_kind[0])
     if COUNT.search(rest):
         return build(Q.COUNT, types=types or _count_types(measure, explicit))
     if AVERAGE.search(rest):

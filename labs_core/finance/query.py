@@ -73,6 +73,8 @@ class FinanceQuery:
             out.append(("min_amount", f"{self.min_amount:.2f}"))
         if self.max_amount is not None:
             out.append(("max_amount", f"{self.max_amount:.2f}"))
+        if self.latest_first:
+            out.append(("order", "most recent first"))
         if self.subscriptions_only:
             out.append(("subscriptions_only", "true"))
         return out

@@ -25,7 +25,9 @@ def money(value: float | None, currency: str, signed: bool = False) -> str:
 def _period(q: FinanceQuery, result: FinanceResult) -> str:
     if q.period is None:
         first, last = result.data_first, result.data_last
-        return f"over all the data ({first.isoformat()} to {last.isoformat()})" if first and last else "over all the data"
+        if not (first and last):
+            return "over all the data"
+        return f"over all the data ({first.isoformat()} to {last.isoformat()})"
     p = q.period
     if p.start == p.end and p.label == p.start.isoformat():
         return f"on {p.start.isoformat()}"
@@ -43,13 +45,13 @@ def _filters(q: FinanceQuery) -> str:
     if q.merchants:
         parts.append(("from " if q.measure == Q.INCOME else "at ") + " or ".join(q.merchants))
     if q.accounts:
-        parts.append("in " + " or ".join(q.accounts))
+        parts.append("(account: " + " or ".join(q.accounts) + ")")
     if q.types and q.intent in (Q.COUNT, Q.LIST):
         parts.append("of type " + " or ".join(q.types))
-    if q.min_amount is not None:
-        parts.append(f"of at least {q.min_amount:,.2f}")
-    if q.max_amount is not None:
-        parts.append(f"of at most {q.max_amount:,.2f}")
+    if q.min_amount is not None or q.max_amount is not None:
+        bounds = [f"at least {q.min_amount:,.2f}" if q.min_amount is not None else "",
+                  f"at most {q.max_amount:,.2f}" if q.max_amount is not None else ""]
+        parts.append("in transactions of " + " and ".join(b for b in bounds if b))
     return (" " + " ".join(parts)) if parts else ""
 
 
@@ -106,17 +108,18 @@ def _total(r: FinanceResult, q: FinanceQuery) -> str:
 
 def _top(r: FinanceResult, q: FinanceQuery) -> str:
     c, kind = r.currency, r.details["kind"]
-    noun = {"expense": "expense", "income": "payment received", "refund": "refund"}[kind]
+    noun, nouns = {"expense": ("expense", "expenses"), "income": ("payment received", "payments received"),
+                   "refund": ("refund", "refunds")}[kind]
     which = "smallest" if q.ascending else "largest"
     where = f"{_filters(q)} {_period(q, r)}"
     if not r.rows:
         return f"There is no {noun}{where}."
     if len(r.rows) == 1:
         return (f"Your {which} {noun}{where} was {money(r.value, c)}: {_row(r.rows[0], c)}.\n"
-                f"Basis: {r.row_count} {noun}(s) compared.")
-    lines = [f"Your {len(r.rows)} {which} {noun}s{where} (the {which}: {money(r.value, c)}):"]
+                f"Basis: {r.row_count} {nouns} compared.")
+    lines = [f"Your {len(r.rows)} {which} {nouns}{where} (the {which}: {money(r.value, c)}):"]
     lines += [f"{i}. {_row(row, c)}" for i, row in enumerate(r.rows, 1)]
-    lines.append(f"Basis: {r.row_count} {noun}(s) compared.")
+    lines.append(f"Basis: {r.row_count} {nouns} compared.")
     return "\n".join(lines)
 
 
@@ -135,12 +138,16 @@ def _breakdown(r: FinanceResult, q: FinanceQuery) -> str:
     if d["ranked"]:
         top = r.breakdown[0]
         which = "lowest" if q.ascending else "highest"
-        lines.append(f"The {GROUP_NOUN[group]} with the {which} {noun}{where} was {top.key}: {money(top.value, c)} "
+        group_noun = "payer" if group == "merchant" and q.measure == Q.INCOME else GROUP_NOUN[group]
+        lines.append(f"The {group_noun} with the {which} {noun}{where} was {top.key}: {money(top.value, c)} "
                      f"({top.count} transactions).")
         if len(r.breakdown) > 1:
             lines.append(f"Top {len(r.breakdown)} by {noun}:")
     else:
-        lines.append(f"{noun.capitalize()} by {GROUP_NOUN[group]}{where}: total {money(d['total'], c)}.")
+        average = f", {money(d['total'] / d['groups'], c)} per {GROUP_NOUN[group]} on average over the " \
+                  f"{d['groups']} {GROUP_NOUN[group]}(s) with transactions" \
+            if group in ("month", "quarter", "year") and d["groups"] else ""
+        lines.append(f"{noun.capitalize()} by {GROUP_NOUN[group]}{where}: total {money(d['total'], c)}{average}.")
     for row in r.breakdown[:MAX_LINES] if (len(r.breakdown) > 1 or not d["ranked"]) else []:
         lines.append(f"- {row.key}: {money(row.value, c)} ({row.count} transactions)")
     if len(r.breakdown) > MAX_LINES:
@@ -218,8 +225,8 @@ def _recurring(r: FinanceResult, q: FinanceQuery) -> str:
         lines.append("Stopped: " + "; ".join(f"{s['merchant']} ({s['cadence']}, last {s['last'].isoformat()})"
                                              for s in stopped) + ".")
     lines.append("Basis: expense series with the same merchant and description at a regular interval"
-                 + (", fixed amount, excluding rent, payroll, taxes, utilities, insurance, bank fees and professional services." if q.subscriptions_only
-                    else "."))
+                 + (", fixed amount, excluding rent, payroll, taxes, utilities, insurance, bank fees and "
+                    "professional services." if q.subscriptions_only else "."))
     return "\n".join(lines)
 
 

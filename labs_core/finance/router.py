@@ -32,7 +32,8 @@ CONCEPT = re.compile(r"^(?:what(?: is|'s| are| does)|define|why (?:is|are|do|doe
                      r"|\b(?:explain|define|definition of|meaning of|what does .+ mean|difference between|"
                      r"tell me about|history of|describe)\b")
 GENERAL_MONEY_TOPICS = re.compile(r"\b(stock|stocks|shares|crypto|bitcoin|inflation|interest rates?|mortgage rates?|"
-                                  r"economy|recession|gdp|the market|markets|crisis|exchange rate|salary negotiation|retire\w*|"
+                                  r"economy|recession|gdp|the market|markets|crisis|exchange rate|"
+                                  r"salary negotiation|retire\w*|"
                                   r"loan|loans|credit score)\b")
 PERSONAL = re.compile(r"\b(i|we|my|our|me|us|i've|we've|i'd|we'd|mine|ours|i'm|we're)\b")
 MONEY = re.compile(r"\b(spend|spent|spending|expenses?|expenditures?|costs?|paid|pay|paying|payments?|charges?|"
@@ -44,14 +45,17 @@ SPENT_TIME = re.compile(r"\bspen[dt]\w* (?:(?:the|a|an|my|our|some|more|less|too
                         r"\d+|two|three|four|five) )+(?:weekend|day|days|time|hours?|night|nights|evenings?|"
                         r"mornings?|afternoons?|summer|holidays?|vacation|life|energy|effort|years?|months?|weeks?)\b"
                         r"|\bspen[dt]\w* (?:time|hours|ages|forever)\b"
-                        r"|\bpa(?:y|id|ying|ys) (?:\w+ ){0,2}(?:attention|a visit|a compliment|tribute|respects?|heed)\b")
+                        r"|\bpa(?:y|id|ying|ys) (?:\w+ ){0,2}"
+                        r"(?:attention|a visit|a compliment|tribute|respects?|heed)\b")
 LEDGER_PHRASES = re.compile(r"\b(transactions?|total (?:spend|spending|expenses|income|revenue|costs?)|"
                             r"(?:largest|biggest|smallest|top) (?:\d+ )?(?:expenses?|purchases?|transactions?|"
-                            r"merchants?|vendors?|categories|clients?)|spending by|expenses by|income by|"
+                            r"payments?|merchants?|vendors?|categories|clients?)|spending by|expenses by|income by|"
                             r"revenue by|financial summary|recurring (?:payments?|charges?|expenses?)|"
                             r"unusual (?:transactions?|expenses?|charges?|payments?)|net income|cash ?flow|"
                             r"monthly (?:spend|spending|expenses|income|average)|"
-                            r"(?:income|revenue) (?:vs\.?|versus|and|against|compared to) (?:expenses|spending|costs))\b")
+                            r"how (?:is|are) (?:my|our|the) (?:business|studio|company|finances) doing|"
+                            r"(?:income|revenue) (?:vs\.?|versus|and|against|compared to) "
+                            r"(?:expenses|spending|costs))\b")
 # Money words specific enough to make "<word> ... <period>" a data question on their own.
 LEDGER_MONEY = re.compile(r"\b(spend|spent|spending|expenses|income|revenue|profit|profits|net|cash ?flow|"
                           r"transactions?|refunds?|transfers|purchases|earnings|outgoings|payments)\b")

@@ -67,7 +67,8 @@ def expenses(selected: list[Row]) -> list[Row]:
     return [r for r in selected if r.type == "expense"]
 
 
-def grouped(selected: list[Row], key: Callable[[Row], str], measure: Callable[[list[Row]], Decimal]) -> dict[str, Decimal]:
+def grouped(selected: list[Row], key: Callable[[Row], str],
+            measure: Callable[[list[Row]], Decimal]) -> dict[str, Decimal]:
     groups: dict[str, list[Row]] = defaultdict(list)
     for r in selected:
         groups[key(r)].append(r)

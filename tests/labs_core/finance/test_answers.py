@@ -44,7 +44,8 @@ def top_group(selected, key, measure) -> Decimal:
 
 
 CASES = [
-    Case("How much did I spend on software last quarter?", lambda: spend(pick(D(2025, 7, 1), D(2025, 9, 30), category="Software")),
+    Case("How much did I spend on software last quarter?",
+         lambda: spend(pick(D(2025, 7, 1), D(2025, 9, 30), category="Software")),
          {"category": "Software", "period": "2025-07-01 to 2025-09-30"}, "total_spend"),
     Case("What was my total income in 2024?", lambda: income(pick(D(2024, 1, 1), D(2024, 12, 31))),
          {"period": "2024-01-01 to 2024-12-31", "measure": "income"}, "total_income"),
@@ -62,7 +63,8 @@ CASES = [
          {"category": "Software", "period": "Q3 2024"}),
     Case("How much have I spent on Uber since June?", lambda: spend(pick(D(2025, 6, 1), DATA_END, merchant="Uber")),
          {"merchant": "Uber", "period": "2025-06-01 to 2025-12-31"}),
-    Case("How much did Acme pay me last year?", lambda: income(pick(D(2024, 1, 1), D(2024, 12, 31), merchant="Acme Corp")),
+    Case("How much did Acme pay me last year?",
+         lambda: income(pick(D(2024, 1, 1), D(2024, 12, 31), merchant="Acme Corp")),
          {"merchant": "Acme Corp", "measure": "income"}, "total_income"),
     Case("What was my largest expense in March 2025?", lambda: largest(pick(*months(2025, 3))),
          {"period": "March 2025"}, "largest_expenses"),
@@ -238,7 +240,8 @@ def test_compare_reports_both_figures(engine):
 def test_year_over_year_without_periods(engine):
     result = engine.query("How did my income change year over year?")
     assert result.intent == "compare"
-    assert Decimal(str(result.value)) == income(pick(D(2025, 1, 1), DATA_END)) - income(pick(D(2024, 1, 1), D(2024, 12, 31)))
+    want = income(pick(D(2025, 1, 1), DATA_END)) - income(pick(D(2024, 1, 1), D(2024, 12, 31)))
+    assert Decimal(str(result.value)) == want
 
 
 def test_subscriptions(engine):

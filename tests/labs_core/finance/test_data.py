@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from labs_core.errors import PreconditionFailed
-from labs_core.finance.data import FinanceDataError, TransactionStore
+from labs_core.finance.data import FinanceDataError
 from labs_core.finance.engine import FinanceEngine
 from tests.labs_core.finance import reference as R
 
@@ -124,7 +124,8 @@ def test_broken_then_fixed_file(tmp_path):
 
 
 def test_new_names_in_the_file_are_understood(tmp_path):
-    path = write(tmp_path / "t.csv", HEADER + GOOD_ROWS + "2025-01-06,ZEBRA,Zebra Labs,Research,-42.00,Card,USD,expense\n")
+    extra = "2025-01-06,ZEBRA,Zebra Labs,Research,-42.00,Card,USD,expense\n"
+    path = write(tmp_path / "t.csv", HEADER + GOOD_ROWS + extra)
     engine = FinanceEngine(path)
     result = engine.query("How much did I spend on research at Zebra Labs?")
     assert result.value == 42.00 and dict(result.filters())["merchant"] == "Zebra Labs"

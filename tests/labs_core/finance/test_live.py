@@ -8,9 +8,8 @@ from decimal import Decimal
 import grpc
 import pytest
 
-from labs_core.proto import finance_pb2, finance_pb2_grpc
+from labs_core.proto import finance_pb2, finance_pb2_grpc, generation_pb2_grpc
 from labs_core.proto import generation_pb2 as g
-from labs_core.proto import generation_pb2_grpc
 from tests.labs_core.finance import reference as R
 from tests.labs_core.finance.reference import money, pick, spend
 from tests.support import CoreThread, core_settings
