@@ -262,7 +262,9 @@ class Executor:
         if q.period is not None:
             in_period = select(history, q, q.period)
             keys = {(s["merchant"], s["description"]) for s in series}
-            paid = in_period[[(m, _stem(d)) in keys for m, d in zip(in_period["merchant"], in_period["description"])]]
+            in_series = pd.Series([(m, _stem(d)) in keys for m, d in zip(in_period["merchant"], in_period["description"])],
+                                  index=in_period.index, dtype=bool)
+            paid = in_period[in_series]
             value = _cents_to_value(-paid["cents"].sum())
             row_count = len(paid)
         else:

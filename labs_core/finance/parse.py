@@ -247,7 +247,7 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
                                                ("account", accounts)) if len(values) >= 2]
         if same_kind and len(periods) < 2 and comparing:
             return build(Q.BREAKDOWN, group_by=same_kind[0])
-        compared = _comparison(rest, periods, ref, ctx)
+        compared = _comparison(rest, periods, ref)
         if compared is not None:
             first, second, note = compared
             return build(Q.COMPARE, period=first, compare_to=second, compare_note=note)
@@ -287,8 +287,7 @@ def _count_types(measure: str, explicit: bool) -> tuple[str, ...]:
     return {Q.SPEND: ("expense",), Q.INCOME: ("income",), Q.REFUNDS: ("refund",)}.get(measure, ())
 
 
-def _comparison(rest: str, periods: list[Period], ref: date,
-                ctx: ParseContext) -> tuple[Period, Period, str] | None:
+def _comparison(rest: str, periods: list[Period], ref: date) -> tuple[Period, Period, str] | None:
     """The two periods a comparison is about: the two named, or one named and the one before it
     (or a year before it, for "year over year"), or this year/month against the previous one."""
     if len(periods) >= 2:

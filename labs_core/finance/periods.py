@@ -54,9 +54,6 @@ class Period:
             return f"{self.label[:-1]}: {dates})"
         return f"{self.label} ({dates})"
 
-    def contains(self, day: date) -> bool:
-        return self.start <= day <= self.end
-
     def shift_months(self, months: int, label: str | None = None) -> "Period":
         """The same span `months` earlier (negative) or later; month ends stay month ends."""
         return replace(self, start=add_months(self.start, months), end=add_months(self.end, months, keep_end=True),
@@ -243,10 +240,6 @@ def _ago(n: int, unit: str, ref: date) -> Period:
     return replace(p, label=f"{n} {unit}{'s' if n != 1 else ''} ago ({p.label})", relative=True)
 
 
-def _to_date(p: Period, ref: date, label: str) -> Period:
-    return Period(p.start, ref, label, p.kind, True)
-
-
 _PATTERNS: list[tuple[re.Pattern[str], Callable[[re.Match, date], RawPoint | None]]] = []
 
 
@@ -412,7 +405,6 @@ _SINCE = re.compile(r"\b(?:since|from|starting|after|as\s+of)\s*$")
 _BETWEEN = re.compile(r"\b(?:between|from)\s*$")
 _BEFORE = re.compile(r"\b(?:before|until|till|up\s+to|prior\s+to|through)\s*$")
 _AFTER = re.compile(r"\bafter\s*$")
-_ALL_TIME = re.compile(r"\b(?:all[\s-]time|ever|since\s+the\s+(?:start|beginning)|in\s+total|overall|to\s+date)\b")
 
 
 def scan(text: str, ref: date) -> list[RawPoint]:
@@ -423,7 +415,10 @@ def scan(text: str, ref: date) -> list[RawPoint]:
         for m in pattern.finditer(text):
             if any(m.start() < e and s < m.end() for s, e in taken):
                 continue
-            point = build(m, ref)
+            try:
+                point = build(m, ref)
+            except (ValueError, OverflowError):  # "the last 99999 years" reaches before year 1
+                point = None
             if point is not None:
                 taken.append((point.start_idx, point.end_idx))
                 points.append(point)
@@ -486,12 +481,3 @@ def find_periods(text: str, ref: date, first: date | None = None, *, join_ranges
         found.append(Found(p.start_idx, p.end_idx, period))
         i += 1
     return found
-
-
-def mentions_all_time(text: str) -> bool:
-    return _ALL_TIME.search(text.lower()) is not None
-
-
-def parse_date(text: str) -> date:
-    """An ISO date (YYYY-MM-DD); raises ValueError otherwise."""
-    return date.fromisoformat(text.strip())

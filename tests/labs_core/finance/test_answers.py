@@ -314,3 +314,15 @@ def test_amount_filter_is_not_a_year(engine):
     understood = dict(result.filters())
     assert understood["min_amount"] == "2000.00" and "2025-01-01 to 2025-12-31" in understood["period"]
     assert result.row_count == len(pick(D(2025, 1, 1), DATA_END, min_abs=Decimal(2000)))
+
+
+@pytest.mark.parametrize("question", [
+    "", "???", "(((", "é" * 50, "last 99999 years", "between 2025 and 2024", "from dec 2025 to jan 2024",
+    "top 0 expenses", "top 999 expenses", "I subscriptions feb monthly", "compare vs", "q9 2024 spending",
+    "how much did I spend on 31 February 2025", "spending over $0 under $0",
+])
+@pytest.mark.parametrize("reference_date", [None, D(1999, 1, 1), D(2030, 6, 30)])
+def test_odd_questions_never_crash(engine, question, reference_date):
+    result = engine.query(question, reference_date=reference_date)
+    assert result.answer
+    assert result.understood or result.value is None
