@@ -393,11 +393,13 @@ def find_unusual(frame: pd.DataFrame, scope: pd.DataFrame) -> list[dict[str, Any
     magnitude = history["cents"].abs()
     bases = (("merchant", ["merchant", "type"], 4), ("category", ["category", "type"], 8))
     groups = {name: {k: v.abs().astype(int) for k, v in history.groupby(cols)["cents"]} for name, cols, _ in bases}
-    # Cheap first pass: twice the group's median (itself included) at least.
-    loose = pd.Series(False, index=history.index)
-    for name, cols, needed in bases:
-        grouped = magnitude.groupby([history[c] for c in cols])
-        loose |= (magnitude >= 2 * grouped.transform("median")) & (grouped.transform("size") > needed)
+    # Cheap first pass on the basis that will decide: 2.5x its median (the row itself included).
+    by_merchant = magnitude.groupby([history["merchant"], history["type"]])
+    by_category = magnitude.groupby([history["category"], history["type"]])
+    use_merchant = by_merchant.transform("size") - 1 >= bases[0][2]
+    loose = (use_merchant & (magnitude >= 2.5 * by_merchant.transform("median"))) | (
+        ~use_merchant & (by_category.transform("size") - 1 >= bases[1][2])
+        & (magnitude >= 2.5 * by_category.transform("median")))
     survivors = candidates.index.intersection(loose[loose].index)
     flagged = []
     for index in survivors:
