@@ -81,7 +81,21 @@ def render(result: FinanceResult) -> str:
     lines = [body, _understood(result)]
     if result.uses_relative_dates:
         lines.append(_reference(result))
+    coverage = _coverage(result)
+    if coverage:
+        lines.append(coverage)
     return "\n".join(lines)
+
+
+def _coverage(result: FinanceResult) -> str:
+    """A note when a period reaches outside the data, so that a zero is not mistaken for "nothing spent"."""
+    q, first, last = result.query, result.data_first, result.data_last
+    if q is None or first is None or last is None:
+        return ""
+    periods = [p for p in (q.period, q.compare_to) if p is not None]
+    if any(p.start < first or p.end > last for p in periods):
+        return f"Note: the data covers {first.isoformat()} to {last.isoformat()} only."
+    return ""
 
 
 def _total(r: FinanceResult, q: FinanceQuery) -> str:

@@ -326,3 +326,9 @@ def test_odd_questions_never_crash(engine, question, reference_date):
     result = engine.query(question, reference_date=reference_date)
     assert result.answer
     assert result.understood or result.value is None
+
+
+def test_periods_outside_the_data_are_flagged(engine):
+    result = engine.query("How much did I spend in 2023?")
+    assert result.value == 0 and "the data covers 2024-01-01 to 2025-12-31 only" in result.answer
+    assert "covers" not in engine.query("How much did I spend in 2024?").answer
