@@ -7,6 +7,7 @@ is income rows; net is income less spending; transfers between own accounts are 
 from __future__ import annotations
 
 import calendar
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -146,7 +147,13 @@ class Executor:
         ordered = _largest_first(rows)
         details["largest"] = row_dicts(ordered, 3)
         intent = {Q.SPEND: "total_spend", Q.INCOME: "total_income", Q.NET: "net", Q.REFUNDS: "total_refunds"}[q.measure]
-        return self.result(q, intent=intent, value=_cents_to_value(cents), rows=row_dicts(ordered, self.max_rows),
+        value = _cents_to_value(cents)
+        if q.share:
+            unnamed = replace(q, categories=(), merchants=(), accounts=())
+            whole = measure_cents(measure_rows(select(self.frame, unnamed, q.period), q.measure), q.measure)
+            details.update(part=value, whole=_cents_to_value(whole))
+            intent, value = "share", (round(cents / whole * 100, 2) if whole else None)
+        return self.result(q, intent=intent, value=value, rows=row_dicts(ordered, self.max_rows),
                            row_count=len(rows), details=details)
 
     def top(self, q: FinanceQuery) -> FinanceResult:
@@ -262,8 +269,8 @@ class Executor:
         if q.period is not None:
             in_period = select(history, q, q.period)
             keys = {(s["merchant"], s["description"]) for s in series}
-            in_series = pd.Series([(m, _stem(d)) in keys for m, d in zip(in_period["merchant"], in_period["description"])],
-                                  index=in_period.index, dtype=bool)
+            pairs = zip(in_period["merchant"], in_period["description"])
+            in_series = pd.Series([(m, _stem(d)) in keys for m, d in pairs], index=in_period.index, dtype=bool)
             paid = in_period[in_series]
             value = _cents_to_value(-paid["cents"].sum())
             row_count = len(paid)
@@ -314,7 +321,7 @@ class Executor:
         rows = rows.iloc[::-1] if q.latest_first else rows
         limit = min(q.n or self.max_rows, self.max_rows)
         shown = rows.head(limit)
-        if q.latest_first and len(rows):
+        if (q.latest_first or q.n == 1) and len(rows):
             value = _cents_to_value(rows["cents"].iloc[0])
         else:
             value = _cents_to_value(rows["cents"].sum())

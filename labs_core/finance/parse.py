@@ -77,7 +77,8 @@ COUNT = _re(r"\b(how many|number of|count of|count|how often|how frequently)\b")
 AVERAGE = _re(r"\b(average|avg|mean|typical(?:ly)?|on average|normally|usually)\b")
 MONTHLY = _re(r"\b(monthly|per month|a month|each month|every month|month)\b")
 PER_TRANSACTION = _re(r"\b(transactions?|purchases?|orders?|visits?|trips?|charges?|payments?|tickets?|bills?|"
-                      r"invoices?|sales?|each time|per (?:transaction|purchase|order|visit|time))\b")
+                      r"invoices?|sales?|rides?|meals?|coffees?|flights?|lunch(?:es)?|deliver(?:y|ies)|receipts?|"
+                      r"each time|per (?:transaction|purchase|order|visit|time))\b")
 TOP = _re(r"\b(largest|biggest|highest|most expensive|priciest|top|greatest|maximum|max|most(?! recent)|costliest|"
           r"heaviest|largest single)\b")
 BOTTOM = _re(r"\b(smallest|lowest|cheapest|least expensive|least|minimum|min|tiniest)\b")
@@ -112,8 +113,11 @@ BREAKDOWN = _re(r"\b(by|per|each|every|breakdown|break down|broken down|split|gr
 LIST = _re(r"\b(show|list|display|give me|what were|see|itemi[sz]e|details|transactions|what did (?:i|we) "
            r"(?:buy|purchase|pay for|get)|when did|when was|last time|most recent|latest|find|all|any|"
            r"were there|are there)\b")
-LATEST = _re(r"\b(when did|when was|last time|most recent|latest|recent|last (?:payment|charge|purchase|"
-             r"transaction|invoice|refund)s?)\b")
+FIRST = _re(r"\b(first|earliest|oldest)\b")
+SHARE = _re(r"(?:\b(?:percent(?:age)?|share|proportion|fraction|what part)\b|%)")
+LATEST = _re(r"\b(when did|when was|last time|most recent|latest|recent|"
+             r"last (?:\d{1,3}|two|three|four|five|six|seven|eight|nine|ten|few|couple)|"
+             r"last (?:payment|charge|purchase|transaction|invoice|refund)s?)\b")
 AGGREGATE = _re(r"\b(how much|total|sum|altogether|in total|overall|amount)\b")
 HOW_MUCH = _re(r"\b(how much|what did (?:i|we) (?:spend|earn|make|pay)|what was|what were|what is|what's|"
                r"total|sum)\b")
@@ -250,6 +254,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         compared = _comparison(rest, periods, ref)
         if compared is not None:
             first, second, note = compared
+            if second.start > first.start:  # the change is always the later period against the earlier one
+                first, second = second, first
             return build(Q.COMPARE, period=first, compare_to=second, compare_note=note)
     if COUNT.search(rest):
         return build(Q.COUNT, types=types or _count_types(measure, explicit))
@@ -265,6 +271,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
             return build(Q.BREAKDOWN, group_by=group, n=n or _default_n(rest), ascending=ascending)
         if not (LATEST.search(rest) and not top):
             return build(Q.TOP, n=n or _default_n(rest), ascending=ascending)
+    if FIRST.search(rest) and not AGGREGATE.search(rest):
+        return build(Q.LIST, types=types or _count_types(measure, explicit), n=n or _default_n(rest))
     if trend and not group and not periods:
         return build(Q.BREAKDOWN, group_by="month")
     if group and (BREAKDOWN.search(text2) or not AGGREGATE.search(rest)):
@@ -277,7 +285,7 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         if both:
             return build(Q.SUMMARY)
         if explicit or HOW_MUCH.search(rest):
-            return build(Q.TOTAL)
+            return build(Q.TOTAL, share=bool(SHARE.search(text2)) and bool(categories or merchants or accounts))
     return None
 
 

@@ -462,15 +462,19 @@ def find_periods(text: str, ref: date, first: date | None = None, *, join_ranges
     while i < len(points):
         p = points[i]
         before = text[:p.start_idx]
-        if join_ranges and i + 1 < len(points):
+        joined = False
+        if i + 1 < len(points):
             q = points[i + 1]
             joiner = text[p.end_idx:q.start_idx].strip()
-            if joiner in _JOINERS or (joiner == "and" and _BETWEEN.search(before)):
+            joined = joiner in _JOINERS or (joiner == "and" and _BETWEEN.search(before) is not None)
+            if joined and join_ranges:
                 found.append(Found(p.start_idx, q.end_idx, _join(p, q)))
                 i += 2
                 continue
         period = p.period
-        if _AFTER.search(before):
+        if joined:
+            pass  # "from 2024 to 2025" in a comparison: two plain periods, not "since 2024"
+        elif _AFTER.search(before):
             period = Period(period.end + timedelta(days=1), ref, f"after {period.label}", "custom", True)
         elif _SINCE.search(before):
             period = Period(period.start, ref, f"since {period.label}", "custom", True)

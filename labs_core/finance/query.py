@@ -49,6 +49,7 @@ class FinanceQuery:
     max_amount: float | None = None
     latest_first: bool = False             # LIST: most recent first ("when did I last ...")
     subscriptions_only: bool = False       # RECURRING: fixed-amount subscriptions, not all recurring bills
+    share: bool = False                    # TOTAL: as a percentage of the same measure without the name filters
     compare_note: str = ""                 # how the second period was chosen
     question: str = ""
 
@@ -75,6 +76,8 @@ class FinanceQuery:
             out.append(("max_amount", f"{self.max_amount:.2f}"))
         if self.latest_first:
             out.append(("order", "most recent first"))
+        if self.share:
+            out.append(("share", "percent of the total without the category/merchant/account filters"))
         if self.subscriptions_only:
             out.append(("subscriptions_only", "true"))
         return out

@@ -101,6 +101,12 @@ def _coverage(result: FinanceResult) -> str:
 def _total(r: FinanceResult, q: FinanceQuery) -> str:
     c, d = r.currency, r.details
     where = f"{_filters(q)} {_period(q, r)}"
+    if q.share:
+        noun = MEASURE_NOUN[q.measure]
+        if r.value is None:
+            return f"There is no {noun} {_period(q, r)} to take a share of."
+        return (f"{r.value:.2f}% of your {noun} {_period(q, r)} was{_filters(q)}: {money(d['part'], c)} of "
+                f"{money(d['whole'], c)}.\nBasis: {r.row_count} transactions{_filters(q)}.")
     if q.measure == Q.SPEND:
         head = f"You spent {money(r.value, c)}{where}."
         basis = f"Basis: {d['expenses']} expense(s) totalling {money(d['gross'], c)}"
@@ -284,8 +290,9 @@ def _list(r: FinanceResult, q: FinanceQuery) -> str:
     where = f"{_filters(q)} {_period(q, r)}"
     if not r.row_count:
         return f"No transactions{where}."
-    if d["latest_first"] and len(r.rows) == 1:
-        return f"The most recent transaction{where} was {_row(r.rows[0], c)}.\nBasis: {r.row_count} matching."
+    if len(r.rows) == 1 and (d["latest_first"] or q.n == 1):
+        which = "most recent" if d["latest_first"] else "first"
+        return f"The {which} transaction{where} was {_row(r.rows[0], c)}.\nBasis: {r.row_count} matching."
     order = "most recent first" if d["latest_first"] else "by date"
     lines = [f"{r.row_count} transaction(s){where}, summing to {money(d['sum'], c)}; "
              f"{'all' if len(r.rows) == r.row_count else f'the first {len(r.rows)}'} shown, {order}:"]

@@ -332,3 +332,34 @@ def test_periods_outside_the_data_are_flagged(engine):
     result = engine.query("How much did I spend in 2023?")
     assert result.value == 0 and "the data covers 2024-01-01 to 2025-12-31 only" in result.answer
     assert "covers" not in engine.query("How much did I spend in 2024?").answer
+
+
+def test_change_is_later_minus_earlier(engine):
+    a = spend(pick(D(2025, 1, 1), DATA_END, merchant="Amazon"))
+    b = spend(pick(D(2024, 1, 1), D(2024, 12, 31), merchant="Amazon"))
+    for question in ("How did my Amazon spending change from 2024 to 2025?", "Compare Amazon spending 2024 vs 2025"):
+        result = engine.query(question)
+        assert result.intent == "compare" and Decimal(str(result.value)) == a - b, result.answer
+        assert dict(result.filters())["period"].startswith("2025")
+
+
+def test_share_of_total(engine):
+    result = engine.query("What percentage of my spending is payroll?")
+    part, whole = spend(pick(category="Payroll")), spend(pick())
+    assert result.intent == "share" and result.value == round(float(part / whole * 100), 2)
+    assert f"{result.value:.2f}%" in result.answer and money(part) in result.answer and money(whole) in result.answer
+
+
+def test_first_and_last_transactions(engine):
+    first = engine.query("What was my first expense in 2025?")
+    want = expenses(pick(D(2025, 1, 1), DATA_END))[0]
+    assert first.rows[0]["date"] == want.date.isoformat() and Decimal(str(first.value)) == want.amount
+    last = engine.query("Show my last 5 transactions")
+    assert [r["date"] for r in last.rows] == [r.date.isoformat() for r in R.rows()[-5:]][::-1]
+
+
+def test_average_ride(engine):
+    result = engine.query("What's my average Uber ride cost?")
+    rides = expenses(pick(merchant="Uber"))
+    assert result.intent == "average_transaction"
+    assert Decimal(str(result.value)) == (-sum(r.amount for r in rides) / len(rides)).quantize(Decimal("0.01"))
