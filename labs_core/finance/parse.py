@@ -281,11 +281,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         latest = LATEST.search(rest) is not None
         return build(Q.LIST, types=types or (_count_types(measure, explicit) if explicit else ()),
                      latest_first=latest, n=n or (1 if latest and not PLURAL_ITEM.search(rest) else None))
-    if explicit or HOW_MUCH.search(rest) or entities:
-        if both:
-            return build(Q.SUMMARY)
-        if explicit or HOW_MUCH.search(rest):
-            return build(Q.TOTAL, share=bool(SHARE.search(text2)) and bool(categories or merchants or accounts))
+    if explicit or HOW_MUCH.search(rest):
+        return build(Q.TOTAL, share=bool(SHARE.search(text2)) and bool(categories or merchants or accounts))
     return None
 
 
@@ -308,6 +305,9 @@ def _comparison(rest: str, periods: list[Period], ref: date) -> tuple[Period, Pe
         return first, first.previous(), "the period just before"
     if MONTH_OVER_MONTH.search(rest):
         this = month_period(ref.year, ref.month)
+        if ref < this.end:  # a month in progress: compare the same days
+            this = Period(this.start, ref, f"{this.label} to date", "custom", True)
+            return this, this.shift_months(-1, "the same days a month earlier"), "the same days a month earlier"
         return this, this.previous(), "the reference month against the month before"
     if yoy:
         this = year_period(ref.year)
