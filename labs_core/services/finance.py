@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import date
 
 import grpc
 
 from labs_core.errors import InvalidRequest
+from labs_core.finance.convert import to_proto
 from labs_core.proto import finance_pb2, finance_pb2_grpc
 from labs_core.services.state import CoreState
 
@@ -31,10 +33,6 @@ class FinanceServicer(finance_pb2_grpc.FinanceServicer):
 
     async def Query(self, request: finance_pb2.FinanceQueryRequest,
                     context: grpc.aio.ServicerContext) -> finance_pb2.FinanceQueryResponse:
-        from datetime import date
-
-        from labs_core.finance.convert import to_proto
-
         question = request.question.strip()
         if not question:
             raise InvalidRequest("question must not be empty", param="question")
