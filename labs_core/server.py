@@ -20,9 +20,10 @@ from labs_core.config import ConfigError, Settings
 from labs_core.embeddings.entry import embedding_entries
 from labs_core.interceptors import ErrorInterceptor, TokenAuthInterceptor
 from labs_core.models.registry import CHAT, ModelEntry, ModelRegistry, ModelState
-from labs_core.proto import (embeddings_pb2, embeddings_pb2_grpc, finance_pb2, generation_pb2, generation_pb2_grpc,
-                             models_pb2, models_pb2_grpc, server_pb2, server_pb2_grpc)
+from labs_core.proto import (embeddings_pb2, embeddings_pb2_grpc, finance_pb2, finance_pb2_grpc, generation_pb2,
+                             generation_pb2_grpc, models_pb2, models_pb2_grpc, server_pb2, server_pb2_grpc)
 from labs_core.services.embeddings import EmbeddingsServicer
+from labs_core.services.finance import FinanceServicer
 from labs_core.services.generation import GenerationServicer
 from labs_core.services.models import ModelsServicer
 from labs_core.services.server_info import ServerServicer
@@ -83,6 +84,9 @@ class CoreServer:
         models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(self.state), self.server)
         embeddings_pb2_grpc.add_EmbeddingsServicer_to_server(EmbeddingsServicer(self.state), self.server)
         server_pb2_grpc.add_ServerServicer_to_server(ServerServicer(self.state), self.server)
+        finance = FinanceServicer(self.state)
+        finance_pb2_grpc.add_FinanceServicer_to_server(finance, self.server)
+        self.state.extras["finance_chat"] = finance.chat
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),

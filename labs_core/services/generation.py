@@ -28,16 +28,16 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         rid = convert.request_id(request.request_id, context.invocation_metadata() or ())
         chat = convert.chat_request(request, rid, self.state.settings.sampling)
         entry = self.state.registry.find(request.model, CHAT)
-        model = await self.state.registry.get(entry.name, CHAT)
         self.state.active_streams += 1
         try:
             finance = self.state.extras.get("finance_chat")
-            if finance is not None and chat.messages is not None:
+            if finance is not None and chat.messages is not None:  # exact answers need no model
                 answered = await finance.maybe_answer(chat.messages, request, rid, entry.name)
                 if answered is not None:
                     for message in answered:
                         yield message
                     return
+            model = await self.state.registry.get(entry.name, CHAT)
             async for event in model.generate(chat):
                 if isinstance(event, RequestDone):
                     yield convert.done_response(event, rid, entry.name)

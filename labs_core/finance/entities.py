@@ -1,0 +1,188 @@
+"""Finding the data's own categories, merchants and accounts in a question (standard library only).
+
+The vocabulary is built from the loaded file, so a new merchant in the CSV is recognised without a
+code change. Each name gets a few aliases (plural/singular, "&" as "and", the distinctive first word
+of a multi-word merchant, the account name without "Business"), plus a small table of everyday words
+for categories ("dining" -> Meals) that only applies when that category exists in the data.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+CATEGORY = "category"
+MERCHANT = "merchant"
+ACCOUNT = "account"
+TYPE = "type"
+
+# Everyday words for common category names; used only for categories present in the data.
+CATEGORY_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "meals": ("food", "dining", "eating out", "restaurants", "restaurant", "lunches", "lunch", "coffee",
+              "meals and entertainment"),
+    "travel": ("trips", "trip", "flights", "flight", "hotels", "hotel", "rides", "taxis", "taxi", "parking",
+               "airfare"),
+    "software": ("saas", "software subscriptions", "apps", "cloud services"),
+    "office supplies": ("supplies", "stationery", "office supply"),
+    "professional services": ("professional fees", "contractors", "freelancers", "consultants"),
+    "rent": ("office rent", "studio rent", "lease"),
+    "utilities": ("utility bills", "electricity", "water bill", "power bill"),
+    "telecom": ("phone", "internet", "phone and internet", "mobile", "cell phone", "telephone"),
+    "payroll": ("salaries", "salary", "wages"),
+    "taxes": ("tax", "estimated taxes", "tax payments"),
+    "marketing": ("advertising", "ads", "ad spend", "adverts"),
+    "equipment": ("hardware", "computers", "gear"),
+    "fuel": ("gas", "gasoline", "petrol"),
+    "shipping": ("postage", "couriers", "courier", "deliveries"),
+    "bank fees": ("bank charges", "banking fees", "account fees"),
+    "education": ("training", "courses", "books", "learning"),
+    "client payments": ("client income", "clients", "invoices", "invoice payments", "client revenue"),
+    "sales": ("shop sales", "product sales", "online sales"),
+    "insurance": ("insurance premiums",),
+}
+# Everyday names for some merchants; used only for merchants present in the data.
+MERCHANT_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "aws": ("amazon web services",),
+    "microsoft": ("microsoft 365", "office 365"),
+    "irs": ("internal revenue service",),
+    "apple icloud": ("icloud",),
+}
+# Words that mean a transaction type rather than a category or merchant.
+TYPE_WORDS: dict[str, tuple[str, ...]] = {
+    "refund": ("refunds", "refund", "refunded", "returns", "reimbursements", "money back"),
+    "transfer": ("transfers", "transfer", "internal transfers"),
+}
+# First words too common to stand for a multi-word merchant on their own ("Blue Door Bistro" is not "blue").
+COMMON_WORDS = frozenset("""
+a an the my our all any big best blue black green red white city state national first new old main corner
+office whole internal general united american global metro north south east west central home house golden
+grand great little royal summit harbor park lee smith bank pine star sun moon open free fast good market
+shop store meta""".split())
+CORPORATE_SUFFIXES = ("llp", "llc", "inc", "inc.", "corp", "corp.", "corporation", "co", "co.", "ltd", "ltd.",
+                      "company", "plc", "gmbh")
+ACCOUNT_QUALIFIERS = ("business", "personal", "main", "joint", "company")
+
+
+@dataclass(frozen=True)
+class Entity:
+    kind: str  # category, merchant, account, type
+    values: tuple[str, ...]  # names as they appear in the data (or the type); one alias may name several
+    start: int
+    end: int
+    alias: str
+
+
+def normalize(text: str) -> str:
+    """Lower case, straight quotes, single spaces: what aliases are matched against."""
+    text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
+    return re.sub(r"\s+", " ", text)
+
+
+def _variants(name: str) -> set[str]:
+    base = normalize(name)
+    return {v for v in (base, base.replace(" & ", " and "), base.replace("&", " and ").replace("  ", " "),
+                        base.replace("'", "")) if v}
+
+
+def _plural_forms(word: str) -> set[str]:
+    out = {word}
+    if word.endswith("ies"):
+        out.add(word[:-3] + "y")
+    elif word.endswith("es") and word[:-2].endswith(("x", "s", "sh", "ch")):
+        out.add(word[:-2])
+    elif word.endswith("s") and not word.endswith("ss"):
+        out.add(word[:-1])
+    elif word.endswith("y"):
+        out.add(word[:-1] + "ies")
+    else:
+        out.add(word + "s")
+    return out
+
+
+class Vocabulary:
+    """Aliases -> (kind, names) for one data file. Full names are strong; derived aliases (plurals,
+    first words, synonyms) are weak and never override a strong one."""
+
+    def __init__(self, categories: Iterable[str] = (), merchants: Iterable[str] = (), accounts: Iterable[str] = ()):
+        self.categories = tuple(sorted(set(categories)))
+        self.merchants = tuple(sorted(set(merchants)))
+        self.accounts = tuple(sorted(set(accounts)))
+        self._strong: dict[str, tuple[str, list[str]]] = {}
+        self._weak: dict[str, tuple[str, list[str]]] = {}
+        for kind, words in TYPE_WORDS.items():
+            for word in words:
+                self._add(word, TYPE, kind)
+        for merchant in self.merchants:
+            self._merchant_aliases(merchant)
+        for account in self.accounts:
+            self._account_aliases(account)
+        for category in self.categories:
+            self._category_aliases(category)
+        self.aliases: dict[str, tuple[str, tuple[str, ...]]] = {
+            alias: (kind, tuple(names)) for alias, (kind, names) in {**self._weak, **self._strong}.items()}
+        ordered = sorted(self.aliases, key=len, reverse=True)
+        self._pattern = re.compile(
+            r"(?<![\w'&])(" + "|".join(re.escape(a) for a in ordered) + r")(?:'s)?(?![\w&])") if ordered else None
+
+    def _add(self, alias: str, kind: str, name: str, *, weak: bool = False) -> None:
+        alias = alias.strip()
+        if len(alias) < 2:
+            return
+        table = self._weak if weak else self._strong
+        if alias in table:
+            existing_kind, names = table[alias]
+            if existing_kind == kind and name not in names:
+                names.append(name)  # e.g. "google" -> Google Ads and Google Workspace
+            return
+        table[alias] = (kind, [name])
+
+    def _merchant_aliases(self, merchant: str) -> None:
+        for variant in _variants(merchant):
+            self._add(variant, MERCHANT, merchant)
+        words = normalize(merchant).split()
+        if len(words) > 1 and words[-1] in CORPORATE_SUFFIXES:
+            self._add(" ".join(words[:-1]), MERCHANT, merchant, weak=True)
+        for extra in MERCHANT_SYNONYMS.get(normalize(merchant), ()):
+            self._add(extra, MERCHANT, merchant, weak=True)
+        first = words[0] if words else ""
+        if len(words) > 1 and len(first) >= 4 and first not in COMMON_WORDS:
+            self._add(first, MERCHANT, merchant, weak=True)
+            self._add(first.replace("'", ""), MERCHANT, merchant, weak=True)
+
+    def _account_aliases(self, account: str) -> None:
+        for variant in _variants(account):
+            self._add(variant, ACCOUNT, account)
+            self._add(variant + " account", ACCOUNT, account)
+        words = normalize(account).split()
+        if len(words) > 1 and words[0] in ACCOUNT_QUALIFIERS:
+            rest = " ".join(words[1:])
+            self._add(rest, ACCOUNT, account, weak=True)
+            self._add(rest + " account", ACCOUNT, account, weak=True)
+            if rest == "credit card":
+                self._add("card", ACCOUNT, account, weak=True)
+
+    def _category_aliases(self, category: str) -> None:
+        key = normalize(category)
+        if key in ("transfer", "transfers"):
+            return  # the transfer type covers it
+        for variant in _variants(category):
+            self._add(variant, CATEGORY, category)
+            words = variant.split()
+            for last in _plural_forms(words[-1]):
+                self._add(" ".join([*words[:-1], last]), CATEGORY, category, weak=True)
+        for extra in CATEGORY_SYNONYMS.get(key, ()):
+            self._add(extra, CATEGORY, category, weak=True)
+
+    def find(self, text: str) -> list[Entity]:
+        """Every alias in `text` (already normalized), leftmost-longest, without overlaps."""
+        if self._pattern is None:
+            return []
+        found = []
+        for m in self._pattern.finditer(text):
+            kind, names = self.aliases[m.group(1)]
+            found.append(Entity(kind, names, m.start(), m.end(), m.group(1)))
+        return found
+
+
+EMPTY = Vocabulary()

@@ -1,0 +1,319 @@
+"""Question -> FinanceQuery, by rules: periods, the data's own names, and keyword patterns. No LLM.
+
+The steps, each masking what it consumed so that later steps do not misread it: amount filters
+("over $500"), periods ("Q3 2024"), entities (categories, merchants, accounts, refunds/transfers),
+then keywords decide the measure (spend, income, net, refunds), the intent and any grouping.
+`parse` returns None when no intent is recognised: the caller says it did not understand.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+from labs_core.finance import query as Q
+from labs_core.finance.entities import ACCOUNT, CATEGORY, MERCHANT, TYPE, Vocabulary, normalize
+from labs_core.finance.periods import NUMBER_WORDS, Period, find_periods, month_period, year_period
+
+
+@dataclass(frozen=True)
+class ParseContext:
+    """What the parser needs to know about the data: its names and its dates."""
+
+    vocabulary: Vocabulary
+    reference_date: date
+    first_date: date
+    income_names: frozenset[str] = field(default_factory=frozenset)  # categories/merchants with only income
+
+
+def _re(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+_NUMBER = r"(?P<n>\d{1,3}|" + "|".join(w for w in NUMBER_WORDS if w not in ("a", "an")) + r")"
+AMOUNT_FILTER = _re(
+    r"\b(?P<op>over|above|more than|greater than|larger than|bigger than|exceeding|at least|in excess of|"
+    r"under|below|less than|smaller than|at most|no more than|cheaper than)\s+"
+    r"(?P<cur>\$|usd\s*|us\$)?(?P<num>\d[\d,]*(?:\.\d+)?)\s*(?P<k>k\b)?(?P<unit>\s*(?:dollars|usd|bucks)\b)?")
+LOWER_OPS = ("under", "below", "less than", "smaller than", "at most", "no more than", "cheaper than")
+
+NET = _re(r"\b(net|profit|profits|profitable|bottom line|cash ?flow|saved|save|savings rate|left over|surplus|"
+          r"deficit|margin|p&l|in the (?:black|red))\b")
+NET_SPEND = _re(r"\bnet (?:spend|spending|expenses|costs?)\b")
+INCOME = _re(r"\b(payments? received|received payments?|incoming payments?|"
+             r"payments? (?:from|by) (?:clients?|customers?)|"
+             r"income|incomes|revenue|revenues|earn|earned|earning|earnings|made|make|makes|making|receive|"
+             r"received|receiving|got paid|get paid|paid me|paid us|pay me|pay us|pays me|pays us|inflows?|"
+             r"money in|came in|takings|turnover|brought in|bring in|sold|sell)\b")
+WEAK_INCOME = ("made", "make", "makes", "making")
+SPEND = _re(r"\b(spend|spent|spends|spending|expense|expenses|expenditures?|costs?|costing|paid|pay|paying|"
+            r"payments?|charges?|charged|bills?|billed|outgoings?|outflows?|money out|purchases?|purchased|"
+            r"bought|buy|buying|shell(?:ed)? out|burn(?:ed|t)?|go(?:es)? out|went out)\b")
+# Words that are spending unless the names in the question only ever bring money in.
+AMBIGUOUS_SPEND = frozenset({"pay", "paid", "paying", "payment", "payments", "charge", "charges", "bill", "bills",
+                             "billed", "cost", "costs"})
+CLIENT_WORDS = _re(r"\b(clients?|customers?|payers?|who paid|who pays|sources? of income|income sources?)\b")
+
+UNUSUAL = _re(r"\b(unusual|anomal\w*|outliers?|suspicious|odd|strange|weird|out of the ordinary|abnormal|"
+              r"unexpected|stand out|stands? out|spikes?|one-offs?|irregular)\b")
+RECURRING = _re(r"\b(subscriptions?|subscribed|recurring|recur|repeat(?:ing|ed)? (?:payments?|charges?|bills?|"
+                r"expenses?|costs?)|regular (?:payments?|charges?|bills?|expenses?)|standing orders?|"
+                r"direct debits?|memberships?|fixed (?:costs?|charges?|expenses?)|"
+                r"monthly (?:bills|charges|payments|fees|commitments|costs))\b")
+SUBSCRIPTION = _re(r"\bsubscri")
+SUMMARY = _re(r"\b(summary|summari[sz]e|overview|recap|snapshot|p&l|profit and loss|income statement|"
+              r"how (?:am i|are we|is (?:the|my|our) business) doing|financial (?:health|position|picture|report)|"
+              r"finances|report card|big picture|at a glance)\b")
+COMPARE = _re(r"\b(compare|compared|comparing|comparison|vs\.?|versus|year over year|year-over-year|yoy|"
+              r"month over month|month-over-month|mom|difference between|differ|change from|changed|"
+              r"(?:more|less|higher|lower|fewer|bigger|smaller|greater)(?:\W+\w+){0,3}?\W+than|against)\b")
+YEAR_OVER_YEAR = _re(r"\b(year over year|year-over-year|yoy|same (?:month|quarter|period|time) (?:last|a|the previous) "
+                     r"year|a year (?:earlier|before|ago))\b")
+MONTH_OVER_MONTH = _re(r"\b(month over month|month-over-month|mom)\b")
+TREND = _re(r"\b(trend|trends|trending|(?:go|goes|going|gone|went) (?:up|down)|increas\w*|decreas\w*|grow|grew|"
+            r"growing|grown|rise|rose|rising|fall|fell|falling|drop|dropped|over time)\b")
+COUNT = _re(r"\b(how many|number of|count of|count|how often|how frequently)\b")
+AVERAGE = _re(r"\b(average|avg|mean|typical(?:ly)?|on average|normally|usually)\b")
+MONTHLY = _re(r"\b(monthly|per month|a month|each month|every month|month)\b")
+PER_TRANSACTION = _re(r"\b(transactions?|purchases?|orders?|visits?|trips?|charges?|payments?|tickets?|bills?|"
+                      r"invoices?|sales?|rides?|meals?|coffees?|flights?|lunch(?:es)?|deliver(?:y|ies)|receipts?|"
+                      r"each time|per (?:transaction|purchase|order|visit|time))\b")
+TOP = _re(r"\b(largest|biggest|highest|most expensive|priciest|top|greatest|maximum|max|most(?! recent)|costliest|"
+          r"heaviest|largest single)\b")
+BOTTOM = _re(r"\b(smallest|lowest|cheapest|least expensive|least|minimum|min|tiniest)\b")
+TOP_N = _re(r"\b(?:top|largest|biggest|highest|smallest|lowest|cheapest|first|last|latest|most recent)\s+" + _NUMBER
+            + r"\b|\b" + _NUMBER.replace("?P<n>", "?P<n2>") + r"\s+(?:largest|biggest|highest|most expensive|"
+            r"smallest|cheapest|lowest|latest|most recent)\b")
+SINGULAR_ITEM = _re(r"\b(expense|purchase|transaction|payment|charge|bill|one|invoice|sale|refund|order|"
+                    r"category|merchant|vendor|supplier|client|customer|month|quarter|year|account|day|store|shop)\b"
+                    r"(?!s)")
+PLURAL_ITEM = _re(r"\b(expenses|purchases|transactions|payments|charges|bills|ones|invoices|sales|refunds|orders|"
+                  r"categories|merchants|vendors|suppliers|clients|customers|months|quarters|years|accounts|"
+                  r"stores|shops|items)\b")
+GROUPS: list[tuple[str, re.Pattern[str]]] = [
+    ("weekday", _re(r"\b(weekdays?|day of (?:the )?week|days of (?:the )?week|which day|what day)\b")),
+    ("category", _re(r"\b(categor(?:y|ies)|by type|on what|what (?:did|do|have) (?:i|we) (?:spend|spent) "
+                     r"(?:the )?(?:most|least|more|less)(?: money)? on|what (?:do|did) (?:i|we) spend (?:it|money) on|"
+                     r"where (?:does|did|do) (?:my|our|the) money go|"
+                     r"where (?:did|do|does|have) (?:i|we) (?:spend|spent))\b")),
+    ("merchant", _re(r"\b(merchants?|vendors?|suppliers?|payees?|stores?|shops?|retailers?|companies|businesses|"
+                     r"brands?|who (?:did|do|have) (?:i|we) (?:pay|paid)|where (?:did|do) (?:i|we) (?:shop|buy)|"
+                     r"(?:which|what|top|biggest|largest|best|main|by|per|each|every|highest[- ]paying)\s+(?:\d+\s+)?"
+                     r"(?:clients?|customers?|payers?)|who paid|who pays|sources? of income|income sources?)\b")),
+    ("account", _re(r"\b(accounts|by account|per account|each account|which account|what account)\b")),
+    ("quarter", _re(r"\b(quarterly|per quarter|by quarter|each quarter|quarters|which quarter|what quarter)\b")),
+    ("year", _re(r"\b(yearly|annually|annual|per year|by year|each year|years|which year|what year|"
+                 r"year by year)\b")),
+    ("month", _re(r"\b(monthly|per month|by month|each month|every month|month by month|month-by-month|months|"
+                  r"which month|what month|month)\b")),
+]
+BREAKDOWN = _re(r"\b(by|per|each|every|breakdown|break down|broken down|split|grouped|group|across|monthly|"
+                r"quarterly|yearly|annually|month by month|year by year)\b")
+LIST = _re(r"\b(show|list|display|give me|what were|see|itemi[sz]e|details|transactions|what did (?:i|we) "
+           r"(?:buy|purchase|pay for|get)|when did|when was|last time|most recent|latest|find|all|any|"
+           r"were there|are there)\b")
+FIRST = _re(r"\b(first|earliest|oldest)\b")
+SHARE = _re(r"(?:\b(?:percent(?:age)?|share|proportion|fraction|what part)\b|%)")
+LATEST = _re(r"\b(when did|when was|last time|most recent|latest|recent|"
+             r"last (?:\d{1,3}|two|three|four|five|six|seven|eight|nine|ten|few|couple)|"
+             r"last (?:payment|charge|purchase|transaction|invoice|refund)s?)\b")
+AGGREGATE = _re(r"\b(how much|total|sum|altogether|in total|overall|amount)\b")
+HOW_MUCH = _re(r"\b(how much|what did (?:i|we) (?:spend|earn|make|pay)|what was|what were|what is|what's|"
+               r"total|sum)\b")
+
+
+def _number(text: str) -> int:
+    return int(text) if text.isdigit() else NUMBER_WORDS[text]
+
+
+def _mask(text: str, spans: list[tuple[int, int]]) -> str:
+    chars = list(text)
+    for start, end in spans:
+        for i in range(start, end):
+            chars[i] = " "
+    return "".join(chars)
+
+
+def _amount_filters(text: str) -> tuple[float | None, float | None, list[tuple[int, int]]]:
+    low = high = None
+    spans = []
+    for m in AMOUNT_FILTER.finditer(text):
+        raw = m["num"].replace(",", "")
+        looks_like_year = (not m["cur"] and not m["k"] and not m["unit"] and "." not in raw and "," not in m["num"]
+                           and len(raw) == 4 and 1900 <= int(raw) <= 2100)
+        if looks_like_year:
+            continue
+        value = float(raw) * (1000 if m["k"] else 1)
+        if m["op"] in LOWER_OPS:
+            high = value
+        else:
+            low = value
+        spans.append((m.start(), m.end()))
+    return low, high, spans
+
+
+def _measure(rest: str, names_income: bool, types: tuple[str, ...]) -> tuple[str, bool, bool]:
+    """(measure, explicit, both): explicit when a word named it, both when income and spending were named."""
+    if "refund" in types:
+        return Q.REFUNDS, True, False
+    if NET.search(rest) and not NET_SPEND.search(rest):
+        return Q.NET, True, False
+    income_hits = [m.group(0) for m in INCOME.finditer(rest)]
+    spend_text = INCOME.sub(" ", rest)
+    spend_hit = SPEND.search(spend_text) is not None
+    strong_income = [h for h in income_hits if h not in WEAK_INCOME]
+    spend_words = {m.group(0) for m in SPEND.finditer(spend_text)}
+    if names_income and spend_words and spend_words <= AMBIGUOUS_SPEND and not strong_income:
+        return Q.INCOME, True, False  # "the largest payment from Acme": Acme only ever pays in
+    if strong_income and spend_hit:
+        return Q.SPEND, True, True
+    if strong_income or (income_hits and not spend_hit):
+        return Q.INCOME, True, False
+    if spend_hit:
+        return Q.SPEND, True, False
+    if CLIENT_WORDS.search(rest) or names_income:
+        return Q.INCOME, False, False
+    return Q.SPEND, False, False
+
+
+def _group(text: str) -> str | None:
+    for name, pattern in GROUPS:
+        if pattern.search(text):
+            return name
+    return None
+
+
+def _n(text: str) -> int | None:
+    m = TOP_N.search(text)
+    if not m:
+        return None
+    n = _number(m["n"] or m["n2"])
+    return n if n > 0 else None
+
+
+def _default_n(text: str) -> int:
+    """1 for "the largest expense", 5 for "the largest expenses"."""
+    plural = PLURAL_ITEM.search(text)
+    singular = SINGULAR_ITEM.search(text)
+    if plural and (not singular or plural.start() < singular.start()):
+        return 5
+    return 1 if singular else 5
+
+
+def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
+    text = normalize(question).strip()
+    ref = ctx.reference_date
+
+    min_amount, max_amount, amount_spans = _amount_filters(text)
+    text1 = _mask(text, amount_spans)
+    comparing = COMPARE.search(text1) is not None
+    found = find_periods(text1, ref, ctx.first_date, join_ranges=not comparing)
+    periods = [f.period for f in found]
+    text2 = _mask(text1, [(f.start_idx, f.end_idx) for f in found])
+    entities = ctx.vocabulary.find(text2)
+    rest = _mask(text2, [(e.start, e.end) for e in entities])
+
+    def names(kind: str) -> tuple[str, ...]:
+        out: list[str] = []
+        for e in entities:
+            if e.kind == kind:
+                out.extend(v for v in e.values if v not in out)
+        return tuple(out)
+
+    categories, merchants, accounts, types = names(CATEGORY), names(MERCHANT), names(ACCOUNT), names(TYPE)
+    named = [*categories, *merchants]
+    names_income = bool(named) and all(n in ctx.income_names for n in named)
+    measure, explicit, both = _measure(rest, names_income, types)
+    group = _group(text2)
+    if group == "merchant" and CLIENT_WORDS.search(text2) and not explicit:
+        measure = Q.INCOME
+    n = _n(text1)
+    period = periods[0] if periods else None
+    common = dict(measure=measure, period=period, categories=categories, merchants=merchants, accounts=accounts,
+                  types=types, min_amount=min_amount, max_amount=max_amount, question=question)
+
+    def build(intent: str, **extra) -> Q.FinanceQuery:
+        return Q.FinanceQuery(intent=intent, **{**common, **extra})
+
+    if UNUSUAL.search(rest):
+        return build(Q.UNUSUAL)
+    if RECURRING.search(rest):
+        return build(Q.RECURRING, subscriptions_only=SUBSCRIPTION.search(rest) is not None)
+    if SUMMARY.search(rest) or (both and len(periods) < 2 and not group and not COUNT.search(rest)):
+        return build(Q.SUMMARY)
+    if both:
+        common["measure"] = Q.NET  # "income and expenses, 2025 vs 2024": compare the net
+    trend = TREND.search(rest) is not None
+    if comparing or YEAR_OVER_YEAR.search(rest) or MONTH_OVER_MONTH.search(rest) or (trend and periods):
+        # "Amazon vs Staples in 2025": two names of one kind and at most one period compare the names.
+        same_kind = [kind for kind, values in (("merchant", merchants), ("category", categories),
+                                               ("account", accounts)) if len(values) >= 2]
+        if same_kind and len(periods) < 2 and comparing:
+            return build(Q.BREAKDOWN, group_by=same_kind[0])
+        compared = _comparison(rest, periods, ref)
+        if compared is not None:
+            first, second, note = compared
+            if second.start > first.start:  # the change is always the later period against the earlier one
+                first, second = second, first
+            return build(Q.COMPARE, period=first, compare_to=second, compare_note=note)
+    if COUNT.search(rest):
+        return build(Q.COUNT, types=types or _count_types(measure, explicit))
+    if AVERAGE.search(rest):
+        monthly = MONTHLY.search(text2) is not None
+        if monthly or not PER_TRANSACTION.search(rest):
+            return build(Q.MONTHLY_AVERAGE)
+        return build(Q.AVERAGE)
+    top, bottom = TOP.search(rest), BOTTOM.search(rest)
+    if top or bottom:
+        ascending = bool(bottom) and (not top or bottom.start() < top.start())
+        if group:
+            return build(Q.BREAKDOWN, group_by=group, n=n or _default_n(rest), ascending=ascending)
+        if not (LATEST.search(rest) and not top):
+            return build(Q.TOP, n=n or _default_n(rest), ascending=ascending)
+    if FIRST.search(rest) and not AGGREGATE.search(rest):
+        return build(Q.LIST, types=types or _count_types(measure, explicit), n=n or _default_n(rest))
+    if trend and not group and not periods:
+        return build(Q.BREAKDOWN, group_by="month")
+    if group and (BREAKDOWN.search(text2) or not AGGREGATE.search(rest)):
+        return build(Q.BREAKDOWN, group_by=group, n=n)
+    if LIST.search(rest) and not AGGREGATE.search(rest):
+        latest = LATEST.search(rest) is not None
+        return build(Q.LIST, types=types or (_count_types(measure, explicit) if explicit else ()),
+                     latest_first=latest, n=n or (1 if latest and not PLURAL_ITEM.search(rest) else None))
+    if explicit or HOW_MUCH.search(rest):
+        return build(Q.TOTAL, share=bool(SHARE.search(text2)) and bool(categories or merchants or accounts))
+    return None
+
+
+def _count_types(measure: str, explicit: bool) -> tuple[str, ...]:
+    if not explicit:
+        return ()
+    return {Q.SPEND: ("expense",), Q.INCOME: ("income",), Q.REFUNDS: ("refund",)}.get(measure, ())
+
+
+def _comparison(rest: str, periods: list[Period], ref: date) -> tuple[Period, Period, str] | None:
+    """The two periods a comparison is about: the two named, or one named and the one before it
+    (or a year before it, for "year over year"), or this year/month against the previous one."""
+    if len(periods) >= 2:
+        return periods[0], periods[1], ""
+    yoy = YEAR_OVER_YEAR.search(rest) is not None
+    if len(periods) == 1:
+        first = periods[0]
+        if yoy or re.search(r"\b(last|previous|prior) year\b", rest):
+            return first, first.year_earlier(), "the same period a year earlier"
+        return first, first.previous(), "the period just before"
+    if MONTH_OVER_MONTH.search(rest):
+        this = month_period(ref.year, ref.month)
+        if ref < this.end:  # a month in progress: compare the same days
+            this = Period(this.start, ref, f"{this.label} to date", "custom", True)
+            return this, this.shift_months(-1, "the same days a month earlier"), "the same days a month earlier"
+        return this, this.previous(), "the reference month against the month before"
+    if yoy:
+        this = year_period(ref.year)
+        last = year_period(ref.year - 1)
+        if ref < this.end:  # a year in progress: compare the same dates
+            this = Period(this.start, ref, f"{ref.year} to date", "custom", True)
+            return this, this.year_earlier(), "the same dates a year earlier"
+        return this, last, ""
+    return None

@@ -1,0 +1,119 @@
+"""The typed question (what the parser understood) and the typed answer (what the executor computed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from labs_core.finance.periods import Period
+
+# What is computed.
+TOTAL = "total"                      # one figure: spend, income, net or refunds
+TOP = "top_transactions"             # largest (or smallest) single transactions
+BREAKDOWN = "breakdown"              # grouped by category, merchant, account, month, quarter, year, weekday
+MONTHLY_AVERAGE = "monthly_average"  # total / months the period spans
+AVERAGE = "average_transaction"      # mean size of one transaction
+COUNT = "count"                      # number of rows
+COMPARE = "compare"                  # one measure over two periods
+RECURRING = "recurring"              # recurring payments and subscriptions
+UNUSUAL = "unusual"                  # transactions large against their merchant's or category's history
+SUMMARY = "summary"                  # income, spending, net, top categories, ...
+LIST = "list"                        # the matching transactions
+INTENTS = (TOTAL, TOP, BREAKDOWN, MONTHLY_AVERAGE, AVERAGE, COUNT, COMPARE, RECURRING, UNUSUAL, SUMMARY, LIST)
+
+# What is measured.
+SPEND = "spend"      # expenses less refunds, as a positive figure
+INCOME = "income"    # income rows
+NET = "net"          # income less spending
+REFUNDS = "refunds"  # refund rows
+MEASURES = (SPEND, INCOME, NET, REFUNDS)
+
+GROUPS = ("category", "merchant", "account", "month", "quarter", "year", "weekday")
+
+
+@dataclass(frozen=True)
+class FinanceQuery:
+    intent: str
+    measure: str = SPEND
+    period: Period | None = None
+    compare_to: Period | None = None       # COMPARE: the second period
+    categories: tuple[str, ...] = ()
+    merchants: tuple[str, ...] = ()
+    accounts: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()            # restricts rows to these types (refund, transfer, ...)
+    group_by: str | None = None
+    n: int | None = None                   # TOP / BREAKDOWN ranking size
+    ascending: bool = False                # TOP: smallest first
+    min_amount: float | None = None        # on the absolute amount
+    max_amount: float | None = None
+    latest_first: bool = False             # LIST: most recent first ("when did I last ...")
+    subscriptions_only: bool = False       # RECURRING: fixed-amount subscriptions, not all recurring bills
+    share: bool = False                    # TOTAL: as a percentage of the same measure without the name filters
+    compare_note: str = ""                 # how the second period was chosen
+    question: str = ""
+
+    def filters(self) -> list[tuple[str, str]]:
+        """What was understood, as (name, value) pairs for the answer and FinanceQueryResponse.filters."""
+        out: list[tuple[str, str]] = [("intent", self.intent)]
+        if self.intent not in (COUNT, LIST, RECURRING, UNUSUAL, SUMMARY):
+            out.append(("measure", self.measure))
+        if self.period is not None:
+            out.append(("period", self.period.describe()))
+        if self.compare_to is not None:
+            out.append(("compare_to", self.compare_to.describe()))
+        for name, values in (("category", self.categories), ("merchant", self.merchants),
+                             ("account", self.accounts), ("type", self.types)):
+            if values:
+                out.append((name, ", ".join(values)))
+        if self.group_by:
+            out.append(("group_by", self.group_by))
+        if self.n:
+            out.append(("top_n", str(self.n)))
+        if self.min_amount is not None:
+            out.append(("min_amount", f"{self.min_amount:.2f}"))
+        if self.max_amount is not None:
+            out.append(("max_amount", f"{self.max_amount:.2f}"))
+        if self.latest_first:
+            out.append(("order", "most recent first"))
+        if self.share:
+            out.append(("share", "percent of the total without the category/merchant/account filters"))
+        if self.subscriptions_only:
+            out.append(("subscriptions_only", "true"))
+        return out
+
+
+@dataclass(frozen=True)
+class BreakdownRow:
+    key: str
+    value: float
+    count: int
+
+
+@dataclass
+class FinanceResult:
+    """What compute returns and render turns into text; convert turns it into FinanceQueryResponse."""
+
+    understood: bool
+    intent: str
+    currency: str
+    reference_date: date
+    reference_is_data_end: bool
+    query: FinanceQuery | None = None
+    value: float | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)  # at most max_rows, as plain dicts
+    row_count: int = 0
+    breakdown: list[BreakdownRow] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)  # intent-specific figures for the renderer
+    answer: str = ""
+    data_first: date | None = None
+    data_last: date | None = None
+
+    def filters(self) -> list[tuple[str, str]]:
+        return self.query.filters() if self.query else []
+
+    @property
+    def uses_relative_dates(self) -> bool:
+        q = self.query
+        return bool(q and ((q.period and q.period.relative) or (q.compare_to and q.compare_to.relative)
+                           or self.details.get("relative")))

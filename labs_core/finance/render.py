@@ -1,0 +1,307 @@
+"""FinanceResult -> the answer text: the figure (currency, two decimals), what was understood, and the
+rows or aggregate behind it. Plain text with a few "- " lists, readable in a terminal and in Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labs_core.finance import query as Q
+from labs_core.finance.query import FinanceQuery, FinanceResult
+
+MAX_LINES = 36  # longest list in the text; the full breakdown is in FinanceQueryResponse
+EXAMPLES = ("How much did I spend on software last quarter?", "Top 5 merchants in 2025",
+            "Compare income 2025 vs 2024", "Largest expenses in March 2025", "What subscriptions do I have?",
+            "Any unusual transactions this year?", "Financial summary for 2024")
+MEASURE_NOUN = {Q.SPEND: "spending", Q.INCOME: "income", Q.NET: "net (income less spending)", Q.REFUNDS: "refunds"}
+
+
+def money(value: float | None, currency: str, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    sign = "+" if signed and value > 0 else ""
+    return f"{sign}{value:,.2f} {currency}"
+
+
+def _period(q: FinanceQuery, result: FinanceResult) -> str:
+    if q.period is None:
+        first, last = result.data_first, result.data_last
+        if not (first and last):
+            return "over all the data"
+        return f"over all the data ({first.isoformat()} to {last.isoformat()})"
+    p = q.period
+    if p.start == p.end and p.label == p.start.isoformat():
+        return f"on {p.start.isoformat()}"
+    if p.label == f"{p.start.isoformat()} to {p.end.isoformat()}":
+        return f"from {p.label}"
+    preposition = "" if p.label.startswith(("since", "before", "until", "after", "through", "up to", "the last",
+                                            "the past", "last", "this", "year to", "month to", "quarter to")) else "in "
+    return preposition + p.describe()
+
+
+def _filters(q: FinanceQuery) -> str:
+    parts = []
+    if q.categories:
+        parts.append("on " + " or ".join(q.categories))
+    if q.merchants:
+        parts.append(("from " if q.measure == Q.INCOME else "at ") + " or ".join(q.merchants))
+    if q.accounts:
+        parts.append("(account: " + " or ".join(q.accounts) + ")")
+    if q.types and q.intent in (Q.COUNT, Q.LIST):
+        parts.append("of type " + " or ".join(q.types))
+    if q.min_amount is not None or q.max_amount is not None:
+        bounds = [f"at least {q.min_amount:,.2f}" if q.min_amount is not None else "",
+                  f"at most {q.max_amount:,.2f}" if q.max_amount is not None else ""]
+        parts.append("in transactions of " + " and ".join(b for b in bounds if b))
+    return (" " + " ".join(parts)) if parts else ""
+
+
+def _row(row: dict[str, Any], currency: str) -> str:
+    return (f"{row['date']} {row['merchant']} ({row['category']}, {row['account']}) "
+            f"{money(row['amount'], currency)}: {row['description']}")
+
+
+def _understood(result: FinanceResult) -> str:
+    shown = [f"{name} = {value}" for name, value in result.filters() if name != "intent"]
+    return f"Understood: {result.intent}" + (f"; {'; '.join(shown)}" if shown else "") + "."
+
+
+def _reference(result: FinanceResult) -> str:
+    ref = result.reference_date.isoformat()
+    if result.reference_is_data_end:
+        return f"Relative dates resolve against {ref}, the latest date in the data."
+    return f"Relative dates resolve against the reference date {ref}."
+
+
+def render(result: FinanceResult) -> str:
+    if not result.understood or result.query is None:
+        return ("I could not match that to a question about the transactions data. Questions that work: "
+                + "; ".join(f'"{e}"' for e in EXAMPLES) + ".")
+    q = result.query
+    body = RENDERERS[q.intent](result, q)
+    lines = [body, _understood(result)]
+    if result.uses_relative_dates:
+        lines.append(_reference(result))
+    coverage = _coverage(result)
+    if coverage:
+        lines.append(coverage)
+    return "\n".join(lines)
+
+
+def _coverage(result: FinanceResult) -> str:
+    """A note when a period reaches outside the data, so that a zero is not mistaken for "nothing spent"."""
+    q, first, last = result.query, result.data_first, result.data_last
+    if q is None or first is None or last is None:
+        return ""
+    periods = [p for p in (q.period, q.compare_to) if p is not None]
+    if any(p.start < first or p.end > last for p in periods):
+        return f"Note: the data covers {first.isoformat()} to {last.isoformat()} only."
+    return ""
+
+
+def _total(r: FinanceResult, q: FinanceQuery) -> str:
+    c, d = r.currency, r.details
+    where = f"{_filters(q)} {_period(q, r)}"
+    if q.share:
+        noun = MEASURE_NOUN[q.measure]
+        if r.value is None:
+            return f"There is no {noun} {_period(q, r)} to take a share of."
+        return (f"{r.value:.2f}% of your {noun} {_period(q, r)} was{_filters(q)}: {money(d['part'], c)} of "
+                f"{money(d['whole'], c)}.\nBasis: {r.row_count} transactions{_filters(q)}.")
+    if q.measure == Q.SPEND:
+        head = f"You spent {money(r.value, c)}{where}."
+        basis = f"Basis: {d['expenses']} expense(s) totalling {money(d['gross'], c)}"
+        basis += f", less {d['refund_count']} refund(s) of {money(d['refunds'], c)}." if d["refund_count"] else "."
+    elif q.measure == Q.INCOME:
+        head = f"Your income{where} was {money(r.value, c)}."
+        basis = f"Basis: {r.row_count} income transaction(s)."
+    elif q.measure == Q.NET:
+        head = f"Your net (income less spending){where} was {money(r.value, c)}."
+        basis = f"Basis: income {money(d['income'], c)} less spending {money(d['spend'], c)} " \
+                f"({r.row_count} transactions, transfers excluded)."
+    else:
+        head = f"You received {money(r.value, c)} in refunds{where}."
+        basis = f"Basis: {r.row_count} refund(s)."
+    if d.get("largest"):
+        basis += " Largest: " + "; ".join(_row(row, c) for row in d["largest"]) + "."
+    return f"{head}\n{basis}"
+
+
+def _top(r: FinanceResult, q: FinanceQuery) -> str:
+    c, kind = r.currency, r.details["kind"]
+    noun, nouns = {"expense": ("expense", "expenses"), "income": ("payment received", "payments received"),
+                   "refund": ("refund", "refunds")}[kind]
+    which = "smallest" if q.ascending else "largest"
+    where = f"{_filters(q)} {_period(q, r)}"
+    if not r.rows:
+        return f"There is no {noun}{where}."
+    if len(r.rows) == 1:
+        return (f"Your {which} {noun}{where} was {money(r.value, c)}: {_row(r.rows[0], c)}.\n"
+                f"Basis: {r.row_count} {nouns} compared.")
+    lines = [f"Your {len(r.rows)} {which} {nouns}{where} (the {which}: {money(r.value, c)}):"]
+    lines += [f"{i}. {_row(row, c)}" for i, row in enumerate(r.rows, 1)]
+    lines.append(f"Basis: {r.row_count} {nouns} compared.")
+    return "\n".join(lines)
+
+
+GROUP_NOUN = {"category": "category", "merchant": "merchant", "account": "account", "month": "month",
+              "quarter": "quarter", "year": "year", "weekday": "day of the week"}
+
+
+def _breakdown(r: FinanceResult, q: FinanceQuery) -> str:
+    c, d = r.currency, r.details
+    group = d["group"]
+    noun = MEASURE_NOUN[q.measure]
+    where = f"{_filters(q)} {_period(q, r)}"
+    if not r.breakdown:
+        return f"No {noun}{where}."
+    lines = []
+    if d["ranked"]:
+        top = r.breakdown[0]
+        which = "lowest" if q.ascending else "highest"
+        group_noun = "payer" if group == "merchant" and q.measure == Q.INCOME else GROUP_NOUN[group]
+        lines.append(f"The {group_noun} with the {which} {noun}{where} was {top.key}: {money(top.value, c)} "
+                     f"({top.count} transactions).")
+        if len(r.breakdown) > 1:
+            lines.append(f"Top {len(r.breakdown)} by {noun}:")
+    else:
+        average = f", {money(d['total'] / d['groups'], c)} per {GROUP_NOUN[group]} on average over the " \
+                  f"{d['groups']} {GROUP_NOUN[group]}(s) with transactions" \
+            if group in ("month", "quarter", "year") and d["groups"] else ""
+        lines.append(f"{noun.capitalize()} by {GROUP_NOUN[group]}{where}: total {money(d['total'], c)}{average}.")
+    for row in r.breakdown[:MAX_LINES] if (len(r.breakdown) > 1 or not d["ranked"]) else []:
+        lines.append(f"- {row.key}: {money(row.value, c)} ({row.count} transactions)")
+    if len(r.breakdown) > MAX_LINES:
+        lines.append(f"- ... {len(r.breakdown) - MAX_LINES} more in the breakdown")
+    lines.append(f"Basis: {r.row_count} transactions in {d['groups']} group(s).")
+    return "\n".join(lines)
+
+
+def _monthly_average(r: FinanceResult, q: FinanceQuery) -> str:
+    c, d = r.currency, r.details
+    noun = MEASURE_NOUN[q.measure]
+    if not d["months"]:
+        return f"The data has no months in {_period(q, r)}."
+    return (f"Your average monthly {noun}{_filters(q)} {_period(q, r)} was {money(r.value, c)}.\n"
+            f"Basis: {money(d['total'], c)} over {d['months']} calendar month(s) from {d['start'].isoformat()} "
+            f"to {d['end'].isoformat()} ({r.row_count} transactions).")
+
+
+def _average(r: FinanceResult, q: FinanceQuery) -> str:
+    c, d = r.currency, r.details
+    noun = {"expense": "expense", "income": "income transaction", "refund": "refund"}[d["kind"]]
+    if not r.row_count:
+        return f"There is no {noun}{_filters(q)} {_period(q, r)}."
+    return (f"Your average {noun}{_filters(q)} {_period(q, r)} was {money(r.value, c)}.\n"
+            f"Basis: {money(d['total'], c)} over {r.row_count} {noun}(s).")
+
+
+def _count(r: FinanceResult, q: FinanceQuery) -> str:
+    kinds = ", ".join(f"{row.count} {row.key}" for row in r.breakdown)
+    return (f"There are {r.row_count} transactions{_filters(q)} {_period(q, r)}" + (f" ({kinds})." if kinds else ".")
+            + "\nBasis: every row the filters select" + ("" if q.types else ", transfers included") + ".")
+
+
+def _compare(r: FinanceResult, q: FinanceQuery) -> str:
+    c, d = r.currency, r.details
+    noun = MEASURE_NOUN[q.measure]
+    a, b = r.breakdown
+    assert q.period is not None and q.compare_to is not None
+    if r.value == 0:
+        change = "the same"
+    else:
+        direction = "more" if (r.value or 0) > 0 else "less"
+        pct = f", {d['pct']:+.1f}%" if d["pct"] is not None else ""
+        change = f"{money(abs(r.value or 0), c)} {direction} ({money(r.value, c, signed=True)}{pct})"
+    lines = [f"{noun.capitalize()}{_filters(q)} in {q.period.describe()} was {money(a.value, c)} against "
+             f"{money(b.value, c)} in {q.compare_to.describe()}: {change}."]
+    if q.compare_note:
+        lines.append(f"Compared with {q.compare_note}.")
+    if d["movers"]:
+        lines.append(f"Biggest changes by {d['movers_group']}: "
+                     + ", ".join(f"{k} {money(v, c, signed=True)}" for k, v in d["movers"]) + ".")
+    lines.append(f"Basis: {a.count} and {b.count} transactions.")
+    return "\n".join(lines)
+
+
+def _recurring(r: FinanceResult, q: FinanceQuery) -> str:
+    c, d = r.currency, r.details
+    series = d["series"]
+    noun = "subscriptions" if q.subscriptions_only else "recurring payments"
+    if not series:
+        return f"I found no {noun}{_filters(q)}."
+    active = [s for s in series if s["active"]]
+    stopped = [s for s in series if not s["active"]]
+    if d["by_period"]:
+        head = f"You paid {money(r.value, c)} to {len(series)} {noun}{_filters(q)} {_period(q, r)}."
+    else:
+        head = (f"You have {len(active)} active {noun}{_filters(q)}, about {money(r.value, c)} a month "
+                f"(monthly equivalent of the latest charges).")
+    lines = [head]
+    for s in active[:MAX_LINES]:
+        amount = f"{money(s['last_amount'], c)}" if s["fixed"] else f"about {money(s['typical'], c)} (varies)"
+        lines.append(f"- {s['merchant']} ({s['category']}): {amount} {s['cadence']}, {s['count']} charges since "
+                     f"{s['first'].isoformat()}")
+    if stopped:
+        lines.append("Stopped: " + "; ".join(f"{s['merchant']} ({s['cadence']}, last {s['last'].isoformat()})"
+                                             for s in stopped) + ".")
+    lines.append("Basis: expense series with the same merchant and description at a regular interval"
+                 + (", fixed amount, excluding rent, payroll, taxes, utilities, insurance, bank fees and "
+                    "professional services." if q.subscriptions_only else "."))
+    return "\n".join(lines)
+
+
+def _unusual(r: FinanceResult, q: FinanceQuery) -> str:
+    c = r.currency
+    flagged = r.details["flagged"]
+    where = f"{_filters(q)} {_period(q, r)}"
+    if not flagged:
+        return f"No transaction{where} stands out against its merchant's or category's history."
+    lines = [f"{len(flagged)} transaction(s){where} stand out against their history:"]
+    for f in flagged[:MAX_LINES]:
+        row = f["row"]
+        lines.append(f"- {row['date'].date().isoformat()} {row['merchant']} ({row['category']}) "
+                     f"{money(row['cents'] / 100, c)}: {f['ratio']}x the usual {money(f['median'], c)} "
+                     f"({f['basis']} median)")
+    lines.append(f"Basis: {r.row_count} transactions checked; flagged when at least 3x the median of the same "
+                 "merchant (or category) and far outside its usual spread.")
+    return "\n".join(lines)
+
+
+def _summary(r: FinanceResult, q: FinanceQuery) -> str:
+    c, d = r.currency, r.details
+    lines = [f"Financial summary{_filters(q)} {_period(q, r)}:",
+             f"- Income: {money(d['income'], c)}",
+             f"- Spending: {money(d['spend'], c)} (expenses less {money(d['refunds'], c)} of refunds)",
+             f"- Net: {money(d['net'], c)}"]
+    if d["monthly_spend"] is not None:
+        lines.append(f"- Average monthly spending: {money(d['monthly_spend'], c)} over {d['months']} month(s)")
+    if r.breakdown:
+        lines.append("- Top spending categories: " + ", ".join(f"{b.key} {money(b.value, c)}" for b in r.breakdown))
+    if d["top_sources"]:
+        lines.append("- Top income sources: " + ", ".join(f"{b.key} {money(b.value, c)}" for b in d["top_sources"]))
+    if d["largest"]:
+        lines.append(f"- Largest expense: {_row(d['largest'], c)}")
+    lines.append(f"Basis: {d['transactions']} transactions, transfers between own accounts excluded from the figures.")
+    return "\n".join(lines)
+
+
+def _list(r: FinanceResult, q: FinanceQuery) -> str:
+    c, d = r.currency, r.details
+    where = f"{_filters(q)} {_period(q, r)}"
+    if not r.row_count:
+        return f"No transactions{where}."
+    if len(r.rows) == 1 and (d["latest_first"] or q.n == 1):
+        which = "most recent" if d["latest_first"] else "first"
+        return f"The {which} transaction{where} was {_row(r.rows[0], c)}.\nBasis: {r.row_count} matching."
+    order = "most recent first" if d["latest_first"] else "by date"
+    lines = [f"{r.row_count} transaction(s){where}, summing to {money(d['sum'], c)}; "
+             f"{'all' if len(r.rows) == r.row_count else f'the first {len(r.rows)}'} shown, {order}:"]
+    lines += [f"- {_row(row, c)}" for row in r.rows[:MAX_LINES]]
+    return "\n".join(lines)
+
+
+RENDERERS = {
+    Q.TOTAL: _total, Q.TOP: _top, Q.BREAKDOWN: _breakdown, Q.MONTHLY_AVERAGE: _monthly_average, Q.AVERAGE: _average,
+    Q.COUNT: _count, Q.COMPARE: _compare, Q.RECURRING: _recurring, Q.UNUSUAL: _unusual, Q.SUMMARY: _summary,
+    Q.LIST: _list,
+}
