@@ -246,6 +246,24 @@ class Settings:
         return rows
 
 
+def settings_for_command(prog: str, args: dict[str, Any]) -> Settings:
+    """For a server's main(): settings from flags (`args`, with an optional "config" path), logging
+    set up; a configuration error is one line on stderr and exit status 2."""
+    import logging
+    import sys
+
+    args = dict(args)
+    config = args.pop("config", None)
+    try:
+        settings = Settings.load(args, toml_path=config)
+    except ConfigError as exc:
+        print(f"{prog}: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(level=settings.logging.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return settings
+
+
 def all_keys() -> dict[str, dataclasses.Field]:
     """Dotted key -> dataclass field, over every section."""
     return {f"{s}.{f.name}": f for s, c in SECTIONS.items() for f in dataclasses.fields(c)}

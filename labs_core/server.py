@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from labs_core.config import ConfigError, Settings
+from labs_core.config import ConfigError, Settings, settings_for_command
 from labs_core.embeddings.entry import embedding_entries
 from labs_core.interceptors import ErrorInterceptor, TokenAuthInterceptor
 from labs_core.models.registry import CHAT, ModelEntry, ModelRegistry, ModelState
@@ -164,11 +164,6 @@ def parse_args(argv: Sequence[str] | None) -> dict[str, Any]:
     return args
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-
-
 async def serve(settings: Settings) -> None:
     core = CoreServer(settings)
     await core.start()
@@ -181,14 +176,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    config = args.pop("config")
-    try:
-        settings = Settings.load(args, toml_path=config)
-    except ConfigError as exc:
-        print(f"labs-core: configuration error: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings.logging.log_level)
+    settings = settings_for_command("labs-core", parse_args(argv))
     try:
         asyncio.run(serve(settings))
     except ConfigError as exc:

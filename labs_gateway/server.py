@@ -5,11 +5,10 @@ finish for up to core.drain_timeout_s (LABS_DRAIN_TIMEOUT_S) before closing them
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Any, Sequence
 
-from labs_core.config import ConfigError, Settings
+from labs_core.config import settings_for_command
 
 
 def parse_args(argv: Sequence[str] | None) -> dict[str, Any]:
@@ -23,20 +22,8 @@ def parse_args(argv: Sequence[str] | None) -> dict[str, Any]:
     return vars(parser.parse_args(argv))
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    config = args.pop("config")
-    try:
-        settings = Settings.load(args, toml_path=config)
-    except ConfigError as exc:
-        print(f"labs-gateway: configuration error: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings.logging.log_level)
+    settings = settings_for_command("labs-gateway", parse_args(argv))
 
     import uvicorn
 

@@ -31,6 +31,32 @@ def _softcap(x, cap):
 
 
 @triton.jit
+def _kv_tile(K, V, table_row, t, tmask, kvh, d, stride_kb, stride_ks, stride_kh, KV_BLOCK: tl.constexpr):
+    """Keys and values of context positions t (a tile), gathered through the block table."""
+    blk = tl.load(table_row + t // KV_BLOCK, mask=tmask, other=0).to(tl.int64)
+    off = blk * stride_kb + (t % KV_BLOCK) * stride_ks + kvh * stride_kh
+    k = tl.load(K + off[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
+    v = tl.load(V + off[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
+    return k, v
+
+
+@triton.jit
+def _online_softmax_step(q, k, v, allowed, m_i, l_i, acc, scale, softcap,
+                         USE_SOFTCAP: tl.constexpr, PRECISION: tl.constexpr):
+    """One tile of flash attention: scores, running max and sum, rescaled accumulator."""
+    qk = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
+    if USE_SOFTCAP:
+        qk = _softcap(qk, softcap)
+    qk = tl.where(allowed, qk, NEG)
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    alpha = tl.exp(m_i - m_new)
+    p = tl.where(allowed, tl.exp(qk - m_new[:, None]), 0.0)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+    return m_new, l_i, acc
+
+
+@triton.jit
 def _decode_kernel(Q, K, V, BlockTables, ContextLens, Out, Lse,
                    scale, softcap, window,
                    stride_qb, stride_qh, stride_kb, stride_ks, stride_kh, stride_bt,
@@ -60,20 +86,10 @@ def _decode_kernel(Q, K, V, BlockTables, ContextLens, Out, Lse,
     for t0 in range(lo, hi, BLOCK_N):
         t = t0 + tl.arange(0, BLOCK_N)
         tmask = t < hi
-        blk = tl.load(BlockTables + b * stride_bt + t // KV_BLOCK, mask=tmask, other=0).to(tl.int64)
-        off = blk * stride_kb + (t % KV_BLOCK) * stride_ks + kvh * stride_kh
-        k = tl.load(K + off[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
-        v = tl.load(V + off[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
-        qk = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
-        if USE_SOFTCAP:
-            qk = _softcap(qk, softcap)
-        qk = tl.where(tmask[None, :], qk, NEG)
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        alpha = tl.exp(m_i - m_new)
-        p = tl.exp(qk - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m_i = m_new
+        k, v = _kv_tile(K, V, BlockTables + b * stride_bt, t, tmask, kvh, d, stride_kb, stride_ks, stride_kh,
+                        KV_BLOCK)
+        m_i, l_i, acc = _online_softmax_step(q, k, v, tmask[None, :], m_i, l_i, acc, scale, softcap,
+                                             USE_SOFTCAP, PRECISION)
     safe_l = tl.maximum(l_i, 1e-30)
     out = acc / safe_l[:, None]
     o_ptr = Out + b * stride_ob + heads[:, None] * stride_oh + split * stride_os + d[None, :]
@@ -129,24 +145,13 @@ def _prefill_kernel(Q, K, V, BlockTables, ContextLens, QueryStart, TileSeq, Tile
     for t0 in range(lo, hi, BLOCK_N):
         t = t0 + tl.arange(0, BLOCK_N)
         tmask = t < hi
-        blk = tl.load(BlockTables + b * stride_bt + t // KV_BLOCK, mask=tmask, other=0).to(tl.int64)
-        off = blk * stride_kb + (t % KV_BLOCK) * stride_ks + kvh * stride_kh
-        k = tl.load(K + off[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
-        v = tl.load(V + off[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
-        qk = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
-        if USE_SOFTCAP:
-            qk = _softcap(qk, softcap)
+        k, v = _kv_tile(K, V, BlockTables + b * stride_bt, t, tmask, kvh, d, stride_kb, stride_ks, stride_kh,
+                        KV_BLOCK)
         allowed = tmask[None, :] & (t[None, :] <= pos[:, None])
         if USE_WINDOW:
             allowed = allowed & (t[None, :] > pos[:, None] - window)
-        qk = tl.where(allowed, qk, NEG)
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        alpha = tl.exp(m_i - m_new)
-        p = tl.exp(qk - m_new[:, None])
-        p = tl.where(allowed, p, 0.0)
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m_i = m_new
+        m_i, l_i, acc = _online_softmax_step(q, k, v, allowed, m_i, l_i, acc, scale, softcap,
+                                             USE_SOFTCAP, PRECISION)
     out = acc / tl.maximum(l_i, 1e-30)[:, None]
     tl.store(Out + (q0 + rows)[:, None].to(tl.int64) * stride_ot + h * stride_oh + d[None, :],
              out.to(Out.dtype.element_ty), mask=rmask[:, None])

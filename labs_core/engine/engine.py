@@ -17,7 +17,7 @@ from labs_core.engine.choice_stream import ChoiceStream
 from labs_core.engine.detokenizer import token_text
 from labs_core.engine.metrics import EngineMetrics
 from labs_core.engine.model_runner import ModelRunner
-from labs_core.engine.outputs import (ChoiceDelta, RequestDone, StreamEvent, Timings, TokenLogprob, TopLogprob,
+from labs_core.engine.outputs import (RequestDone, StreamEvent, Timings, TokenLogprob, TopLogprob,
                                       Usage)
 from labs_core.engine.request import EngineRequest
 from labs_core.engine.sampler import SamplerOutput

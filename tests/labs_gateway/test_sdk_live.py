@@ -200,3 +200,21 @@ def test_non_stream_disconnect_cancels_too(gateway, core):
     while engine_busy(core) != (0, 0):
         assert time.monotonic() < deadline, f"engine still busy after disconnect: {engine_busy(core)}"
         time.sleep(0.05)
+
+
+def test_finance_question_answered_exactly_through_chat(client, gateway):
+    """SDK -> gateway -> core: a money question is answered from the CSV, marked, streamed or not."""
+    from datetime import date
+
+    from tests.labs_core.finance.reference import money, pick, spend
+
+    expected = money(spend(pick(date(2024, 1, 1), date(2024, 12, 31))))
+    question = [{"role": "user", "content": "How much did I spend in 2024?"}]
+    reply = client.chat.completions.create(model="tiny", messages=question)
+    assert expected in reply.choices[0].message.content
+    assert reply.model_extra["labs"]["source"] == "finance"
+    streamed = "".join(chunk.choices[0].delta.content or "" for chunk in
+                       client.chat.completions.create(model="tiny", messages=question, stream=True) if chunk.choices)
+    assert expected in streamed
+    direct = httpx.post(f"{gateway.url}/v1/finance/query", json={"question": "How much did I spend in 2024?"}).json()
+    assert expected in direct["answer"]
