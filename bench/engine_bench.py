@@ -324,13 +324,15 @@ def check_correctness(report: Report) -> None:
             expected.append(out[0, len(p):].tolist())
         engine, _ = build_engine(model, synthetic_tokenizer(vocab), 8, 256)
         got: dict[str, list[int]] = {}
-        for i, p in enumerate(batch):
-            engine.add_request(engine_request(f"x{i}", p, 24))
-        while engine.has_work:
-            for rid, events in engine.step():
-                for e in events:
-                    if isinstance(e, ChoiceDelta):
-                        got.setdefault(rid, []).extend(e.token_ids)
+        # Three alone (single-sequence prefill graphs), then three together (batched prefill).
+        for group in ([0], [1], [2], [3, 4, 5]):
+            for i in group:
+                engine.add_request(engine_request(f"x{i}", batch[i], 24))
+            while engine.has_work:
+                for rid, events in engine.step():
+                    for e in events:
+                        if isinstance(e, ChoiceDelta):
+                            got.setdefault(rid, []).extend(e.token_ids)
         equal = sum(got[f"x{i}"] == expected[i] for i in range(len(batch)))
         agree = [next((k for k, (a, b) in enumerate(zip(got[f"x{i}"], expected[i])) if a != b), 24)
                  for i in range(len(batch))]

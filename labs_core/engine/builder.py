@@ -171,7 +171,8 @@ def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineCo
     log.info("paged engine: %d KV blocks of %d tokens (%.2f GiB)", blocks, config.block_size,
              blocks * layout.bytes_per_block(config.block_size) / 2**30)
     if dev.type == "cuda" and cuda_graphs:
-        runner.capture_cuda_graphs(min(config.max_num_seqs, 512), config.max_model_len, compile=compile)
+        runner.capture_cuda_graphs(min(config.max_num_seqs, 512), config.max_model_len, compile=compile,
+                                   max_prefill_tokens=min(config.max_num_batched_tokens, config.max_model_len))
         if compile:
             warm_up_shapes(runner)
     return AsyncEngine(LLMEngine(runner, tokenizer, config, eos_token_ids))

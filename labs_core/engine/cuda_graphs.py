@@ -1,8 +1,12 @@
-"""CUDA graphs for decode steps: the whole model forward for a batch of one-token sequences,
-captured once per batch-size bucket and replayed with inputs copied into fixed buffers.
+"""CUDA graphs: the whole model forward captured once per shape bucket and replayed with inputs
+copied into fixed buffers, so a step costs one launch instead of hundreds.
 
-Padded rows (a batch of 5 replays the graph for 8) write their K/V into a spare "null" block that
-no sequence owns, and attend to one token of it; their logits are dropped.
+- DecodeGraphs: batches of one-token sequences, per batch-size bucket. Padded rows (a batch of 5
+  replays the graph for 8) write their K/V into a spare "null" block that no sequence owns, and
+  attend to one token of it; their logits are dropped.
+- PrefillGraphs: one sequence's prompt (or prompt chunk), per token-count bucket: what a lone
+  request's time to first token is made of. Padded tokens write to the null block and are masked
+  out of the attention kernel's output.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 import torch
 
 from labs_core.engine.attention import AttentionMetadata
+from labs_core.engine.attention_triton import PrefillTiles
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ class DecodeGraphs:
         self.block_tables = torch.zeros(max_batch, max_blocks_per_seq, dtype=torch.int32, device=dev)
         self.context_lens = torch.ones(max_batch, dtype=torch.int32, device=dev)
         self.metas: dict[int, AttentionMetadata] = {}
+        self.pool: Any = None  # shared with the prefill graphs (they never run at the same time)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.logits: dict[int, torch.Tensor] = {}
         self.capture_seconds = 0.0
@@ -70,6 +76,7 @@ class DecodeGraphs:
                 self.logits[size] = self._forward(size)
             pool = graph.pool()
             self.graphs[size] = graph
+        self.pool = pool
         torch.cuda.synchronize()
         self.capture_seconds = time.perf_counter() - started
         log.info("captured %d decode CUDA graphs (batch %d..%d) in %.1fs", len(self.sizes), self.sizes[0],
@@ -96,3 +103,77 @@ class DecodeGraphs:
             self._reset_padding(n, size)
         self.graphs[size].replay()
         return self.logits[size][:n]
+
+
+PREFILL_BUCKETS = (32, 64, 128, 256, 512, 1024)
+
+
+class PrefillGraphs:
+    def __init__(self, runner: Any, max_tokens: int, max_blocks_per_seq: int, pool: Any = None):
+        self.runner = runner
+        self.sizes = [b for b in PREFILL_BUCKETS if b <= max_tokens]
+        self.pool = pool
+        dev = runner.device
+        top = self.sizes[-1] if self.sizes else 0
+        block_m = runner.attention_backend.prefill_block_m
+        self.input_ids = torch.zeros(top, dtype=torch.int64, device=dev)
+        self.positions = torch.zeros(top, dtype=torch.int64, device=dev)
+        self.slots = torch.zeros(top, dtype=torch.int64, device=dev)
+        self.block_table = torch.zeros(1, max_blocks_per_seq, dtype=torch.int32, device=dev)
+        self.context_lens = torch.ones(1, dtype=torch.int32, device=dev)
+        self.query_start = torch.tensor([0, 1], dtype=torch.int32, device=dev)
+        self.tile_seq = torch.zeros(-(-top // block_m), dtype=torch.int32, device=dev)
+        self.tile_start = torch.arange(0, max(top, 1), block_m, dtype=torch.int32, device=dev)
+        self.logit_row = torch.zeros(1, dtype=torch.int64, device=dev)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.logits: dict[int, torch.Tensor] = {}
+
+    @property
+    def max_tokens(self) -> int:
+        return self.sizes[-1] if self.sizes else 0
+
+    def _forward(self, size: int) -> torch.Tensor:
+        tiles = -(-size // self.runner.attention_backend.prefill_block_m)
+        meta = AttentionMetadata(
+            kv=self.runner.kv, slot_mapping=self.slots[:size], block_tables=self.block_table,
+            context_lens=self.context_lens, query_lens=[size], context_lens_host=[size], decode_only=False,
+            backend=self.runner.attention_backend,
+            extra={"tiles": PrefillTiles(self.query_start, self.tile_seq[:tiles], self.tile_start[:tiles])})
+        return self.runner.call_model(self.input_ids[None, :size], self.positions[None, :size], meta,
+                                      self.logit_row)
+
+    @torch.inference_mode()
+    def capture(self) -> None:
+        null = self.runner.null_block
+        self.slots.fill_(null * self.runner.block_size)
+        self.block_table.fill_(null)
+        for size in reversed(self.sizes):
+            self.query_start[1] = size
+            self.context_lens[0] = size
+            self._forward(size)
+            torch.cuda.synchronize()
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool):
+                self.logits[size] = self._forward(size)
+            self.pool = graph.pool()
+            self.graphs[size] = graph
+        torch.cuda.synchronize()
+
+    def run(self, ids: np.ndarray, positions: np.ndarray, slots: np.ndarray, table: np.ndarray,
+            context_len: int) -> torch.Tensor:
+        """Logits [1, vocab] at the last of n new tokens of one sequence (n <= max_tokens)."""
+        n = len(ids)
+        size = self.sizes[bisect.bisect_left(self.sizes, n)]
+        pad = size - n
+        null_slot = self.runner.null_block * self.runner.block_size
+        self.input_ids[:size].copy_(torch.from_numpy(np.pad(ids, (0, pad))), non_blocking=True)
+        self.positions[:size].copy_(torch.from_numpy(np.pad(positions, (0, pad), mode="edge")), non_blocking=True)
+        self.slots[:size].copy_(torch.from_numpy(np.pad(slots, (0, pad), constant_values=null_slot)),
+                                non_blocking=True)
+        self.block_table[0, :table.shape[0]].copy_(torch.from_numpy(table), non_blocking=True)
+        meta = torch.tensor([0, n, context_len, n - 1], dtype=torch.int64)
+        self.query_start[1].copy_(meta[1], non_blocking=True)
+        self.context_lens[0].copy_(meta[2], non_blocking=True)
+        self.logit_row[0].copy_(meta[3], non_blocking=True)
+        self.graphs[size].replay()
+        return self.logits[size]

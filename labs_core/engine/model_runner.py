@@ -10,6 +10,7 @@ sampler.py).
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +79,7 @@ class ModelRunner:
             self.sm_count = torch.cuda.get_device_properties(self.device).multi_processor_count
         self.max_context = 0
         self.graphs = None
+        self.prefill_graphs = None
         # torch.compile of the decode forward (elementwise ops fused around our attention).
         self.compiled_forward = None
         self.attn_name = attention.ATTENTION_NAME
@@ -105,19 +107,24 @@ class ModelRunner:
             return 1
         return self.attention_backend.num_splits(batch, self.layout.num_kv_heads, self.max_context, self.sm_count)
 
-    def capture_cuda_graphs(self, max_batch: int, max_context: int, compile: bool = False) -> float:
+    def capture_cuda_graphs(self, max_batch: int, max_context: int, compile: bool = False,
+                            max_prefill_tokens: int = 0) -> float:
         """Capture decode graphs for batch sizes up to max_batch (of the compiled forward when
         `compile`); returns the seconds it took, compilation included."""
-        from labs_core.engine.cuda_graphs import DecodeGraphs
+        from labs_core.engine.cuda_graphs import DecodeGraphs, PrefillGraphs
 
         self.max_context = max_context
         if compile:
             # Every layer shares one compiled graph per segment, plus a few shape variants.
             torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
             self.compiled_forward = torch.compile(self.model, dynamic=None)
-        self.graphs = DecodeGraphs(self, max_batch, -(-max_context // self.block_size))
+        started = time.perf_counter()
+        width = -(-max_context // self.block_size)
+        self.graphs = DecodeGraphs(self, max_batch, width)
         self.graphs.capture()
-        return self.graphs.capture_seconds
+        self.prefill_graphs = PrefillGraphs(self, max_prefill_tokens, width, pool=self.graphs.pool)
+        self.prefill_graphs.capture()
+        return time.perf_counter() - started
 
     def host_batch(self, batch: ScheduledBatch, all_logits: bool = False) -> HostBatch:
         bs = self.block_size
@@ -165,9 +172,12 @@ class ModelRunner:
     def forward(self, batch: ScheduledBatch, all_logits: bool = False) -> torch.Tensor:
         """Logits [sampling sequences, vocab] (every new token's with all_logits)."""
         host = self.host_batch(batch, all_logits)
-        if (self.graphs is not None and batch.is_decode_only and not all_logits
-                and len(batch.seqs) <= self.graphs.max_batch):
-            return self.graphs.run(host.ids, host.positions, host.slots, host.tables, host.context_lens)
+        if self.graphs is not None and not all_logits:
+            if batch.is_decode_only and len(batch.seqs) <= self.graphs.max_batch:
+                return self.graphs.run(host.ids, host.positions, host.slots, host.tables, host.context_lens)
+            if len(batch.seqs) == 1 and batch.samples(0) and len(host.ids) <= self.prefill_graphs.max_tokens:
+                return self.prefill_graphs.run(host.ids, host.positions, host.slots, host.tables[0],
+                                               int(host.context_lens[0]))
         meta = self.metadata(host, batch)
         dev = self.device
         return self.call_model(torch.from_numpy(host.ids).to(dev)[None], torch.from_numpy(host.positions).to(dev)[None],
