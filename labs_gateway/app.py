@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from pathlib import Path
 from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
@@ -14,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from labs_core.config import Settings
 from labs_gateway.core_client import CoreClient
@@ -22,10 +21,10 @@ from labs_gateway.errors import NOT_FOUND, SERVER, GatewayError
 from labs_gateway.http import error_response
 from labs_gateway.middleware import ObserveMiddleware
 from labs_gateway.routes import admin, docs, embeddings, finance, openai, ops
+from labs_gateway.routes.ui import ui_routes
 from labs_gateway.state import Gateway
 
 log = logging.getLogger("labs_gateway")
-STATIC = Path(__file__).parent / "static"
 
 ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/v1/chat/completions", openai.chat_completions, ["POST"]),
@@ -64,16 +63,6 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(GatewayError(500, f"internal error ({type(exc).__name__}); see the gateway's log",
                                        type=SERVER, code="internal_error"))
-
-
-def ui_routes(settings: Settings) -> list[BaseRoute]:
-    """The web console, only when enabled and built (labs_gateway/static/index.html)."""
-    if not settings.gateway.ui or not (STATIC / "index.html").is_file():
-        return []
-    from starlette.staticfiles import StaticFiles
-
-    path = "/" + settings.gateway.ui_path.strip("/")
-    return [Mount("" if path == "/" else path, app=StaticFiles(directory=STATIC, html=True), name="ui")]
 
 
 def create_app(settings: Settings | None = None, *, core: CoreClient | None = None) -> Starlette:
