@@ -89,7 +89,9 @@ def create_app(settings: Settings | None = None, *, core: CoreClient | None = No
             allow_headers=["authorization", "content-type", "x-request-id"],
             expose_headers=["x-request-id", "retry-after"], max_age=600))
     routes: list[BaseRoute] = [Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES]
-    app = Starlette(routes=routes + ui_routes(settings), middleware=middleware, lifespan=lifespan,
+    console = ui_routes(settings, routes)
+    labels.update({route.app: "ui" for route in console})
+    app = Starlette(routes=routes + console, middleware=middleware, lifespan=lifespan,
                     exception_handlers={GatewayError: on_gateway_error, HTTPException: on_http_error,
                                         Exception: on_unexpected})
     app.state.gateway = gateway

@@ -3,7 +3,9 @@ when `gateway.ui` is on, every response with a strict Content-Security-Policy.
 
 Why a wrapper around StaticFiles: the headers must be on every UI response (index, scripts,
 304s), and a mount at "/" must not turn unknown API paths into 405s for POST: anything but
-GET/HEAD falls through as the gateway's usual JSON 404.
+GET/HEAD falls through as the gateway's usual JSON 404. Why a Mount subclass: a mount at "/"
+matches every path, which would hide an API route's 405 (GET /v1/chat/completions) behind the
+console's 404; it stands aside for any path an API route claims.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from starlette.exceptions import HTTPException
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
@@ -53,14 +55,27 @@ class ConsoleFiles:
         await self.files(scope, receive, with_headers)
 
 
+class ConsoleMount(Mount):
+    """A Mount that never claims a path one of the API routes matches (even by path only)."""
+
+    def __init__(self, path: str, app: ConsoleFiles, reserved: list[BaseRoute]):
+        super().__init__(path, app=app, name="ui")
+        self.reserved = reserved
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and any(route.matches(scope)[0] != Match.NONE for route in self.reserved):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
 def ui_path(settings: Settings) -> str:
     """The mount path, normalised: "/" or "/console" (no trailing slash)."""
     return "/" + settings.gateway.ui_path.strip().strip("/")
 
 
-def ui_routes(settings: Settings) -> list[BaseRoute]:
+def ui_routes(settings: Settings, api_routes: list[BaseRoute]) -> list[ConsoleMount]:
     """The console's mount, or nothing when it is turned off or the files are missing."""
     if not settings.gateway.ui or not (STATIC / "index.html").is_file():
         return []
     path = ui_path(settings)
-    return [Mount("" if path == "/" else path, app=ConsoleFiles(), name="ui")]
+    return [ConsoleMount("" if path == "/" else path, ConsoleFiles(), reserved=api_routes)]

@@ -10,6 +10,7 @@ export async function* sseData(body, signal) {
   try {
     while (true) {
       const { value, done } = await reader.read();
+      signal?.throwIfAborted();  // a cancelled reader ends quietly: make Stop an AbortError
       if (done) break;
       buffer += value.replace(/\r\n?/g, "\n");
       let end;
