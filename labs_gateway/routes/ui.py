@@ -2,8 +2,8 @@
 when `gateway.ui` is on, every response with a strict Content-Security-Policy.
 
 Why a wrapper around StaticFiles: the headers must be on every UI response (index, scripts,
-304s), and a mount at "/" must not turn unknown API paths into 405s for POST: anything but
-GET/HEAD falls through as the gateway's usual JSON 404. Why a Mount subclass: a mount at "/"
+304s), and only GET/HEAD are files: any other method is the gateway's usual JSON 404, not
+StaticFiles' 405 (a mount at "/" sees every unknown path). Why a Mount subclass: a mount at "/"
 matches every path, which would hide an API route's 405 (GET /v1/chat/completions) behind the
 console's 404; it stands aside for any path an API route claims.
 """
@@ -33,6 +33,7 @@ HEADERS = [
     # Revalidate every time (ETag / Last-Modified make that a 304): an upgrade shows at once.
     (b"cache-control", b"no-cache"),
 ]
+HEADER_NAMES = {name for name, _ in HEADERS}
 
 
 class ConsoleFiles:
@@ -47,8 +48,7 @@ class ConsoleFiles:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                names = {name for name, _ in HEADERS}
-                kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in names]
+                kept = [(k, v) for k, v in message.get("headers", ()) if k.lower() not in HEADER_NAMES]
                 message = {**message, "headers": kept + HEADERS}
             await send(message)
 

@@ -5,7 +5,7 @@
 import { getJSON, streamChat } from "./api.js";
 import { $, errorBox, fmtDecimal, fmtInt, fmtMs, fmtWhen, h, toast } from "./dom.js";
 import { financeCard } from "./finance.js";
-import { renderInto } from "./markdown.js";
+import { copyText, renderInto } from "./markdown.js";
 import { Conversations, downloadJSON, exportable, fileSafe, prefs, titleOf } from "./store.js";
 
 const EXAMPLES = [
@@ -317,7 +317,7 @@ export class ChatView {
     }
     const s = message.stats;
     if (s) {
-      if (s.ttft_ms !== null) view.stats.append(h("span", { title: "time to first token", text: `TTFT ${fmtMs(s.ttft_ms)}` }));
+      if (s.ttft_ms != null) view.stats.append(h("span", { title: "time to first token", text: `TTFT ${fmtMs(s.ttft_ms)}` }));
       if (message.labs?.source === "finance" && !s.tokens) {
         view.stats.append(h("span", { class: "tokens", text: "no model tokens" }));
       } else if (s.tokens || s.exact) {
@@ -327,7 +327,7 @@ export class ChatView {
         }));
       }
       if (s.tok_s) view.stats.append(h("span", { title: "decode rate after the first token", text: `${fmtDecimal(s.tok_s)} tok/s` }));
-      if (s.prompt_tokens !== null && s.prompt_tokens !== undefined) {
+      if (s.prompt_tokens != null) {
         view.stats.append(h("span", { text: `prompt ${fmtInt(s.prompt_tokens)}` }));
       }
     }
@@ -335,23 +335,13 @@ export class ChatView {
     else if (message.finish) view.stats.append(h("span", { text: FINISH[message.finish] || message.finish }));
     const actions = h("span.act");
     if (message.content) {
-      actions.append(h("button", { type: "button", text: "Copy", onclick: (event) => this.copy(message.content, event.target) }));
+      actions.append(h("button", { type: "button", text: "Copy", onclick: (event) => copyText(message.content, event.target) }));
     }
     const messages = this.current?.messages || [];
     if (messages[messages.length - 1] === message && !this.run) {
       actions.append(h("button", { type: "button", text: "Retry", onclick: () => this.retry() }));
     }
     view.stats.append(actions);
-  }
-
-  async copy(text, button) {
-    try {
-      await navigator.clipboard.writeText(text);
-      button.textContent = "Copied";
-    } catch {
-      button.textContent = "Copy unavailable";
-    }
-    setTimeout(() => { button.textContent = "Copy"; }, 1500);
   }
 
   // ------------------------------------------------------------ sending and streaming

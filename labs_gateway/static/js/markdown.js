@@ -74,7 +74,8 @@ function decorate(code) {
   }
 }
 
-async function copyText(text, button) {
+/** Copy to the clipboard, with a fallback where the Clipboard API is missing; the button says how it went. */
+export async function copyText(text, button) {
   let ok = false;
   try {
     await navigator.clipboard.writeText(text);

@@ -321,7 +321,7 @@ def test_rename_export_and_delete(page, scripted_gateway):
 # ---------------------------------------------------------------- small screens
 
 @pytest.mark.parametrize("view", ["chat", "usage", "status"])
-def test_no_horizontal_scroll_at_360_px(browser, scripted_gateway, view):
+def test_no_horizontal_scroll_at_360_px(browser, scripted_gateway, view, tmp_path):
     context = browser.new_context(viewport={"width": 360, "height": 740})
     try:
         page = context.new_page()
@@ -342,8 +342,9 @@ def test_no_horizontal_scroll_at_360_px(browser, scripted_gateway, view):
             ready = page.locator("#usage-updated") if view == "usage" else page.locator("#ready-pill")
             expect(ready).to_contain_text("updated" if view == "usage" else "Ready")
             expect(page.locator("#toggle-sidebar")).to_be_hidden()
+        page.screenshot(path=str(tmp_path / f"{view}-360.png"), full_page=True)
         width = page.evaluate("() => document.documentElement.scrollWidth")
-        assert width <= 360, f"#{view} is {width} px wide at a 360 px viewport"
+        assert width <= 360, f"#{view} is {width} px wide at a 360 px viewport (see {tmp_path})"
         if view == "chat":  # the conversation list is a drawer on phones
             expect(page.locator("#sidebar")).not_to_be_in_viewport()
             page.click("#toggle-sidebar")
