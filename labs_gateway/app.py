@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from pathlib import Path
 from typing import Any, AsyncIterator
 
 from starlette.applications import Starlette
@@ -14,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from labs_core.config import Settings
 from labs_gateway.core_client import CoreClient
@@ -22,10 +21,10 @@ from labs_gateway.errors import NOT_FOUND, SERVER, GatewayError
 from labs_gateway.http import error_response
 from labs_gateway.middleware import ObserveMiddleware
 from labs_gateway.routes import admin, docs, embeddings, finance, openai, ops
+from labs_gateway.routes.ui import ui_routes
 from labs_gateway.state import Gateway
 
 log = logging.getLogger("labs_gateway")
-STATIC = Path(__file__).parent / "static"
 
 ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/v1/chat/completions", openai.chat_completions, ["POST"]),
@@ -66,16 +65,6 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
                                        type=SERVER, code="internal_error"))
 
 
-def ui_routes(settings: Settings) -> list[BaseRoute]:
-    """The web console, only when enabled and built (labs_gateway/static/index.html)."""
-    if not settings.gateway.ui or not (STATIC / "index.html").is_file():
-        return []
-    from starlette.staticfiles import StaticFiles
-
-    path = "/" + settings.gateway.ui_path.strip("/")
-    return [Mount("" if path == "/" else path, app=StaticFiles(directory=STATIC, html=True), name="ui")]
-
-
 def create_app(settings: Settings | None = None, *, core: CoreClient | None = None) -> Starlette:
     """The gateway app. The gRPC channels open in the app's lifespan, on the server's event loop."""
     settings = settings or Settings.load()
@@ -100,7 +89,9 @@ def create_app(settings: Settings | None = None, *, core: CoreClient | None = No
             allow_headers=["authorization", "content-type", "x-request-id"],
             expose_headers=["x-request-id", "retry-after"], max_age=600))
     routes: list[BaseRoute] = [Route(path, endpoint, methods=methods) for path, endpoint, methods in ROUTES]
-    app = Starlette(routes=routes + ui_routes(settings), middleware=middleware, lifespan=lifespan,
+    console = ui_routes(settings, routes)
+    labels.update({route.app: "ui" for route in console})
+    app = Starlette(routes=routes + console, middleware=middleware, lifespan=lifespan,
                     exception_handlers={GatewayError: on_gateway_error, HTTPException: on_http_error,
                                         Exception: on_unexpected})
     app.state.gateway = gateway

@@ -157,7 +157,7 @@ def test_wrong_content_type_and_routes(fake_gateway):
     assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
     wrong = httpx.get(f"{fake_gateway.url}/v1/chat/completions")
     assert wrong.status_code == 405 and "POST" in wrong.headers["allow"]
-    assert httpx.get(f"{fake_gateway.url}/").status_code == 404  # no UI built yet
+    assert httpx.get(f"{fake_gateway.url}/").status_code == 200  # the web console (tests/labs_gateway/ui/)
 
 
 def test_cors_allowlist(fake_core):
