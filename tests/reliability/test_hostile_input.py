@@ -106,10 +106,16 @@ def test_hostile_rest_request(live_gateway, name, route, body, status, code, par
 
 
 def test_harmless_oddities_are_served(live_gateway):
-    """Not errors: an empty message content, a negative seed (any int64 is a seed), unicode."""
+    """Not errors: an empty message content, a negative seed (any int64 is a seed), odd unicode, and
+    values at the edge of a range that the proto's float32 cannot hold exactly (found by schemathesis:
+    top_p 5e-324 became 0 and 0.01 became 0.0099999998, both refused by the core)."""
+    hi = [{"role": "user", "content": "hi"}]
     for body in ({"messages": [{"role": "user", "content": ""}], "max_tokens": 2},
-                 {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, "seed": -5, "temperature": 1},
-                 {"messages": [{"role": "user", "content": "\u202e\u0000\U0001F600 \ufeff"}], "max_tokens": 2}):
+                 {"messages": hi, "max_tokens": 2, "seed": -5, "temperature": 1},
+                 {"messages": [{"role": "user", "content": "\u202e\u0000\U0001F600 \ufeff"}], "max_tokens": 2},
+                 {"messages": hi, "max_tokens": 2, "top_p": 5e-324},
+                 {"messages": hi, "max_tokens": 2, "repetition_penalty": 0.01, "min_p": 1, "temperature": 2,
+                  "presence_penalty": -2, "frequency_penalty": 2}):
         response = httpx.post(f"{live_gateway.url}/v1/chat/completions", json=body, timeout=30)
         assert response.status_code == 200, response.text
         assert response.json()["usage"]["completion_tokens"] == 2
@@ -201,6 +207,13 @@ def test_hostile_grpc_request(channel, name, request_, code, param):
     assert error.code().name == code, (error.code(), error.details())
     assert dict(error.trailing_metadata() or ()).get("labs-error-param") == param
     assert error.details() and "Exception" not in error.details() and "Traceback" not in error.details()
+
+
+def test_float32_edges_are_in_range_over_grpc(channel):
+    """0.01 has no float32: a client sends 0.0099999998, which must pass the [0.01, 10] check."""
+    replies = list(generation_pb2_grpc.GenerationStub(channel).Generate(
+        sampling(max_tokens=2, repetition_penalty=0.01, top_p=1, min_p=1, temperature=2), timeout=30))
+    assert replies[-1].usage.completion_tokens == 2
 
 
 def test_negative_seed_is_a_seed_over_grpc(channel):
