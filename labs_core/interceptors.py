@@ -10,7 +10,7 @@ from typing import Any, Awaitable, Callable
 
 import grpc
 
-from labs_core.errors import PARAM_METADATA_KEY, RETRY_AFTER_METADATA_KEY, LabsError, status_for
+from labs_core.errors import PARAM_METADATA_KEY, RETRY_AFTER_METADATA_KEY, InvalidRequest, LabsError, status_for
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,36 @@ async def abort_with(context: grpc.aio.ServicerContext, exc: BaseException) -> N
     await context.abort(code, message)
 
 
+class Undecodable:
+    """A request body that is not a valid message of the method's type (not protobuf at all, or a
+    string field that is not UTF-8). grpc answers those with UNKNOWN and an exception's repr; we
+    hand this marker to the behavior instead, which answers INVALID_ARGUMENT."""
+
+    def __init__(self, type_name: str):
+        self.error = InvalidRequest(f"the request is not a valid {type_name} message (malformed protobuf, or a "
+                                    "string field that is not valid UTF-8)")
+
+
+def _tolerant(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+    type_name = getattr(getattr(deserialize, "__self__", None), "DESCRIPTOR", None)
+    type_name = type_name.full_name if type_name is not None else "request"
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception:
+            return Undecodable(type_name)
+
+    return parse
+
+
 def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            if isinstance(request, Undecodable):
+                raise request.error
             return await behavior(request, context)
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
@@ -47,6 +74,8 @@ def _wrap_unary(behavior: Callable[..., Awaitable[Any]]) -> Callable[..., Awaita
 def _wrap_stream(behavior: Callable[..., Any]) -> Callable[..., Any]:
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            if isinstance(request, Undecodable):
+                raise request.error
             async for item in behavior(request, context):
                 yield item
         except (asyncio.CancelledError, grpc.aio.AbortError):
@@ -65,9 +94,11 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         if handler.unary_unary is not None:
-            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary))
+            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary),
+                                    request_deserializer=_tolerant(handler.request_deserializer))
         if handler.unary_stream is not None:
-            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream))
+            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream),
+                                    request_deserializer=_tolerant(handler.request_deserializer))
         return handler
 
 

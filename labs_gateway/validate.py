@@ -129,10 +129,10 @@ def _number(value: float, schema: dict[str, Any], path: str) -> None:
     lo, hi = schema.get("minimum"), schema.get("maximum")
     xlo = schema.get("exclusiveMinimum")
     if (lo is not None and value < lo) or (hi is not None and value > hi) or (xlo is not None and value <= xlo):
-        low = f"greater than {xlo:g}" if xlo is not None else (f"at least {lo:g}" if lo is not None else "")
-        high = f"at most {hi:g}" if hi is not None else ""
+        low = f"greater than {_num(xlo)}" if xlo is not None else (f"at least {_num(lo)}" if lo is not None else "")
+        high = f"at most {_num(hi)}" if hi is not None else ""
         bounds = " and ".join(b for b in (low, high) if b)
-        raise bad_request(f"{path}: must be {bounds}, got {value:g}", path)
+        raise bad_request(f"{path}: must be {bounds}, got {_num(value)}", path)
 
 
 def _passes(value: Any, schema: dict[str, Any]) -> bool:
@@ -174,6 +174,11 @@ def _in_enum(value: Any, allowed: list[Any]) -> bool:
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+def _num(value: float) -> str:
+    """Integers exactly (a seed off by one must not read as its bound), other numbers short."""
+    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _show(value: Any) -> str:

@@ -76,4 +76,9 @@ def _check_range(name: str, value: float, lo: float, hi: float) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidRequest(f"{name} must be a finite number, got {value}", param=name)
     if not lo <= value <= hi:
-        raise InvalidRequest(f"{name} must be between {lo:g} and {hi:g}, got {value:g}", param=name)
+        raise InvalidRequest(f"{name} must be between {_num(lo)} and {_num(hi)}, got {_num(value)}", param=name)
+
+
+def _num(value: float) -> str:
+    """Integers exactly (a seed off by one must not read as its bound), other numbers short."""
+    return str(value) if isinstance(value, int) else f"{value:g}"

@@ -16,6 +16,10 @@ from labs_core.errors import ContextTooLong, InvalidRequest
 from labs_core.models import chat_template
 from labs_core.models.chat_template import Message
 
+# Normalisers may merge a few characters into one token piece (Unicode composition), so a prompt
+# longer than context x longest token x this cannot fit, whatever the tokenizer makes of it.
+CHARS_PER_TOKEN_SLACK = 4
+
 
 class Backend(Protocol):
     serving_path: str
@@ -67,6 +71,8 @@ class ChatModel:
         self.reasoning_tags = reasoning_tags
         self.uses_reasoning = chat_template.uses_reasoning_tags(tokenizer, reasoning_tags.start)
         self.vocab_size = len(tokenizer)
+        # Longest token in characters: bounds how much text a context can hold (see _check_length).
+        self.max_token_chars = max((len(t) for t in tokenizer.get_vocab()), default=1) or 1
         self.info = ChatModelInfo(
             name=name, source=source, dtype=str(model.dtype).removeprefix("torch."), device=device,
             context_length=max_model_len, architecture=(model.config.architectures or [type(model).__name__])[0],
@@ -80,35 +86,48 @@ class ChatModel:
         if sum(given) != 1:
             raise InvalidRequest("give exactly one of prompt, messages and prompt_token_ids", param="messages")
         text_tail = ""
+        field = "messages" if request.messages is not None else "prompt"
         if request.messages is not None:
             text = chat_template.render(self.tokenizer, request.messages,
                                         continue_final_message=request.continue_final_message,
                                         enable_thinking=request.enable_thinking)
+            self._check_length(text, field)
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             text_tail = text[-64:]
         elif request.prompt is not None:
             if not request.prompt:
                 raise InvalidRequest("prompt must not be empty", param="prompt")
+            self._check_length(request.prompt, field)
             ids = self.tokenizer(request.prompt)["input_ids"]
             text_tail = request.prompt[-64:]
         else:
             ids = list(request.prompt_token_ids or [])
             if not ids:
                 raise InvalidRequest("prompt_token_ids must not be empty", param="prompt")
-            bad = [t for t in ids if not 0 <= t < self.vocab_size]
-            if bad:
-                raise InvalidRequest(f"token id {bad[0]} is outside the vocabulary (size {self.vocab_size})",
-                                     param="prompt")
-        params = self._fit_context(len(ids), request.params, request.max_tokens_explicit)
+            if len(ids) < self.max_model_len:  # longer ones are refused below, without a scan
+                bad = [t for t in ids if not 0 <= t < self.vocab_size]
+                if bad:
+                    raise InvalidRequest(f"token id {bad[0]} is outside the vocabulary (size {self.vocab_size})",
+                                         param="prompt")
+        params = self._fit_context(len(ids), request.params, request.max_tokens_explicit, field)
         split = self.uses_reasoning if request.split_reasoning is None else request.split_reasoning
         return EngineRequest(request_id=request.request_id, prompt_ids=list(ids), params=params,
                              reasoning=self.reasoning_tags if split else None, prompt_text_tail=text_tail)
 
-    def _fit_context(self, prompt_len: int, params: SamplingParams, explicit: bool) -> SamplingParams:
+    def _check_length(self, text: str, field: str) -> None:
+        """Refuse at once a text that cannot fit the context in any tokenization: tokenizing megabytes
+        takes seconds of CPU (a 4 MB prompt: ~3 s, 50 MB: ~2 min) only to be refused afterwards."""
+        limit = self.max_model_len * self.max_token_chars * CHARS_PER_TOKEN_SLACK
+        if len(text) > limit:
+            raise ContextTooLong(f"the prompt has {len(text)} characters, more than this model's context of "
+                                 f"{self.max_model_len} tokens can hold", param=field)
+
+    def _fit_context(self, prompt_len: int, params: SamplingParams, explicit: bool,
+                     field: str = "messages") -> SamplingParams:
         room = self.max_model_len - prompt_len
         if room < 1:
             raise ContextTooLong(f"the prompt has {prompt_len} tokens; this model's context is "
-                                 f"{self.max_model_len} tokens", param="messages")
+                                 f"{self.max_model_len} tokens", param=field)
         if params.max_tokens <= room:
             return params
         if explicit:

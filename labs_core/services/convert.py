@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 import uuid
 from typing import Iterable
 
@@ -29,6 +30,23 @@ MODEL_STATES = {
 MODEL_KINDS = {CHAT: common_pb2.MODEL_KIND_CHAT, EMBEDDING: common_pb2.MODEL_KIND_EMBEDDING}
 
 
+FLOAT_FIELDS = ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
+
+
+def as_written(value: float) -> float:
+    """A proto float (float32) as the shortest decimal that rounds to it: what the client wrote.
+    Read raw, 0.01 arrives as 0.0099999998 and fails the [0.01, 10] range of repetition_penalty,
+    a bound no gRPC client could then reach."""
+    if not math.isfinite(value):
+        return value
+    single = struct.unpack("f", struct.pack("f", value))[0]
+    for digits in range(1, 10):  # 9 significant digits always round-trip a float32
+        shortest = float(f"{single:.{digits}g}")
+        if struct.unpack("f", struct.pack("f", shortest))[0] == single:
+            return shortest
+    return single
+
+
 def request_id(given: str, metadata: Iterable[tuple[str, str]] = ()) -> str:
     if given:
         return given[:128]
@@ -42,10 +60,13 @@ def sampling_params(p: generation_pb2.SamplingParams, defaults: SamplingSettings
     """Proto sampling -> SamplingParams with server defaults for unset fields; also whether
     max_tokens was given explicitly."""
     def pick(name: str, default):
-        return getattr(p, name) if p.HasField(name) else default
+        if not p.HasField(name):
+            return default
+        value = getattr(p, name)
+        return as_written(value) if name in FLOAT_FIELDS else value
 
     temperature = pick("temperature", defaults.temperature if defaults.do_sample else 0.0)
-    for name in ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty"):
+    for name in FLOAT_FIELDS:
         if p.HasField(name) and not math.isfinite(getattr(p, name)):
             raise InvalidRequest(f"{name} must be a finite number", param=name)
     params = SamplingParams(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import AsyncIterator
 
@@ -38,7 +39,10 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
                         yield message
                     return
             model = await self.state.registry.get(entry.name, CHAT)
-            async for event in model.generate(chat):
+            # Chat template and tokenizer run in a thread: a long prompt takes them a while, and the event
+            # loop serves every other stream meanwhile.
+            prepared = await asyncio.to_thread(model.prepare, chat)
+            async for event in model.backend.generate(prepared):
                 if isinstance(event, RequestDone):
                     yield convert.done_response(event, rid, entry.name)
                 else:
@@ -50,9 +54,10 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
                        context: grpc.aio.ServicerContext) -> generation_pb2.TokenizeResponse:
         entry = self.state.registry.find(request.model, CHAT)
         model = await self.state.registry.get(entry.name, CHAT)
-        ids = model.tokenize(text=None if request.messages else request.text,
-                             messages=convert.messages(request.messages) if request.messages else None,
-                             add_special_tokens=request.add_special_tokens)
+        ids = await asyncio.to_thread(  # megabytes of text take seconds: not on the event loop
+            model.tokenize, text=None if request.messages else request.text,
+            messages=convert.messages(request.messages) if request.messages else None,
+            add_special_tokens=request.add_special_tokens)
         return generation_pb2.TokenizeResponse(
             token_ids=ids, count=len(ids), max_model_len=model.max_model_len, model=entry.name,
             tokens=model.token_strings(ids) if request.return_tokens else [])

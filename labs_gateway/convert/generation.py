@@ -22,6 +22,9 @@ SYSTEM_FINGERPRINT = f"fp_labs_{__version__}"
 FINISH_REASONS = {g.FINISH_REASON_STOP: "stop", g.FINISH_REASON_LENGTH: "length", g.FINISH_REASON_ABORT: "abort"}
 FLOAT_FIELDS = ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
 DONE = b"data: [DONE]\n\n"
+# The smallest normal float32: a top_p (0, 1] too small for the proto's float32 becomes this, which
+# keeps only the most likely token, as the tiny value asked.
+FLOAT32_TINY = 1.1754943508222875e-38
 
 
 # ---------------------------------------------------------------- requests
@@ -37,6 +40,8 @@ def sampling(body: dict[str, Any]) -> g.SamplingParams:
         value = body.get(name)
         if value is not None:
             setattr(params, name, float(value))
+    if params.HasField("top_p") and params.top_p == 0.0:  # a valid top_p under ~1e-45 underflows float32
+        params.top_p = FLOAT32_TINY
     for name in ("top_k", "n", "min_tokens"):
         value = body.get(name)
         if value is not None:

@@ -61,7 +61,7 @@ def test_generate_streams_and_ends_with_usage(channel):
     (dict(), grpc.StatusCode.INVALID_ARGUMENT, "messages"),
     (dict(messages=[g.ChatMessage(role="wizard", content="x")]), grpc.StatusCode.INVALID_ARGUMENT, "messages[0].role"),
     (dict(prompt="hi", sampling=g.SamplingParams(max_tokens=5000)), grpc.StatusCode.RESOURCE_EXHAUSTED, "max_tokens"),
-    (dict(prompt="hi " * 2000), grpc.StatusCode.RESOURCE_EXHAUSTED, "messages"),
+    (dict(prompt="hi " * 2000), grpc.StatusCode.RESOURCE_EXHAUSTED, "prompt"),
 ])
 def test_errors_map_to_status_codes(channel, request_kwargs, code, param):
     stub = generation_pb2_grpc.GenerationStub(channel)

@@ -1,0 +1,47 @@
+"""schemathesis hooks for the fuzz run against the real tiny model (SCHEMATHESIS_HOOKS names this
+module): valid token counts are clamped so that a random max_tokens or n does not keep the CPU
+model busy for minutes. Invalid values, the negative examples, stay exactly as generated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import schemathesis
+
+LIMITS = {"max_tokens": 4, "max_completion_tokens": 4, "min_tokens": 4, "n": 2}
+MOST_PROMPTS = 4
+
+
+@schemathesis.hook
+def map_body(context: Any, body: Any) -> Any:
+    if not isinstance(body, dict):
+        return body
+    for name, most in LIMITS.items():
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > most:
+            body[name] = most
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) > MOST_PROMPTS and all(isinstance(p, (str, list)) for p in prompt):
+        body["prompt"] = prompt[:MOST_PROMPTS]  # a batch of up to 64 prompts: a few are enough
+    return body
+
+
+# Rules JSON Schema cannot state, across fields (prompt + max_tokens within the context, min_tokens
+# <= max_tokens, continue_final_message needs an assistant message last) or from the model (its
+# vocabulary size): a schema-valid request can break them, and a 400 naming the field is then the
+# right answer, not a rejected valid request (schemathesis's ST202).
+CROSS_FIELD_CODES = ("context_length_exceeded",)
+CROSS_FIELD_MESSAGES = ("continue_final_message needs the last message to be from the assistant",
+                        "min_tokens must be between 0 and ", "token id ")
+
+
+@schemathesis.hook
+def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
+    if getattr(failure, "code", "") != "ST202" or response.status_code != 400:
+        return True
+    try:
+        error = response.json()["error"]
+    except (ValueError, KeyError, TypeError):
+        return True
+    message = error.get("message") or ""
+    return not (error.get("code") in CROSS_FIELD_CODES or message.startswith(CROSS_FIELD_MESSAGES))
