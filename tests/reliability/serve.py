@@ -35,15 +35,10 @@ def install_probe(loop: asyncio.AbstractEventLoop, path: Path) -> None:
 
 
 def serve_core(probe: Path) -> int:
-    from labs_core.config import ConfigError, Settings
-    from labs_core.server import serve, setup_logging
+    from labs_core.config import settings_for_command
+    from labs_core.server import serve
 
-    try:
-        settings = Settings.load()
-    except ConfigError as exc:
-        print(f"labs-core: configuration error: {exc}", file=sys.stderr)
-        return 2
-    setup_logging(settings.logging.log_level)
+    settings = settings_for_command("labs-core", {})  # a configuration error exits 2, as labs-core does
 
     async def main() -> None:
         install_probe(asyncio.get_running_loop(), probe)
@@ -56,12 +51,10 @@ def serve_core(probe: Path) -> int:
 def serve_gateway(probe: Path) -> int:
     import uvicorn
 
-    from labs_core.config import Settings
+    from labs_core.config import settings_for_command
     from labs_gateway.app import create_app
-    from labs_gateway.server import setup_logging
 
-    settings = Settings.load()
-    setup_logging(settings.logging.log_level)
+    settings = settings_for_command("labs-gateway", {})
     config = uvicorn.Config(create_app(settings), host=settings.gateway.host, port=settings.gateway.port,
                             log_config=None, access_log=False, log_level=settings.logging.log_level,
                             timeout_graceful_shutdown=int(settings.core.drain_timeout_s) or None)
