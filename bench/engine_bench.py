@@ -253,7 +253,7 @@ def itls(trace: Trace) -> list[float]:
 
 
 def bench_ours(report: Report, model: Any, vocab: int, weight_bytes: int, concurrency: list[int], new: int,
-               rates: list[float], poisson_requests: int, prefill_len: int) -> None:
+               rates: list[float], poisson_requests: int, prefill_len: int, compare_run_ahead: bool = False) -> None:
     tokenizer = synthetic_tokenizer(vocab)
     engine, warmup = build_engine(model, tokenizer, max(concurrency),
                                   max_model_len=max(prefill_len, PROMPT + max(new, 128)) + 64)
@@ -284,6 +284,20 @@ def bench_ours(report: Report, model: Any, vocab: int, weight_bytes: int, concur
         trace, elapsed = drive(engine, [(0.0, engine_request(f"c{n}-{i}", p, new)) for i, p in enumerate(batch)])
         report.add(f"{n} concurrent output", ours, trace.tokens / elapsed, "tok/s",
                    f"{trace.tokens} tokens in {elapsed:.1f}s; preemptions {engine.scheduler.num_preemptions}")
+
+    # (1b, 2b) the same with every step read before the next is queued (no run-ahead), side by side
+    if compare_run_ahead:
+        saved, engine.run_ahead = engine.run_ahead, False
+        trace, _ = drive(engine, [(0.0, engine_request("s-sync", prompts(1, PROMPT, vocab, seed=0)[0], new))])
+        times = next(iter(trace.token_times.values()))
+        report.add("1 stream decode", ours + " (no run-ahead)", (len(times) - 1) / (times[-1] - times[0]), "tok/s")
+        for n in concurrency:
+            batch = prompts(n, PROMPT, vocab, seed=n)
+            trace, elapsed = drive(engine, [(0.0, engine_request(f"cs{n}-{i}", p, new)) for i, p in enumerate(batch)])
+            report.add(f"{n} concurrent output", ours + " (no run-ahead)", trace.tokens / elapsed, "tok/s",
+                       f"{trace.tokens} tokens in {elapsed:.1f}s")
+        engine.run_ahead = saved
+    report.add("steps run ahead", ours, engine.steps_ahead, "steps", "decode steps queued before the last was read")
 
     # (3) Poisson arrivals
     for rate in rates:
@@ -369,6 +383,8 @@ def main() -> None:
     parser.add_argument("--eager-new", type=int, default=64, help="new tokens for the slow eager baseline")
     parser.add_argument("--skip", default="", help="comma list: eager,compile,batch,ours")
     parser.add_argument("--check", action="store_true", help="greedy equality against HF first")
+    parser.add_argument("--compare-run-ahead", action="store_true",
+                        help="also measure 1 stream and concurrency with run-ahead off, side by side")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--device", default="cuda", help="cpu: a smoke run of this script's logic")
     args = parser.parse_args()
@@ -406,7 +422,7 @@ def main() -> None:
     if "ours" not in skip:
         rates = [float(x) for x in args.rates.split(",") if x]
         report.guard("labs", lambda: bench_ours(report, model, vocab, weight_bytes, concurrency, args.new, rates,
-                                                args.poisson_requests, args.prefill))
+                                                args.poisson_requests, args.prefill, args.compare_run_ahead))
     lines = [f"### {args.shape}, random bf16 weights ({weight_bytes / 1e9:.2f} GB)", "",
              f"Command: `python3 bench/engine_bench.py {' '.join(sys.argv[1:])}`", "", header, "",
              "| scenario | system | value | unit | note |", "| --- | --- | ---: | --- | --- |"]

@@ -107,6 +107,7 @@ class AsyncEngine:
     def _fail_all(self, exc: Exception) -> None:
         error = exc if isinstance(exc, LabsError) else ModelUnavailable(
             f"the engine failed while running this request ({type(exc).__name__}); retry")
+        self.engine.drop_in_flight()
         for request_id in list(self.engine.requests):
             self.engine.abort_request(request_id)
             queue = self.queues.get(request_id)

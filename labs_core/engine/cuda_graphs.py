@@ -89,12 +89,16 @@ class DecodeGraphs:
         self.context_lens[start:end] = 1
 
     def run(self, ids: np.ndarray, positions: np.ndarray, slots: np.ndarray, tables: np.ndarray,
-            context_lens: np.ndarray) -> torch.Tensor:
-        """Logits [n, vocab] for n decoding sequences (n <= max_batch)."""
+            context_lens: np.ndarray, device_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [n, vocab] for n decoding sequences (n <= max_batch); input tokens from `ids`, or
+        from `device_ids` when the previous step left them on the device."""
         n = len(ids)
         size = self.sizes[bisect.bisect_left(self.sizes, n)]
         dev = self.runner.device
-        self.input_ids[:n].copy_(torch.from_numpy(ids), non_blocking=True)
+        if device_ids is not None:
+            self.input_ids[:n].copy_(device_ids)
+        else:
+            self.input_ids[:n].copy_(torch.from_numpy(ids), non_blocking=True)
         self.positions[:n].copy_(torch.from_numpy(positions), non_blocking=True)
         self.slots[:n].copy_(torch.from_numpy(slots), non_blocking=True)
         self.context_lens[:n].copy_(torch.from_numpy(context_lens), non_blocking=True)

@@ -36,6 +36,18 @@ class EngineConfig:
     max_model_len: int = 2048
     max_waiting: int = 256
     prefix_caching: bool = True
+    # Queue step N+1 on the device before step N's tokens are read (a decode step ahead), so that
+    # the host's bookkeeping overlaps the GPU's work. None: on where the forward is asynchronous
+    # (CUDA). The tokens are the same either way.
+    run_ahead: bool | None = None
+
+
+@dataclass
+class InFlight:
+    """A launched step whose tokens the host has not read yet."""
+
+    batch: ScheduledBatch
+    output: SamplerOutput | None
 
 
 @dataclass
@@ -60,6 +72,9 @@ class LLMEngine:
                                                    config.max_model_len), self.blocks)
         self.requests: dict[str, RequestState] = {}
         self.metrics = EngineMetrics()
+        self.in_flight: InFlight | None = None
+        self.run_ahead = config.run_ahead if config.run_ahead is not None else runner.device.type == "cuda"
+        self.steps_ahead = 0  # steps launched ahead (a figure for tests and benchmarks)
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -115,19 +130,72 @@ class LLMEngine:
 
     @property
     def has_work(self) -> bool:
-        return self.scheduler.has_work
+        return self.scheduler.has_work or self.in_flight is not None
+
+    def drop_in_flight(self) -> None:
+        """Forget a launched step (after a failed step: its requests are aborted)."""
+        self.in_flight = None
 
     # -- one step -------------------------------------------------------------------------------
 
     def step(self) -> list[tuple[str, list[StreamEvent]]]:
+        """Run one step; returns the events of the step whose tokens were read. With run_ahead the
+        step launched here is read on the next call, after the one after it has been queued."""
+        events: list[tuple[str, list[StreamEvent]]] = []
+        if self.in_flight is not None:
+            previous, self.in_flight = self.in_flight, None
+            ahead = self._launch_ahead(previous)
+            events = self.postprocess(previous.batch, previous.output)
+            if ahead is not None:
+                self.in_flight = ahead
+                return events
         batch = self.scheduler.schedule()
         if not batch.seqs:
-            return []
+            return events
         output = self.runner.run(batch)
-        return self.postprocess(batch, output)
+        if self.run_ahead:
+            self.in_flight = InFlight(batch, output)
+            return events
+        return events + self.postprocess(batch, output)
+
+    def _launch_ahead(self, previous: InFlight) -> InFlight | None:
+        """Queue the decode step that follows `previous` before its tokens are read: each sequence
+        feeds the token it is drawing, straight from the device. Only when that is exactly the step
+        the scheduler would pick: every sequence samples, nobody waits to be admitted, the blocks
+        are there, and no penalty needs the token on the host. Sequences that end by length in
+        `previous` are left out; any that end otherwise have their ahead token dropped."""
+        batch = previous.batch
+        if previous.output is None or self.scheduler.waiting or batch.preempted:
+            return None
+        if not all(batch.samples(i) for i in range(len(batch.seqs))):
+            return None
+        launched = set(map(id, batch.seqs))
+        if any(id(seq) not in launched for seq in self.scheduler.running):
+            return None  # the token budget left someone out: the scheduler decides the next step
+        rows, seqs = [], []
+        for i, seq in enumerate(batch.seqs):
+            p = seq.params
+            if p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
+                return None
+            if seq.is_finished or seq.num_generated + 1 >= p.max_tokens \
+                    or seq.num_tokens + 1 >= self.config.max_model_len:
+                continue
+            rows.append(i)
+            seqs.append(seq)
+        if not seqs:
+            return None
+        need = sum(self.blocks.blocks_needed(seq, seq.num_tokens + 1) for seq in seqs)
+        if not self.blocks.can_allocate(need):
+            return None
+        for seq in seqs:
+            self.blocks.allocate(seq, seq.num_tokens + 1)
+        ahead = ScheduledBatch(seqs, [1] * len(seqs), ahead=True)
+        self.steps_ahead += 1
+        return InFlight(ahead, self.runner.run(ahead, ahead_ids=previous.output.tokens_at(rows)))
 
     def postprocess(self, batch: ScheduledBatch, output: SamplerOutput | None) -> list[tuple[str, list[StreamEvent]]]:
         now = time.monotonic()
+        output = output.on_host() if output is not None else None
         sampled_ids = output.token_ids.tolist() if output is not None else []
         logprob_rows = self._logprob_rows(batch, output)
         events: dict[str, list[StreamEvent]] = {}
@@ -135,6 +203,9 @@ class LLMEngine:
         prompt_tokens = generated = 0
         for i, seq in enumerate(batch.seqs):
             samples = batch.samples(i)
+            if seq.is_finished:  # ended (stop, abort) while this step was in flight: drop its token
+                row += int(samples)
+                continue
             prompt_part = max(0, min(seq.num_prompt_tokens, seq.num_computed_tokens + batch.num_new_tokens[i])
                               - seq.num_computed_tokens)
             prompt_tokens += prompt_part

@@ -138,8 +138,12 @@ class ModelRunner:
         logit_rows: list[int] = []
         offset = 0
         for i, (seq, n) in enumerate(zip(batch.seqs, batch.num_new_tokens)):
-            start = seq.num_computed_tokens
-            ids[offset:offset + n] = seq.token_ids[start:start + n]
+            if batch.ahead:  # the input token is still on the device (forward's ahead_ids)
+                start = seq.num_tokens
+                ids[offset] = 0
+            else:
+                start = seq.num_computed_tokens
+                ids[offset:offset + n] = seq.token_ids[start:start + n]
             positions[offset:offset + n] = np.arange(start, start + n)
             tables[i, :len(seq.block_table)] = seq.block_table
             context_lens[i] = start + n
@@ -169,18 +173,22 @@ class ModelRunner:
         return meta
 
     @torch.inference_mode()
-    def forward(self, batch: ScheduledBatch, all_logits: bool = False) -> torch.Tensor:
-        """Logits [sampling sequences, vocab] (every new token's with all_logits)."""
+    def forward(self, batch: ScheduledBatch, all_logits: bool = False,
+                ahead_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits [sampling sequences, vocab] (every new token's with all_logits). `ahead_ids`: the
+        input tokens of an ahead batch, as the previous step left them on the device."""
         host = self.host_batch(batch, all_logits)
         if self.graphs is not None and not all_logits:
             if batch.is_decode_only and len(batch.seqs) <= self.graphs.max_batch:
-                return self.graphs.run(host.ids, host.positions, host.slots, host.tables, host.context_lens)
+                return self.graphs.run(host.ids, host.positions, host.slots, host.tables, host.context_lens,
+                                       device_ids=ahead_ids)
             if len(batch.seqs) == 1 and batch.samples(0) and len(host.ids) <= self.prefill_graphs.max_tokens:
                 return self.prefill_graphs.run(host.ids, host.positions, host.slots, host.tables[0],
                                                int(host.context_lens[0]))
         meta = self.metadata(host, batch)
         dev = self.device
-        return self.call_model(torch.from_numpy(host.ids).to(dev)[None], torch.from_numpy(host.positions).to(dev)[None],
+        ids = ahead_ids.to(dev) if ahead_ids is not None else torch.from_numpy(host.ids).to(dev)
+        return self.call_model(ids[None], torch.from_numpy(host.positions).to(dev)[None],
                                meta, torch.from_numpy(host.logit_rows).to(dev))
 
     def call_model(self, ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata,
@@ -198,13 +206,18 @@ class ModelRunner:
         return out.logits[0]
 
     @torch.inference_mode()
-    def run(self, batch: ScheduledBatch) -> SamplerOutput | None:
-        logits = self.forward(batch)
+    def run(self, batch: ScheduledBatch, ahead_ids: torch.Tensor | None = None) -> SamplerOutput | None:
+        """Queue the batch's forward and sampling; the tokens start on their way to the host
+        (SamplerOutput.on_host waits for them). On the CPU everything is done on return."""
+        logits = self.forward(batch, ahead_ids=ahead_ids)
         sampling = [s for i, s in enumerate(batch.seqs) if batch.samples(i)]
         if not sampling:
             return None
-        tensors = sampling_tensors(sampling, self.vocab_size, self.device, self.eos_token_ids)
-        return self.sampler(logits[:, :self.vocab_size], tensors)
+        tensors = sampling_tensors(sampling, self.vocab_size, self.device, self.eos_token_ids,
+                                   ahead=int(batch.ahead))
+        output = self.sampler(logits[:, :self.vocab_size], tensors)
+        output.copy_to_host()
+        return output
 
 
 def allocate_kv_cache(layout: KVLayout, num_blocks: int, block_size: int, device: torch.device) -> KVCache:
@@ -214,8 +227,10 @@ def allocate_kv_cache(layout: KVLayout, num_blocks: int, block_size: int, device
 
 
 def sampling_tensors(seqs: list[Sequence], vocab: int, device: torch.device,
-                     eos_token_ids: tuple[int, ...] = ()) -> SamplingTensors:
-    """Per-row sampling parameters for the sequences that sample this step."""
+                     eos_token_ids: tuple[int, ...] = (), ahead: int = 0) -> SamplingTensors:
+    """Per-row sampling parameters for the sequences that sample this step. `ahead`: tokens each
+    sequence has drawn that are not in seq.token_ids yet (an ahead batch: 1). Penalties need
+    every drawn token, so an ahead batch never has them (engine.py)."""
     params = [s.params for s in seqs]
     temps = [0.0 if p.greedy else p.temperature for p in params]
 
@@ -229,7 +244,7 @@ def sampling_tensors(seqs: list[Sequence], vocab: int, device: torch.device,
         top_k=tensor([p.top_k for p in params], torch.int64),
         min_p=tensor([p.min_p for p in params], torch.float32),
         seeds=tensor([s.seed for s in seqs], torch.int64),
-        positions=tensor([s.num_tokens for s in seqs], torch.int64),
+        positions=tensor([s.num_tokens + ahead for s in seqs], torch.int64),
         all_greedy=all_greedy,
         any_top_p=any(p.top_p < 1.0 for p in params),
         any_top_k=any(p.top_k > 0 for p in params),
@@ -254,10 +269,10 @@ def sampling_tensors(seqs: list[Sequence], vocab: int, device: torch.device,
                 seen[row, torch.tensor(seq.token_ids)] = True
             t.seen_mask = seen.to(device)
             t.repetition_penalty = tensor([p.repetition_penalty for p in params], torch.float32)
-    if any(s.num_generated < s.params.min_tokens for s in seqs):
+    if any(s.num_generated + ahead < s.params.min_tokens for s in seqs):
         banned = torch.zeros(len(seqs), vocab, dtype=torch.bool)
         for row, seq in enumerate(seqs):
-            if seq.num_generated < seq.params.min_tokens:
+            if seq.num_generated + ahead < seq.params.min_tokens:
                 ids = [i for i in (*seq.params.stop_token_ids, *(() if seq.params.ignore_eos else eos_token_ids))
                        if i < vocab]
                 banned[row, ids] = True

@@ -46,6 +46,34 @@ class SamplerOutput:
     logprobs: torch.Tensor | None  # [B] log-probability of the chosen token (raw model distribution)
     top_ids: torch.Tensor | None  # [B, k]
     top_logprobs: torch.Tensor | None  # [B, k]
+    _host: "SamplerOutput | None" = None
+    _ready: object = None  # a CUDA event recorded after the copies
+
+    def copy_to_host(self) -> None:
+        """Start copying to (pinned) host memory without waiting, so the host can queue the next
+        step behind this one; `on_host` waits for these copies only, not for later work."""
+        if self.token_ids.device.type != "cuda":
+            return
+
+        def copy(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to("cpu", non_blocking=True)
+
+        self._host = SamplerOutput(copy(self.token_ids), copy(self.logprobs), copy(self.top_ids),
+                                   copy(self.top_logprobs))
+        self._ready = torch.cuda.Event()
+        self._ready.record()
+
+    def tokens_at(self, rows: list[int]) -> torch.Tensor:
+        """The drawn tokens of these rows, on the device (the inputs of a step run ahead)."""
+        if len(rows) == len(self.token_ids):
+            return self.token_ids
+        return self.token_ids[torch.tensor(rows, device=self.token_ids.device)]
+
+    def on_host(self) -> "SamplerOutput":
+        if self._host is None:
+            return self
+        self._ready.synchronize()
+        return self._host
 
 
 def _mix32(x: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,9 @@ class ScheduledBatch:
     seqs: list[Sequence] = field(default_factory=list)
     num_new_tokens: list[int] = field(default_factory=list)
     preempted: list[Sequence] = field(default_factory=list)
+    # A decode step queued before the previous step's tokens reached the host (engine.py): each
+    # sequence's input is the token it is still drawing, at position `seq.num_tokens`.
+    ahead: bool = False
 
     def __len__(self) -> int:
         return len(self.seqs)
@@ -41,6 +44,8 @@ class ScheduledBatch:
         return sum(self.num_new_tokens)
 
     def samples(self, i: int) -> bool:
+        if self.ahead:  # every row draws a token (rows of sequences that ended meanwhile are dropped)
+            return True
         seq = self.seqs[i]
         return seq.num_computed_tokens + self.num_new_tokens[i] == seq.num_tokens
 

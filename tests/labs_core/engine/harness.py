@@ -29,8 +29,12 @@ def load(model_dir: Path) -> tuple[Any, Any]:
     return model, AutoTokenizer.from_pretrained(model_dir)
 
 
+# Tests that run under both step modes set this (engine.EngineConfig.run_ahead) through a fixture.
+RUN_AHEAD = False
+
+
 def make_engine(model: Any, tokenizer: Any, num_blocks: int = 256, **config: Any) -> LLMEngine:
-    cfg = EngineConfig(**{"block_size": 4, "max_model_len": 1024, **config})
+    cfg = EngineConfig(**{"block_size": 4, "max_model_len": 1024, "run_ahead": RUN_AHEAD, **config})
     runner = ModelRunner(model, cfg.block_size, num_blocks, "cpu", (tokenizer.eos_token_id,))
     return LLMEngine(runner, tokenizer, cfg, eos_token_ids=[tokenizer.eos_token_id])
 
@@ -77,3 +81,11 @@ def hf_greedy(model: Any, ids: list[int], max_new_tokens: int) -> list[int]:
     finally:
         config.eos_token_id = saved
     return out[0, len(ids):].tolist()
+
+
+def both_step_modes(request: Any, monkeypatch: Any) -> bool:
+    """Body of an autouse fixture parametrized over run_ahead False/True."""
+    import tests.labs_core.engine.harness as harness
+
+    monkeypatch.setattr(harness, "RUN_AHEAD", request.param)
+    return request.param

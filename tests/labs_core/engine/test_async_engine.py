@@ -4,7 +4,13 @@ import asyncio
 
 import pytest
 
-from tests.labs_core.engine.harness import load, make_engine, request
+from tests.labs_core.engine.harness import both_step_modes, load, make_engine, request
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["in-step", "run-ahead"])
+def step_mode(request, monkeypatch):
+    """Every test runs with steps read at once and with one decode step run ahead (as on CUDA)."""
+    return both_step_modes(request, monkeypatch)
 
 
 @pytest.fixture()

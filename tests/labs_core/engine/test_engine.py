@@ -1,11 +1,18 @@
 """The engine against transformers generate, under batching, preemption, prefix caching and aborts."""
 
+import dataclasses
 import random
 
 import pytest
 
-from tests.labs_core.engine.harness import collect, hf_greedy, load, make_engine, request, run_to_completion
+from tests.labs_core.engine.harness import both_step_modes, collect, hf_greedy, load, make_engine, request, run_to_completion
 from tests.support import build_tiny_llama
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["in-step", "run-ahead"])
+def step_mode(request, monkeypatch):
+    """Every test runs with steps read at once and with one decode step run ahead (as on CUDA)."""
+    return both_step_modes(request, monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -186,3 +193,25 @@ def test_min_tokens_bans_eos_until_reached(engine_parts):
         request("m", ids, max_tokens=12, min_tokens=12, temperature=0, stop_token_ids=tuple(range(0, 49152, 2)))])
     tokens = out["m"].token_ids[0]
     assert len(tokens) == 12 and all(t % 2 == 1 for t in tokens[:11]) and eos not in tokens[:11]
+
+
+def test_run_ahead_launches_decode_steps_early_and_changes_nothing(engine_parts, step_mode):
+    """Seeded sampling, logprobs, stop strings and EOS under both modes: same tokens, same text;
+    in run-ahead mode most decode steps were queued before the previous tokens were read."""
+    model, tokenizer = engine_parts
+    batch = prompts(6, seed=11)
+    requests = [request(f"r{i}", p, max_tokens=20 + i, temperature=0.9, seed=i, logprobs=True, top_logprobs=2,
+                        stop=("e",) if i % 2 else ()) for i, p in enumerate(batch)]
+    engine = make_engine(model, tokenizer)
+    out = run_to_completion(engine, requests)
+    again = run_to_completion(make_engine(model, tokenizer, run_ahead=not step_mode), [
+        request(r.request_id, r.prompt_ids, **dataclasses.asdict(r.params)) for r in requests])
+    for r in requests:
+        assert out[r.request_id].token_ids == again[r.request_id].token_ids
+        assert out[r.request_id].text == again[r.request_id].text
+        assert out[r.request_id].finish == again[r.request_id].finish
+    assert engine.blocks.num_used_blocks == 0
+    if step_mode:
+        assert engine.steps_ahead >= 15
+    else:
+        assert engine.steps_ahead == 0
