@@ -129,6 +129,27 @@ def fuse_if_exact(model: Any, vocab_size: int) -> int:
     return groups
 
 
+def use_gemv_if_exact(model: Any, vocab_size: int) -> bool:
+    """Route one-token products through the Triton GEMV (gemv.py) when a one-token forward gives
+    the same logits as with cuBLAS."""
+    from labs_core.engine import gemv
+
+    if gemv.triton is None:
+        return False
+    ids = torch.randint(0, vocab_size, (1, 1), generator=torch.Generator().manual_seed(2)).to(model.device)
+    with torch.inference_mode():
+        before = model(input_ids=ids, use_cache=False).logits.float()
+        gemv.switch.on = True
+        gemv.use_gemv(model)
+        after = model(input_ids=ids, use_cache=False).logits.float()
+    error = float((after - before).abs().max() / before.abs().max().clamp_min(1e-6))
+    if not error < PROBE_TOLERANCE.get(model.dtype, 8e-2) / 4:
+        gemv.switch.on = False
+        log.warning("the GEMV changed the logits (relative error %.1e): cuBLAS kept", error)
+        return False
+    return True
+
+
 def warm_up_shapes(runner: ModelRunner) -> None:
     """Run the shape variants the compiled forward specialises on (one token or one logit row vs
     many), so no request pays for a recompilation."""
@@ -144,13 +165,16 @@ def warm_up_shapes(runner: ModelRunner) -> None:
 
 
 def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineConfig, sizing: KVSizing,
-                       eos_token_ids: list[int], cuda_graphs: bool = True, compile: bool = False) -> AsyncEngine:
+                       eos_token_ids: list[int], cuda_graphs: bool = True, compile: bool = False,
+                       use_gemv_products: bool = True) -> AsyncEngine:
     """Probe the model on a small cache, size the real cache from what is left, capture graphs."""
     check_supported(model)
     dev = torch.device(device)
     layout = kv_layout(model)
     if dev.type == "cuda":  # decode is a pass over the weights: fewer, larger products
         log.info("fused %d projection groups", fuse_if_exact(model, len(tokenizer)))
+        if use_gemv_products:
+            log.info("batch-1 products through the Triton GEMV: %s", use_gemv_if_exact(model, len(tokenizer)))
     useful_tokens = config.max_num_seqs * config.max_model_len
     probe_blocks = max(-(-max(config.max_num_batched_tokens, 2 * PROBE_TOKENS) // config.block_size) + 1, 8)
     runner = ModelRunner(model, config.block_size, probe_blocks, dev, tuple(eos_token_ids))

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from labs_core.engine import gemv
+
 log = logging.getLogger(__name__)
 
 GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
@@ -38,7 +40,7 @@ class _FusedGroup:
 
     def forward(self, index: int, x: torch.Tensor) -> torch.Tensor:
         if index == 0:
-            self.outputs = torch.nn.functional.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
+            self.outputs = gemv.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
         out = self.outputs[index]
         if index == len(self.sizes) - 1:
             self.outputs = ()
