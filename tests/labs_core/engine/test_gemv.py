@@ -46,3 +46,19 @@ def test_use_gemv_routes_plain_linears_and_unfuse_restores_them():
     torch.testing.assert_close(model(x), before)
     unfuse_projections(model)
     assert all("forward" not in m.__dict__ for m in model.modules())
+
+
+def test_fusion_is_checked_on_the_first_layer_and_keeps_logits(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    from labs_core.engine.builder import fuse_if_exact
+    from labs_core.engine.fusion import unfuse_projections
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+    ids = torch.tensor([[5, 17, 300, 42, 7]])
+    with torch.inference_mode():
+        before = model(input_ids=ids).logits
+    assert fuse_if_exact(model, model.config.vocab_size) == 2 * model.config.num_hidden_layers
+    with torch.inference_mode():
+        torch.testing.assert_close(model(input_ids=ids).logits, before, rtol=1e-5, atol=1e-5)
+    unfuse_projections(model)
