@@ -45,6 +45,7 @@ SHAPES = {
 }
 PROMPT = 128
 DEVICE = "cuda"
+FUSE = GEMV = True  # --no-fusion / --no-gemv
 NEW = 256
 
 
@@ -192,7 +193,7 @@ def build_engine(model: Any, tokenizer: Any, max_num_seqs: int, max_model_len: i
     sync()
     started = time.perf_counter()
     engine = build_paged_engine(model, tokenizer, DEVICE, config, KVSizing(gpu_memory_fraction=0.9), [1],
-                                compile=DEVICE == "cuda").engine
+                                compile=DEVICE == "cuda", use_gemv_products=GEMV, fuse=FUSE).engine
     sync()
     return engine, time.perf_counter() - started
 
@@ -383,13 +384,15 @@ def main() -> None:
     parser.add_argument("--eager-new", type=int, default=64, help="new tokens for the slow eager baseline")
     parser.add_argument("--skip", default="", help="comma list: eager,compile,batch,ours")
     parser.add_argument("--check", action="store_true", help="greedy equality against HF first")
+    parser.add_argument("--no-fusion", action="store_true", help="leave q/k/v and gate/up unfused")
+    parser.add_argument("--no-gemv", action="store_true", help="batch-1 products through cuBLAS")
     parser.add_argument("--compare-run-ahead", action="store_true",
                         help="also measure 1 stream and concurrency with run-ahead off, side by side")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--device", default="cuda", help="cpu: a smoke run of this script's logic")
     args = parser.parse_args()
-    global DEVICE
-    DEVICE = args.device
+    global DEVICE, FUSE, GEMV
+    DEVICE, FUSE, GEMV = args.device, not args.no_fusion, not args.no_gemv
     skip = set(filter(None, args.skip.split(",")))
     concurrency = [int(x) for x in args.concurrency.split(",")]
     import transformers

@@ -180,13 +180,14 @@ def warm_up_shapes(runner: ModelRunner) -> None:
 
 def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineConfig, sizing: KVSizing,
                        eos_token_ids: list[int], cuda_graphs: bool = True, compile: bool = False,
-                       use_gemv_products: bool = True) -> AsyncEngine:
+                       use_gemv_products: bool = True, fuse: bool = True) -> AsyncEngine:
     """Probe the model on a small cache, size the real cache from what is left, capture graphs."""
     check_supported(model)
     dev = torch.device(device)
     layout = kv_layout(model)
     if dev.type == "cuda":  # decode is a pass over the weights: fewer, larger products
-        log.info("fused %d projection groups", fuse_if_exact(model, len(tokenizer)))
+        if fuse:
+            log.info("fused %d projection groups", fuse_if_exact(model, len(tokenizer)))
         if use_gemv_products:
             log.info("batch-1 products through the Triton GEMV: %s", use_gemv_if_exact(model, len(tokenizer)))
     useful_tokens = config.max_num_seqs * config.max_model_len
