@@ -140,7 +140,7 @@ def fuse_if_exact(model: Any, vocab_size: int) -> int:
 
 
 def use_gemv_if_exact(model: Any, vocab_size: int) -> bool:
-    """Route one-token products through the Triton GEMV (gemv.py) when a one-token forward's first
+    """Allow the Triton GEMV (gemv.py) for the batch-1 decode graph when a one-token forward's first
     layer and the LM head's product agree with cuBLAS."""
     from labs_core.engine import gemv
 
@@ -156,8 +156,9 @@ def use_gemv_if_exact(model: Any, vocab_size: int) -> bool:
         gemv.use_gemv(model)
         head_after = gemv.linear(x, head).float()
     error = max(relative_error(first_layer_output(model, ids), before), relative_error(head_after, head_before))
-    if not error < PROBE_TOLERANCE.get(model.dtype, 8e-2) / 4:
-        gemv.switch.on = False
+    gemv.switch.on = False  # from now on only inside gemv.batch_one (the batch-1 decode graph)
+    gemv.switch.allowed = error < PROBE_TOLERANCE.get(model.dtype, 8e-2) / 4
+    if not gemv.switch.allowed:
         log.warning("the GEMV changed the products (relative error %.1e): cuBLAS kept", error)
         return False
     log.info("GEMV against cuBLAS: relative error %.1e", error)

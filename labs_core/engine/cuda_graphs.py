@@ -12,6 +12,7 @@ copied into fixed buffers, so a step costs one launch instead of hundreds.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import time
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from labs_core.engine import gemv
 from labs_core.engine.attention import AttentionMetadata
 from labs_core.engine.attention_triton import PrefillTiles
 
@@ -69,11 +71,12 @@ class DecodeGraphs:
         self._reset_padding(0, self.max_batch)
         pool = None
         for size in reversed(self.sizes):  # largest first: smaller graphs reuse its memory pool
-            self._forward(size)  # warm-up: Triton compiles, allocator settles
-            torch.cuda.synchronize()
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
-                self.logits[size] = self._forward(size)
+            with gemv.batch_one() if size == 1 else contextlib.nullcontext():
+                self._forward(size)  # warm-up: Triton compiles, allocator settles
+                torch.cuda.synchronize()
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph, pool=pool):
+                    self.logits[size] = self._forward(size)
             pool = graph.pool()
             self.graphs[size] = graph
         self.pool = pool

@@ -2,12 +2,13 @@
 
 At batch 1 a decode step is one read of every weight, and cuBLAS reaches ~2.65 TB/s on the 7B
 shape's products; this kernel, a few rows per program and a long K loop, reached 2.94 TB/s over the
-same weights (bench/gemv_probe.py, H100). It only takes single-row inputs; everything else (prefill,
-batched decode) stays with F.linear. Registered as a torch custom op so torch.compile and CUDA graphs
-treat it as one opaque call.
+same weights (bench/gemv_probe.py, H100). It serves the batch-1 decode CUDA graph only (`batch_one`
+around its capture); everything else (prefill, batched and mixed steps) stays with F.linear.
+Registered as a torch custom op so torch.compile and CUDA graphs treat it as one opaque call.
 """
 
-from typing import Any, Optional
+import contextlib
+from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn.functional as F
@@ -24,12 +25,23 @@ DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 
 class _Switch:
-    """Off until the builder has checked the GEMV against F.linear on the loaded model."""
-
-    on = False
+    allowed = False  # the builder checked the GEMV against F.linear on the loaded model
+    on = False  # in effect: only while the batch-1 decode graph is captured (batch_one)
 
 
 switch = _Switch()
+
+
+@contextlib.contextmanager
+def batch_one() -> Iterator[None]:
+    """Use the GEMV (if allowed) for what runs inside: the batch-1 decode graph's capture. Kept out
+    of every other compiled shape, where asking a symbolic token count "is it one row?" would make
+    torch.compile specialise (and recompile) on the count."""
+    saved, switch.on = switch.on, switch.allowed
+    try:
+        yield
+    finally:
+        switch.on = saved
 
 if triton is not None:
     @triton.jit

@@ -24,15 +24,15 @@ def test_kernel_matches_linear(n, k, bias):
     torch.testing.assert_close(got, F.linear(x, w, b), rtol=1e-4, atol=1e-4)
 
 
-def test_products_it_takes():
+def test_products_it_takes(monkeypatch):
     w = torch.randn(8, 16)
-    gemv.switch.on = True
-    try:
+    monkeypatch.setattr(gemv.switch, "allowed", True)
+    with gemv.batch_one():
+        assert gemv.switch.on
         assert not gemv.takes(torch.randn(1, 16), w), "CPU tensors stay with F.linear"
         x = torch.randn(1, 1, 16)
         torch.testing.assert_close(gemv.linear(x, w), F.linear(x, w))
-    finally:
-        gemv.switch.on = False
+    assert not gemv.switch.on, "only inside batch_one (the batch-1 decode graph)"
     assert not gemv.takes(torch.randn(1, 16), w)
 
 
