@@ -11,38 +11,27 @@ graph per implementation, and prints ms per pass and the bandwidth over the byte
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import triton
-import triton.language as tl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from labs_core.engine.gemv import gemv_kernel  # noqa: E402
 
 HIDDEN, INTER, KV, VOCAB = 3584, 18944, 512, 152064
 SHAPES = {"qkv": (HIDDEN + 2 * KV, HIDDEN), "o": (HIDDEN, HIDDEN), "gate_up": (2 * INTER, HIDDEN),
           "down": (HIDDEN, INTER)}
 
 
-@triton.jit
-def gemv_kernel(x_ptr, w_ptr, y_ptr, N, K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """y[n] = sum_k x[k] * w[n, k] for BLOCK_N rows per program; w row-major [N, K]."""
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    row_ok = rows < N
-    acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        cols = k0 + tl.arange(0, BLOCK_K)
-        col_ok = cols < K
-        w = tl.load(w_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], mask=row_ok[:, None] & col_ok[None, :],
-                    other=0.0, eviction_policy="evict_first")
-        x = tl.load(x_ptr + cols, mask=col_ok, other=0.0)
-        acc += w.to(tl.float32) * x[None, :].to(tl.float32)
-    tl.store(y_ptr + rows, tl.sum(acc, axis=1).to(y_ptr.dtype.element_ty), mask=row_ok)
-
-
 def gemv(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor, block_n: int, block_k: int, warps: int,
          stages: int) -> torch.Tensor:
+    """The engine's kernel (labs_core/engine/gemv.py) with a given tiling."""
     n, k = w.shape
-    gemv_kernel[(triton.cdiv(n, block_n),)](x, w, out, n, k, BLOCK_N=block_n, BLOCK_K=block_k,
+    gemv_kernel[(triton.cdiv(n, block_n),)](x, w, x, out, n, k, HAS_BIAS=False, BLOCK_N=block_n, BLOCK_K=block_k,
                                             num_warps=warps, num_stages=stages)
     return out
 

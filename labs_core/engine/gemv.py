@@ -45,7 +45,7 @@ def batch_one() -> Iterator[None]:
 
 if triton is not None:
     @triton.jit
-    def _gemv_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, K: tl.constexpr, HAS_BIAS: tl.constexpr,
+    def gemv_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, K: tl.constexpr, HAS_BIAS: tl.constexpr,
                      BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
         """y[n] = sum_k x[k] * w[n, k] (+ b[n]) for BLOCK_N rows; w row-major [N, K]."""
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -68,7 +68,7 @@ def launch_gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     """x: [K] contiguous; weight: [N, K] contiguous; returns [N] in x's dtype."""
     n, k = weight.shape
     out = torch.empty(n, device=x.device, dtype=x.dtype)
-    _gemv_kernel[(triton.cdiv(n, BLOCK_N),)](x, weight, bias if bias is not None else x, out, n, k,
+    gemv_kernel[(triton.cdiv(n, BLOCK_N),)](x, weight, bias if bias is not None else x, out, n, k,
                                              HAS_BIAS=bias is not None, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
                                              num_warps=NUM_WARPS, num_stages=NUM_STAGES)
     return out

@@ -8,7 +8,12 @@ from typing import Any
 
 import schemathesis
 
-LIMITS = {"max_tokens": 4, "max_completion_tokens": 4, "min_tokens": 4, "n": 2}
+from labs_gateway.schema import MAX_N, MAX_TOKENS
+
+# field -> (the most the fuzz run lets through, the schema's maximum): only values the schema allows
+# are clamped; one past the maximum is a negative example and must reach the gateway as it is.
+LIMITS = {"max_tokens": (4, MAX_TOKENS), "max_completion_tokens": (4, MAX_TOKENS), "min_tokens": (4, MAX_TOKENS),
+          "n": (2, MAX_N)}
 MOST_PROMPTS = 4
 
 
@@ -16,9 +21,9 @@ MOST_PROMPTS = 4
 def map_body(context: Any, body: Any) -> Any:
     if not isinstance(body, dict):
         return body
-    for name, most in LIMITS.items():
+    for name, (most, maximum) in LIMITS.items():
         value = body.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > most:
+        if isinstance(value, int) and not isinstance(value, bool) and most < value <= maximum:
             body[name] = most
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) > MOST_PROMPTS and all(isinstance(p, (str, list)) for p in prompt):
