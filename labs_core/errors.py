@@ -76,3 +76,9 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(exc, LabsError):
         return exc.code, exc.message
     return grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the core's log"
+
+
+def show_number(value: float) -> str:
+    """A number in an error message: integers exactly (a seed off by one must not read as its
+    bound), other numbers short."""
+    return str(value) if isinstance(value, int) else f"{value:g}"

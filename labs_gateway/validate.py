@@ -13,6 +13,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from labs_core.errors import show_number
 from labs_gateway.errors import GatewayError, bad_request
 
 JSON_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
@@ -129,10 +130,11 @@ def _number(value: float, schema: dict[str, Any], path: str) -> None:
     lo, hi = schema.get("minimum"), schema.get("maximum")
     xlo = schema.get("exclusiveMinimum")
     if (lo is not None and value < lo) or (hi is not None and value > hi) or (xlo is not None and value <= xlo):
-        low = f"greater than {_num(xlo)}" if xlo is not None else (f"at least {_num(lo)}" if lo is not None else "")
-        high = f"at most {_num(hi)}" if hi is not None else ""
+        low = (f"greater than {show_number(xlo)}" if xlo is not None
+               else f"at least {show_number(lo)}" if lo is not None else "")
+        high = f"at most {show_number(hi)}" if hi is not None else ""
         bounds = " and ".join(b for b in (low, high) if b)
-        raise bad_request(f"{path}: must be {bounds}, got {_num(value)}", path)
+        raise bad_request(f"{path}: must be {bounds}, got {show_number(value)}", path)
 
 
 def _passes(value: Any, schema: dict[str, Any]) -> bool:
@@ -174,11 +176,6 @@ def _in_enum(value: Any, allowed: list[Any]) -> bool:
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
-
-
-def _num(value: float) -> str:
-    """Integers exactly (a seed off by one must not read as its bound), other numbers short."""
-    return str(value) if isinstance(value, int) else f"{value:g}"
 
 
 def _show(value: Any) -> str:

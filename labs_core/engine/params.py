@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from labs_core.errors import InvalidRequest
+from labs_core.errors import InvalidRequest, show_number
 
 MAX_N = 16
 MAX_STOP_STRINGS = 16
@@ -76,9 +76,5 @@ def _check_range(name: str, value: float, lo: float, hi: float) -> None:
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidRequest(f"{name} must be a finite number, got {value}", param=name)
     if not lo <= value <= hi:
-        raise InvalidRequest(f"{name} must be between {_num(lo)} and {_num(hi)}, got {_num(value)}", param=name)
-
-
-def _num(value: float) -> str:
-    """Integers exactly (a seed off by one must not read as its bound), other numbers short."""
-    return str(value) if isinstance(value, int) else f"{value:g}"
+        raise InvalidRequest(f"{name} must be between {show_number(lo)} and {show_number(hi)}, "
+                             f"got {show_number(value)}", param=name)
