@@ -28,9 +28,11 @@ class ConfigError(ValueError):
 
 
 def setting(default: Any, env: str, help: str, *, secret: bool = False, choices: tuple[str, ...] = (),
-            minimum: float | None = None, maximum: float | None = None) -> Any:
-    """A config field with its environment variable, a one-line help and its checks."""
-    meta = {"env": env, "help": help, "secret": secret, "choices": choices, "min": minimum, "max": maximum}
+            minimum: float | None = None, maximum: float | None = None, zero_is_auto: bool = False) -> Any:
+    """A config field with its environment variable, a one-line help and its checks (with
+    zero_is_auto, 0 is allowed besides the range and means "chosen for the device")."""
+    meta = {"env": env, "help": help, "secret": secret, "choices": choices, "min": minimum, "max": maximum,
+            "zero_is_auto": zero_is_auto}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: tuple(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -64,6 +66,15 @@ class SamplingSettings:
                                         minimum=0.01, maximum=10)
 
 
+# (max_num_seqs, max_num_batched_tokens) when the settings leave them at 0.
+GPU_LIMITS = (256, 8192)
+CPU_LIMITS = (64, 2048)
+
+# How `labs config` shows a 0 that means "chosen for the device".
+AUTO_VALUES = {"engine.max_num_seqs": f"auto ({GPU_LIMITS[0]} on a GPU, {CPU_LIMITS[0]} on a CPU)",
+               "engine.max_num_batched_tokens": f"auto ({GPU_LIMITS[1]} on a GPU, {CPU_LIMITS[1]} on a CPU)"}
+
+
 @dataclass(frozen=True)
 class EngineSettings:
     block_size: int = setting(16, "LABS_BLOCK_SIZE", "Tokens per KV-cache block", minimum=1, maximum=1024)
@@ -72,13 +83,26 @@ class EngineSettings:
                                               "GPU: fraction of memory the process may use, KV cache included",
                                               minimum=0.05, maximum=0.99)
     cpu_kv_cache_gib: float = setting(1.0, "LABS_CPU_KV_CACHE_GIB", "CPU: KV-cache size in GiB", minimum=0.001)
-    max_num_seqs: int = setting(64, "LABS_MAX_NUM_SEQS", "Most sequences decoded together", minimum=1)
-    max_num_batched_tokens: int = setting(2048, "LABS_MAX_NUM_BATCHED_TOKENS", "Token budget of one engine step",
-                                          minimum=16)
+    max_num_seqs: int = setting(0, "LABS_MAX_NUM_SEQS", "Most sequences decoded together "
+                                f"(0: {GPU_LIMITS[0]} on a GPU, {CPU_LIMITS[0]} on a CPU)", minimum=1,
+                                zero_is_auto=True)
+    max_num_batched_tokens: int = setting(0, "LABS_MAX_NUM_BATCHED_TOKENS", "Token budget of one engine step "
+                                          f"(0: {GPU_LIMITS[1]} on a GPU, {CPU_LIMITS[1]} on a CPU)", minimum=16,
+                                          zero_is_auto=True)
     max_waiting: int = setting(256, "LABS_MAX_WAITING", "Requests allowed to wait; more are refused", minimum=0)
     prefix_caching: bool = setting(True, "LABS_PREFIX_CACHING", "Reuse KV blocks of repeated prompt prefixes")
     cuda_graphs: bool = setting(True, "LABS_CUDA_GRAPHS", "Capture CUDA graphs for decode (GPU only)")
     compile: bool = setting(True, "LABS_COMPILE", "torch.compile the forward around our attention (GPU only)")
+    engine_process: str = setting("auto", "LABS_ENGINE_PROCESS",
+                                  "Run the engine in a process of its own, apart from gRPC (auto: on GPUs)",
+                                  choices=("auto", "true", "false"))
+
+
+def engine_limits(engine: EngineSettings, device: str) -> tuple[int, int]:
+    """(max_num_seqs, max_num_batched_tokens) for a device: the settings, or where they are 0, what
+    suits it (a GPU decodes hundreds of sequences for the price of one; a CPU pays for each)."""
+    seqs, tokens = GPU_LIMITS if device.startswith("cuda") else CPU_LIMITS
+    return engine.max_num_seqs or seqs, engine.max_num_batched_tokens or tokens
 
 
 @dataclass(frozen=True)
@@ -181,6 +205,8 @@ class SettingInfo:
     def shown_value(self) -> str:
         if self.secret and self.value:
             return "***"
+        if self.value == 0 and self.key in AUTO_VALUES:
+            return AUTO_VALUES[self.key]
         return format_value(self.value)
 
 
@@ -391,7 +417,7 @@ def _check_section(obj: Any, sources: Mapping[str, ValueSource], section: str) -
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         lo, hi = f.metadata["min"], f.metadata["max"]
-        if lo is None and hi is None:
+        if (lo is None and hi is None) or (value == 0 and f.metadata.get("zero_is_auto")):
             continue
         where = f"{f.metadata['env']} (from {sources.get(f'{section}.{f.name}', 'default')})"
         if lo is not None and value < lo:

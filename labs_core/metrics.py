@@ -63,7 +63,7 @@ def render(registry: ModelRegistry, active_streams: int) -> str:
         name = f"labs_engine_{key}"
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
         for model, backend in engines:
-            metrics = getattr(getattr(backend, "engine", None), "metrics", None)
-            if metrics is not None:
-                lines += _histogram(name, model, getattr(metrics, key))
+            histograms = backend.histograms() if hasattr(backend, "histograms") else {}
+            if key in histograms:
+                lines += _histogram(name, model, histograms[key])
     return "\n".join(lines) + "\n"

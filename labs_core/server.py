@@ -93,6 +93,7 @@ class CoreServer:
             self.server)
         self.port = 0
         self._preload: asyncio.Task | None = None
+        self.state.registry.failure_listeners.append(self._model_failed)
 
     async def start(self) -> int:
         core = self.settings.core
@@ -120,6 +121,10 @@ class CoreServer:
         for entry in failed:
             log.error("model %s (%s) failed to load: %s", entry.name, entry.spec, entry.error)
         await self.set_serving(not failed and not self.state.draining)
+
+    def _model_failed(self, entry: ModelEntry) -> None:
+        """A model that was serving stopped (its engine process died): health says so at once."""
+        asyncio.ensure_future(self.set_serving(False))
 
     async def wait_until_loaded(self) -> None:
         if self._preload is not None:

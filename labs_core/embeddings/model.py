@@ -56,12 +56,13 @@ class EmbeddingModel:
     def load(cls, source: ModelSource, device: str = "auto", trust_remote_code: bool = False) -> "EmbeddingModel":
         from sentence_transformers import SentenceTransformer
 
-        from labs_core.models.loader import resolve_device
+        from labs_core.models.loader import WEIGHTS_LOCK, resolve_device
 
         resolved = resolve_device(device)
         log.info("loading embedding model %s on %s", source.spec, resolved)
         try:
-            model = SentenceTransformer(source.location, device=resolved, trust_remote_code=trust_remote_code)
+            with WEIGHTS_LOCK:
+                model = SentenceTransformer(source.location, device=resolved, trust_remote_code=trust_remote_code)
         except OSError as exc:  # missing files, or a hub id that is not in the offline cache
             raise PreconditionFailed(f"cannot load embedding model {source.spec}: {exc}") from exc
         model.eval()

@@ -1,5 +1,6 @@
 """Serves the synchronous engine to asyncio: one background task drives steps in a worker thread,
-requests stream their events through per-request queues.
+requests stream their events through per-request RequestStreams (a step's outputs reach the event
+loop in one hop; a consumer that falls behind gets its tokens merged).
 
 Adds and aborts are applied between steps on the event loop, so the engine's state is only ever
 touched by one thread at a time, and a cancelled request's blocks are freed before the next step.
@@ -15,8 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator
 
 from labs_core.engine.engine import LLMEngine
-from labs_core.engine.outputs import RequestDone, StreamEvent
+from labs_core.engine.metrics import Histogram
+from labs_core.engine.outputs import StreamEvent
 from labs_core.engine.request import EngineRequest
+from labs_core.engine.request_stream import RequestStream
 from labs_core.errors import LabsError, ModelUnavailable
 
 log = logging.getLogger(__name__)
@@ -27,7 +30,7 @@ class AsyncEngine:
 
     def __init__(self, engine: LLMEngine):
         self.engine = engine
-        self.queues: dict[str, asyncio.Queue] = {}
+        self.streams: dict[str, RequestStream] = {}
         self.pending_adds: list[EngineRequest] = []
         self.pending_aborts: list[str] = []
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labs-engine")
@@ -48,24 +51,17 @@ class AsyncEngine:
         # Client ids may repeat; the engine needs a unique key.
         request = dataclasses.replace(request, request_id=f"{request.request_id}#{next(self.counter)}")
         self.engine.validate(request, pending=len(self.pending_adds))  # QueueFull / ContextTooLong at once
-        queue: asyncio.Queue = asyncio.Queue()
-        self.queues[request.request_id] = queue
+        stream = RequestStream()
+        self.streams[request.request_id] = stream
         self.pending_adds.append(request)
         self.wake.set()
-        finished = False
         try:
-            while True:
-                event = await queue.get()
-                if isinstance(event, BaseException):
-                    finished = True
-                    raise event
-                yield event
-                if isinstance(event, RequestDone):
-                    finished = True
-                    return
+            while not stream.finished:
+                for event in await stream.take():
+                    yield event
         finally:
-            self.queues.pop(request.request_id, None)
-            if not finished:  # client gone, deadline, or the consumer stopped early
+            self.streams.pop(request.request_id, None)
+            if not stream.finished:  # client gone, deadline, or the consumer stopped early
                 self.pending_aborts.append(request.request_id)
                 if self.wake is not None:
                     self.wake.set()
@@ -84,38 +80,40 @@ class AsyncEngine:
                 log.exception("engine step failed")
                 self._fail_all(exc)
                 continue
+            streams = self.streams
             for request_id, events in outputs:
-                queue = self.queues.get(request_id)
-                if queue is not None:
+                stream = streams.get(request_id)
+                if stream is not None:
                     for event in events:
-                        queue.put_nowait(event)
+                        stream.put(event)
             await asyncio.sleep(0)  # let consumers and new requests in between steps
 
     def _apply_pending(self) -> None:
         """Between steps, on the event loop: new requests in, cancelled ones out (blocks freed)."""
         adds, self.pending_adds = self.pending_adds, []
         for request in adds:
-            if request.request_id not in self.queues:
+            if request.request_id not in self.streams:
                 continue  # cancelled before it was added
             try:
                 self.engine.add_request(request)
             except Exception as exc:
-                self.queues[request.request_id].put_nowait(exc)
+                self.streams[request.request_id].fail(exc)
         while self.pending_aborts:
             self.engine.abort_request(self.pending_aborts.pop())
 
     def _fail_all(self, exc: Exception) -> None:
         error = exc if isinstance(exc, LabsError) else ModelUnavailable(
             f"the engine failed while running this request ({type(exc).__name__}); retry")
-        self.engine.drop_in_flight()
-        for request_id in list(self.engine.requests):
-            self.engine.abort_request(request_id)
-            queue = self.queues.get(request_id)
-            if queue is not None:
-                queue.put_nowait(error)
+        for request_id in self.engine.fail_all():
+            stream = self.streams.get(request_id)
+            if stream is not None:
+                stream.fail(error)
 
     def stats(self) -> dict[str, float]:
         return self.engine.stats()
+
+    def histograms(self) -> dict[str, Histogram]:
+        return self.engine.metrics.histograms()
 
     async def close(self) -> None:
         self.closed = True

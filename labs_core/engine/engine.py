@@ -61,6 +61,17 @@ class RequestState:
     done: bool = field(default=False)
 
 
+def check_fits(request: EngineRequest, max_model_len: int, block_size: int, num_blocks: int) -> None:
+    """Refuse a request that can never fit the context or the KV cache, whatever else is running."""
+    total = len(request.prompt_ids) + request.params.max_tokens
+    if total > max_model_len:
+        raise ContextTooLong(f"prompt + max_tokens = {total} tokens is over the context length "
+                             f"{max_model_len}", param="max_tokens")
+    if -(-total // block_size) > num_blocks:
+        raise ContextTooLong(f"{total} tokens do not fit this server's KV cache "
+                             f"({num_blocks * block_size} tokens)", param="max_tokens")
+
+
 class LLMEngine:
     def __init__(self, runner: ModelRunner, tokenizer: Any, config: EngineConfig, eos_token_ids: list[int]):
         self.runner = runner
@@ -89,13 +100,7 @@ class LLMEngine:
             self.metrics.requests_rejected += 1
             raise QueueFull(f"server busy: {len(self.scheduler.waiting) + pending} sequences waiting; "
                             "retry shortly", retry_after_s=1.0)
-        total = len(request.prompt_ids) + params.max_tokens
-        if total > self.config.max_model_len:
-            raise ContextTooLong(f"prompt + max_tokens = {total} tokens is over the context length "
-                                 f"{self.config.max_model_len}", param="max_tokens")
-        if -(-total // self.config.block_size) > self.blocks.num_blocks:
-            raise ContextTooLong(f"{total} tokens do not fit this server's KV cache "
-                                 f"({self.blocks.num_blocks * self.config.block_size} tokens)", param="max_tokens")
+        check_fits(request, self.config.max_model_len, self.config.block_size, self.blocks.num_blocks)
 
     def add_request(self, request: EngineRequest) -> None:
         """Queue a request (validated first)."""
@@ -132,9 +137,13 @@ class LLMEngine:
     def has_work(self) -> bool:
         return self.scheduler.has_work or self.in_flight is not None
 
-    def drop_in_flight(self) -> None:
-        """Forget a launched step (after a failed step: its requests are aborted)."""
+    def fail_all(self) -> list[str]:
+        """After a failed step: forget the launched step and abort every request; their ids."""
         self.in_flight = None
+        failed = list(self.requests)
+        for request_id in failed:
+            self.abort_request(request_id)
+        return failed
 
     # -- one step -------------------------------------------------------------------------------
 

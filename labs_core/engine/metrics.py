@@ -62,6 +62,9 @@ class EngineMetrics:
         self.generation_tokens_total += generated_tokens
         self._recent.append((time.monotonic(), prompt_tokens, generated_tokens))
 
+    def histograms(self) -> dict[str, Histogram]:
+        return {"ttft_s": self.ttft_s, "inter_token_s": self.inter_token_s, "batch_size": self.batch_size}
+
     def throughput(self, window_s: float = 5.0) -> tuple[float, float]:
         """(prompt tokens/s, generated tokens/s) over the last window."""
         now = time.monotonic()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Protocol
+from typing import Any, AsyncIterator, Callable, Protocol
 
 from labs_core.engine.choice_stream import ReasoningTags
 from labs_core.engine.outputs import StreamEvent
@@ -60,11 +60,26 @@ class ChatModelInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ModelFacts:
+    """What is known of the loaded weights, wherever they live (this process or the engine's)."""
+
+    dtype: str
+    device: str
+    architecture: str
+    parameter_count: int
+
+    @classmethod
+    def of(cls, model: Any, device: str) -> "ModelFacts":
+        return cls(dtype=str(model.dtype).removeprefix("torch."), device=device,
+                   architecture=(model.config.architectures or [type(model).__name__])[0],
+                   parameter_count=sum(p.numel() for p in model.parameters()))
+
+
 class ChatModel:
-    def __init__(self, name: str, source: str, model: Any, tokenizer: Any, device: str, backend: Backend,
+    def __init__(self, name: str, source: str, facts: ModelFacts, tokenizer: Any, backend: Backend,
                  max_model_len: int, reasoning_tags: ReasoningTags):
         self.name = name
-        self.model = model
         self.tokenizer = tokenizer
         self.backend = backend
         self.max_model_len = max_model_len
@@ -74,11 +89,17 @@ class ChatModel:
         # Longest token in characters: bounds how much text a context can hold (see _check_length).
         self.max_token_chars = max((len(t) for t in tokenizer.get_vocab()), default=1) or 1
         self.info = ChatModelInfo(
-            name=name, source=source, dtype=str(model.dtype).removeprefix("torch."), device=device,
-            context_length=max_model_len, architecture=(model.config.architectures or [type(model).__name__])[0],
-            parameter_count=sum(p.numel() for p in model.parameters()),
+            name=name, source=source, dtype=facts.dtype, device=facts.device, context_length=max_model_len,
+            architecture=facts.architecture, parameter_count=facts.parameter_count,
             has_chat_template=bool(getattr(tokenizer, "chat_template", None)), reasoning=self.uses_reasoning,
             serving_path=backend.serving_path)
+
+    async def start(self, on_failure: Callable[[str], None]) -> None:
+        """On the event loop, once loaded: a backend in another process connects here, and reports
+        through `on_failure` if it dies later."""
+        start = getattr(self.backend, "start", None)
+        if start is not None:
+            await start(on_failure)
 
     def prepare(self, request: ChatRequest) -> EngineRequest:
         """Tokenize, check the context, resolve max_tokens: the engine gets ids and final params."""

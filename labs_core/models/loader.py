@@ -5,6 +5,7 @@ hub or local sources, and the small fixes every served model needs (pad token).
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,10 @@ from labs_core.models.source import ModelSource
 log = logging.getLogger(__name__)
 
 DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+# transformers builds a model under process-wide patches (meta-device init), so two models loading
+# in parallel threads of one process corrupt each other ("Cannot copy out of meta tensor"): weights
+# load in turns. (A model in an engine process of its own loads in parallel with the rest.)
+WEIGHTS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,8 @@ def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any,
     if options.device_map:
         kwargs["device_map"] = options.device_map
     log.info("loading %s (%s, %s)", source.spec, dtype, options.device_map or device)
-    model = AutoModelForCausalLM.from_pretrained(source.location, dtype=dtype, **kwargs)
+    with WEIGHTS_LOCK:
+        model = AutoModelForCausalLM.from_pretrained(source.location, dtype=dtype, **kwargs)
     if not options.device_map:
         model = model.to(device)
     model.eval()

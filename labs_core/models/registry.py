@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -21,15 +20,6 @@ log = logging.getLogger(__name__)
 
 CHAT = "chat"
 EMBEDDING = "embedding"
-# transformers builds a model under process-wide patches (meta-device init), so two models loading
-# in parallel threads corrupt each other ("Cannot copy out of meta tensor"): loaders take turns.
-_LOAD_LOCK = threading.Lock()
-
-
-def _load_exclusively(loader: Callable[[], Any]) -> Any:
-    with _LOAD_LOCK:
-        return loader()
-
 
 class ModelState(enum.Enum):
     NOT_LOADED = "not_loaded"
@@ -55,6 +45,8 @@ class ModelEntry:
 class ModelRegistry:
     def __init__(self) -> None:
         self._entries: dict[str, ModelEntry] = {}
+        # Called with an entry that failed after it was ready (its engine process died, say).
+        self.failure_listeners: list[Callable[[ModelEntry], None]] = []
 
     def add(self, entry: ModelEntry) -> None:
         if entry.name in self._entries:
@@ -99,7 +91,10 @@ class ModelRegistry:
         entry.state = ModelState.LOADING
         started = time.monotonic()
         try:
-            entry.obj = await asyncio.to_thread(_load_exclusively, entry.loader)
+            entry.obj = await asyncio.to_thread(entry.loader)
+            start = getattr(entry.obj, "start", None)
+            if start is not None:  # on the event loop, once loaded (a backend in another process connects)
+                await start(lambda reason: self.failed(entry, reason))
         except Exception as exc:  # the server stays up and says why
             entry.state = ModelState.FAILED
             entry.error = exc.message if isinstance(exc, LabsError) else f"{type(exc).__name__}: {exc}"
@@ -108,6 +103,14 @@ class ModelRegistry:
         entry.state = ModelState.READY
         entry.ready_since = time.time()
         log.info("model %s ready in %.1fs", entry.name, time.monotonic() - started)
+
+    def failed(self, entry: ModelEntry, reason: str) -> None:
+        """A ready model stopped working: it answers UNAVAILABLE with the reason from now on."""
+        entry.state = ModelState.FAILED
+        entry.error = reason
+        log.error("model %s failed: %s", entry.name, reason)
+        for listener in self.failure_listeners:
+            listener(entry)
 
     async def preload(self) -> None:
         await asyncio.gather(*(self.load(e) for e in self._entries.values()))
