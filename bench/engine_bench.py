@@ -88,14 +88,19 @@ def sync() -> None:
 
 
 def synthetic_tokenizer(vocab: int) -> Any:
-    """A fast tokenizer with the model's vocabulary size, so detokenization costs what it would."""
+    """A fast tokenizer with the model's vocabulary size, so detokenization costs what it would:
+    one token a word (`w2` ... `wN`), `<unk>` = 0 and `</s>` = 1 (special tokens that no word
+    contains, or they would split words), and a chat template that joins the messages' text."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.WordLevel(vocab={f"w{i}": i for i in range(vocab)}, unk_token="w0"))
+    words = {"<unk>": 0, "</s>": 1, **{f"w{i}": i for i in range(2, vocab)}}
+    tok = Tokenizer(models.WordLevel(vocab=words, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##")
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="w0", pad_token="w0", eos_token="w1")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", pad_token="<unk>", eos_token="</s>")
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }} {% endfor %}"
+    return tokenizer
 
 
 def make_model(shape: str, dtype: torch.dtype = torch.bfloat16, **overrides: Any) -> Any:

@@ -1,0 +1,29 @@
+"""bench/served_bench.py's logic on the CPU with a tiny model: it builds the model directory, runs
+the engine alone, starts core and gateway, drives gRPC and SSE clients from several processes,
+checks every stream and prints the table (the GPU run is the same script with bigger numbers)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def test_quick_cpu_run_measures_every_system_and_loses_no_stream(tmp_path):
+    out, figures = tmp_path / "served.md", tmp_path / "served.json"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "served_bench.py"), "--shape", "tiny", "--device", "cpu",
+                          "--quick", "--out", str(out), "--json", str(figures)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    table = json.loads(figures.read_text())
+    for scenario in ("1 stream", "4 concurrent", "Poisson 8 req/s"):
+        assert set(table[scenario]) == {"engine alone", "labs-core gRPC", "gateway OpenAI SSE"}
+        for system, f in table[scenario].items():
+            assert f["errors"] == 0 and f["tok_s"] > 0 and f["ttft_p50_ms"] > 0, (scenario, system, f)
+    assert set(table["4 concurrent, 4 client processes"]) == {"labs-core gRPC", "gateway OpenAI SSE"}
+    text = out.read_text()
+    assert "| 1 stream | engine alone |" in text and "% of engine" in text
