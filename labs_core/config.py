@@ -132,6 +132,8 @@ class GatewaySettings:
     max_streams_per_key: int = setting(0, "LABS_MAX_STREAMS_PER_KEY", "Concurrent streams per key (0: no limit)",
                                        minimum=0)
     request_timeout_s: float = setting(600.0, "LABS_REQUEST_TIMEOUT_S", "gRPC deadline for one request", minimum=1)
+    workers: int = setting(1, "LABS_GATEWAY_WORKERS", "Gateway processes sharing the port (one event loop each)",
+                           minimum=1, maximum=64)
     ui: bool = setting(True, "LABS_UI", "Serve the web console")
     ui_path: str = setting("/", "LABS_UI_PATH", "Where the web console is served")
 

@@ -1,10 +1,17 @@
 """The gateway's Prometheus metrics, in a registry of its own (never the process-global one, so
-that several apps in one process, as in tests, do not collide)."""
+that several apps in one process, as in tests, do not collide).
+
+With several gateway workers (LABS_GATEWAY_WORKERS) each process writes its values to files in
+PROMETHEUS_MULTIPROC_DIR (the server sets it) and /metrics, whichever worker answers, renders the
+sum over all of them."""
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -25,7 +32,7 @@ class Metrics:
         self.tokens = Counter("labs_gateway_tokens", "Tokens by direction (prompt, completion)", ("direction",),
                               registry=self.registry)
         self.inflight = Gauge("labs_gateway_inflight_streams", "Generation requests in flight",
-                              registry=self.registry)
+                              registry=self.registry, multiprocess_mode="livesum")
         self._prompt = self.tokens.labels("prompt")
         self._completion = self.tokens.labels("completion")
 
@@ -34,4 +41,8 @@ class Metrics:
         self._completion.inc(completion)
 
     def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            merged = CollectorRegistry()
+            MultiProcessCollector(merged)
+            return generate_latest(merged)
         return generate_latest(self.registry)

@@ -5,10 +5,12 @@ finish for up to core.drain_timeout_s (LABS_DRAIN_TIMEOUT_S) before closing them
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from typing import Any, Sequence
 
-from labs_core.config import settings_for_command
+from labs_core.config import all_keys, format_value, settings_for_command
 
 
 def parse_args(argv: Sequence[str] | None) -> dict[str, Any]:
@@ -23,22 +25,38 @@ def parse_args(argv: Sequence[str] | None) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    settings = settings_for_command("labs-gateway", parse_args(argv))
+    flags = parse_args(argv)
+    settings = settings_for_command("labs-gateway", flags)
 
     import uvicorn
 
     from labs_gateway.app import create_app
 
     try:
-        app = create_app(settings)
+        app: Any = create_app(settings)  # with several workers, only to refuse a bad setting here, once
     except ValueError as exc:
         print(f"labs-gateway: configuration error: {exc}", file=sys.stderr)
         return 2
-    config = uvicorn.Config(app, host=settings.gateway.host, port=settings.gateway.port, log_config=None,
-                            access_log=False, log_level=settings.logging.log_level, proxy_headers=False,
-                            timeout_graceful_shutdown=int(settings.core.drain_timeout_s) or None)
+    workers = settings.gateway.workers
+    if workers > 1:
+        # Each worker builds its own app from the environment: the flags travel as LABS_* variables
+        # (same values, one layer lower), and Prometheus values go to files the workers share.
+        keys = all_keys()
+        for key, value in flags.items():
+            if value is not None and key in keys:
+                os.environ[keys[key].metadata["env"]] = format_value(value)
+        if flags.get("config"):
+            os.environ["LABS_CONFIG"] = flags["config"]
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="labs-gateway-metrics-"))
+        app = "labs_gateway.app:create_app"
+    options = dict(host=settings.gateway.host, port=settings.gateway.port, log_config=None, access_log=False,
+                   log_level=settings.logging.log_level, proxy_headers=False,
+                   timeout_graceful_shutdown=int(settings.core.drain_timeout_s) or None)
     try:
-        uvicorn.Server(config).run()
+        if workers > 1:
+            uvicorn.run(app, factory=True, workers=workers, **options)
+        else:
+            uvicorn.Server(uvicorn.Config(app, **options)).run()
     except OSError as exc:
         print(f"labs-gateway: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -86,3 +86,40 @@ def test_reconnects_when_a_core_restarts():
                 time.sleep(0.1)
         finally:
             restarted.stop()
+
+
+def test_several_workers_share_the_port_and_sum_their_metrics(fake_core, tmp_path):
+    port = int(dead_address().split(":")[1])
+    env = {**os.environ, "LABS_CORE_ADDRESS": fake_core.address, "LABS_HOST": "127.0.0.1",
+           "LABS_LOG_LEVEL": "warning", "LABS_CONFIG": str(ROOT / "labs.toml"), "LABS_GATEWAY_WORKERS": "2"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "labs_gateway.server", "--port", str(port)], env=env, cwd=ROOT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "gateway did not start"
+            time.sleep(0.1)
+        workers = {int(p) for p in subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                                  text=True).stdout.split()}
+        assert len(workers) >= 2
+        for _ in range(12):  # new connections each time: the kernel spreads them over the workers
+            with httpx.Client() as client:
+                assert client.post(f"{url}/v1/chat/completions", json=CHAT).status_code == 200
+        text = httpx.get(f"{url}/metrics").text
+        line = next(line for line in text.splitlines()
+                    if line.startswith("labs_gateway_requests_total") and 'route="/v1/chat/completions"' in line)
+        assert float(line.split()[-1]) == 12.0
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+        for pid in workers:
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
