@@ -377,18 +377,25 @@ def served(api: str, target: str, scenario: Scenario, vocab: int, processes: int
 
 # -- servers ------------------------------------------------------------------------------------
 
-def start_servers(model_dir: Path, args: argparse.Namespace, logs: Path) -> tuple[Any, Any]:
-    from tests.reliability.processes import CoreProcess, GatewayProcess, core_env, free_port, gateway_env
+def start_core(model_dir: Path, args: argparse.Namespace, engine_process: str, logs: Path) -> Any:
+    from tests.reliability.processes import CoreProcess, core_env, free_port
 
-    core_port, http_port = free_port(), free_port()
-    extra = {**as_env(engine_settings(args)), "LABS_ENGINE_PROCESS": args.engine_process,
-             "LABS_FINANCE_CHAT": "false", "LABS_LOG_LEVEL": "warning"}
-    core = CoreProcess(core_env(model_dir, core_port, **extra), logs / "core.log").start()
+    extra = {**as_env(engine_settings(args)), "LABS_ENGINE_PROCESS": engine_process, "LABS_FINANCE_CHAT": "false",
+             "LABS_LOG_LEVEL": "warning"}
+    started = time.perf_counter()
+    core = CoreProcess(core_env(model_dir, free_port(), **extra), logs / f"core-{engine_process}.log").start()
     core.wait_health(timeout=args.ready_timeout)
-    gateway = GatewayProcess(gateway_env(core.address, http_port, LABS_GATEWAY_WORKERS=str(args.gateway_workers)),
-                             logs / "gateway.log").start()
+    print(f"labs-core (LABS_ENGINE_PROCESS={engine_process}) ready in {time.perf_counter() - started:.0f}s", flush=True)
+    return core
+
+
+def start_gateway(core: Any, workers: int, logs: Path) -> Any:
+    from tests.reliability.processes import GatewayProcess, free_port, gateway_env
+
+    gateway = GatewayProcess(gateway_env(core.address, free_port(), LABS_GATEWAY_WORKERS=str(workers)),
+                             logs / f"gateway-{workers}.log").start()
     gateway.wait_status("/health")
-    return core, gateway
+    return gateway
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -429,8 +436,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-num-seqs", type=int, default=256)
     parser.add_argument("--max-batched-tokens", type=int, default=8192)
     parser.add_argument("--max-model-len", type=int, default=1024)
-    parser.add_argument("--engine-process", default="true", help="LABS_ENGINE_PROCESS for the served core")
-    parser.add_argument("--gateway-workers", type=int, default=1)
+    parser.add_argument("--engine-process", default="true",
+                        help="LABS_ENGINE_PROCESS values for the served core, comma separated (one core each)")
+    parser.add_argument("--gateway-workers", default="1", help="gateway worker counts, comma separated")
     parser.add_argument("--systems", default="engine,grpc,sse")
     parser.add_argument("--ready-timeout", type=float, default=600)
     parser.add_argument("--quick", action="store_true", help="CPU check of the logic: tiny counts")
@@ -509,28 +517,39 @@ def main() -> None:
 
 def run_served(args: argparse.Namespace, scenarios: list[Scenario], vocab: int, work: Path,
                table: dict[str, dict[str, Figures]], systems: set[str]) -> None:
-    core, gateway = start_servers(args.model_dir, args, work)
-    apis = [(api, system, target) for api, system, target in
-            (("grpc", "labs-core gRPC", core.address), ("sse", "gateway OpenAI SSE", gateway.url.removeprefix("http://")))
-            if api in systems]
-    try:
-        with multiprocessing.get_context("spawn").Pool(args.client_processes * 2) as pool:
-            for api, _, target in apis:
-                served(api, target, Scenario("warm-up", 8, 8, concurrency=8), vocab, 2, pool)
-            for scenario in scenarios:
-                for api, system, target in apis:
-                    f = table[scenario.name][system] = served(api, target, scenario, vocab, args.client_processes, pool)
-                    print(f"  {system:<20} {scenario.name:<22} {_line(f)}", flush=True)
-            biggest = max((s for s in scenarios if s.concurrency > 1), key=lambda s: s.concurrency, default=None)
-            if biggest is not None:  # twice the client processes: the same figures, or the clients were the limit
-                name = f"{biggest.name}, {args.client_processes * 2} client processes"
-                for api, system, target in apis:
-                    f = table.setdefault(name, {})[system] = served(api, target, biggest, vocab,
-                                                                    args.client_processes * 2, pool)
-                    print(f"  {system:<20} {name:<22} {_line(f)}", flush=True)
-    finally:
-        gateway.stop()
-        core.stop()
+    """For each LABS_ENGINE_PROCESS value: a core, its gRPC figures, then for each gateway worker
+    count a gateway and its SSE figures. The first configuration also runs the biggest scenario with
+    twice the client processes."""
+    processes = args.client_processes
+    with multiprocessing.get_context("spawn").Pool(processes * 2) as pool:
+        for n, engine_process in enumerate(args.engine_process.split(",")):
+            core = start_core(args.model_dir, args, engine_process, work)
+            suffix = "" if n == 0 else f" (LABS_ENGINE_PROCESS={engine_process})"
+            try:
+                targets = [("grpc", "labs-core gRPC" + suffix, core.address)] if "grpc" in systems else []
+                if "sse" in systems:
+                    targets += [("sse", f"gateway OpenAI SSE, {w} worker{'s' * (w > 1)}" + suffix, w)
+                                for w in (int(x) for x in args.gateway_workers.split(","))]
+                for api, system, target in targets:
+                    gateway = start_gateway(core, target, work) if api == "sse" else None
+                    address = gateway.url.removeprefix("http://") if gateway else target
+                    try:
+                        served(api, address, Scenario("warm-up", 8, 8, concurrency=8), vocab, 2, pool)
+                        for scenario in scenarios:
+                            f = table[scenario.name][system] = served(api, address, scenario, vocab, processes, pool)
+                            print(f"  {system:<34} {scenario.name:<22} {_line(f)}", flush=True)
+                        biggest = max((s for s in scenarios if s.concurrency > 1), key=lambda s: s.concurrency,
+                                      default=None)
+                        if biggest is not None and n == 0:  # the same figures, or the clients were the limit
+                            name = f"{biggest.name}, {processes * 2} client processes"
+                            f = table.setdefault(name, {})[system] = served(api, address, biggest, vocab,
+                                                                            processes * 2, pool)
+                            print(f"  {system:<34} {name:<22} {_line(f)}", flush=True)
+                    finally:
+                        if gateway is not None:
+                            gateway.stop()
+            finally:
+                core.stop()
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ def test_quick_cpu_run_measures_every_system_and_loses_no_stream(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     table = json.loads(figures.read_text())
     for scenario in ("1 stream", "4 concurrent", "Poisson 8 req/s"):
-        assert set(table[scenario]) == {"engine alone", "labs-core gRPC", "gateway OpenAI SSE"}
+        assert set(table[scenario]) == {"engine alone", "labs-core gRPC", "gateway OpenAI SSE, 1 worker"}
         for system, f in table[scenario].items():
             assert f["errors"] == 0 and f["tok_s"] > 0 and f["ttft_p50_ms"] > 0, (scenario, system, f)
-    assert set(table["4 concurrent, 4 client processes"]) == {"labs-core gRPC", "gateway OpenAI SSE"}
+    assert set(table["4 concurrent, 4 client processes"]) == {"labs-core gRPC", "gateway OpenAI SSE, 1 worker"}
     text = out.read_text()
     assert "| 1 stream | engine alone |" in text and "% of engine" in text
