@@ -46,8 +46,9 @@ def rss_kib(pid: int) -> int:
 def base_env(**labs: str) -> dict[str, str]:
     """This environment without any LABS_* variable, offline, plus the given LABS_* values."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABS_")}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1",
-               LABS_ENV_FILE="/nonexistent/.env", PYTHONPATH=str(ROOT))
+               LABS_ENV_FILE="/nonexistent/.env", PYTHONPATH=path)
     env.update(labs)
     return env
 
