@@ -44,6 +44,12 @@ class ChatRequest:
     enable_thinking: bool | None = None
     continue_final_message: bool = False
 
+    def text_size(self) -> int:
+        """Characters to template and tokenize (token ids count as one each)."""
+        if self.messages is not None:
+            return sum(len(m.content) + len(m.reasoning_content) for m in self.messages)
+        return len(self.prompt or "") + len(self.prompt_token_ids or ())
+
 
 @dataclass
 class ChatModelInfo:

@@ -16,6 +16,9 @@ from labs_core.services import convert
 from labs_core.services.state import CoreState
 
 log = logging.getLogger(__name__)
+# Prompts up to this many characters are templated and tokenized on the event loop (well under a
+# millisecond); longer ones in a thread, so that the loop serves every other stream meanwhile.
+INLINE_PREPARE_CHARS = 8192
 
 
 class GenerationServicer(generation_pb2_grpc.GenerationServicer):
@@ -39,9 +42,10 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
                         yield message
                     return
             model = await self.state.registry.get(entry.name, CHAT)
-            # Chat template and tokenizer run in a thread: a long prompt takes them a while, and the event
-            # loop serves every other stream meanwhile.
-            prepared = await asyncio.to_thread(model.prepare, chat)
+            if chat.text_size() <= INLINE_PREPARE_CHARS:
+                prepared = model.prepare(chat)
+            else:
+                prepared = await asyncio.to_thread(model.prepare, chat)
             async for event in model.backend.generate(prepared):
                 if isinstance(event, RequestDone):
                     yield convert.done_response(event, rid, entry.name)
