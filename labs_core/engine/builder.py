@@ -5,6 +5,7 @@ generate fallback. Also sizes the KV cache from memory.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -215,4 +216,5 @@ def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineCo
                                    max_prefill_tokens=min(config.max_num_batched_tokens, config.max_model_len))
         if compile:
             warm_up_shapes(runner)
+        config = dataclasses.replace(config, lone_prefill_tokens=runner.prefill_graphs.max_tokens)
     return AsyncEngine(LLMEngine(runner, tokenizer, config, eos_token_ids))

@@ -36,6 +36,9 @@ class EngineConfig:
     max_model_len: int = 2048
     max_waiting: int = 256
     prefix_caching: bool = True
+    # A short prompt arriving while others decode is prefilled in a step of its own (scheduler.py);
+    # the builder sets it to the largest prefill CUDA graph, 0 elsewhere.
+    lone_prefill_tokens: int = 0
     # Queue step N+1 on the device before step N's tokens are read (a decode step ahead), so that
     # the host's bookkeeping overlaps the GPU's work. None: on where the forward is asynchronous
     # (CUDA). The tokens are the same either way.
@@ -80,7 +83,7 @@ class LLMEngine:
         self.eos_token_ids = frozenset(eos_token_ids)
         self.blocks = BlockManager(runner.num_blocks, config.block_size, config.prefix_caching)
         self.scheduler = Scheduler(SchedulerConfig(config.max_num_seqs, config.max_num_batched_tokens,
-                                                   config.max_model_len), self.blocks)
+                                                   config.max_model_len, config.lone_prefill_tokens), self.blocks)
         self.requests: dict[str, RequestState] = {}
         self.metrics = EngineMetrics()
         self.in_flight: InFlight | None = None
@@ -203,8 +206,8 @@ class LLMEngine:
         return InFlight(ahead, self.runner.run(ahead, ahead_ids=previous.output.tokens_at(rows)))
 
     def postprocess(self, batch: ScheduledBatch, output: SamplerOutput | None) -> list[tuple[str, list[StreamEvent]]]:
-        now = time.monotonic()
         output = output.on_host() if output is not None else None
+        now = time.monotonic()  # the tokens are on the host from here
         sampled_ids = output.token_ids.tolist() if output is not None else []
         logprob_rows = self._logprob_rows(batch, output)
         events: dict[str, list[StreamEvent]] = {}

@@ -4,7 +4,9 @@ One token budget per step covers decodes and (chunked) prefills alike: running s
 (a decode costs one token), then waiting ones are admitted while sequence slots, blocks and budget
 last; a long prompt is split over several steps. When blocks run out, the most recently admitted
 sequence is preempted: its blocks are freed and it is recomputed later, with the same output.
-Pure Python.
+While others decode, a short prompt that arrives alone is prefilled in a step of its own
+(`lone_prefill_tokens`): on a GPU that step replays a prefill graph, and the decodes go on with
+their graph the step after, instead of both waiting for one mixed step without a graph. Pure Python.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ class SchedulerConfig:
     max_num_seqs: int = 64
     max_num_batched_tokens: int = 2048
     max_model_len: int = 2048
+    # Prompts up to this many tokens are prefilled on their own while the running sequences decode,
+    # as long as at most lone_prefill_max_waiting requests wait (0: never; batches mix them).
+    lone_prefill_tokens: int = 0
+    lone_prefill_max_waiting: int = 8
 
 
 @dataclass
@@ -70,6 +76,9 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def schedule(self) -> ScheduledBatch:
+        lone = self._lone_prefill()
+        if lone is not None:
+            return lone
         batch = ScheduledBatch()
         budget = self.config.max_num_batched_tokens
         # 1. Running sequences, oldest first; preempt the newest when blocks run out.
@@ -99,28 +108,50 @@ class Scheduler:
             if not seq.ready:  # a later choice waiting for choice 0's prompt
                 skipped.append(self.waiting.popleft())
                 continue
-            if not seq.block_table:
-                seq.num_computed_tokens = self.blocks.match_prefix(seq)
-                if seq.first_scheduled_time is None:
-                    seq.num_cached_tokens = seq.num_computed_tokens
-            n = min(seq.num_uncomputed, budget)
-            need = self.blocks.blocks_needed(seq, seq.num_computed_tokens + n)
-            if not self.blocks.can_allocate(need):
-                self.blocks.free_sequence(seq)  # a waiting sequence must not hold cached blocks
-                seq.num_computed_tokens = 0
+            n = self._admit(seq, budget)
+            if n is None:
                 break
-            self.waiting.popleft()
-            self.blocks.record_prefix_use(seq)
-            self.blocks.allocate(seq, seq.num_computed_tokens + n)
-            seq.status = SequenceStatus.RUNNING
-            if seq.first_scheduled_time is None:
-                seq.first_scheduled_time = time.monotonic()
-            self.running.append(seq)
             batch.seqs.append(seq)
             batch.num_new_tokens.append(n)
             budget -= n
         self.waiting.extendleft(reversed(skipped))
         return batch
+
+    def _lone_prefill(self) -> ScheduledBatch | None:
+        """The first waiting prompt alone, when the others are all decoding and it is short."""
+        cfg = self.config
+        if not (cfg.lone_prefill_tokens and self.running and self.waiting
+                and len(self.waiting) <= cfg.lone_prefill_max_waiting and len(self.running) < cfg.max_num_seqs):
+            return None
+        seq = self.waiting[0]
+        if not seq.ready or seq.num_uncomputed > cfg.lone_prefill_tokens:
+            return None
+        if any(s.num_uncomputed != 1 for s in self.running):
+            return None  # someone is still prefilling: the usual mixed step goes on with it
+        n = self._admit(seq, cfg.lone_prefill_tokens)
+        return None if n is None else ScheduledBatch([seq], [n])
+
+    def _admit(self, seq: Sequence, budget: int) -> int | None:
+        """Move the head of the waiting queue to running with up to `budget` of its tokens; the
+        tokens it computes this step, or None when its blocks do not fit."""
+        if not seq.block_table:
+            seq.num_computed_tokens = self.blocks.match_prefix(seq)
+            if seq.first_scheduled_time is None:
+                seq.num_cached_tokens = seq.num_computed_tokens
+        n = min(seq.num_uncomputed, budget)
+        need = self.blocks.blocks_needed(seq, seq.num_computed_tokens + n)
+        if not self.blocks.can_allocate(need):
+            self.blocks.free_sequence(seq)  # a waiting sequence must not hold cached blocks
+            seq.num_computed_tokens = 0
+            return None
+        self.waiting.popleft()
+        self.blocks.record_prefix_use(seq)
+        self.blocks.allocate(seq, seq.num_computed_tokens + n)
+        seq.status = SequenceStatus.RUNNING
+        if seq.first_scheduled_time is None:
+            seq.first_scheduled_time = time.monotonic()
+        self.running.append(seq)
+        return n
 
     def _preempt(self, seq: Sequence, batch: ScheduledBatch) -> None:
         """Free seq's blocks and put it back at the head of the queue: it is recomputed (prompt and

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Protocol
 
@@ -43,6 +44,8 @@ class ChatRequest:
     split_reasoning: bool | None = None
     enable_thinking: bool | None = None
     continue_final_message: bool = False
+    # When the request reached the core: TTFT and queue times count from here.
+    arrival_time: float = field(default_factory=time.monotonic)
 
     def text_size(self) -> int:
         """Characters to template and tokenize (token ids count as one each)."""
@@ -139,7 +142,8 @@ class ChatModel:
         params = self._fit_context(len(ids), request.params, request.max_tokens_explicit, field)
         split = self.uses_reasoning if request.split_reasoning is None else request.split_reasoning
         return EngineRequest(request_id=request.request_id, prompt_ids=list(ids), params=params,
-                             reasoning=self.reasoning_tags if split else None, prompt_text_tail=text_tail)
+                             reasoning=self.reasoning_tags if split else None, prompt_text_tail=text_tail,
+                             arrival_time=request.arrival_time)
 
     def _check_length(self, text: str, field: str) -> None:
         """Refuse at once a text that cannot fit the context in any tokenization: tokenizing megabytes

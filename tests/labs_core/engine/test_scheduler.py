@@ -81,3 +81,45 @@ def test_later_choices_wait_for_the_first_prompt():
     advance(b2)
     b3 = sched.schedule()
     assert second in b3.seqs
+
+
+def decoding(sched, *rids):
+    """Sequences admitted and prefilled: from here each step is a decode for them."""
+    for rid in rids:
+        sched.add(seq(4, rid))
+    advance(sched.schedule())
+
+
+def test_a_short_prompt_arriving_alone_is_prefilled_in_a_step_of_its_own():
+    sched = Scheduler(SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=64, lone_prefill_tokens=16),
+                      BlockManager(64, 4))
+    decoding(sched, "a", "b")
+    sched.add(seq(10, "new"))
+    lone = sched.schedule()
+    assert [s.request_id for s in lone.seqs] == ["new"] and lone.num_new_tokens == [10] and lone.samples(0)
+    advance(lone)
+    after = sched.schedule()  # then everyone decodes together
+    assert sorted(s.request_id for s in after.seqs) == ["a", "b", "new"] and after.is_decode_only
+
+
+def test_long_prompts_and_crowds_still_share_one_mixed_step():
+    config = SchedulerConfig(max_num_seqs=16, max_num_batched_tokens=64, lone_prefill_tokens=16,
+                             lone_prefill_max_waiting=2)
+    sched = Scheduler(config, BlockManager(128, 4))
+    decoding(sched, "a")
+    sched.add(seq(20, "long"))  # over lone_prefill_tokens
+    batch = sched.schedule()
+    assert [s.request_id for s in batch.seqs] == ["a", "long"]
+    advance(batch)
+    for k in range(3):  # more waiting than lone_prefill_max_waiting
+        sched.add(seq(4, f"crowd{k}"))
+    batch = sched.schedule()
+    assert len(batch.seqs) == 5 and not batch.is_decode_only
+
+
+def test_without_running_sequences_prompts_are_batched_as_before():
+    sched = Scheduler(SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=64, lone_prefill_tokens=16),
+                      BlockManager(64, 4))
+    sched.add(seq(5, "x"))
+    sched.add(seq(6, "y"))
+    assert sched.schedule().num_new_tokens == [5, 6]
