@@ -152,6 +152,8 @@ def build_model_dir(shape: str, device: str, out: Path) -> Path:
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     with torch.device(device):
         model = LlamaForCausalLM(config).to(dtype)
+    with torch.no_grad():  # greedy never picks the special tokens (no text: SSE could not count them)
+        model.lm_head.weight[:2] = 0
     model.generation_config.eos_token_id = None
     model.save_pretrained(out)
     synthetic_tokenizer(config.vocab_size).save_pretrained(out)

@@ -6,7 +6,9 @@ last; a long prompt is split over several steps. When blocks run out, the most r
 sequence is preempted: its blocks are freed and it is recomputed later, with the same output.
 While others decode, a short prompt that arrives alone is prefilled in a step of its own
 (`lone_prefill_tokens`): on a GPU that step replays a prefill graph, and the decodes go on with
-their graph the step after, instead of both waiting for one mixed step without a graph. Pure Python.
+their graph the step after, instead of both waiting for one mixed step without a graph. Never two
+lone steps in a row: when requests trickle in as a burst, the step after one takes everyone who
+came meanwhile in one mixed step, so the decodes are never starved. Pure Python.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Scheduler:
         self.blocks = blocks
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
+        self.last_was_lone = False  # the previous step was a lone prefill
         self.num_preemptions = 0
 
     def add(self, seq: Sequence) -> None:
@@ -76,7 +79,8 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def schedule(self) -> ScheduledBatch:
-        lone = self._lone_prefill()
+        lone = None if self.last_was_lone else self._lone_prefill()
+        self.last_was_lone = lone is not None
         if lone is not None:
             return lone
         batch = ScheduledBatch()

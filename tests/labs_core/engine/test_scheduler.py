@@ -123,3 +123,17 @@ def test_without_running_sequences_prompts_are_batched_as_before():
     sched.add(seq(5, "x"))
     sched.add(seq(6, "y"))
     assert sched.schedule().num_new_tokens == [5, 6]
+
+
+def test_never_two_lone_prefills_in_a_row_so_a_trickling_burst_is_batched():
+    sched = Scheduler(SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=64, lone_prefill_tokens=16),
+                      BlockManager(64, 4))
+    decoding(sched, "a")
+    sched.add(seq(4, "b"))
+    first = sched.schedule()
+    assert [s.request_id for s in first.seqs] == ["b"]
+    advance(first)
+    sched.add(seq(4, "c"))
+    sched.add(seq(4, "d"))
+    mixed = sched.schedule()  # the step after a lone one: everyone, the newcomers' prompts included
+    assert sorted(s.request_id for s in mixed.seqs) == ["a", "b", "c", "d"] and not mixed.is_decode_only
