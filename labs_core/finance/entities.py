@@ -35,7 +35,7 @@ CATEGORY_SYNONYMS: dict[str, tuple[str, ...]] = {
     "equipment": ("hardware", "computers", "gear"),
     "fuel": ("gas", "gasoline", "petrol"),
     "shipping": ("postage", "couriers", "courier", "deliveries"),
-    "bank fees": ("bank charges", "banking fees", "account fees"),
+    "bank fees": ("bank charges", "banking fees", "account fees", "fees", "fee", "service fees", "service charges"),
     "education": ("training", "courses", "books", "learning"),
     "client payments": ("client income", "clients", "invoices", "invoice payments", "client revenue"),
     "sales": ("shop sales", "product sales", "online sales"),

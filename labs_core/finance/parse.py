@@ -123,6 +123,16 @@ HOW_MUCH = _re(r"\b(how much|what did (?:i|we) (?:spend|earn|make|pay)|what was|
                r"total|sum)\b")
 
 
+# Moves between own accounts: transfer words, or moving words with an account named.
+TRANSFER_ONLY = _re(r"\b(net (?:transfer )?flows?|(?:transfer|account) flows?|card payments?|"
+                    r"between (?:our |my |the )?(?:own )?accounts|sweeps?|swept)\b")
+MOVE = _re(r"\b(mov(?:e|ed|es|ing)|shift(?:ed|s)?|put|putting|pa(?:y|id) (?:off|down|towards?)|"
+           r"(?:pay|paid) (?:off )?on)\b")
+SPEND_ON = _re(r"\b(spen[dt]\w*|went on|go(?:es)? on|expenses?|costs?)\b")
+INTO = _re(r"\b(?:into|in to|to|towards?|on|onto)\s+(?:the\s+|our\s+|my\s+)?$")
+OUT_OF = _re(r"\b(?:out of|from|off|of)\s+(?:the\s+|our\s+|my\s+)?$")
+
+
 def _number(text: str) -> int:
     return int(text) if text.isdigit() else NUMBER_WORDS[text]
 
@@ -236,6 +246,15 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     def build(intent: str, **extra) -> Q.FinanceQuery:
         return Q.FinanceQuery(intent=intent, **{**common, **extra})
 
+    moving = MOVE.search(text2) is not None and (bool(accounts) or re.search(r"\baccounts\b", text2) is not None)
+    if "transfer" in types or TRANSFER_ONLY.search(text2) or moving:
+        if COUNT.search(rest) or (LIST.search(rest) and not AGGREGATE.search(rest)):
+            common["types"] = ("transfer",)
+        else:
+            ordered, direction = _transfer_roles(text2, entities)
+            return build(Q.TRANSFERS, accounts=ordered or accounts, types=("transfer",), direction=direction,
+                         spend_asked=SPEND_ON.search(rest) is not None)
+
     if UNUSUAL.search(rest):
         return build(Q.UNUSUAL)
     if RECURRING.search(rest):
@@ -284,6 +303,23 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     if explicit or HOW_MUCH.search(rest):
         return build(Q.TOTAL, share=bool(SHARE.search(text2)) and bool(categories or merchants or accounts))
     return None
+
+
+def _transfer_roles(text: str, entities) -> tuple[tuple[str, ...], str]:
+    """Accounts in source-then-target order ("from checking to savings", "towards the card from
+    checking") and, for a single account, whether money moved into it or out of it."""
+    sources, targets, others = [], [], []
+    for e in entities:
+        if e.kind != ACCOUNT:
+            continue
+        before = text[:e.start]
+        bucket = targets if INTO.search(before) else sources if OUT_OF.search(before) else others
+        bucket.extend(v for v in e.values if v not in sources + targets + others)
+    ordered = tuple(sources + others + targets)
+    direction = ""
+    if len(ordered) == 1:
+        direction = "in" if targets else "out" if sources else ""
+    return ordered, direction
 
 
 def _count_types(measure: str, explicit: bool) -> tuple[str, ...]:

@@ -300,8 +300,40 @@ def _list(r: FinanceResult, q: FinanceQuery) -> str:
     return "\n".join(lines)
 
 
+def _transfers(r: FinanceResult, q: FinanceQuery) -> str:
+    c, d = r.currency, r.details
+    where = f" {_period(q, r)}"
+    lines = []
+    if q.spend_asked:
+        lines.append("Transfers between your own accounts are not spending (nor income): the money stays yours, "
+                     "so spending and income figures leave them out. The transfer figures:")
+    if not r.breakdown:
+        lines.append(f"No transfers between your accounts{_filters(q)}{where}.")
+        return "\n".join(lines)
+    if len(q.accounts) == 1:
+        account, moved_out, moved_in, net, _ = d["flows"][0] if d["flows"] else (q.accounts[0], 0.0, 0.0, 0.0, 0)
+        head = {"in": f"Moved into {account}{where}: {money(moved_in, c)}.",
+                "out": f"Moved out of {account}{where}: {money(moved_out, c)}."}.get(
+            q.direction, f"Net transfer flow for {account}{where}: {money(net, c, signed=True)} "
+                         f"({money(moved_in, c)} in, {money(moved_out, c)} out).")
+    elif q.accounts:
+        head = f"Moved from {q.accounts[0]} to {' or '.join(q.accounts[1:])}{where}: {money(r.value, c)}."
+    else:
+        head = f"Moved between your own accounts{where}: {money(r.value, c)} in {sum(b.count for b in r.breakdown)} " \
+               f"transfer(s)."
+    lines.append(head)
+    lines.append("By route:")
+    lines += [f"- {b.key}: {money(b.value, c)} ({b.count} transfers)" for b in r.breakdown[:MAX_LINES]]
+    lines.append("By account (out, in, net):")
+    lines += [f"- {a}: out {money(o, c)}, in {money(i, c)}, net {money(n, c, signed=True)}"
+              for a, o, i, n, _ in d["flows"]]
+    lines.append(f"Basis: {r.row_count} transfer rows (each transfer is one row out of an account and one into "
+                 "another).")
+    return "\n".join(lines)
+
+
 RENDERERS = {
     Q.TOTAL: _total, Q.TOP: _top, Q.BREAKDOWN: _breakdown, Q.MONTHLY_AVERAGE: _monthly_average, Q.AVERAGE: _average,
     Q.COUNT: _count, Q.COMPARE: _compare, Q.RECURRING: _recurring, Q.UNUSUAL: _unusual, Q.SUMMARY: _summary,
-    Q.LIST: _list,
+    Q.LIST: _list, Q.TRANSFERS: _transfers,
 }
