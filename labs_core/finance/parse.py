@@ -211,6 +211,40 @@ def _default_n(text: str) -> int:
     return 1 if singular else 5
 
 
+@dataclass(frozen=True)
+class Parts:
+    """What a question names, intent aside: for answering what can be answered, and for follow-ups."""
+
+    periods: tuple[Period, ...]
+    categories: tuple[str, ...]
+    merchants: tuple[str, ...]
+    accounts: tuple[str, ...]
+    types: tuple[str, ...]
+    measure: str
+    explicit_measure: bool
+
+    @property
+    def names_something(self) -> bool:
+        return bool(self.periods or self.categories or self.merchants or self.accounts or self.types)
+
+
+def parts(question: str, ctx: ParseContext) -> Parts:
+    text = normalize(question).strip()
+    text1 = _mask(text, _amount_filters(text)[2])
+    found = find_periods(text1, ctx.reference_date, ctx.first_date)
+    text2 = _mask(text1, [(f.start_idx, f.end_idx) for f in found])
+    entities = ctx.vocabulary.find(text2)
+    rest = _mask(text2, [(e.start, e.end) for e in entities])
+    by_kind: dict[str, list[str]] = {CATEGORY: [], MERCHANT: [], ACCOUNT: [], TYPE: []}
+    for e in entities:
+        by_kind[e.kind].extend(v for v in e.values if v not in by_kind[e.kind])
+    named = by_kind[CATEGORY] + by_kind[MERCHANT]
+    names_income = bool(named) and all(n in ctx.income_names for n in named)
+    measure, explicit, _ = _measure(rest, names_income, tuple(by_kind[TYPE]))
+    return Parts(tuple(f.period for f in found), tuple(by_kind[CATEGORY]), tuple(by_kind[MERCHANT]),
+                 tuple(by_kind[ACCOUNT]), tuple(by_kind[TYPE]), measure, explicit)
+
+
 def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     text = normalize(question).strip()
     ref = ctx.reference_date

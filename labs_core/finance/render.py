@@ -74,7 +74,7 @@ def _reference(result: FinanceResult) -> str:
 
 def render(result: FinanceResult) -> str:
     if not result.understood or result.query is None:
-        return ("I could not match that to a question about the transactions data. Questions that work: "
+        return ("Questions that work: "
                 + "; ".join(f'"{e}"' for e in EXAMPLES) + ".")
     q = result.query
     body = RENDERERS[q.intent](result, q)
