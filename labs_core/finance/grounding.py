@@ -27,6 +27,10 @@ these those it each every some what which""".split())
 TOKEN = re.compile(r"[A-Za-z][\w&'.-]*")
 
 
+def after_at_word(lower: str, index: int) -> bool:
+    return re.search(r"\bat $", lower[max(0, index - 4):index]) is not None
+
+
 def _sentence_start(text: str, index: int) -> bool:
     before = text[:index].rstrip()
     return not before or before[-1] in ".?!:;\"("
@@ -47,7 +51,9 @@ def unrecognised_names(question: str, vocabulary: Vocabulary, reference: date) -
         key = word.lower()
         if any(m.start() < e and s < m.end() for s, e in covered) or key in ORDINARY:
             continue
-        after_at = lower[max(0, m.start() - 3):m.start()] == "at " and key not in AT_WORDS
+        if word.isupper() and len(word) > 3 and not after_at_word(lower, m.start()):
+            continue  # shouting ("SPENDING"), not a name; short capitals ("IBM") may be names
+        after_at = after_at_word(lower, m.start()) and key not in AT_WORDS
         capitalised = word[0].isupper() and not _sentence_start(text, m.start())
         if not (capitalised or after_at):
             continue

@@ -38,18 +38,18 @@ AMOUNT_FILTER = _re(
     r"(?P<cur>\$|usd\s*|us\$)?(?P<num>\d[\d,]*(?:\.\d+)?)\s*(?P<k>k\b)?(?P<unit>\s*(?:dollars|usd|bucks)\b)?")
 LOWER_OPS = ("under", "below", "less than", "smaller than", "at most", "no more than", "cheaper than")
 
-NET = _re(r"\b(net|profit|profits|profitable|bottom line|cash ?flow|saved|save|savings rate|left over|surplus|"
+NET = _re(r"\b(net|profit|profits|profitable|lose|lost|loss|losses|bottom line|cash ?flow|saved|save|savings rate|left over|surplus|"
           r"deficit|margin|p&l|in the (?:black|red))\b")
 NET_SPEND = _re(r"\bnet (?:spend|spending|expenses|costs?)\b")
-INCOME = _re(r"\b(payments? received|received payments?|incoming payments?|"
+INCOME = _re(r"\b(payments? received|received payments?|incoming payments?|payments? (?:we|i) (?:received|got)|"
              r"payments? (?:from|by) (?:clients?|customers?)|"
              r"income|incomes|revenue|revenues|earn|earned|earning|earnings|made|make|makes|making|receive|"
              r"received|receiving|got paid|get paid|paid me|paid us|pay me|pay us|pays me|pays us|inflows?|"
-             r"money in|came in|takings|turnover|brought in|bring in|sold|sell)\b")
+             r"money in(?! {2,})|came in|takings|turnover|brought in|bring in|sold|sell)\b")
 WEAK_INCOME = ("made", "make", "makes", "making")
 SPEND = _re(r"\b(spend|spent|spends|spending|expense|expenses|expenditures?|costs?|costing|paid|pay|paying|"
             r"payments?|charges?|charged|bills?|billed|outgoings?|outflows?|money out|purchases?|purchased|"
-            r"bought|buy|buying|shell(?:ed)? out|burn(?:ed|t)?|go(?:es)? out|went out)\b")
+            r"bought|buy|buying|shell(?:ed)? out|burn(?:ed|t)?|go(?:es)? out|went out|c[ao]mes? out)\b")
 # Words that are spending unless the names in the question only ever bring money in.
 AMBIGUOUS_SPEND = frozenset({"pay", "paid", "paying", "payment", "payments", "charge", "charges", "bill", "bills",
                              "billed", "cost", "costs"})
@@ -67,20 +67,23 @@ SUMMARY = _re(r"\b(summary|summari[sz]e|overview|recap|snapshot|p&l|profit and l
               r"finances|report card|big picture|at a glance)\b")
 COMPARE = _re(r"\b(compare|compared|comparing|comparison|vs\.?|versus|year over year|year-over-year|yoy|"
               r"month over month|month-over-month|mom|difference between|differ|change from|changed|"
-              r"(?:more|less|higher|lower|fewer|bigger|smaller|greater)(?:\W+\w+){0,3}?\W+than|against)\b")
+              r"(?:more|less|higher|lower|fewer|bigger|smaller|greater)(?:\W+\w+){0,5}?\W+than|against)\b")
 YEAR_OVER_YEAR = _re(r"\b(year over year|year-over-year|yoy|same (?:month|quarter|period|time) (?:last|a|the previous) "
                      r"year|a year (?:earlier|before|ago))\b")
 MONTH_OVER_MONTH = _re(r"\b(month over month|month-over-month|mom)\b")
 TREND = _re(r"\b(trend|trends|trending|(?:go|goes|going|gone|went) (?:up|down)|increas\w*|decreas\w*|grow|grew|"
             r"growing|grown|rise|rose|rising|fall|fell|falling|drop|dropped|over time)\b")
 COUNT = _re(r"\b(how many|number of|count of|count|how often|how frequently)\b")
-AVERAGE = _re(r"\b(average|avg|mean|typical(?:ly)?|on average|normally|usually)\b")
-MONTHLY = _re(r"\b(monthly|per month|a month|each month|every month|month)\b")
+AVERAGE = _re(r"\b(burn rate|average|avg|mean|typical(?:ly)?|on average|normally|usually)\b")
+MONTHLY = _re(r"\b(burn rate|monthly|per month|a month|each month|every month|month)\b")
 PER_TRANSACTION = _re(r"\b(transactions?|purchases?|orders?|visits?|trips?|charges?|payments?|tickets?|bills?|"
                       r"invoices?|sales?|rides?|meals?|coffees?|flights?|lunch(?:es)?|deliver(?:y|ies)|receipts?|"
-                      r"each time|per (?:transaction|purchase|order|visit|time))\b")
+                      r"amounts?|size|each time|per (?:transaction|purchase|order|visit|time))\b")
 TOP = _re(r"\b(largest|biggest|highest|most expensive|priciest|top|greatest|maximum|max|most(?! recent)|costliest|"
           r"heaviest|largest single)\b")
+# "the biggest payment we made to a vendor": one transaction, even when a group word follows.
+SINGLE_ITEM = _re(r"\b(?:largest|biggest|highest|most expensive|priciest|costliest|smallest|cheapest|lowest)\s+"
+                  r"(?:single\s+|one\s+)?(?:expense|purchase|transaction|payment|charge|bill|order|sale|invoice)\b(?!s)")
 BOTTOM = _re(r"\b(smallest|lowest|cheapest|least expensive|least|minimum|min|tiniest)\b")
 TOP_N = _re(r"\b(?:top|largest|biggest|highest|smallest|lowest|cheapest|first|last|latest|most recent)\s+" + _NUMBER
             + r"\b|\b" + _NUMBER.replace("?P<n>", "?P<n2>") + r"\s+(?:largest|biggest|highest|most expensive|"
@@ -111,14 +114,14 @@ GROUPS: list[tuple[str, re.Pattern[str]]] = [
 BREAKDOWN = _re(r"\b(by|per|each|every|breakdown|break down|broken down|split|grouped|group|across|monthly|"
                 r"quarterly|yearly|annually|month by month|year by year)\b")
 LIST = _re(r"\b(show|list|display|give me|what were|see|itemi[sz]e|details|transactions|what did (?:i|we) "
-           r"(?:buy|purchase|pay for|get)|when did|when was|last time|most recent|latest|find|all|any|"
+           r"(?:buy|purchase|get)|when did|when was|last time|most recent|latest|find|all|any|"
            r"were there|are there)\b")
 FIRST = _re(r"\b(first|earliest|oldest)\b")
 SHARE = _re(r"(?:\b(?:percent(?:age)?|share|proportion|fraction|what part)\b|%)")
 LATEST = _re(r"\b(when did|when was|last time|most recent|latest|recent|"
              r"last (?:\d{1,3}|two|three|four|five|six|seven|eight|nine|ten|few|couple)|"
              r"last (?:payment|charge|purchase|transaction|invoice|refund)s?)\b")
-AGGREGATE = _re(r"\b(how much|total|sum|altogether|in total|overall|amount)\b")
+AGGREGATE = _re(r"\b(how much|total|sum|altogether|in total|overall|amount|costs?)\b")
 HOW_MUCH = _re(r"\b(how much|what did (?:i|we) (?:spend|earn|make|pay)|what was|what were|what is|what's|"
                r"total|sum)\b")
 
@@ -283,7 +286,7 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     moving = MOVE.search(text2) is not None and (bool(accounts) or re.search(r"\baccounts\b", text2) is not None)
     if "transfer" in types or TRANSFER_ONLY.search(text2) or moving:
         if COUNT.search(rest) or (LIST.search(rest) and not AGGREGATE.search(rest)):
-            common["types"] = ("transfer",)
+            types = common["types"] = ("transfer",)
         else:
             ordered, direction = _transfer_roles(text2, entities)
             return build(Q.TRANSFERS, accounts=ordered or accounts, types=("transfer",), direction=direction,
@@ -318,6 +321,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
             return build(Q.MONTHLY_AVERAGE)
         return build(Q.AVERAGE)
     top, bottom = TOP.search(rest), BOTTOM.search(rest)
+    if (top or bottom) and SINGLE_ITEM.search(text2):
+        return build(Q.TOP, n=n or 1, ascending=bool(bottom) and (not top or bottom.start() < top.start()))
     if top or bottom:
         ascending = bool(bottom) and (not top or bottom.start() < top.start())
         if group:

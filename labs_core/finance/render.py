@@ -34,7 +34,8 @@ def _period(q: FinanceQuery, result: FinanceResult) -> str:
     if p.label == f"{p.start.isoformat()} to {p.end.isoformat()}":
         return f"from {p.label}"
     preposition = "" if p.label.startswith(("since", "before", "until", "after", "through", "up to", "the last",
-                                            "the past", "last", "this", "year to", "month to", "quarter to")) else "in "
+                                            "the past", "last", "this", "year to", "month to", "quarter to",
+                                            "yesterday", "today")) or " ago" in p.label else "in "
     return preposition + p.describe()
 
 
