@@ -15,7 +15,7 @@ from labs_core.finance import query as Q
 from labs_core.finance import router
 from labs_core.finance.compute import Executor
 from labs_core.finance.data import Dataset, TransactionStore
-from labs_core.finance.followup import is_follow_up, merge
+from labs_core.finance.followup import is_follow_up, merge, strip_opener
 from labs_core.finance.grounding import NOT_UNDERSTOOD, PARTIAL, unrecognised_names, unrecognised_note
 from labs_core.finance.parse import ParseContext, parse, parts
 from labs_core.finance.query import FinanceQuery, FinanceResult
@@ -116,6 +116,8 @@ class FinanceEngine:
                    span: tuple[date, date]) -> FinanceResult | None:
         if not previous or not is_follow_up(text) or router.is_finance_question(text, data.vocabulary, span):
             return None
+        if router.is_general(strip_opener(text)):
+            return None  # "and what is compound interest?"
         before = previous[-1]
         if not router.is_finance_question(before, data.vocabulary, span):
             return None

@@ -23,6 +23,11 @@ def is_follow_up(text: str) -> bool:
     return len(text) <= MAX_CHARS and FOLLOW_UP.search(text) is not None
 
 
+def strip_opener(text: str) -> str:
+    """The follow-up without "and", "what about": "and what is compound interest?" -> "what is ..."."""
+    return FOLLOW_UP.sub("", text, count=1).strip(" ,")
+
+
 def merge(previous: Q.FinanceQuery, new: Parts) -> Q.FinanceQuery:
     """The previous question with the follow-up's parts in place of its own."""
     changes: dict = {}

@@ -339,7 +339,9 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         latest = LATEST.search(rest) is not None
         return build(Q.LIST, types=types or (_count_types(measure, explicit) if explicit else ()),
                      latest_first=latest, n=n or (1 if latest and not PLURAL_ITEM.search(rest) else None))
-    if explicit or HOW_MUCH.search(rest):
+    # Without a money word, "how much"/"what's" needs a name from the data ("what's the total at
+    # Amazon"); "what's our zorblax ratio in 2025" is not understood (the engine gives what it can).
+    if explicit or (HOW_MUCH.search(rest) and (categories or merchants or accounts)):
         return build(Q.TOTAL, share=bool(SHARE.search(text2)) and bool(categories or merchants or accounts))
     return None
 

@@ -128,6 +128,13 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
     return False
 
 
+def is_general(text: str) -> bool:
+    """A definition, advice, creative or code request, or a general money topic: never about the data
+    on its own, whatever names it contains."""
+    t = normalize(text).strip()
+    return any(p.search(t) for p in (CREATIVE, CODE, ADVICE, CONCEPT, GENERAL_MONEY_TOPICS, GENERAL_PRICE))
+
+
 def _names_data_period(t: str, span: tuple[date, date] | None) -> bool:
     """A period the data covers (any period when the span is unknown)."""
     reference = span[1] if span else _ANY_DATE
