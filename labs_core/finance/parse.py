@@ -114,7 +114,7 @@ GROUPS: list[tuple[str, re.Pattern[str]]] = [
 BREAKDOWN = _re(r"\b(by|per|each|every|breakdown|break down|broken down|split|grouped|group|across|monthly|"
                 r"quarterly|yearly|annually|month by month|year by year)\b")
 LIST = _re(r"\b(show|list|display|give me|what were|see|itemi[sz]e|details|transactions|what did (?:i|we) "
-           r"(?:buy|purchase|get)|when did|when was|last time|most recent|latest|find|all|any|"
+           r"(?:buy|purchase|get)|when did|when was|last time|most recent|latest|find|all|any|anything|"
            r"were there|are there)\b")
 FIRST = _re(r"\b(first|earliest|oldest)\b")
 SHARE = _re(r"(?:\b(?:percent(?:age)?|share|proportion|fraction|what part)\b|%)")

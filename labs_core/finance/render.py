@@ -52,7 +52,7 @@ def _filters(q: FinanceQuery) -> str:
     if q.min_amount is not None or q.max_amount is not None:
         bounds = [f"at least {q.min_amount:,.2f}" if q.min_amount is not None else "",
                   f"at most {q.max_amount:,.2f}" if q.max_amount is not None else ""]
-        parts.append("in transactions of " + " and ".join(b for b in bounds if b))
+        parts.append("with amounts of " + " and ".join(b for b in bounds if b))
     return (" " + " ".join(parts)) if parts else ""
 
 
