@@ -71,7 +71,9 @@ LEDGER_PHRASES = re.compile(r"\b(transactions?|total (?:spend|spending|expenses|
 # Money words specific enough to make "<word> ... <period>" a data question on their own.
 LEDGER_MONEY = re.compile(r"\b(spend|spent|spending|expenses|income|revenue|profit|profits|net|cash ?flow|"
                           r"transactions?|refunds?|transfers|purchases|earnings|outgoings|payments|charges|bills|"
-                          r"fees|money (?:in|out)|money (?:went|came|moved)|went out|came in|inflows?|outflows?)\b")
+                          r"fees|money (?:in|out)|money (?:went|came|moved)|went out|came in|inflows?|outflows?|"
+                          r"c[ao]mes? out of|br(?:ing|ought|ings) in)\b")
+VERSUS = re.compile(r"\b(vs\.?|versus|compared? (?:to|with)|against)(?=\s|$)")
 AMOUNT = re.compile(r"\b(?:over|above|under|below|more than|less than|at least|exceeding)\s+\$?\d")
 CURRENCY_AMOUNT = re.compile(r"(?:\$|\busd ?)\d[\d,]*(?:\.\d+)?k?\b|\b\d[\d,]*(?:\.\d+)?k? ?(?:usd|dollars|bucks)\b")
 SUPERLATIVE = re.compile(r"\b(largest|biggest|highest|smallest|lowest|most expensive|priciest|cheapest|costliest|"
@@ -121,8 +123,12 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
         return True  # "any charges over $2,500 this year?"
     if CURRENCY_AMOUNT.search(t) and in_data:
         return True  # "anything above $10k in 2024?"
-    if (LEDGER_MONEY.search(money_text) or entities) and in_data:
-        return True  # "income in 2024", "Uber vs Lyft last year", "what came out of PayPal in 2025?"
+    if LEDGER_MONEY.search(money_text) and in_data:
+        return True  # "income in 2024", "what came out of PayPal in 2025?"
+    if in_data and (accounts or (len(entities) >= 2 and VERSUS.search(t))):
+        return True  # "Uber vs Lyft last year"; a merchant and a year alone may be news ("what did Apple release")
+    if entities and in_data and money and SUPERLATIVE.search(t):
+        return True  # "biggest Amazon order in 2025"
     if personal and entities and SUPERLATIVE.search(t):
         return True  # "our priciest meal", "our typical monthly rent"
     return False

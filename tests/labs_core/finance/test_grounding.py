@@ -124,3 +124,13 @@ def test_pathological_messages_are_fast(engine, kind):
     engine.query(text)
     engine.answer_chat(text)
     assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize("text", [
+    "What did Amazon announce in 2024?", "Did Apple release a new iPhone in 2025?", "Was Zoom popular in 2024?",
+    "Did Shell raise gas prices in 2024?", "What new features did Slack add in 2025?", "How did Hilton do in Q3 2024?",
+    "What did Microsoft buy in 2024?", "Is Starbucks open on Christmas 2025?",
+])
+def test_news_about_a_merchant_goes_to_the_model(engine, text):
+    """A merchant of the data and a year it covers are not enough: the merchants are public companies."""
+    assert engine.answer_chat(text) is None
