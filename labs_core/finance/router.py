@@ -62,6 +62,8 @@ LEDGER_PHRASES = re.compile(r"\b(transactions?|total (?:spend|spending|expenses|
                             r"merchants?|vendors?|categories|clients?)|spending by|expenses by|income by|"
                             r"revenue by|financial summary|recurring (?:payments?|charges?|expenses?)|"
                             r"unusual (?:transactions?|expenses?|charges?|payments?)|net income|cash ?flow|"
+                            r"(?:moved?|moving|transfer(?:red)?|shifted|swept) (?:\w+ ){0,3}between (?:our |my |the )?"
+                            r"(?:own )?accounts|"
                             r"monthly (?:spend|spending|expenses|income|average)|"
                             r"how (?:is|are) (?:my|our|the) (?:business|studio|company|finances) doing|"
                             r"(?:income|revenue) (?:vs\.?|versus|and|against|compared to) "
@@ -73,6 +75,8 @@ LEDGER_MONEY = re.compile(r"\b(spend|spent|spending|expenses|income|revenue|prof
                           r"transactions?|refunds?|transfers|purchases|earnings|outgoings|payments|charges|bills|"
                           r"fees|money (?:in|out)|money (?:went|came|moved)|went out|came in|inflows?|outflows?|"
                           r"c[ao]mes? out of|br(?:ing|ought|ings) in)\b")
+MOVE = re.compile(r"\b(mov(?:e|ed|es|ing)|shift(?:ed|s)?|swe(?:ep|pt|eps)|put|transferr?(?:ed|ing)?|"
+                  r"pa(?:y|id) (?:off|down|towards?))\b")
 VERSUS = re.compile(r"\b(vs\.?|versus|compared? (?:to|with)|against)(?=\s|$)")
 AMOUNT = re.compile(r"\b(?:over|above|under|below|more than|less than|at least|exceeding)\s+\$?\d")
 CURRENCY_AMOUNT = re.compile(r"(?:\$|\busd ?)\d[\d,]*(?:\.\d+)?k?\b|\b\d[\d,]*(?:\.\d+)?k? ?(?:usd|dollars|bucks)\b")
@@ -115,6 +119,8 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
         return False
     if (personal or accounts) and money:
         return True
+    if MOVE.search(t) and any(e.kind == ACCOUNT for e in entities) and not is_general(t):
+        return True  # "how much did we move into savings", "what did we shift from checking to the card"
     if LEDGER_PHRASES.search(money_text):
         return True
     if entities and COUNTING.search(money_text):

@@ -91,3 +91,17 @@ def test_refunds_fees_interest_on_their_own(engine, frame):
     assert round(engine.query("How much did we pay in fees in 2024?").value * 100) == fees
     result = engine.query("How much interest did we earn in 2024?")
     assert result.intent == "total_income" and round(result.value * 100) == interest
+
+
+@pytest.mark.parametrize("text", ["How much did we move between accounts in 2025?", "How much did we move into savings?",
+                                  "what did we shift from checking to the card last year",
+                                  "How much went on Transfer last year?"])
+def test_transfer_questions_are_routed_to_the_data(engine, text):
+    result = engine.answer_chat(text)
+    assert result is not None and result.intent == "transfers", text
+
+
+@pytest.mark.parametrize("text", ["We moved into a new office in 2024, any decorating tips?",
+                                  "How do I move money into a savings account?", "How long does a bank transfer take?"])
+def test_moving_in_general_goes_to_the_model(engine, text):
+    assert engine.answer_chat(text) is None
