@@ -25,6 +25,7 @@ CREATIVE = re.compile(r"\b(write|compose|draft|poem|poems|haiku|story|stories|so
 CODE = re.compile(r"\b(python|javascript|sql|code|function|regex|excel formula|spreadsheet formula|pandas|script|"
                   r"api|json)\b")
 ADVICE = re.compile(r"\b(how (?:do|can|should|could|would|might) (?:i|we|you|one|people)|should (?:i|we)|tips|"
+                    r"(?:do|does|will) (?:i|we) (?:need|have) to|when (?:do|should|must|can) (?:i|we)|"
                     r"advice|advise|ideas?|ways to|best way|recommend\w*|suggest\w*|help me (?:save|budget|plan|cut)|"
                     r"is it (?:worth|better|good|wise)|pros and cons|strategy|strategies|plan for)\b")
 CONCEPT = re.compile(r"^(?:what(?: is|'s| are| does)|define|why (?:is|are|do|does)|who (?:is|was|founded)|"
@@ -82,7 +83,9 @@ AMOUNT = re.compile(r"\b(?:over|above|under|below|more than|less than|at least|e
 CURRENCY_AMOUNT = re.compile(r"(?:\$|\busd ?)\d[\d,]*(?:\.\d+)?k?\b|\b\d[\d,]*(?:\.\d+)?k? ?(?:usd|dollars|bucks)\b")
 SUPERLATIVE = re.compile(r"\b(largest|biggest|highest|smallest|lowest|most expensive|priciest|cheapest|costliest|"
                          r"first|last|latest|average|typical|monthly|total)\b")
-COUNTING = re.compile(r"\b(how much|how many|how often|total|spend|spent|spending|paid|pay|cost|costs|charges?|"
+COUNTING = re.compile(r"\b(how much|how many (?:[\w'&]+ ){0,2}(?:transactions?|times|purchases?|orders?|visits?|"
+                      r"rides?|charges?|payments?|refunds?|bills?|subscriptions?|trips?|meals?|sales?|invoices?|"
+                      r"transfers?|expenses?|flights?|deliveries)|how often|total|spend|spent|spending|paid|pay|cost|costs|charges?|"
                       r"transactions?|purchases?|bills?|refunds?|subscriptions?|income|revenue|earned|received|"
                       r"average|amount)\b")
 
