@@ -290,7 +290,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         else:
             ordered, direction = _transfer_roles(text2, entities)
             return build(Q.TRANSFERS, accounts=ordered or accounts, types=("transfer",), direction=direction,
-                         spend_asked=SPEND_ON.search(rest) is not None)
+                         spend_asked=SPEND_ON.search(rest) is not None,
+                         group_by=group if group in ("month", "quarter", "year") else None)
 
     if UNUSUAL.search(rest):
         return build(Q.UNUSUAL)

@@ -323,6 +323,10 @@ def _transfers(r: FinanceResult, q: FinanceQuery) -> str:
         head = f"Moved between your own accounts{where}: {money(r.value, c)} in {sum(b.count for b in r.breakdown)} " \
                f"transfer(s)."
     lines.append(head)
+    if d["by_period"]:
+        lines.append(f"By {GROUP_NOUN[q.group_by or 'month']}:")
+        lines += [f"- {key}: {money(value, c, signed=len(q.accounts) == 1 and not q.direction)} ({count} transfers)"
+                  for key, value, count in d["by_period"][:MAX_LINES]]
     lines.append("By route:")
     lines += [f"- {b.key}: {money(b.value, c)} ({b.count} transfers)" for b in r.breakdown[:MAX_LINES]]
     lines.append("By account (out, in, net):")

@@ -105,3 +105,16 @@ def test_transfer_questions_are_routed_to_the_data(engine, text):
                                   "How do I move money into a savings account?", "How long does a bank transfer take?"])
 def test_moving_in_general_goes_to_the_model(engine, text):
     assert engine.answer_chat(text) is None
+
+
+def test_transfers_per_period(engine, frame):
+    rows = transfers(frame, 2025)
+    result = engine.query("Transfers by month in 2025")
+    want = {f"2025-{m:02d}": -part.loc[part["cents"] < 0, "cents"].sum() for m, part in rows.groupby(rows["date"].dt.month)}
+    got = {key: round(value * 100) for key, value, _ in result.details["by_period"]}
+    assert got == want and f"- 2025-01: {usd(want['2025-01'])}" in result.answer
+    savings = frame[(frame["type"] == "transfer") & (frame["account"] == "Business Savings")]
+    by_quarter = engine.query("How much did we move into savings each quarter?")
+    quarters = savings.groupby(savings["date"].dt.year.astype(str) + "-Q" + savings["date"].dt.quarter.astype(str))
+    assert {k: round(v * 100) for k, v, _ in by_quarter.details["by_period"]} == \
+        {k: part["cents"].sum() for k, part in quarters}
