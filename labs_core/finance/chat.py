@@ -6,7 +6,8 @@ in a few text chunks per choice (source ANSWER_SOURCE_FINANCE, the structured Fi
 the first message, FINISH_REASON_STOP on each choice's last chunk), then one message with usage.
 
 Only the last message decides, and only when it is from the user: earlier turns may well have
-been about money without the new one being a data question. Usage is a rough count (characters / 4,
+been about money without the new one being a data question. The earlier user messages only serve
+follow-ups ("and in 2024?" after a finance question). Usage is a rough count (characters / 4,
 rounded up) because no tokenizer ran; docs/finance.md says so.
 """
 
@@ -56,7 +57,8 @@ class FinanceChat:
         if getattr(last, "role", "") != "user" or not getattr(last, "content", "").strip():
             return None
         started = time.perf_counter()
-        result = await asyncio.to_thread(self.engine.answer_chat, last.content)
+        previous = [m.content for m in messages[:-1] if getattr(m, "role", "") == "user"]
+        result = await asyncio.to_thread(self.engine.answer_chat, last.content, previous)
         if result is None:
             return None
         log.info("finance: answered chat %s from the data (intent %s)", rid, result.intent)

@@ -17,6 +17,7 @@ from labs_core.finance import query as Q
 from labs_core.finance.data import Dataset
 from labs_core.finance.periods import Period
 from labs_core.finance.query import BreakdownRow, FinanceQuery, FinanceResult
+from labs_core.finance.transfers import account_flows, routes
 
 SPEND_TYPES = ("expense", "refund")
 ROW_COLUMNS = ("date", "description", "merchant", "category", "amount", "account", "currency", "type")
@@ -124,7 +125,7 @@ class Executor:
         handler = {
             Q.TOTAL: self.total, Q.TOP: self.top, Q.BREAKDOWN: self.breakdown, Q.MONTHLY_AVERAGE: self.monthly_average,
             Q.AVERAGE: self.average, Q.COUNT: self.count, Q.COMPARE: self.compare, Q.RECURRING: self.recurring,
-            Q.UNUSUAL: self.unusual, Q.SUMMARY: self.summary, Q.LIST: self.list,
+            Q.UNUSUAL: self.unusual, Q.SUMMARY: self.summary, Q.LIST: self.list, Q.TRANSFERS: self.transfers,
         }[q.intent]
         return handler(q)
 
@@ -257,6 +258,27 @@ class Executor:
                                     "movers": movers, "movers_group": "merchant" if q.measure == Q.INCOME or
                                     q.categories else "category"})
 
+    def transfers(self, q: FinanceQuery) -> FinanceResult:
+        """Moves between own accounts: routes (from -> to), and per account out, in and net. With one
+        account named, the figure is what moved into it, out of it, or its net flow (q.direction);
+        with two, what moved from the first to the second; otherwise everything moved. By month,
+        quarter or year when asked."""
+        rows = select(self.frame, replace(q, accounts=(), types=("transfer",)), q.period)
+        shown_routes, flows, cents = _transfer_figures(rows, q)
+        by_period = []
+        if q.group_by in ("month", "quarter", "year") and not rows.empty:
+            for key, part in rows.groupby(_group_keys(rows, q.group_by), sort=True):
+                part_routes, _, part_cents = _transfer_figures(part, q)
+                by_period.append((str(key), _cents_to_value(part_cents), sum(r.count for r in part_routes)))
+        breakdown = [BreakdownRow(f"{r.source} -> {r.target}", _cents_to_value(r.cents), r.count) for r in shown_routes]
+        if q.accounts:
+            rows = rows[rows["account"].isin(q.accounts)]
+        details = {"flows": [(f.account, _cents_to_value(f.out_cents), _cents_to_value(f.in_cents),
+                              _cents_to_value(f.net_cents), f.count) for f in flows],
+                   "moved": _cents_to_value(sum(r.cents for r in shown_routes)), "by_period": by_period}
+        return self.result(q, value=_cents_to_value(cents), rows=row_dicts(_largest_first(rows), self.max_rows),
+                           row_count=len(rows), breakdown=breakdown, details=details)
+
     # -- patterns -----------------------------------------------------------------------------------------
 
     def recurring(self, q: FinanceQuery) -> FinanceResult:
@@ -327,6 +349,26 @@ class Executor:
             value = _cents_to_value(rows["cents"].sum())
         return self.result(q, value=value, rows=row_dicts(shown, limit), row_count=len(rows),
                            details={"latest_first": q.latest_first, "sum": _cents_to_value(rows["cents"].sum())})
+
+
+def _transfer_figures(rows: pd.DataFrame, q: FinanceQuery) -> tuple[list, list, int]:
+    """(routes shown, account flows shown, the figure in cents) for transfer rows and the accounts named."""
+    shown_routes, flows = routes(rows), account_flows(rows)
+    named = set(q.accounts)
+    if len(named) == 1:
+        shown_routes = [r for r in shown_routes if r.source in named or r.target in named]
+    elif named:
+        shown_routes = [r for r in shown_routes if r.source in named and r.target in named]
+    if named:
+        flows = [f for f in flows if f.account in named]
+    if len(q.accounts) == 1:
+        flow = flows[0] if flows else None
+        cents = 0 if flow is None else {"in": flow.in_cents, "out": flow.out_cents}.get(q.direction, flow.net_cents)
+    elif q.accounts:
+        cents = sum(r.cents for r in shown_routes if r.source == q.accounts[0] and r.target in q.accounts[1:])
+    else:
+        cents = sum(r.cents for r in shown_routes)
+    return shown_routes, flows, cents
 
 
 def _stem(description: str) -> str:

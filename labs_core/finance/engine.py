@@ -9,11 +9,16 @@ import logging
 from datetime import date
 from pathlib import Path
 
+from typing import Sequence
+
+from labs_core.finance import query as Q
 from labs_core.finance import router
 from labs_core.finance.compute import Executor
 from labs_core.finance.data import Dataset, TransactionStore
-from labs_core.finance.parse import ParseContext, parse
-from labs_core.finance.query import FinanceResult
+from labs_core.finance.followup import is_follow_up, merge, strip_opener
+from labs_core.finance.grounding import NOT_UNDERSTOOD, PARTIAL, unrecognised_names, unrecognised_note
+from labs_core.finance.parse import ParseContext, parse, parts
+from labs_core.finance.query import FinanceQuery, FinanceResult
 from labs_core.finance.render import render
 
 log = logging.getLogger(__name__)
@@ -51,32 +56,77 @@ class FinanceEngine:
                             first_date=data.first_date, income_names=self._income_names(data))
 
     def query(self, question: str, reference_date: date | None = None,
-              max_rows: int = DEFAULT_MAX_ROWS) -> FinanceResult:
-        """Answers `question` exactly; understood=False (with a hint) when no intent is recognised.
-        Raises FinanceDataError (FAILED_PRECONDITION) when the data file is missing or malformed."""
+              max_rows: int = DEFAULT_MAX_ROWS, *, parsed: FinanceQuery | None = None) -> FinanceResult:
+        """Answers `question` exactly. When no intent is recognised: understood=False, and the answer
+        gives what can be computed for the period and names recognised, or only says it could not
+        understand. Raises FinanceDataError (FAILED_PRECONDITION) when the data file is missing or
+        malformed. `parsed` (a follow-up merged with its question) skips parsing."""
         data = self.store.get()
         ctx = self.context(data, reference_date)
-        parsed = parse(question, ctx)
+        parsed = parsed or parse(question, ctx)
+        executor = Executor(data, ctx.reference_date, reference_date is None, max_rows or DEFAULT_MAX_ROWS)
         if parsed is None:
-            result = FinanceResult(understood=False, intent="unknown", currency=data.currency,
-                                   reference_date=ctx.reference_date, reference_is_data_end=reference_date is None,
-                                   data_first=data.first_date, data_last=data.last_date)
+            result = self._partial(question, ctx, executor)
         else:
-            executor = Executor(data, ctx.reference_date, reference_date is None, max_rows or DEFAULT_MAX_ROWS)
             result = executor.run(parsed)
-        result.answer = render(result)
+            result.answer = render(result)
+        unknown = unrecognised_names(question, data.vocabulary, ctx.reference_date)
+        if unknown:
+            result.details["unrecognised"] = unknown
+            result.answer = f"{unrecognised_note(unknown)}\n{result.answer}"
         return result
 
-    def answer_chat(self, text: str) -> FinanceResult | None:
-        """For the chat short-circuit: a result only when the router calls it a data question and the
-        parser understands it; None sends the chat to the model."""
+    def _partial(self, question: str, ctx: ParseContext, executor: Executor) -> FinanceResult:
+        """Not understood: a summary (income, spending, net) for what was recognised, or nothing."""
+        found = parts(question, ctx)
+        if not found.names_something:
+            result = FinanceResult(understood=False, intent="unknown", currency=executor.data.currency,
+                                   reference_date=ctx.reference_date, reference_is_data_end=executor.ref_is_end,
+                                   data_first=ctx.first_date, data_last=executor.data.last_date)
+            result.answer = f"{NOT_UNDERSTOOD} {render(result)}"
+            return result
+        summary = executor.run(FinanceQuery(
+            intent=Q.SUMMARY, period=found.periods[0] if found.periods else None, categories=found.categories,
+            merchants=found.merchants, accounts=found.accounts, question=question))
+        summary.answer = f"{PARTIAL}\n{render(summary)}"
+        summary.understood, summary.intent, summary.value = False, "partial_summary", None
+        return summary
+
+    def answer_chat(self, text: str, previous: Sequence[str] = ()) -> FinanceResult | None:
+        """For the chat short-circuit. None sends the chat to the model; that happens only when the
+        router does not call the message a question about the data. Once it does, the model never
+        answers: the result is exact, or partial with "I could not understand ...". `previous` are
+        the earlier user messages (oldest first), for follow-ups ("and in 2024?")."""
         try:
             data = self.store.get()
         except Exception:
-            if router.is_finance_question(text, None):
+            if router.is_finance_question(text, None) or (is_follow_up(text) and any(
+                    router.is_finance_question(p, None) for p in previous[-1:])):
                 raise  # a data question we cannot answer: refuse rather than let the model guess
             return None
-        if not router.is_finance_question(text, data.vocabulary, (data.first_date, data.last_date)):
+        span = (data.first_date, data.last_date)
+        follow = self._follow_up(text, previous, data, span)
+        if follow is not None:
+            return follow
+        if not router.is_finance_question(text, data.vocabulary, span):
             return None
-        result = self.query(text)
-        return result if result.understood else None
+        return self.query(text)
+
+    def _follow_up(self, text: str, previous: Sequence[str], data: Dataset,
+                   span: tuple[date, date]) -> FinanceResult | None:
+        if not previous or not is_follow_up(text) or router.is_finance_question(text, data.vocabulary, span):
+            return None
+        if router.is_general(strip_opener(text)):
+            return None  # "and what is compound interest?"
+        before = previous[-1]
+        if not router.is_finance_question(before, data.vocabulary, span):
+            return None
+        ctx = self.context(data, None)
+        earlier, new = parse(before, ctx), parts(text, ctx)
+        unknown = unrecognised_names(text, data.vocabulary, ctx.reference_date)
+        if earlier is None or not (new.names_something or new.explicit_measure or unknown):
+            return None
+        merged = merge(earlier, new)
+        result = self.query(text, parsed=merged)
+        result.answer = f'Following on from "{before}":\n{result.answer}'
+        return result

@@ -35,7 +35,7 @@ CATEGORY_SYNONYMS: dict[str, tuple[str, ...]] = {
     "equipment": ("hardware", "computers", "gear"),
     "fuel": ("gas", "gasoline", "petrol"),
     "shipping": ("postage", "couriers", "courier", "deliveries"),
-    "bank fees": ("bank charges", "banking fees", "account fees"),
+    "bank fees": ("bank charges", "banking fees", "account fees", "fees", "fee", "service fees", "service charges"),
     "education": ("training", "courses", "books", "learning"),
     "client payments": ("client income", "clients", "invoices", "invoice payments", "client revenue"),
     "sales": ("shop sales", "product sales", "online sales"),
@@ -62,6 +62,45 @@ shop store meta""".split())
 CORPORATE_SUFFIXES = ("llp", "llc", "inc", "inc.", "corp", "corp.", "corporation", "co", "co.", "ltd", "ltd.",
                       "company", "plc", "gmbh")
 ACCOUNT_QUALIFIERS = ("business", "personal", "main", "joint", "company")
+
+
+# Everyday words one letter away from a name in the data ("apply" / Apple, "user" / Uber): never read
+# as a misspelt name. Fuzzy matching also skips words shorter than 5 letters.
+NOT_TYPOS = frozenset("""
+apply apples ample shall shelf smell spell sell slick stack black slacks snack cheval chevy dealt delta
+delay della deals dealer media metal meter notice notion nation notions zooms adobes staple stable
+stapler starch stars start stark started starts states statement stated station status statue
+amazing amazed lifted lines linked united unite unity untied unit units hilly hilts hilton
+banker bankers baked bakery baking means taxed client invoice launch
+uber user users under upper udder order orders older folder figure finger fiery first lower lover
+lyric lying flyer chase chased chaser cause chose chess dental rental mental denial gusty gutsy gust
+carry canvas candy canal canoe mail mails maillot square spotty spotted spottily sport sports
+""".split())
+MAX_FUZZY_WORDS = 3
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal string alignment distance (a transposition counts 1), or limit + 1 once it exceeds limit."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            cost = ca != cb
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def typo_limit(word: str) -> int:
+    """Edits allowed for a misspelt name: none under 5 letters, 1 up to 7, 2 from 8."""
+    return 0 if len(word) < 5 else 1 if len(word) < 8 else 2
 
 
 @dataclass(frozen=True)
@@ -121,6 +160,11 @@ class Vocabulary:
             self._category_aliases(category)
         self.aliases: dict[str, tuple[str, tuple[str, ...]]] = {
             alias: (kind, tuple(names)) for alias, (kind, names) in {**self._weak, **self._strong}.items()}
+        # Names a misspelling may stand for: merchant names and their distinctive first words.
+        self._fuzzy: dict[tuple[str, int], list[str]] = {}
+        for alias, (kind, _) in self.aliases.items():
+            if kind == MERCHANT and typo_limit(alias.replace(" ", "")) and alias not in NOT_TYPOS:
+                self._fuzzy.setdefault((alias[0], len(alias.split())), []).append(alias)
         ordered = sorted(self.aliases, key=len, reverse=True)
         self._pattern = re.compile(
             r"(?<![\w'&])(" + "|".join(re.escape(a) for a in ordered) + r")(?:'s)?(?![\w&])") if ordered else None
@@ -145,6 +189,9 @@ class Vocabulary:
             self._add(" ".join(words[:-1]), MERCHANT, merchant, weak=True)
         for extra in MERCHANT_SYNONYMS.get(normalize(merchant), ()):
             self._add(extra, MERCHANT, merchant, weak=True)
+        if len(words) > 1:  # "whole food" for Whole Foods
+            for last in _plural_forms(words[-1]):
+                self._add(" ".join([*words[:-1], last]), MERCHANT, merchant, weak=True)
         first = words[0] if words else ""
         if len(words) > 1 and len(first) >= 4 and first not in COMMON_WORDS:
             self._add(first, MERCHANT, merchant, weak=True)
@@ -182,7 +229,38 @@ class Vocabulary:
         for m in self._pattern.finditer(text):
             kind, names = self.aliases[m.group(1)]
             found.append(Entity(kind, names, m.start(), m.end(), m.group(1)))
-        return found
+        found += self._misspelt(text, found)
+        return sorted(found, key=lambda e: e.start)
+
+    def _misspelt(self, text: str, found: list[Entity]) -> list[Entity]:
+        """Merchants written with a small typo ("Starbuks", "amazn", "Chipotel"): runs
+        of 1-3 words not already matched, within typo_limit edits of a name with the same first letter
+        and the same number of words. Linear in the text: a few candidates per word."""
+        words = [(m.start(), m.end(), m.group(0)) for m in re.finditer(r"[a-z][a-z'&.-]*", text)]
+        taken = [(e.start, e.end) for e in found]
+        out: list[Entity] = []
+        for i in range(len(words)):
+            for n in range(MAX_FUZZY_WORDS, 0, -1):
+                if i + n > len(words):
+                    continue
+                start, end = words[i][0], words[i + n - 1][1]
+                if any(start < e and s < end for s, e in taken):
+                    continue
+                phrase = " ".join(w for _, _, w in words[i:i + n])
+                limit = typo_limit(phrase.replace(" ", ""))
+                if not limit or phrase in NOT_TYPOS or phrase in self.aliases:
+                    continue
+                best = None
+                for alias in self._fuzzy.get((phrase[0], n), ()):
+                    distance = edit_distance(phrase, alias, min(limit, typo_limit(alias.replace(" ", ""))))
+                    if distance <= min(limit, typo_limit(alias.replace(" ", ""))) and (best is None or distance < best[0]):
+                        best = (distance, alias)
+                if best is not None:
+                    kind, names = self.aliases[best[1]]
+                    out.append(Entity(kind, names, start, end, best[1]))
+                    taken.append((start, end))
+                    break
+        return out
 
 
 EMPTY = Vocabulary()

@@ -38,18 +38,18 @@ AMOUNT_FILTER = _re(
     r"(?P<cur>\$|usd\s*|us\$)?(?P<num>\d[\d,]*(?:\.\d+)?)\s*(?P<k>k\b)?(?P<unit>\s*(?:dollars|usd|bucks)\b)?")
 LOWER_OPS = ("under", "below", "less than", "smaller than", "at most", "no more than", "cheaper than")
 
-NET = _re(r"\b(net|profit|profits|profitable|bottom line|cash ?flow|saved|save|savings rate|left over|surplus|"
+NET = _re(r"\b(net|profit|profits|profitable|lose|lost|loss|losses|bottom line|cash ?flow|saved|save|savings rate|left over|surplus|"
           r"deficit|margin|p&l|in the (?:black|red))\b")
 NET_SPEND = _re(r"\bnet (?:spend|spending|expenses|costs?)\b")
-INCOME = _re(r"\b(payments? received|received payments?|incoming payments?|"
+INCOME = _re(r"\b(payments? received|received payments?|incoming payments?|payments? (?:we|i) (?:received|got)|"
              r"payments? (?:from|by) (?:clients?|customers?)|"
              r"income|incomes|revenue|revenues|earn|earned|earning|earnings|made|make|makes|making|receive|"
              r"received|receiving|got paid|get paid|paid me|paid us|pay me|pay us|pays me|pays us|inflows?|"
-             r"money in|came in|takings|turnover|brought in|bring in|sold|sell)\b")
+             r"money in(?! {2,})|came in|takings|turnover|brought in|bring in|sold|sell)\b")
 WEAK_INCOME = ("made", "make", "makes", "making")
 SPEND = _re(r"\b(spend|spent|spends|spending|expense|expenses|expenditures?|costs?|costing|paid|pay|paying|"
             r"payments?|charges?|charged|bills?|billed|outgoings?|outflows?|money out|purchases?|purchased|"
-            r"bought|buy|buying|shell(?:ed)? out|burn(?:ed|t)?|go(?:es)? out|went out)\b")
+            r"bought|buy|buying|shell(?:ed)? out|burn(?:ed|t)?|go(?:es)? out|went out|c[ao]mes? out)\b")
 # Words that are spending unless the names in the question only ever bring money in.
 AMBIGUOUS_SPEND = frozenset({"pay", "paid", "paying", "payment", "payments", "charge", "charges", "bill", "bills",
                              "billed", "cost", "costs"})
@@ -67,20 +67,23 @@ SUMMARY = _re(r"\b(summary|summari[sz]e|overview|recap|snapshot|p&l|profit and l
               r"finances|report card|big picture|at a glance)\b")
 COMPARE = _re(r"\b(compare|compared|comparing|comparison|vs\.?|versus|year over year|year-over-year|yoy|"
               r"month over month|month-over-month|mom|difference between|differ|change from|changed|"
-              r"(?:more|less|higher|lower|fewer|bigger|smaller|greater)(?:\W+\w+){0,3}?\W+than|against)\b")
+              r"(?:more|less|higher|lower|fewer|bigger|smaller|greater)(?:\W+\w+){0,5}?\W+than|against)\b")
 YEAR_OVER_YEAR = _re(r"\b(year over year|year-over-year|yoy|same (?:month|quarter|period|time) (?:last|a|the previous) "
                      r"year|a year (?:earlier|before|ago))\b")
 MONTH_OVER_MONTH = _re(r"\b(month over month|month-over-month|mom)\b")
 TREND = _re(r"\b(trend|trends|trending|(?:go|goes|going|gone|went) (?:up|down)|increas\w*|decreas\w*|grow|grew|"
             r"growing|grown|rise|rose|rising|fall|fell|falling|drop|dropped|over time)\b")
 COUNT = _re(r"\b(how many|number of|count of|count|how often|how frequently)\b")
-AVERAGE = _re(r"\b(average|avg|mean|typical(?:ly)?|on average|normally|usually)\b")
-MONTHLY = _re(r"\b(monthly|per month|a month|each month|every month|month)\b")
+AVERAGE = _re(r"\b(burn rate|average|avg|mean|typical(?:ly)?|on average|normally|usually)\b")
+MONTHLY = _re(r"\b(burn rate|monthly|per month|a month|each month|every month|month)\b")
 PER_TRANSACTION = _re(r"\b(transactions?|purchases?|orders?|visits?|trips?|charges?|payments?|tickets?|bills?|"
                       r"invoices?|sales?|rides?|meals?|coffees?|flights?|lunch(?:es)?|deliver(?:y|ies)|receipts?|"
-                      r"each time|per (?:transaction|purchase|order|visit|time))\b")
+                      r"amounts?|size|each time|per (?:transaction|purchase|order|visit|time))\b")
 TOP = _re(r"\b(largest|biggest|highest|most expensive|priciest|top|greatest|maximum|max|most(?! recent)|costliest|"
           r"heaviest|largest single)\b")
+# "the biggest payment we made to a vendor": one transaction, even when a group word follows.
+SINGLE_ITEM = _re(r"\b(?:largest|biggest|highest|most expensive|priciest|costliest|smallest|cheapest|lowest)\s+"
+                  r"(?:single\s+|one\s+)?(?:expense|purchase|transaction|payment|charge|bill|order|sale|invoice)\b(?!s)")
 BOTTOM = _re(r"\b(smallest|lowest|cheapest|least expensive|least|minimum|min|tiniest)\b")
 TOP_N = _re(r"\b(?:top|largest|biggest|highest|smallest|lowest|cheapest|first|last|latest|most recent)\s+" + _NUMBER
             + r"\b|\b" + _NUMBER.replace("?P<n>", "?P<n2>") + r"\s+(?:largest|biggest|highest|most expensive|"
@@ -111,16 +114,26 @@ GROUPS: list[tuple[str, re.Pattern[str]]] = [
 BREAKDOWN = _re(r"\b(by|per|each|every|breakdown|break down|broken down|split|grouped|group|across|monthly|"
                 r"quarterly|yearly|annually|month by month|year by year)\b")
 LIST = _re(r"\b(show|list|display|give me|what were|see|itemi[sz]e|details|transactions|what did (?:i|we) "
-           r"(?:buy|purchase|pay for|get)|when did|when was|last time|most recent|latest|find|all|any|"
+           r"(?:buy|purchase|get)|when did|when was|last time|most recent|latest|find|all|any|anything|"
            r"were there|are there)\b")
 FIRST = _re(r"\b(first|earliest|oldest)\b")
 SHARE = _re(r"(?:\b(?:percent(?:age)?|share|proportion|fraction|what part)\b|%)")
 LATEST = _re(r"\b(when did|when was|last time|most recent|latest|recent|"
              r"last (?:\d{1,3}|two|three|four|five|six|seven|eight|nine|ten|few|couple)|"
              r"last (?:payment|charge|purchase|transaction|invoice|refund)s?)\b")
-AGGREGATE = _re(r"\b(how much|total|sum|altogether|in total|overall|amount)\b")
+AGGREGATE = _re(r"\b(how much|total|sum|altogether|in total|overall|amount|costs?)\b")
 HOW_MUCH = _re(r"\b(how much|what did (?:i|we) (?:spend|earn|make|pay)|what was|what were|what is|what's|"
                r"total|sum)\b")
+
+
+# Moves between own accounts: transfer words, or moving words with an account named.
+TRANSFER_ONLY = _re(r"\b(net (?:transfer )?flows?|(?:transfer|account) flows?|card payments?|"
+                    r"between (?:our |my |the )?(?:own )?accounts|sweeps?|swept)\b")
+MOVE = _re(r"\b(mov(?:e|ed|es|ing)|shift(?:ed|s)?|put|putting|pa(?:y|id) (?:off|down|towards?)|"
+           r"(?:pay|paid) (?:off )?on)\b")
+SPEND_ON = _re(r"\b(spen[dt]\w*|went on|go(?:es)? on|expenses?|costs?)\b")
+INTO = _re(r"\b(?:into|in to|to|towards?|on|onto)\s+(?:the\s+|our\s+|my\s+)?$")
+OUT_OF = _re(r"\b(?:out of|from|off|of)\s+(?:the\s+|our\s+|my\s+)?$")
 
 
 def _number(text: str) -> int:
@@ -201,6 +214,40 @@ def _default_n(text: str) -> int:
     return 1 if singular else 5
 
 
+@dataclass(frozen=True)
+class Parts:
+    """What a question names, intent aside: for answering what can be answered, and for follow-ups."""
+
+    periods: tuple[Period, ...]
+    categories: tuple[str, ...]
+    merchants: tuple[str, ...]
+    accounts: tuple[str, ...]
+    types: tuple[str, ...]
+    measure: str
+    explicit_measure: bool
+
+    @property
+    def names_something(self) -> bool:
+        return bool(self.periods or self.categories or self.merchants or self.accounts or self.types)
+
+
+def parts(question: str, ctx: ParseContext) -> Parts:
+    text = normalize(question).strip()
+    text1 = _mask(text, _amount_filters(text)[2])
+    found = find_periods(text1, ctx.reference_date, ctx.first_date)
+    text2 = _mask(text1, [(f.start_idx, f.end_idx) for f in found])
+    entities = ctx.vocabulary.find(text2)
+    rest = _mask(text2, [(e.start, e.end) for e in entities])
+    by_kind: dict[str, list[str]] = {CATEGORY: [], MERCHANT: [], ACCOUNT: [], TYPE: []}
+    for e in entities:
+        by_kind[e.kind].extend(v for v in e.values if v not in by_kind[e.kind])
+    named = by_kind[CATEGORY] + by_kind[MERCHANT]
+    names_income = bool(named) and all(n in ctx.income_names for n in named)
+    measure, explicit, _ = _measure(rest, names_income, tuple(by_kind[TYPE]))
+    return Parts(tuple(f.period for f in found), tuple(by_kind[CATEGORY]), tuple(by_kind[MERCHANT]),
+                 tuple(by_kind[ACCOUNT]), tuple(by_kind[TYPE]), measure, explicit)
+
+
 def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     text = normalize(question).strip()
     ref = ctx.reference_date
@@ -236,6 +283,16 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     def build(intent: str, **extra) -> Q.FinanceQuery:
         return Q.FinanceQuery(intent=intent, **{**common, **extra})
 
+    moving = MOVE.search(text2) is not None and (bool(accounts) or re.search(r"\baccounts\b", text2) is not None)
+    if "transfer" in types or TRANSFER_ONLY.search(text2) or moving:
+        if COUNT.search(rest) or (LIST.search(rest) and not AGGREGATE.search(rest)):
+            types = common["types"] = ("transfer",)
+        else:
+            ordered, direction = _transfer_roles(text2, entities)
+            return build(Q.TRANSFERS, accounts=ordered or accounts, types=("transfer",), direction=direction,
+                         spend_asked=SPEND_ON.search(rest) is not None,
+                         group_by=group if group in ("month", "quarter", "year") else None)
+
     if UNUSUAL.search(rest):
         return build(Q.UNUSUAL)
     if RECURRING.search(rest):
@@ -265,6 +322,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
             return build(Q.MONTHLY_AVERAGE)
         return build(Q.AVERAGE)
     top, bottom = TOP.search(rest), BOTTOM.search(rest)
+    if (top or bottom) and SINGLE_ITEM.search(text2):
+        return build(Q.TOP, n=n or 1, ascending=bool(bottom) and (not top or bottom.start() < top.start()))
     if top or bottom:
         ascending = bool(bottom) and (not top or bottom.start() < top.start())
         if group:
@@ -281,9 +340,28 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         latest = LATEST.search(rest) is not None
         return build(Q.LIST, types=types or (_count_types(measure, explicit) if explicit else ()),
                      latest_first=latest, n=n or (1 if latest and not PLURAL_ITEM.search(rest) else None))
-    if explicit or HOW_MUCH.search(rest):
+    # Without a money word, "how much"/"what's" needs a name from the data ("what's the total at
+    # Amazon"); "what's our zorblax ratio in 2025" is not understood (the engine gives what it can).
+    if explicit or (HOW_MUCH.search(rest) and (categories or merchants or accounts)):
         return build(Q.TOTAL, share=bool(SHARE.search(text2)) and bool(categories or merchants or accounts))
     return None
+
+
+def _transfer_roles(text: str, entities) -> tuple[tuple[str, ...], str]:
+    """Accounts in source-then-target order ("from checking to savings", "towards the card from
+    checking") and, for a single account, whether money moved into it or out of it."""
+    sources, targets, others = [], [], []
+    for e in entities:
+        if e.kind != ACCOUNT:
+            continue
+        before = text[:e.start]
+        bucket = targets if INTO.search(before) else sources if OUT_OF.search(before) else others
+        bucket.extend(v for v in e.values if v not in sources + targets + others)
+    ordered = tuple(sources + others + targets)
+    direction = ""
+    if len(ordered) == 1:
+        direction = "in" if targets else "out" if sources else ""
+    return ordered, direction
 
 
 def _count_types(measure: str, explicit: bool) -> tuple[str, ...]:

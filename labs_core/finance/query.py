@@ -20,7 +20,9 @@ RECURRING = "recurring"              # recurring payments and subscriptions
 UNUSUAL = "unusual"                  # transactions large against their merchant's or category's history
 SUMMARY = "summary"                  # income, spending, net, top categories, ...
 LIST = "list"                        # the matching transactions
-INTENTS = (TOTAL, TOP, BREAKDOWN, MONTHLY_AVERAGE, AVERAGE, COUNT, COMPARE, RECURRING, UNUSUAL, SUMMARY, LIST)
+TRANSFERS = "transfers"              # money moved between own accounts: out of / into each, net, routes
+INTENTS = (TOTAL, TOP, BREAKDOWN, MONTHLY_AVERAGE, AVERAGE, COUNT, COMPARE, RECURRING, UNUSUAL, SUMMARY, LIST,
+           TRANSFERS)
 
 # What is measured.
 SPEND = "spend"      # expenses less refunds, as a positive figure
@@ -51,12 +53,14 @@ class FinanceQuery:
     subscriptions_only: bool = False       # RECURRING: fixed-amount subscriptions, not all recurring bills
     share: bool = False                    # TOTAL: as a percentage of the same measure without the name filters
     compare_note: str = ""                 # how the second period was chosen
+    direction: str = ""                    # TRANSFERS with one account: "in" (into it), "out" (out of it)
+    spend_asked: bool = False              # TRANSFERS: the question asked for spending on transfers
     question: str = ""
 
     def filters(self) -> list[tuple[str, str]]:
         """What was understood, as (name, value) pairs for the answer and FinanceQueryResponse.filters."""
         out: list[tuple[str, str]] = [("intent", self.intent)]
-        if self.intent not in (COUNT, LIST, RECURRING, UNUSUAL, SUMMARY):
+        if self.intent not in (COUNT, LIST, RECURRING, UNUSUAL, SUMMARY, TRANSFERS):
             out.append(("measure", self.measure))
         if self.period is not None:
             out.append(("period", self.period.describe()))
@@ -78,6 +82,8 @@ class FinanceQuery:
             out.append(("order", "most recent first"))
         if self.share:
             out.append(("share", "percent of the total without the category/merchant/account filters"))
+        if self.direction:
+            out.append(("direction", {"in": "into the account", "out": "out of the account"}[self.direction]))
         if self.subscriptions_only:
             out.append(("subscriptions_only", "true"))
         return out

@@ -34,7 +34,8 @@ def _period(q: FinanceQuery, result: FinanceResult) -> str:
     if p.label == f"{p.start.isoformat()} to {p.end.isoformat()}":
         return f"from {p.label}"
     preposition = "" if p.label.startswith(("since", "before", "until", "after", "through", "up to", "the last",
-                                            "the past", "last", "this", "year to", "month to", "quarter to")) else "in "
+                                            "the past", "last", "this", "year to", "month to", "quarter to",
+                                            "yesterday", "today")) or " ago" in p.label else "in "
     return preposition + p.describe()
 
 
@@ -51,7 +52,7 @@ def _filters(q: FinanceQuery) -> str:
     if q.min_amount is not None or q.max_amount is not None:
         bounds = [f"at least {q.min_amount:,.2f}" if q.min_amount is not None else "",
                   f"at most {q.max_amount:,.2f}" if q.max_amount is not None else ""]
-        parts.append("in transactions of " + " and ".join(b for b in bounds if b))
+        parts.append("with amounts of " + " and ".join(b for b in bounds if b))
     return (" " + " ".join(parts)) if parts else ""
 
 
@@ -74,7 +75,7 @@ def _reference(result: FinanceResult) -> str:
 
 def render(result: FinanceResult) -> str:
     if not result.understood or result.query is None:
-        return ("I could not match that to a question about the transactions data. Questions that work: "
+        return ("Questions that work: "
                 + "; ".join(f'"{e}"' for e in EXAMPLES) + ".")
     q = result.query
     body = RENDERERS[q.intent](result, q)
@@ -300,8 +301,44 @@ def _list(r: FinanceResult, q: FinanceQuery) -> str:
     return "\n".join(lines)
 
 
+def _transfers(r: FinanceResult, q: FinanceQuery) -> str:
+    c, d = r.currency, r.details
+    where = f" {_period(q, r)}"
+    lines = []
+    if q.spend_asked:
+        lines.append("Transfers between your own accounts are not spending (nor income): the money stays yours, "
+                     "so spending and income figures leave them out. The transfer figures:")
+    if not r.breakdown:
+        lines.append(f"No transfers between your accounts{_filters(q)}{where}.")
+        return "\n".join(lines)
+    if len(q.accounts) == 1:
+        account, moved_out, moved_in, net, _ = d["flows"][0] if d["flows"] else (q.accounts[0], 0.0, 0.0, 0.0, 0)
+        head = {"in": f"Moved into {account}{where}: {money(moved_in, c)}.",
+                "out": f"Moved out of {account}{where}: {money(moved_out, c)}."}.get(
+            q.direction, f"Net transfer flow for {account}{where}: {money(net, c, signed=True)} "
+                         f"({money(moved_in, c)} in, {money(moved_out, c)} out).")
+    elif q.accounts:
+        head = f"Moved from {q.accounts[0]} to {' or '.join(q.accounts[1:])}{where}: {money(r.value, c)}."
+    else:
+        head = f"Moved between your own accounts{where}: {money(r.value, c)} in {sum(b.count for b in r.breakdown)} " \
+               f"transfer(s)."
+    lines.append(head)
+    if d["by_period"]:
+        lines.append(f"By {GROUP_NOUN[q.group_by or 'month']}:")
+        lines += [f"- {key}: {money(value, c, signed=len(q.accounts) == 1 and not q.direction)} ({count} transfers)"
+                  for key, value, count in d["by_period"][:MAX_LINES]]
+    lines.append("By route:")
+    lines += [f"- {b.key}: {money(b.value, c)} ({b.count} transfers)" for b in r.breakdown[:MAX_LINES]]
+    lines.append("By account (out, in, net):")
+    lines += [f"- {a}: out {money(o, c)}, in {money(i, c)}, net {money(n, c, signed=True)}"
+              for a, o, i, n, _ in d["flows"]]
+    lines.append(f"Basis: {r.row_count} transfer rows (each transfer is one row out of an account and one into "
+                 "another).")
+    return "\n".join(lines)
+
+
 RENDERERS = {
     Q.TOTAL: _total, Q.TOP: _top, Q.BREAKDOWN: _breakdown, Q.MONTHLY_AVERAGE: _monthly_average, Q.AVERAGE: _average,
     Q.COUNT: _count, Q.COMPARE: _compare, Q.RECURRING: _recurring, Q.UNUSUAL: _unusual, Q.SUMMARY: _summary,
-    Q.LIST: _list,
+    Q.LIST: _list, Q.TRANSFERS: _transfers,
 }

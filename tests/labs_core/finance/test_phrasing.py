@@ -1,0 +1,105 @@
+"""Wider phrasing, each figure checked against pandas over the CSV computed here (not the module):
+superlatives, "what did X cost us", "what did we pay for Y", relative periods, casing, currency
+symbols and "k" amounts, the plural "we"."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Callable
+
+import pandas as pd
+import pytest
+
+from labs_core.finance.engine import FinanceEngine
+from tests.labs_core.finance import reference as R
+
+SPEND = ["expense", "refund"]
+
+
+@pytest.fixture(scope="module")
+def engine() -> FinanceEngine:
+    return FinanceEngine(R.CSV)
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    f = pd.read_csv(R.CSV, parse_dates=["date"])
+    f["cents"] = (f["amount"] * 100).round().astype(int)
+    return f
+
+
+def between(f: pd.DataFrame, start: str, end: str) -> pd.DataFrame:
+    return f[(f["date"] >= start) & (f["date"] <= end)]
+
+
+def spend(f: pd.DataFrame) -> int:
+    return -f.loc[f["type"].isin(SPEND), "cents"].sum()
+
+
+def largest_expense(f: pd.DataFrame) -> int:
+    return -f.loc[f["type"] == "expense", "cents"].min()
+
+
+@dataclass(frozen=True)
+class Case:
+    question: str
+    truth: Callable[[pd.DataFrame], int]  # cents
+    reference_date: date | None = None
+
+
+Y2024, Y2025 = ("2024-01-01", "2024-12-31"), ("2025-01-01", "2025-12-31")
+CASES = [
+    # superlatives about one transaction
+    Case("What was the single most expensive purchase we made in 2024?", lambda f: largest_expense(between(f, *Y2024))),
+    Case("Priciest charge in 2025?", lambda f: largest_expense(between(f, *Y2025))),
+    Case("What's the biggest bill we paid in 2024?", lambda f: largest_expense(between(f, *Y2024))),
+    Case("largest payment we made in March 2025",
+         lambda f: largest_expense(between(f, "2025-03-01", "2025-03-31"))),
+    Case("Most expensive expense on software last year",
+         lambda f: largest_expense(between(f[f["category"] == "Software"], *Y2024))),
+    Case("What's the biggest payment we made to a vendor in 2024?", lambda f: largest_expense(between(f, *Y2024))),
+    Case("Largest single payment we received in 2025",
+         lambda f: between(f, *Y2025).loc[lambda x: x["type"] == "income", "cents"].max()),
+    # "what did X cost us", "what did we pay for Y"
+    Case("What did Adobe cost us last year?", lambda f: spend(between(f[f["merchant"] == "Adobe"], *Y2024))),
+    Case("What did the AWS bill cost us in 2025?", lambda f: spend(between(f[f["merchant"] == "AWS"], *Y2025))),
+    Case("What did we pay for rent in 2024?", lambda f: spend(between(f[f["category"] == "Rent"], *Y2024))),
+    Case("What did we pay for insurance this year?",
+         lambda f: spend(between(f[f["category"] == "Insurance"], *Y2025))),
+    # relative periods against the data's last date and a reference date
+    Case("How much did we spend last month?", lambda f: spend(between(f, "2025-11-01", "2025-11-30"))),
+    Case("What did we spend this quarter?", lambda f: spend(between(f, "2025-10-01", "2025-12-31"))),
+    Case("Our spending year to date", lambda f: spend(between(f, *Y2025))),
+    Case("Our spending year to date", lambda f: spend(between(f, "2025-01-01", "2025-05-20")), date(2025, 5, 20)),
+    Case("What did we spend this quarter?", lambda f: spend(between(f, "2024-07-01", "2024-08-15")),
+         date(2024, 8, 15)),
+    Case("How much did we spend two months ago?", lambda f: spend(between(f, "2025-10-01", "2025-10-31"))),
+    # casing and currency amounts
+    Case("TOTAL SPENT AT STAPLES IN 2025", lambda f: spend(between(f[f["merchant"] == "Staples"], *Y2025))),
+    Case("expenses over $1k in 2025",
+         lambda f: spend(between(f[f["cents"].abs() >= 100000], *Y2025))),
+    Case("How much did we spend in transactions above 2.5k USD in 2024?",
+         lambda f: spend(between(f[f["cents"].abs() >= 250000], *Y2024))),
+    # plural we, income words, losses
+    Case("How much did we make in 2024?",
+         lambda f: between(f, *Y2024).loc[lambda x: x["type"] == "income", "cents"].sum()),
+    Case("How much money did we lose in 2025?",
+         lambda f: between(f, *Y2025).loc[lambda x: x["type"] == "income", "cents"].sum() - spend(between(f, *Y2025))),
+    Case("What came out of PayPal in 2025?", lambda f: spend(between(f[f["account"] == "PayPal"], *Y2025))),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.question} @{c.reference_date}" for c in CASES])
+def test_figure_matches_pandas(engine, frame, case: Case):
+    result = engine.query(case.question, reference_date=case.reference_date)
+    truth = int(case.truth(frame))
+    assert result.understood and result.value is not None, result.answer
+    assert round(abs(result.value) * 100) == abs(truth), result.answer
+    assert f"{abs(truth) / 100:,.2f} USD" in result.answer
+
+
+def test_burn_rate_is_the_monthly_average(engine, frame):
+    result = engine.query("What's our burn rate this year?")
+    assert result.intent == "monthly_average"
+    assert round(result.value * 100) == round(spend(between(frame, *Y2025)) / 12)
