@@ -42,6 +42,9 @@ def kv_layout(model: Any) -> KVLayout:
     heads = config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    plan = getattr(model, "labs_shard_plan", None)  # tensor parallel: this rank's KV heads only
+    if plan is not None:
+        kv_heads = plan.local_kv_heads
     return KVLayout(config.num_hidden_layers, kv_heads, head_dim, model.dtype)
 
 
@@ -57,14 +60,33 @@ class HostBatch:
     logit_rows: np.ndarray
 
 
+@dataclass(frozen=True)
+class StepShape:
+    """What, besides the host arrays, decides how a forward runs (and so must be the same on every
+    tensor-parallel rank)."""
+
+    query_lens: tuple[int, ...]
+    decode_only: bool
+    single_sampling: bool  # one sequence, sampling: a prefill graph can run it
+    all_logits: bool = False
+
+    @classmethod
+    def of(cls, batch: ScheduledBatch, all_logits: bool = False) -> "StepShape":
+        return cls(tuple(batch.num_new_tokens), batch.is_decode_only,
+                   len(batch.seqs) == 1 and batch.samples(0), all_logits)
+
+
 class ModelRunner:
     def __init__(self, model: Any, block_size: int, num_blocks: int, device: torch.device | str,
-                 eos_token_ids: tuple[int, ...] = ()):
+                 eos_token_ids: tuple[int, ...] = (), steps: Any = None):
         self.model = model
+        # Tensor parallel rank 0: a tensor_parallel.StepChannel the other ranks follow; else None.
+        self.steps = steps
         self.device = torch.device(device)
         self.block_size = block_size
         self.layout = kv_layout(model)
-        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        head = model.get_output_embeddings()
+        self.vocab_size = getattr(head, "vocab_size", None) or head.weight.shape[0]
         # One spare block past the usable ones: CUDA-graph padding rows write there.
         self.kv = allocate_kv_cache(self.layout, num_blocks + 1, block_size, self.device)
         self.null_block = num_blocks
@@ -157,17 +179,17 @@ class ModelRunner:
         slots = block_of.astype(np.int64) * bs + positions % bs
         return HostBatch(ids, positions, slots, tables, context_lens, np.asarray(logit_rows, dtype=np.int64))
 
-    def metadata(self, host: HostBatch, batch: ScheduledBatch) -> AttentionMetadata:
+    def metadata(self, host: HostBatch, shape: StepShape) -> AttentionMetadata:
         dev = self.device
         as_device = lambda a: torch.from_numpy(a).to(dev, non_blocking=True)  # noqa: E731
         meta = AttentionMetadata(
             kv=self.kv, slot_mapping=as_device(host.slots), block_tables=as_device(host.tables),
-            context_lens=as_device(host.context_lens), query_lens=list(batch.num_new_tokens),
-            context_lens_host=host.context_lens.tolist(), decode_only=batch.is_decode_only,
+            context_lens=as_device(host.context_lens), query_lens=list(shape.query_lens),
+            context_lens_host=host.context_lens.tolist(), decode_only=shape.decode_only,
             backend=self.attention_backend)
         if self.attention_backend is not None:
             if meta.decode_only:
-                meta.extra["num_splits"] = self.decode_splits(len(batch.seqs))
+                meta.extra["num_splits"] = self.decode_splits(len(shape.query_lens))
             else:
                 meta.extra["tiles"] = self.attention_backend.prefill_tiles(meta.query_lens, dev)
         return meta
@@ -178,14 +200,22 @@ class ModelRunner:
         """Logits [sampling sequences, vocab] (every new token's with all_logits). `ahead_ids`: the
         input tokens of an ahead batch, as the previous step left them on the device."""
         host = self.host_batch(batch, all_logits)
-        if self.graphs is not None and not all_logits:
-            if batch.is_decode_only and len(batch.seqs) <= self.graphs.max_batch:
+        shape = StepShape.of(batch, all_logits)
+        if self.steps is not None:
+            self.steps.send((host, shape))
+        return self.forward_step(host, shape, ahead_ids)
+
+    @torch.inference_mode()
+    def forward_step(self, host: HostBatch, shape: StepShape, ahead_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The forward of one step from its host arrays (tensor-parallel ranks other than 0 start here)."""
+        if self.graphs is not None and not shape.all_logits:
+            if shape.decode_only and len(shape.query_lens) <= self.graphs.max_batch:
                 return self.graphs.run(host.ids, host.positions, host.slots, host.tables, host.context_lens,
                                        device_ids=ahead_ids)
-            if len(batch.seqs) == 1 and batch.samples(0) and len(host.ids) <= self.prefill_graphs.max_tokens:
+            if shape.single_sampling and len(host.ids) <= self.prefill_graphs.max_tokens:
                 return self.prefill_graphs.run(host.ids, host.positions, host.slots, host.tables[0],
                                                int(host.context_lens[0]))
-        meta = self.metadata(host, batch)
+        meta = self.metadata(host, shape)
         dev = self.device
         ids = ahead_ids.to(dev) if ahead_ids is not None else torch.from_numpy(host.ids).to(dev)
         return self.call_model(ids[None], torch.from_numpy(host.positions).to(dev)[None],

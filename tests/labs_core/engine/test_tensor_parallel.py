@@ -1,0 +1,144 @@
+"""Tensor parallelism on CPU: a 2-process gloo group gives the same greedy tokens as one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from labs_core.engine.tensor_parallel import ShardPlan, TensorParallelError
+from tests.labs_core.engine.harness import load, make_engine, request, run_to_completion
+from tests.support import build_tiny_llama
+
+PROMPTS = [[101, 2050, 3301, 45, 990, 7], [12, 13, 14], list(range(200, 260))]
+NEW_TOKENS = [20, 12, 9]
+
+
+class Config:
+    """What ShardPlan reads of a transformers config."""
+
+    def __init__(self, model_type="llama", heads=8, kv=2, hidden=64, intermediate=128, vocab=1000):
+        self.model_type, self.num_attention_heads, self.num_key_value_heads = model_type, heads, kv
+        self.hidden_size, self.intermediate_size, self.vocab_size = hidden, intermediate, vocab
+        self.head_dim = hidden // heads
+
+
+def test_each_rank_holds_its_heads_and_replicates_kv_heads_when_too_few():
+    plans = [ShardPlan.of(Config(heads=8, kv=2), rank, 4) for rank in range(4)]
+    assert [p.q_rows() for p in plans] == [slice(0, 16), slice(16, 32), slice(32, 48), slice(48, 64)]
+    # Query heads 0-3 use KV head 0, heads 4-7 KV head 1: ranks 0-1 hold KV head 0, ranks 2-3 head 1.
+    assert [p.kv_rows() for p in plans] == [slice(0, 8), slice(0, 8), slice(8, 16), slice(8, 16)]
+    assert all(p.local_kv_heads == 1 for p in plans)
+    two = [ShardPlan.of(Config(heads=8, kv=4), rank, 2) for rank in range(2)]
+    assert [p.kv_rows() for p in two] == [slice(0, 16), slice(16, 32)] and two[0].local_kv_heads == 2
+
+
+def test_vocabulary_that_does_not_divide_is_padded_on_the_last_rank():
+    plans = [ShardPlan.of(Config(vocab=1001), rank, 2) for rank in range(2)]
+    assert [p.vocab_rows() for p in plans] == [slice(0, 501), slice(501, 1001)]
+    assert plans[0].split("lm_head.weight") == (0, slice(0, 501))
+    assert plans[0].split("model.layers.3.self_attn.o_proj.weight") == (1, slice(0, 32))
+    assert plans[0].split("model.layers.3.self_attn.o_proj.bias") is None  # added once, after the sum
+    assert plans[0].split("model.norm.weight") is None
+
+
+@pytest.mark.parametrize("config, message", [
+    (Config(model_type="gpt2"), "not 'gpt2'"),
+    (Config(heads=6, kv=2), "6 attention heads"),
+    (Config(heads=8, kv=3), "3 KV heads"),
+])
+def test_models_that_cannot_split_are_refused_with_the_reason(config, message):
+    with pytest.raises(TensorParallelError, match=message):
+        ShardPlan.of(config, 0, 4)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rank_main(rank: int, world: int, port: int, model_dir: str, out: str, from_checkpoint: bool) -> None:
+    """One rank: rank 0 runs the engine, the others follow its steps."""
+    import torch.distributed as dist
+    from transformers import AutoTokenizer
+
+    from labs_core.engine.engine import EngineConfig, LLMEngine
+    from labs_core.engine.model_runner import ModelRunner
+    from labs_core.engine.tensor_parallel import StepChannel, TensorParallel, follow, load_sharded, shard_model
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        tp = TensorParallel(rank, world)
+        if from_checkpoint:
+            model = load_sharded(model_dir, tp, torch.float32, "cpu")
+        else:
+            model = load(Path(model_dir))[0]
+            shard_model(model, tp)
+        attention = model.model.layers[0].self_attn
+        assert attention.q_proj.out_features == model.config.hidden_size // world  # this rank's heads only
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        channel = StepChannel(tp)
+        runner = ModelRunner(model, 4, 256, "cpu", (tokenizer.eos_token_id,), steps=channel if rank == 0 else None)
+        if rank != 0:
+            follow(runner, channel)
+            return
+        engine = LLMEngine(runner, tokenizer, EngineConfig(block_size=4, max_model_len=1024, run_ahead=False),
+                           eos_token_ids=[tokenizer.eos_token_id])
+        results = run_to_completion(engine, [request(f"r{i}", p, max_tokens=n, temperature=0, ignore_eos=True)
+                                             for i, (p, n) in enumerate(zip(PROMPTS, NEW_TOKENS))])
+        channel.stop()
+        Path(out).write_text(json.dumps({rid: r.token_ids[0] for rid, r in results.items()}))
+    finally:
+        dist.destroy_process_group()
+
+
+def single_process_tokens(model_dir: Path) -> dict[str, list[int]]:
+    model, tokenizer = load(model_dir)
+    results = run_to_completion(make_engine(model, tokenizer, run_ahead=False),
+                                [request(f"r{i}", p, max_tokens=n, temperature=0, ignore_eos=True)
+                                 for i, (p, n) in enumerate(zip(PROMPTS, NEW_TOKENS))])
+    return {rid: r.token_ids[0] for rid, r in results.items()}
+
+
+def tensor_parallel_tokens(model_dir: Path, world: int, tmp_path: Path, from_checkpoint: bool) -> dict[str, list[int]]:
+    out = tmp_path / "tokens.json"
+    mp.start_processes(rank_main, args=(world, free_port(), str(model_dir), str(out), from_checkpoint),
+                       nprocs=world, start_method="spawn")
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def qwen_like_dir(tmp_path_factory, tokenizer_dir):
+    """Qwen2: q/k/v biases, an untied LM head, one KV head (replicated on both ranks)."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    out = tmp_path_factory.mktemp("qwen-like")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=1, max_position_embeddings=1024,
+                         eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False, initializer_range=0.3)
+    torch.manual_seed(3)
+    Qwen2ForCausalLM(config).save_pretrained(out)
+    for item in Path(tokenizer_dir).iterdir():
+        shutil.copy(item, out / item.name)
+    return out
+
+
+def test_two_ranks_give_the_tokens_of_one_process_llama_split_in_memory(tmp_path_factory, tokenizer_dir, tmp_path):
+    model_dir = build_tiny_llama(tmp_path_factory.mktemp("tp-llama"), tokenizer_dir, seed=1, initializer_range=0.3,
+                                 attention_bias=True)
+    assert tensor_parallel_tokens(model_dir, 2, tmp_path, False) == single_process_tokens(model_dir)
+
+
+def test_two_ranks_give_the_tokens_of_one_process_qwen2_read_shard_by_shard(qwen_like_dir, tmp_path):
+    assert tensor_parallel_tokens(qwen_like_dir, 2, tmp_path, True) == single_process_tokens(qwen_like_dir)
