@@ -163,7 +163,9 @@ class Store(abc.ABC):
     async def list_keys(self) -> list[KeyRecord]: ...
 
     @abc.abstractmethod
-    async def has_active_keys(self, now: float) -> bool: ...
+    async def keys_required(self, now: float) -> bool:
+        """Whether callers need a key: some key is active, or one was ever made through the admin API
+        (revoking the last key must not open the gateway; emptying LABS_API_KEYS does)."""
 
     # limits
     @abc.abstractmethod

@@ -37,8 +37,8 @@ class MemoryStore(Store):
     async def list_keys(self) -> list[KeyRecord]:
         return sorted(self.keys.values(), key=lambda k: k.created_at)
 
-    async def has_active_keys(self, now: float) -> bool:
-        return any(k.active(now) for k in self.keys.values())
+    async def keys_required(self, now: float) -> bool:
+        return any(k.source == "api" or k.active(now) for k in self.keys.values())
 
     async def hit(self, name: str, minute: int) -> int:
         counter = self.counters.setdefault((name, "m", minute), [0, 0])

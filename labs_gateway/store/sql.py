@@ -151,13 +151,13 @@ class SqlStore(Store):
             rows = conn.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM labs_keys ORDER BY created_at, name").fetchall()
         return [_key(r) for r in rows]
 
-    async def has_active_keys(self, now: float) -> bool:
-        return await self._run(self._has_active_keys, int(now))
+    async def keys_required(self, now: float) -> bool:
+        return await self._run(self._keys_required, int(now))
 
-    def _has_active_keys(self, now: int) -> bool:
+    def _keys_required(self, now: int) -> bool:
         with self.reading() as conn:
-            return conn.execute("SELECT 1 FROM labs_keys WHERE revoked_at IS NULL AND "
-                                "(expires_at IS NULL OR expires_at > ?) LIMIT 1", (now,)).fetchone() is not None
+            return conn.execute("SELECT 1 FROM labs_keys WHERE source = 'api' OR (revoked_at IS NULL AND "
+                                "(expires_at IS NULL OR expires_at > ?)) LIMIT 1", (now,)).fetchone() is not None
 
     # limits
     async def hit(self, name: str, minute: int) -> int:

@@ -91,7 +91,8 @@ def test_reconnects_when_a_core_restarts():
 def test_several_workers_share_the_port_and_sum_their_metrics(fake_core, tmp_path):
     port = int(dead_address().split(":")[1])
     env = {**os.environ, "LABS_CORE_ADDRESS": fake_core.address, "LABS_HOST": "127.0.0.1",
-           "LABS_LOG_LEVEL": "warning", "LABS_CONFIG": str(ROOT / "labs.toml"), "LABS_GATEWAY_WORKERS": "2"}
+           "LABS_LOG_LEVEL": "warning", "LABS_CONFIG": str(ROOT / "labs.toml"), "LABS_GATEWAY_WORKERS": "2",
+           "LABS_DATA_DIR": str(tmp_path)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen([sys.executable, "-m", "labs_gateway.server", "--port", str(port)], env=env, cwd=ROOT)
     try:
