@@ -35,6 +35,7 @@ class UsageRecorder:
         self.pending: list[UsageRow] = []
         self.dropped = 0
         self._task: asyncio.Task | None = None
+        self._stopping: asyncio.Event | None = None
         self._lock = asyncio.Lock()
 
     def add(self, row: UsageRow) -> None:
@@ -59,8 +60,12 @@ class UsageRecorder:
 
     async def _run(self) -> None:
         pruned = 0.0
-        while True:
-            await asyncio.sleep(self.flush_s)
+        assert self._stopping is not None
+        while not self._stopping.is_set():
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.flush_s)
+            except asyncio.TimeoutError:
+                pass
             try:
                 await self.flush()
                 if self.retention_days and time.monotonic() - pruned > PRUNE_EVERY_S:
@@ -72,15 +77,15 @@ class UsageRecorder:
                 pass  # logged by flush; the next round retries
 
     def start(self) -> None:
+        self._stopping = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="labs-usage-flush")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        """Write what is pending. The loop is asked to stop, never cancelled: a cancelled write could
+        lose its batch, or race the store's close."""
+        if self._task is not None and self._stopping is not None:
+            self._stopping.set()
+            await self._task
             self._task = None
         try:
             await self.flush()
