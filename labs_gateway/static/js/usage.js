@@ -17,7 +17,8 @@ const METRICS = {
 export function bucketSeconds(rangeMinutes) {
   if (rangeMinutes <= 60) return 60;
   if (rangeMinutes <= 360) return 300;
-  return 900;
+  if (rangeMinutes <= 1440) return 900;
+  return 7200;
 }
 
 function sum(minutes) {
@@ -87,7 +88,7 @@ export class UsageView {
     this.since = Math.floor(Date.now() / 1000) - range * 60;
     try {
       const [usage, stats] = await Promise.allSettled([
-        getJSON(`/admin/usage?since=${this.since - (this.since % 60)}`, { admin: true }),
+        getJSON(`/admin/usage?since=${this.since - (this.since % 60)}${range > 1440 ? "&bucket=hour" : ""}`, { admin: true }),
         getJSON("/admin/stats", { admin: true }),
       ]);
       const errors = [usage, stats].filter((r) => r.status === "rejected").map((r) => r.reason);
