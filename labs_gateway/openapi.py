@@ -42,8 +42,9 @@ SSE = {"text/event-stream": {"schema": {"description": "Server-sent events: one 
 ERRORS = {
     "400": "Bad request: malformed JSON, wrong types, values out of range, unsupported or unknown fields, "
            "context too long (code context_length_exceeded)",
-    "401": "Missing or wrong API key",
-    "404": "Unknown model",
+    "401": "Missing, wrong, revoked or expired API key",
+    "403": "The key may not use this model; admin endpoints off (API keys on, no LABS_ADMIN_KEY)",
+    "404": "Unknown model (admin API: unknown key)",
     "413": "Request body too large",
     "415": "Content-Type is not application/json",
     "429": "Rate limit, concurrent-stream limit, or the engine's queue is full (see Retry-After)",
@@ -87,6 +88,7 @@ def _get(summary: str, ok: dict[str, Any], tag: str, operation_id: str, secured:
 def _admin_op(method: str, summary: str, operation_id: str, body: str | None = None, status: str = "200",
               parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     responses = _responses(_json("Object"))
+    responses["409"] = {"description": "A key of that name exists / the key is revoked", "content": _json("Error")}
     if status != "200":
         responses[status] = responses.pop("200")
     op: dict[str, Any] = {"summary": summary, "tags": ["admin"], "operationId": operation_id, "responses": responses}
@@ -97,7 +99,7 @@ def _admin_op(method: str, summary: str, operation_id: str, body: str | None = N
     return {method: op}
 
 
-_LIMIT = {"anyOf": [{"type": "integer", "minimum": 0}, {"type": "null"}]}
+_LIMIT = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2**53 - 1}, {"type": "null"}]}
 KEY_UPDATE: dict[str, Any] = {
     "type": "object", "additionalProperties": False,
     "properties": {
@@ -120,8 +122,10 @@ def build(keys_enabled: bool, admin_protected: bool) -> dict[str, Any]:
     model_param = [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}]
     usage_params = [{"name": "key", "in": "query", "required": False, "schema": {"type": "string"}},
                     {"name": "model", "in": "query", "required": False, "schema": {"type": "string"}},
-                    {"name": "since", "in": "query", "required": False, "schema": {"type": "number", "minimum": 0}},
-                    {"name": "until", "in": "query", "required": False, "schema": {"type": "number", "minimum": 0}},
+                    {"name": "since", "in": "query", "required": False,
+                     "schema": {"type": "number", "minimum": 0, "maximum": 1e11}},
+                    {"name": "until", "in": "query", "required": False,
+                     "schema": {"type": "number", "minimum": 0, "maximum": 1e11}},
                     {"name": "bucket", "in": "query", "required": False,
                      "schema": {"type": "string", "enum": ["minute", "hour", "day"]}},
                     {"name": "format", "in": "query", "required": False,

@@ -42,9 +42,12 @@ class UsageRecorder:
         """Called as a request ends: O(1), no I/O."""
         self.pending.append(row)
         self.metrics.count_key(row.key_name, row.status, row.prompt_tokens, row.completion_tokens)
-        if len(self.pending) > MAX_PENDING:
-            del self.pending[:len(self.pending) - MAX_PENDING]
-            self.dropped += 1
+        if len(self.pending) > MAX_PENDING:  # the store has been unreachable for a long while
+            over = len(self.pending) - MAX_PENDING
+            del self.pending[:over]
+            self.dropped += over
+            if self.dropped % 10_000 == over:
+                log.error("usage: the store is unreachable; %d oldest rows dropped so far", self.dropped)
 
     async def flush(self) -> None:
         async with self._lock:

@@ -17,6 +17,7 @@ from labs_gateway.http import JSONResponse
 from labs_gateway.state import gateway_of
 from labs_gateway.usage import BUCKETS, csv_text, report
 
+MAX_TIME_S = 1e11  # about the year 5100: far enough, and milliseconds stay inside a 64-bit integer
 CSV_ROWS = 1_000_000  # one export's most rows: narrow the range for more
 
 
@@ -58,10 +59,10 @@ def query_time(request: Request, name: str, default: float) -> float:
         return default
     try:
         value = float(values[0])
-        if len(values) > 1 or not math.isfinite(value) or value < 0:
+        if len(values) > 1 or not math.isfinite(value) or not 0 <= value <= MAX_TIME_S:
             raise ValueError
     except ValueError:
-        raise bad_request(f"{name} must be one unix time in seconds", name) from None
+        raise bad_request(f"{name} must be one unix time in seconds (0 to {MAX_TIME_S:.0f})", name) from None
     return value
 
 

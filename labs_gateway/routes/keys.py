@@ -15,6 +15,7 @@ from labs_gateway.state import gateway_of
 from labs_gateway.store.base import LIMIT_FIELDS
 
 EDITABLE = ("owner", "models", "expires_at", *LIMIT_FIELDS)
+MAX_INT = 2**53 - 1  # exact in every JSON reader, and in a 64-bit database column
 
 
 def key_fields(body: Any, *, creating: bool) -> dict[str, Any]:
@@ -42,10 +43,24 @@ def key_fields(body: Any, *, creating: bool) -> dict[str, Any]:
     for name in ("expires_at", *LIMIT_FIELDS):
         if name in body:
             value = body[name]
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise bad_request(f"{name} must be a non-negative integer or null", name)
+            if isinstance(value, float) and value.is_integer():  # JSON's 5.0 is the integer 5
+                value = int(value)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or not 0 <= value <= MAX_INT):
+                raise bad_request(f"{name} must be an integer from 0 to {MAX_INT}, or null", name)
             out[name] = value
     return out
+
+
+async def collection(request: Request) -> Response:
+    """/admin/keys: one route for both methods, so a 405 lists them all in Allow."""
+    return await (create_key(request) if request.method == "POST" else list_keys(request))
+
+
+async def item(request: Request) -> Response:
+    """/admin/keys/{name}: GET shows, PATCH changes, DELETE revokes."""
+    handler = {"PATCH": update_key, "DELETE": revoke_key}.get(request.method, get_key)
+    return await handler(request)
 
 
 async def list_keys(request: Request) -> Response:

@@ -92,3 +92,11 @@ def test_parse_when():
     assert parse_when("2027-01-31", 0, future=True) == 1_801_353_600
     with pytest.raises(CliError):
         parse_when("soon", 0, future=True)
+
+
+def test_up_banner_names_the_store_without_its_password():
+    from labs_cli.launch import store_shown
+
+    assert store_shown("", "/srv/labs") == "/srv/labs/labs.db (SQLite)"
+    assert store_shown("postgresql://labs:s3cret@db:5432/labs", "") == "postgresql://labs:***@db:5432/labs"
+    assert store_shown("sqlite:///x/labs.db", "") == "sqlite:///x/labs.db"

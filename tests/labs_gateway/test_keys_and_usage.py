@@ -177,3 +177,11 @@ def _away_from_minute_end() -> None:
     """Per-minute counters reset on the minute: keep a test's requests inside one."""
     if time.time() % 60 > 50:
         time.sleep(61 - time.time() % 60)
+
+
+def test_default_store_is_sqlite_in_the_data_dir(fake_core, tmp_path):
+    settings = gateway_settings([fake_core.address], store="", data_dir=str(tmp_path / "data"), admin_key="sk-admin")
+    with GatewayThread(create_app(settings)) as gw:
+        create(gw, name="alice")
+    db = tmp_path / "data" / "labs.db"
+    assert db.is_file() and [r[0] for r in sqlite3.connect(db).execute("SELECT name FROM labs_keys")] == ["alice"]

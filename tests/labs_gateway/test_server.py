@@ -124,3 +124,11 @@ def test_several_workers_share_the_port_and_sum_their_metrics(fake_core, tmp_pat
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_several_workers_refuse_the_memory_store(fake_core):
+    env = {**os.environ, "LABS_CORE_ADDRESS": fake_core.address, "LABS_STORE": "memory", "LABS_GATEWAY_WORKERS": "2",
+           "LABS_ENV_FILE": "/nonexistent/.env"}
+    result = subprocess.run([sys.executable, "-m", "labs_gateway.server", "--port", "0"], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "LABS_STORE=memory with LABS_GATEWAY_WORKERS > 1" in result.stderr
