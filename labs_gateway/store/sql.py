@@ -75,6 +75,10 @@ class SqlStore(Store):
     def reading(self) -> contextlib.AbstractContextManager[Conn]:
         return self.transaction()
 
+    def single(self) -> contextlib.AbstractContextManager[Conn]:
+        """For one statement (atomic by itself): no BEGIN / COMMIT round trips where the driver can skip them."""
+        return self.transaction()
+
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
@@ -164,7 +168,7 @@ class SqlStore(Store):
         return await self._run(self._hit, name, minute)
 
     def _hit(self, name: str, minute: int) -> int:
-        with self.transaction() as conn:
+        with self.single() as conn:
             return conn.execute(
                 "INSERT INTO labs_counters (name, win, start, requests, tokens) VALUES (?, ?, ?, 1, 0) "
                 "ON CONFLICT (name, win, start) DO UPDATE SET requests = labs_counters.requests + 1 "
@@ -292,6 +296,9 @@ class SqliteStore(SqlStore):
         with self.lock:
             yield self.conn
 
+    def single(self) -> contextlib.AbstractContextManager[Conn]:
+        return self.reading()  # autocommit: one statement is its own transaction
+
 
 class _PgConn:
     """A psycopg connection that takes the "?" placeholders of the shared statements."""
@@ -324,8 +331,9 @@ class PostgresStore(SqlStore):
         except ImportError:
             raise ValueError("LABS_STORE is a PostgreSQL URL but psycopg is not installed "
                              "(pip install 'psycopg[binary]' psycopg-pool, or labs[gateway])") from None
+        # autocommit: one statement is one round trip; transaction() adds BEGIN / COMMIT where needed
         self.pg = ConnectionPool(self.url, min_size=self.min_size, max_size=self.max_size, open=False,
-                                 kwargs={"autocommit": False}, name="labs-store")
+                                 kwargs={"autocommit": True}, name="labs-store")
         self.pg.open(wait=True, timeout=30)
 
     def disconnect(self) -> None:
@@ -341,7 +349,16 @@ class PostgresStore(SqlStore):
     @contextlib.contextmanager
     def transaction(self, migrate: bool = False) -> Iterator[Conn]:
         assert self.pg is not None, "the store is not open"
-        with self.pg.connection() as conn:  # commits on a clean exit, rolls back on an exception
+        with self.pg.connection() as conn, conn.transaction():  # commits on a clean exit, else rolls back
             if migrate:
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (PG_MIGRATION_LOCK,))
             yield _PgConn(conn)
+
+    @contextlib.contextmanager
+    def single(self) -> Iterator[Conn]:
+        assert self.pg is not None, "the store is not open"
+        with self.pg.connection() as conn:
+            yield _PgConn(conn)
+
+    def reading(self) -> contextlib.AbstractContextManager[Conn]:
+        return self.single()
