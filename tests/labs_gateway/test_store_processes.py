@@ -73,6 +73,21 @@ def test_keys_and_usage_survive_a_restart(fake_core, store, tmp_path, how):
         assert requests_of(again, "alice") == 6
     finally:
         again.stop()
+    assert secret not in database_text(store) and secret[5:] not in database_text(store)
+
+
+def database_text(url: str) -> str:
+    """Every row of the store's database as text (to look for secrets in it)."""
+    if url.startswith("sqlite://"):
+        import sqlite3
+
+        return "\n".join(sqlite3.connect(url[len("sqlite://"):]).iterdump())
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        tables = [r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        assert {"labs_keys", "labs_usage", "labs_counters"} <= set(tables)
+        return "\n".join(str(row) for t in tables for row in conn.execute(f"SELECT * FROM {t}"))
 
 
 @pytest.fixture()
