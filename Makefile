@@ -17,8 +17,10 @@ PYTEST_ARGS ?=
 # The console's browser tests drive a system chromium through Playwright (which cannot download its
 # own browsers offline). Installed from Debian when missing and we are root; a no-op when present.
 CHROMIUM_APT ?= DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+# The store's tests run a throwaway PostgreSQL server (tests/postgres.py) from Debian's packages.
+POSTGRES_APT ?= DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
 
-.PHONY: run test install install-dev browser protos bench clean help
+.PHONY: run test install install-dev browser postgres protos bench clean help
 
 help:
 	@echo "make run    - install what is missing, start core + gateway on the default models"
@@ -47,7 +49,7 @@ $(VENV)/.install-dev: pyproject.toml $(VENV)/.install
 	@touch $@
 
 install: $(VENV)/.install
-install-dev: $(VENV)/.install-dev browser
+install-dev: $(VENV)/.install-dev browser postgres
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
@@ -55,6 +57,14 @@ browser:
 		apt-get update -qq && $(CHROMIUM_APT); \
 	else \
 		echo "chromium is missing (sudo apt-get install chromium): the console's browser tests will skip, or fail when CI=true" >&2; \
+	fi
+
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && $(POSTGRES_APT); \
+	else \
+		echo "PostgreSQL is missing (sudo apt-get install postgresql): the store's PostgreSQL tests will skip, or fail when CI=true" >&2; \
 	fi
 
 run: install

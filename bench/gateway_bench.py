@@ -12,6 +12,12 @@ Three processes: the fake engine, the gateway (pinned to CPU 0 when there are tw
 this client (pinned to the other CPU with the engine). Loopback only; everything stops by itself.
 
     .venv/bin/python bench/gateway_bench.py [--requests 400] [--stream-tokens 20000]
+
+With --stores memory,sqlite,postgres it measures instead what the store adds to a request: for each
+store, a gateway with an API key that has a requests-per-minute limit and a day budget (so every
+request looks the key up, counts itself in the store and reads the budget) and usage recording on,
+and the p50 of a 1-token chat completion against the gRPC baseline. PostgreSQL: a throwaway server
+(tests/postgres.py, Debian's binaries).
 """
 
 from __future__ import annotations
@@ -111,10 +117,12 @@ def chat_body(max_tokens: int, stream: bool) -> bytes:
 
 # ------------------------------------------------------------------ measurements
 
-def latency_gateway(port: int, requests: int, tokens: int = BODY_TOKENS) -> list[float]:
+def latency_gateway(port: int, requests: int, tokens: int = BODY_TOKENS, key: str = "") -> list[float]:
     conn = http.client.HTTPConnection("127.0.0.1", port)
     body = chat_body(tokens, False)
     headers = {"content-type": "application/json"}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
     times = []
     for i in range(requests + 20):
         start = time.perf_counter()
@@ -204,11 +212,14 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--stream-tokens", type=int, default=20000)
     parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--stores", help="compare stores instead: e.g. memory,sqlite,postgres")
     args = parser.parse_args()
     if args.serve_fake:
         pin(1)
         serve_fake(args.serve_fake)
         return 0
+    if args.stores:
+        return compare_stores(args.stores.split(","), args.requests)
 
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"gateway-bench-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
@@ -220,7 +231,7 @@ def main() -> int:
         address = f"127.0.0.1:{wait_file(port_file)}"
         http_port = free_port()
         gateway_env = {**env, "LABS_CORE_ADDRESS": address, "LABS_PORT": str(http_port), "LABS_HOST": "127.0.0.1",
-                       "LABS_LOG_LEVEL": "warning", "LABS_CONFIG": str(ROOT / "labs.toml")}
+                       "LABS_LOG_LEVEL": "warning", "LABS_CONFIG": str(ROOT / "labs.toml"), "LABS_STORE": "memory"}
         cmd = [sys.executable, "-c", "import os,sys; os.sched_setaffinity(0, {0}) if (os.cpu_count() or 1) > 1 "
                "else None; from labs_gateway.server import main; sys.exit(main())"]
         gateway = subprocess.Popen(cmd, env=gateway_env, cwd=str(ROOT))
@@ -285,6 +296,86 @@ def main() -> int:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+GATEWAY_CMD = ("import os,sys; os.sched_setaffinity(0, {0}) if (os.cpu_count() or 1) > 1 else None; "
+               "from labs_gateway.server import main; sys.exit(main())")
+
+
+def start_gateway(env: dict[str, str], port: int) -> subprocess.Popen:
+    gateway = subprocess.Popen([sys.executable, "-c", GATEWAY_CMD], env=env, cwd=str(ROOT))
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/health")
+            if conn.getresponse().status == 200:
+                return gateway
+        except OSError:
+            pass
+        if time.monotonic() > deadline or gateway.poll() is not None:
+            gateway.kill()
+            raise RuntimeError("gateway did not start")
+        time.sleep(0.1)
+
+
+def create_key(port: int) -> str:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    body = json.dumps({"name": "bench", "rpm": 10**9, "day_tokens": 10**12}).encode()
+    conn.request("POST", "/admin/keys", body, {"content-type": "application/json", "authorization": "Bearer bench-admin"})
+    response = conn.getresponse()
+    data = response.read()
+    assert response.status == 201, data
+    return json.loads(data)["secret"]
+
+
+def compare_stores(stores: list[str], requests: int) -> int:
+    """p50 of a 1-token request through a keyed, limited gateway on each store, minus gRPC direct."""
+    import contextlib
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="gateway-bench-stores-"))
+    port_file = tmp / "fake.port"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    fake = subprocess.Popen([sys.executable, __file__, "--serve-fake", str(port_file)], env=env)
+    rows = []
+    try:
+        address = f"127.0.0.1:{wait_file(port_file)}"
+        pin(1)
+        direct = percentile(latency_grpc(address, requests, 1), 0.5)
+        for store in stores:
+            with contextlib.ExitStack() as stack:
+                if store == "postgres":
+                    from tests.postgres import PostgresServer
+
+                    url = stack.enter_context(PostgresServer()).new_database()
+                elif store == "sqlite":
+                    url = f"sqlite://{tmp / 'labs.db'}"
+                else:
+                    url = store
+                port = free_port()
+                gateway = start_gateway({**env, "LABS_CORE_ADDRESS": address, "LABS_PORT": str(port),
+                                         "LABS_HOST": "127.0.0.1", "LABS_LOG_LEVEL": "warning", "LABS_STORE": url,
+                                         "LABS_ADMIN_KEY": "bench-admin", "LABS_CONFIG": str(ROOT / "labs.toml")},
+                                        port)
+                try:
+                    key = create_key(port)
+                    cpu = cpu_seconds(gateway.pid)
+                    p50 = percentile(latency_gateway(port, requests, 1, key=key), 0.5)
+                    cpu = (cpu_seconds(gateway.pid) - cpu) / (requests + 20)
+                finally:
+                    gateway.terminate()
+                    gateway.wait(30)
+                rows.append((store, p50, p50 - direct, cpu))
+    finally:
+        fake.terminate()
+        fake.wait(10)
+    print(f"\nStore overhead ({os.cpu_count()} CPUs; keyed requests with an rpm limit and a day budget; "
+          f"{requests} requests; gRPC direct p50 {direct * 1e3:.2f} ms)")
+    print(f"{'store':<10} {'p50 via gateway':>16} {'gateway adds':>14} {'gateway CPU/request':>20}")
+    for store, p50, adds, cpu in rows:
+        print(f"{store:<10} {p50 * 1e3:>13.2f} ms {adds * 1e3:>11.2f} ms {cpu * 1e3:>17.2f} ms")
+    return 0
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ allowed: the client waits Retry-After and tries again. Anything else is a failur
   active_streams == 0; the gateway has no stream in flight; the asyncio tasks of both processes are
   back to their count before the run (tests/reliability/serve.py's probe);
 - the core's RSS, sampled from /proc every half second, does not keep growing (growth reported; the
-  growth over the last two thirds of the run is bounded).
+  growth over the last two thirds of the run is bounded);
+- usage recording is on (the gateway's SQLite store): every request of the run has its usage row
+  (GET /admin/usage?format=csv), none lost to the batching.
 
 Everything stops by itself: clients stop starting requests after D seconds, every read has a
 timeout, and the child processes are stopped (SIGTERM, then SIGKILL) on the way out.
@@ -102,6 +104,7 @@ class Report:
     idle_wait_s: float = 0.0
     tasks: dict[str, Any] = field(default_factory=dict)
     rss_mib: dict[str, Any] = field(default_factory=dict)
+    usage_rows: int = -1  # rows the gateway's store holds for the run's requests
 
     def failures(self) -> list[str]:
         """Every broken promise, in words; empty when the run passed."""
@@ -121,6 +124,8 @@ class Report:
             t = self.tasks.get(name, {})
             if t and t["after"] > t["before"]:
                 out.append(f"{name}: asyncio tasks {t['before']} -> {t['after']} ({t['after_names']})")
+        if self.usage_rows != self.attempts:
+            out.append(f"usage rows {self.usage_rows} != requests {self.attempts}: usage was lost")
         late = self.rss_mib.get("core_late_growth")
         if late is not None and late > self.config["late_rss_growth_limit_mib"]:
             out.append(f"core RSS grew {late:.1f} MiB over the last two thirds of the run")
@@ -138,6 +143,7 @@ class Report:
             ("whole stream p50", f"{self.total_p50_ms:.0f} ms"),
             ("429 queue full (retried after Retry-After)", f"{self.rejected_429} of {self.attempts} attempts"),
             ("errors (anything else)", str(len(self.errors))),
+            ("usage rows recorded (SQLite store) / requests", f"{self.usage_rows} / {self.attempts}"),
             ("streams equal to the non-streamed reference", f"{self.streams_checked - len(self.mismatches)} of "
                                                             f"{self.streams_checked}"),
             ("after: running / waiting / kv_blocks_used / active_streams / gateway in-flight",
@@ -387,7 +393,8 @@ def run(config: LoadConfig) -> Report:
         core = CoreProcess(core_env(model, free_port(), LABS_MAX_NUM_SEQS=str(config.max_num_seqs),
                                     LABS_MAX_WAITING=str(config.max_waiting), LABS_LOG_LEVEL="warning"),
                            workdir / "core.log", probe=True)
-        gateway = GatewayProcess(gateway_env(core.address, free_port()), workdir / "gateway.log", probe=True)
+        gateway = GatewayProcess(gateway_env(core.address, free_port(), LABS_STORE=f"sqlite://{workdir.resolve() / 'labs.db'}"),
+                                 workdir / "gateway.log", probe=True)
         with core.start(), gateway.start():
             core.wait_health("SERVING", timeout=180)
             gateway.wait_status("/ready", 200, timeout=60)
@@ -401,8 +408,10 @@ def measure(core: CoreProcess, gateway: GatewayProcess, config: LoadConfig) -> R
     wait_idle(core, gateway)
     before = {"core": settled_tasks(core), "gateway": settled_tasks(gateway)}
 
+    started_s = time.time()
     with RssSampler({"core": core, "gateway": gateway}) as rss:
         outcomes, report.wall_s = asyncio.run(run_clients(gateway.url, config))
+    report.usage_rows = usage_rows(gateway.url, started_s, time.time())
     report.idle_after, report.idle_wait_s = wait_idle(core, gateway)
     after = {"core": settled_tasks(core), "gateway": settled_tasks(gateway)}
     report.tasks = {name: {"before": before[name]["tasks"], "after": after[name]["tasks"],
@@ -435,6 +444,15 @@ def measure(core: CoreProcess, gateway: GatewayProcess, config: LoadConfig) -> R
                       "core_late_growth": (core_kib[-1] - third) / MiB,
                       "gateway_start": gw_kib[0] / MiB, "gateway_end": gw_kib[-1] / MiB}
     return report
+
+
+def usage_rows(base: str, since_s: float, until_s: float) -> int:
+    """Usage rows the gateway's store holds for requests that arrived in [since, until)."""
+    import httpx
+
+    answer = httpx.get(f"{base}/admin/usage", params={"since": since_s, "until": until_s, "format": "csv"}, timeout=60)
+    answer.raise_for_status()
+    return max(0, len(answer.text.strip().splitlines()) - 1)
 
 
 def machine() -> str:

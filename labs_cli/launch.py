@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from rich.console import Console
@@ -222,6 +223,7 @@ class UpPlan:
     api_keys: bool
     token: str
     tls_cert: str
+    store: str = ""  # where the gateway keeps keys and usage (LABS_STORE, password hidden)
 
 
 def plan_up(settings: Any, overrides: dict[str, str], core_args: Sequence[str], with_gateway: bool) -> UpPlan:
@@ -230,7 +232,18 @@ def plan_up(settings: Any, overrides: dict[str, str], core_args: Sequence[str], 
     env = {**os.environ, **overrides, "LABS_CORE_ADDRESS": address, "PYTHONUNBUFFERED": "1"}
     url = f"http://{connect_host(settings.gateway.host)}:{settings.gateway.port}" if with_gateway else None
     return UpPlan(address, url, env, list(core_args), core.drain_timeout_s, bool(settings.gateway.api_keys),
-                  core.core_token, core.tls_cert)
+                  core.core_token, core.tls_cert, store_shown(settings.gateway.store, settings.gateway.data_dir))
+
+
+def store_shown(url: str, data_dir: str) -> str:
+    """LABS_STORE as the banner shows it: the default spelled out, a password hidden."""
+    if not url.strip():
+        return f"{Path(data_dir).expanduser() / 'labs.db'} (SQLite)"
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest and ":" in rest.rpartition("@")[0]:
+        user = rest.rpartition("@")[0].split(":", 1)[0]
+        return f"{scheme}://{user}:***@{rest.rpartition('@')[2]}"
+    return url
 
 
 def gateway_available() -> bool:
@@ -320,6 +333,8 @@ def _print_banner(plan: UpPlan, models: list[Any], console: Console) -> None:
         body = ('{"model": "%s", "stream": true, "messages": [{"role": "user", "content": "Hello!"}]}' % chat)
         console.print(f"  gateway  {plan.gateway_url}  (OpenAI API at {plan.gateway_url}/v1)", highlight=False)
         console.print(f"  core     {plan.core_address}  (gRPC)", highlight=False)
+        if plan.store:
+            console.print(f"  store    {plan.store}  (keys and usage: labs keys, labs usage)", highlight=False)
         console.print("  try:", highlight=False)
         console.print(Text(f"  curl -N {plan.gateway_url}/v1/chat/completions -H 'Content-Type: application/json'"
                            f"{auth} -d '{body}'"))

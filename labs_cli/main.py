@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(embed, suppress=True)
     embed.add_argument("texts", nargs="+")
     embed.add_argument("--json", action="store_true", help="print the full vectors as JSON")
+    from labs_cli import keys
+
+    keys.add_parsers(sub)
     return parser
 
 
@@ -173,6 +176,10 @@ def run(args: argparse.Namespace, console: Console) -> int:
     if command == "up":
         return _up(args, console)
     settings = load_settings(args)
+    if command in ("keys", "usage"):
+        from labs_cli import keys
+
+        return (keys.run_keys if command == "keys" else keys.run_usage)(args, settings, console)
     with _client(settings, args) as client:
         if command == "chat":
             return _chat(args, settings, client, console)

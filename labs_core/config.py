@@ -134,6 +134,15 @@ class GatewaySettings:
     request_timeout_s: float = setting(600.0, "LABS_REQUEST_TIMEOUT_S", "gRPC deadline for one request", minimum=1)
     workers: int = setting(1, "LABS_GATEWAY_WORKERS", "Gateway processes sharing the port (one event loop each)",
                            minimum=1, maximum=64)
+    store: str = setting("", "LABS_STORE", "Keys, limits and usage: memory, sqlite:///path or postgresql://... "
+                         "(empty: SQLite in the data directory)", secret=True)
+    data_dir: str = setting("~/.labs", "LABS_DATA_DIR", "Where the gateway keeps its SQLite store (labs.db)")
+    usage_flush_s: float = setting(1.0, "LABS_USAGE_FLUSH_S", "How often usage rows are written to the store "
+                                   "(a SIGKILL loses at most this much)", minimum=0.05, maximum=60)
+    usage_retention_days: int = setting(90, "LABS_USAGE_RETENTION_DAYS", "Days of usage rows kept (0: forever)",
+                                        minimum=0)
+    key_cache_s: float = setting(0.5, "LABS_KEY_CACHE_S", "How long a gateway trusts a key it looked up "
+                                 "(a revoked key stops within this)", minimum=0, maximum=1)
     ui: bool = setting(True, "LABS_UI", "Serve the web console")
     ui_path: str = setting("/", "LABS_UI_PATH", "Where the web console is served")
 

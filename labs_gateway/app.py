@@ -20,9 +20,10 @@ from labs_gateway.core_client import CoreClient
 from labs_gateway.errors import NOT_FOUND, SERVER, GatewayError
 from labs_gateway.http import error_response
 from labs_gateway.middleware import ObserveMiddleware
-from labs_gateway.routes import admin, docs, embeddings, finance, openai, ops
+from labs_gateway.routes import admin, docs, embeddings, finance, keys, openai, ops
 from labs_gateway.routes.ui import ui_routes
 from labs_gateway.state import Gateway
+from labs_gateway.store import redact
 
 log = logging.getLogger("labs_gateway")
 
@@ -39,6 +40,9 @@ ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/ready", ops.ready, ["GET"]),
     ("/metrics", ops.metrics, ["GET"]),
     ("/admin/usage", admin.usage, ["GET"]),
+    ("/admin/keys", keys.collection, ["GET", "POST"]),
+    ("/admin/keys/{name}", keys.item, ["GET", "PATCH", "DELETE"]),
+    ("/admin/keys/{name}/rotate", keys.rotate_key, ["POST"]),
     ("/admin/stats", admin.stats, ["GET"]),
     ("/openapi.json", docs.openapi_json, ["GET"]),
     ("/docs", docs.docs, ["GET"]),
@@ -74,14 +78,16 @@ def create_app(settings: Settings | None = None, *, core: CoreClient | None = No
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.core.start()
-        log.info("labs gateway: cores %s, API keys %s", ", ".join(gateway.core.addresses),
-                 "on" if gateway.keys.enabled else "off")
+        await gateway.start()
+        log.info("labs gateway: cores %s, store %s, API keys %s", ", ".join(gateway.core.addresses),
+                 redact(gateway.store.url), "on" if await gateway.keys.enabled() else "off")
         try:
             yield
         finally:
+            await gateway.stop()
             await gateway.core.close(grace=1.0)
 
-    middleware = [Middleware(ObserveMiddleware, metrics=gateway.metrics,
+    middleware = [Middleware(ObserveMiddleware, metrics=gateway.metrics, on_usage=gateway.usage.add,
                              route_of=lambda endpoint: labels.get(endpoint, "unmatched"))]
     if settings.gateway.cors_origins:
         middleware.insert(0, Middleware(

@@ -21,7 +21,8 @@ from labs_gateway.convert.generation import ChunkEncoder, Collector, error_event
 from labs_gateway.core_client import GenerationStream, MergedStream
 from labs_gateway.errors import SERVER, GatewayError
 from labs_gateway.http import ClientGone, JSONResponse, SSEResponse, until_disconnect
-from labs_gateway.state import Gateway
+from labs_gateway.state import Gateway, usage_row
+from labs_gateway.store import UsageRow
 
 log = logging.getLogger(__name__)
 CLIENT_CLOSED = 499
@@ -31,7 +32,7 @@ class _Slot:
     """The caller's stream slot and the in-flight gauge, released exactly once."""
 
     def __init__(self, gw: Gateway, caller: Caller):
-        gw.streams.acquire(caller.name)
+        gw.streams.acquire(caller)
         gw.metrics.inflight.inc()
         self.gw, self.name, self.held = gw, caller.name, True
 
@@ -48,6 +49,10 @@ async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g
     route = "chat" if chat else "completions"
     arrived = request.scope.get("labs.start") or time.perf_counter()
     proto = protos[0]
+    gw.check_model(caller, proto.model)
+    row = usage_row(request)
+    if row is not None:
+        row.model = proto.model
     slot = _Slot(gw, caller)
     try:
         opened = await until_disconnect(request, gw.core.open_generations(protos, gw.metadata(request, caller)))
@@ -56,7 +61,6 @@ async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g
         return Response(status_code=CLIENT_CLOSED)
     except BaseException:
         slot.release()
-        gw.usage.error(caller.name)
         raise
     gw.metrics.ttft.labels(route).observe(time.perf_counter() - arrived)
     logprobs = proto.sampling.logprobs
@@ -67,19 +71,16 @@ async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g
             opened.cancel()
             slot.release()
 
-        return SSEResponse(_events(gw, caller, opened, encoder, slot), on_close=close)
+        return SSEResponse(_events(gw, row, opened, encoder, slot), on_close=close)
     collector = Collector(chat, logprobs)
     try:
         await until_disconnect(request, _collect(opened, collector))
     except ClientGone:
         return Response(status_code=CLIENT_CLOSED)
-    except GatewayError:
-        gw.usage.error(caller.name)
-        raise
     finally:
         opened.cancel()
         slot.release()
-    _account(gw, caller, collector.usage)
+    _account(gw, row, collector.usage, collector.model, collector.finish_reason)
     return JSONResponse(collector.result(proto.model))
 
 
@@ -89,7 +90,7 @@ async def _collect(opened: GenerationStream | MergedStream, collector: Collector
         collector.add(response)
 
 
-async def _events(gw: Gateway, caller: Caller, opened: GenerationStream | MergedStream, encoder: ChunkEncoder,
+async def _events(gw: Gateway, row: UsageRow | None, opened: GenerationStream | MergedStream, encoder: ChunkEncoder,
                   slot: _Slot) -> AsyncIterator[bytes]:
     try:
         chunk = encoder.encode(opened.first)
@@ -100,14 +101,14 @@ async def _events(gw: Gateway, caller: Caller, opened: GenerationStream | Merged
             chunk = encode(response)
             if chunk:
                 yield chunk
-        _account(gw, caller, encoder.usage)
+        _account(gw, row, encoder.usage, encoder.model, encoder.finish_reason)
         yield encoder.finish()
     except GatewayError as exc:
-        gw.usage.error(caller.name)
+        _account(gw, row, encoder.usage, encoder.model, "error")
         log.warning("stream failed after it started: %s", exc.message)
         yield error_event(exc.body())
     except Exception as exc:  # never leave a client hanging on a half-written stream
-        gw.usage.error(caller.name)
+        _account(gw, row, encoder.usage, encoder.model, "error")
         log.exception("unexpected error in a stream")
         yield error_event(GatewayError(500, f"internal error ({type(exc).__name__})", type=SERVER,
                                        code="internal_error").body())
@@ -116,7 +117,13 @@ async def _events(gw: Gateway, caller: Caller, opened: GenerationStream | Merged
         slot.release()
 
 
-def _account(gw: Gateway, caller: Caller, usage: Any) -> None:
+def _account(gw: Gateway, row: UsageRow | None, usage: Any, model: str, finish_reason: str) -> None:
+    """Fill the request's usage row (written when its last byte is sent) and the token metrics."""
+    if row is not None:
+        row.model = model or row.model
+        row.finish_reason = finish_reason
     if usage is not None:
-        gw.usage.tokens(caller.name, usage.prompt_tokens, usage.completion_tokens)
         gw.metrics.count_tokens(usage.prompt_tokens, usage.completion_tokens)
+        if row is not None:
+            row.prompt_tokens, row.completion_tokens = usage.prompt_tokens, usage.completion_tokens
+            row.cached_tokens = usage.cached_tokens

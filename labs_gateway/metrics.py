@@ -33,12 +33,23 @@ class Metrics:
                               registry=self.registry)
         self.inflight = Gauge("labs_gateway_inflight_streams", "Generation requests in flight",
                               registry=self.registry, multiprocess_mode="livesum")
+        self.key_requests = Counter("labs_gateway_key_requests", "Requests per API key (name) and status",
+                                    ("key", "status"), registry=self.registry)
+        self.key_tokens = Counter("labs_gateway_key_tokens", "Tokens per API key (name) and direction",
+                                  ("key", "direction"), registry=self.registry)
         self._prompt = self.tokens.labels("prompt")
         self._completion = self.tokens.labels("completion")
 
     def count_tokens(self, prompt: int, completion: int) -> None:
         self._prompt.inc(prompt)
         self._completion.inc(completion)
+
+    def count_key(self, key: str, status: int, prompt: int, completion: int) -> None:
+        self.key_requests.labels(key, str(status)).inc()
+        if prompt:
+            self.key_tokens.labels(key, "prompt").inc(prompt)
+        if completion:
+            self.key_tokens.labels(key, "completion").inc(completion)
 
     def render(self) -> bytes:
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

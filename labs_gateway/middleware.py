@@ -1,6 +1,7 @@
 """One pure-ASGI middleware for every request: the X-Request-ID (accepted when sane, generated
 otherwise, echoed in the response), request metrics by route and status with the end-to-end time
-measured at the last byte (so streams count whole), and one access-log line.
+measured at the last byte (so streams count whole), one access-log line, and the request's usage
+row (labs_gateway.usage) handed over with its status and latency once the last byte is sent.
 
 Pure ASGI rather than BaseHTTPMiddleware: that one buffers nothing but costs a task and a memory
 stream per request, which shows at thousands of SSE chunks per second.
@@ -17,6 +18,9 @@ from typing import Any, Callable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from labs_gateway.metrics import Metrics
+from labs_gateway.store import UsageRow
+
+USAGE_SCOPE_KEY = "labs.usage"  # set by Gateway.admit
 
 access_log = logging.getLogger("labs_gateway.access")
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
@@ -33,10 +37,12 @@ def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
 
 
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp, metrics: Metrics, route_of: Callable[[Any], str]):
+    def __init__(self, app: ASGIApp, metrics: Metrics, route_of: Callable[[Any], str],
+                 on_usage: Callable[[UsageRow], None] | None = None):
         self.app = app
         self.metrics = metrics
         self.route_of = route_of
+        self.on_usage = on_usage
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -57,6 +63,10 @@ class ObserveMiddleware:
             elapsed = time.perf_counter() - start
             self.metrics.requests.labels(route, scope["method"], str(code)).inc()
             self.metrics.latency.labels(route).observe(elapsed)
+            row = scope.get(USAGE_SCOPE_KEY)
+            if row is not None and self.on_usage is not None:
+                row.route, row.status, row.latency_ms = route, code, round(elapsed * 1e3, 3)
+                self.on_usage(row)
             if access_log.isEnabledFor(logging.INFO):
                 key = scope.get("state", {}).get("key_id", "-")
                 access_log.info("%s %s %d %.1fms request_id=%s key=%s", scope["method"], scope["path"], code,

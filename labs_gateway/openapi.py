@@ -42,8 +42,9 @@ SSE = {"text/event-stream": {"schema": {"description": "Server-sent events: one 
 ERRORS = {
     "400": "Bad request: malformed JSON, wrong types, values out of range, unsupported or unknown fields, "
            "context too long (code context_length_exceeded)",
-    "401": "Missing or wrong API key",
-    "404": "Unknown model",
+    "401": "Missing, wrong, revoked or expired API key",
+    "403": "The key may not use this model; admin endpoints off (API keys on, no LABS_ADMIN_KEY)",
+    "404": "Unknown model (admin API: unknown key)",
     "413": "Request body too large",
     "415": "Content-Type is not application/json",
     "429": "Rate limit, concurrent-stream limit, or the engine's queue is full (see Retry-After)",
@@ -84,11 +85,52 @@ def _get(summary: str, ok: dict[str, Any], tag: str, operation_id: str, secured:
     return {"get": op}
 
 
+def _admin_op(method: str, summary: str, operation_id: str, body: str | None = None, status: str = "200",
+              parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    responses = _responses(_json("Object"))
+    responses["409"] = {"description": "A key of that name exists / the key is revoked", "content": _json("Error")}
+    if status != "200":
+        responses[status] = responses.pop("200")
+    op: dict[str, Any] = {"summary": summary, "tags": ["admin"], "operationId": operation_id, "responses": responses}
+    if body:
+        op["requestBody"] = {"required": True, "content": _json(body)}
+    if parameters:
+        op["parameters"] = parameters
+    return {method: op}
+
+
+_LIMIT = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": 2**53 - 1}, {"type": "null"}]}
+KEY_UPDATE: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "properties": {
+        "owner": {"type": "string", "maxLength": 200, "description": "Owner or team, for reports."},
+        "models": {"type": "array", "items": {"type": "string", "minLength": 1},
+                   "description": "Models the key may use; empty: all."},
+        "expires_at": {**_LIMIT, "description": "Unix time after which the key stops working."},
+        "rpm": {**_LIMIT, "description": "Requests per minute (null: LABS_RATE_LIMIT_RPM)."},
+        "tpm": {**_LIMIT, "description": "Tokens per minute."},
+        "max_streams": {**_LIMIT, "description": "Concurrent generation requests (null: LABS_MAX_STREAMS_PER_KEY)."},
+        "day_tokens": {**_LIMIT, "description": "Token budget per UTC day (hard stop)."},
+        "month_tokens": {**_LIMIT, "description": "Token budget per UTC month (hard stop)."}}}
+KEY_CREATE: dict[str, Any] = {
+    **KEY_UPDATE, "required": ["name"],
+    "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9._@-]{1,64}$"}, **KEY_UPDATE["properties"]}}
+
+
 def build(keys_enabled: bool, admin_protected: bool) -> dict[str, Any]:
     """The document; `keys_enabled` adds the Bearer security requirement to the API routes."""
     model_param = [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}]
     usage_params = [{"name": "key", "in": "query", "required": False, "schema": {"type": "string"}},
-                    {"name": "since", "in": "query", "required": False, "schema": {"type": "number"}}]
+                    {"name": "model", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "since", "in": "query", "required": False,
+                     "schema": {"type": "number", "minimum": 0, "maximum": 1e11}},
+                    {"name": "until", "in": "query", "required": False,
+                     "schema": {"type": "number", "minimum": 0, "maximum": 1e11}},
+                    {"name": "bucket", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": ["minute", "hour", "day"]}},
+                    {"name": "format", "in": "query", "required": False,
+                     "schema": {"type": "string", "enum": ["json", "csv"]}}]
+    key_name = [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}]
     ready = {"description": "Ready", "content": {"application/json": {"schema": OBJECT}}}
     paths: dict[str, Any] = {
         "/v1/chat/completions": _post(
@@ -111,15 +153,29 @@ def build(keys_enabled: bool, admin_protected: bool) -> dict[str, Any]:
                            "security": [], "responses": {"200": ready, "503": {**ready, "description": "Not ready"}}}},
         "/metrics": _get("Prometheus metrics", {"text/plain": {"schema": {"type": "string"}}}, "operations",
                          "metrics", secured=False, errors=False),
-        "/admin/usage": _get("Usage per API key, per minute", _json("Object"), "admin", "adminUsage",
+        "/admin/usage": _get("Usage per API key and model, per minute / hour / day, or CSV rows",
+                             {**_json("Object"), "text/csv": {"schema": {"type": "string"}}}, "admin", "adminUsage",
                              parameters=usage_params),
+        "/admin/keys": {**_get("List API keys (never their secrets)", _json("List"), "admin", "listKeys"),
+                        **_admin_op("post", "Create an API key; the answer holds its secret, shown once",
+                                    "createKey", body="KeyCreateRequest", status="201")},
+        "/admin/keys/{name}": {
+            **_get("One API key", _json("Object"), "admin", "getKey", parameters=key_name),
+            **_admin_op("patch", "Change a key's owner, models, expiry or limits", "updateKey",
+                        body="KeyUpdateRequest", parameters=key_name),
+            **_admin_op("delete", "Revoke a key (every gateway refuses it within LABS_KEY_CACHE_S)", "revokeKey",
+                        parameters=key_name)},
+        "/admin/keys/{name}/rotate": _admin_op("post", "A new secret for the key (shown once); the old one stops",
+                                               "rotateKey", parameters=key_name),
         "/admin/stats": _get("Live engine figures of every core", _json("Object"), "admin", "adminStats",
                              parameters=[{"name": "prometheus", "in": "query", "required": False,
                                           "schema": {"type": "boolean"}}]),
     }
     if keys_enabled or admin_protected:
-        for path in ("/admin/usage", "/admin/stats"):
-            paths[path]["get"]["security"] = [{"bearer": []}]
+        for path, item in paths.items():
+            if path.startswith("/admin"):
+                for op in item.values():
+                    op["security"] = [{"bearer": []}]
     if not keys_enabled:
         for path, item in paths.items():
             if not path.startswith("/admin"):
@@ -135,7 +191,8 @@ def build(keys_enabled: bool, admin_protected: bool) -> dict[str, Any]:
                 "ChatCompletionRequest": schema.CHAT_REQUEST, "CompletionRequest": schema.COMPLETION_REQUEST,
                 "EmbeddingRequest": schema.EMBEDDING_REQUEST, "SimilarityRequest": schema.SIMILARITY_REQUEST,
                 "FinanceRequest": schema.FINANCE_REQUEST, "Error": ERROR, "Usage": USAGE, "Completion": COMPLETION,
-                "List": LIST, "Model": MODEL, "Object": OBJECT},
+                "List": LIST, "Model": MODEL, "Object": OBJECT, "KeyCreateRequest": KEY_CREATE,
+                "KeyUpdateRequest": KEY_UPDATE},
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
     }
     if keys_enabled:

@@ -38,6 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"labs-gateway: configuration error: {exc}", file=sys.stderr)
         return 2
     workers = settings.gateway.workers
+    if workers > 1 and settings.gateway.store.strip() == "memory":
+        print("labs-gateway: configuration error: LABS_STORE=memory with LABS_GATEWAY_WORKERS > 1 would give each "
+              "worker its own keys, limits and usage; use SQLite (the default) or PostgreSQL", file=sys.stderr)
+        return 2
     if workers > 1:
         # Each worker builds its own app from the environment: the flags travel as LABS_* variables
         # (same values, one layer lower), and Prometheus values go to files the workers share.

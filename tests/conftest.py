@@ -24,3 +24,17 @@ def tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory, tokenizer_dir: Path) -> Path:
     """A 2-layer random Llama with SmolLM2's tokenizer: real text in, fast on CPU."""
     return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server (tests/postgres.py); skipped only when PostgreSQL is not installed
+    (`make postgres` installs it), and a failure under CI=true."""
+    from tests.postgres import PostgresServer, pg_bin
+
+    if pg_bin() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("PostgreSQL is not installed (make postgres)")
+        pytest.skip("PostgreSQL is not installed (make postgres)")
+    with PostgresServer() as server:
+        yield server

@@ -195,6 +195,10 @@ class Collector:
             choice.finish_reason = FINISH_REASONS.get(r.finish_reason, "stop")
             choice.stop_reason = r.stop_reason
 
+    @property
+    def finish_reason(self) -> str:
+        return next((c.finish_reason or "" for _, c in sorted(self.choices.items())), "")
+
     def result(self, model_fallback: str = "") -> dict[str, Any]:
         now = int(time.time())
         choices = []
@@ -237,11 +241,14 @@ class ChunkEncoder:
         self.started: set[int] = set()
         self.text_logprobs: dict[int, TextLogprobs] = {}
         self.usage: common_pb2.Usage | None = None
+        self.model = ""
+        self.finish_reason = ""  # the last choice's, for usage
 
     def _start(self, model: str) -> None:
         head = {"id": new_id(self.chat), "object": "chat.completion.chunk" if self.chat else "text_completion",
                 "created": int(time.time()), "model": model or self.model_fallback,
                 "system_fingerprint": SYSTEM_FINGERPRINT}
+        self.model = head["model"]
         self.prefix = b"data: " + orjson.dumps(head)[:-1] + b',"choices":['
 
     def encode(self, r: g.GenerateResponse) -> bytes:
@@ -254,6 +261,8 @@ class ChunkEncoder:
         if not (r.text or r.reasoning_text or finish or r.logprobs or extra):
             return b""
         index = r.index
+        if finish:
+            self.finish_reason = FINISH_REASONS.get(finish, "stop")
         if self.chat:
             delta: dict[str, Any] = {}
             if index not in self.started:

@@ -76,7 +76,7 @@ fetch("openapi.json").then(r => r.json()).then(d => {
 
 async def openapi_json(request: Request) -> Response:
     gw = gateway_of(request)
-    return JSONResponse(openapi.build(gw.keys.enabled, bool(gw.keys.admin_key)))
+    return JSONResponse(openapi.build(await gw.keys.enabled(), bool(gw.keys.admin_key)))
 
 
 async def docs(request: Request) -> Response:

@@ -18,7 +18,7 @@ from labs_gateway.validate import validate
 
 async def chat_completions(request: Request) -> Response:
     gw = gateway_of(request)
-    caller = gw.admit(request)
+    caller = await gw.admit(request)
     body = await read_json(request, gw.settings.gateway.max_body_bytes)
     validate(body, schema.CHAT_REQUEST)
     return await generate(request, gw, caller, [convert.chat_request(body, request_id(request))], body, chat=True)
@@ -26,7 +26,7 @@ async def chat_completions(request: Request) -> Response:
 
 async def completions(request: Request) -> Response:
     gw = gateway_of(request)
-    caller = gw.admit(request)
+    caller = await gw.admit(request)
     body = await read_json(request, gw.settings.gateway.max_body_bytes)
     validate(body, schema.COMPLETION_REQUEST)
     return await generate(request, gw, caller, convert.completion_requests(body, request_id(request)), body,
@@ -35,7 +35,7 @@ async def completions(request: Request) -> Response:
 
 async def list_models(request: Request) -> Response:
     gw = gateway_of(request)
-    caller = gw.admit(request)
+    caller = await gw.admit(request)
     answers = await gw.core.each(lambda core: core.models.ListModels, models_pb2.ListModelsRequest(),
                                  gw.metadata(request, caller), timeout_s=10.0)
     found = [r for _, r in answers if not isinstance(r, GatewayError)]
@@ -46,7 +46,7 @@ async def list_models(request: Request) -> Response:
 
 async def retrieve_model(request: Request) -> Response:
     gw = gateway_of(request)
-    caller = gw.admit(request)
+    caller = await gw.admit(request)
     name = request.path_params["model_id"]
     info = await gw.core.unary(lambda core: core.models.GetModel, models_pb2.GetModelRequest(name=name),
                                gw.metadata(request, caller), timeout_s=10.0)

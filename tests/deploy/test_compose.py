@@ -17,6 +17,7 @@ from tests.deploy.manifests import (COMPOSE_FILES, DEPLOY, ROOT, Reset, compose_
 BASE = DEPLOY / "docker-compose.yml"
 CPU = DEPLOY / "docker-compose.cpu.yml"
 MULTI = DEPLOY / "docker-compose.multi-gpu.yml"
+POSTGRES = DEPLOY / "docker-compose.postgres.yml"
 ENV_EXAMPLE = DEPLOY / "labs.env.example"
 SECRETS = ("LABS_API_KEYS", "LABS_ADMIN_KEY", "LABS_CORE_TOKEN")
 
@@ -42,7 +43,7 @@ SETUPS = {"gpu": (BASE,), "cpu": (BASE, CPU), "multi-gpu": (MULTI,)}
 
 
 def test_the_files_are_the_ones_documented():
-    assert set(COMPOSE_FILES) == {BASE, CPU, MULTI}
+    assert set(COMPOSE_FILES) == {BASE, CPU, MULTI, POSTGRES}
     docs = (ROOT / "docs" / "deploy.md").read_text()
     for path in COMPOSE_FILES:
         assert f"deploy/{path.name}" in docs
@@ -179,3 +180,25 @@ def test_env_example_has_placeholders_and_real_variables(tmp_path):
 
     settings = Settings.load(environ={}, env_file=ENV_EXAMPLE, toml_path=ROOT / "labs.toml")
     assert settings.gateway.api_keys == (values["LABS_API_KEYS"],)
+
+
+def test_postgres_override_shares_one_store_between_two_gateways():
+    config = effective(BASE, POSTGRES)
+    pg = config["services"]["postgres"]
+    assert pg["env_file"] == "postgres.env" and "POSTGRES_PASSWORD" not in pg.get("environment", {})
+    assert "ports" not in pg, "the database stays on the compose network"
+    assert "postgres.env" in (DEPLOY / ".gitignore").read_text().split()
+    example = read_dotenv(DEPLOY / "postgres.env.example")
+    assert set(example) == {"POSTGRES_PASSWORD"} and "REPLACE_ME" in example["POSTGRES_PASSWORD"]
+    gateways = {name: s for name, s in config["services"].items() if name.startswith("gateway")}
+    assert len(gateways) == 2
+    published = set()
+    for name, service in gateways.items():
+        assert service["depends_on"]["postgres"] == {"condition": "service_healthy"}, name
+        assert service["depends_on"]["core"] == {"condition": "service_healthy"}, name
+        assert service["env_file"] == "labs.env" and not set(SECRETS) & set(compose_env(service))
+        assert compose_env(service)["LABS_CORE_ADDRESS"] == compose_env(gateway(config))["LABS_CORE_ADDRESS"]
+        published.update(p.split(":")[0] for p in service["ports"])
+    assert published == {"8000", "8001"}
+    suggested = re.findall(r"^#\s*LABS_STORE=(\S+)", ENV_EXAMPLE.read_text(), re.M)
+    assert suggested and suggested[0].startswith("postgresql://labs:") and suggested[0].endswith("@postgres:5432/labs")

@@ -7,9 +7,9 @@ import re
 from tests.deploy.manifests import ROOT, deploy_text_files, real_env_vars
 
 DOC = ROOT / "docs" / "deploy.md"
-# Named by the doc but not in the repository: the user's own env file (git-ignored), and the engine's
+# Named by the doc but not in the repository: the user's own env files (git-ignored), and the engine's
 # doc (written with the engine).
-NOT_IN_REPO = {"deploy/labs.env", "docs/engine.md"}
+NOT_IN_REPO = {"deploy/labs.env", "deploy/postgres.env", "docs/engine.md"}
 
 
 def test_every_labs_variable_named_anywhere_in_deployment_is_real():

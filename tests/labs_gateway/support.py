@@ -81,10 +81,12 @@ class GrpcThread:
 
 
 def gateway_settings(core_addresses: list[str], core: dict[str, Any] | None = None, **gateway: Any) -> Any:
-    """Settings for a test gateway: the given cores, no labs.toml, quiet logs."""
+    """Settings for a test gateway: the given cores, no labs.toml, quiet logs, the memory store
+    unless the test names one (store="sqlite:///..." or a PostgreSQL URL)."""
     from labs_core.config import Settings, ValueSource
 
-    layer = {"gateway.core_address": tuple(core_addresses), "gateway.port": 0, "logging.log_level": "warning"}
+    layer = {"gateway.core_address": tuple(core_addresses), "gateway.port": 0, "logging.log_level": "warning",
+             "gateway.store": "memory"}
     layer.update({f"gateway.{k}": v for k, v in gateway.items()})
     layer.update({f"core.{k}": v for k, v in (core or {}).items()})
     return Settings.from_layers([(ValueSource("cli"), layer)])

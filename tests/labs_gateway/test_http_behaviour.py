@@ -59,7 +59,7 @@ def test_admin_usage_needs_admin_key(keyed):
     assert totals["requests"] == old["requests"] + 1
     assert totals["prompt_tokens"] == old["prompt_tokens"] + 7
     assert totals["completion_tokens"] == old["completion_tokens"] + 3
-    assert after["keys"]["alice"]["minutes"][-1]["requests"] >= 1 and set(after["keys"]) == {"alice"}
+    assert after["keys"]["alice"]["buckets"][-1]["requests"] >= 1 and set(after["keys"]) == {"alice"}
 
 
 def test_admin_disabled_when_keys_but_no_admin_key(fake_core):
@@ -212,7 +212,7 @@ def test_openapi_and_docs(fake_gateway):
     assert doc["openapi"].startswith("3.1")
     app_paths = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{model_id}", "/v1/embeddings",
                  "/v1/similarities", "/v1/finance/query", "/health", "/v1/health", "/ready", "/metrics",
-                 "/admin/usage", "/admin/stats"}
+                 "/admin/usage", "/admin/stats", "/admin/keys", "/admin/keys/{name}", "/admin/keys/{name}/rotate"}
     assert app_paths == set(doc["paths"])
     chat = doc["components"]["schemas"]["ChatCompletionRequest"]
     assert {"messages", "temperature", "top_k", "tools"} <= set(chat["properties"])

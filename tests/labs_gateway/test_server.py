@@ -91,7 +91,8 @@ def test_reconnects_when_a_core_restarts():
 def test_several_workers_share_the_port_and_sum_their_metrics(fake_core, tmp_path):
     port = int(dead_address().split(":")[1])
     env = {**os.environ, "LABS_CORE_ADDRESS": fake_core.address, "LABS_HOST": "127.0.0.1",
-           "LABS_LOG_LEVEL": "warning", "LABS_CONFIG": str(ROOT / "labs.toml"), "LABS_GATEWAY_WORKERS": "2"}
+           "LABS_LOG_LEVEL": "warning", "LABS_CONFIG": str(ROOT / "labs.toml"), "LABS_GATEWAY_WORKERS": "2",
+           "LABS_DATA_DIR": str(tmp_path)}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen([sys.executable, "-m", "labs_gateway.server", "--port", str(port)], env=env, cwd=ROOT)
     try:
@@ -123,3 +124,11 @@ def test_several_workers_share_the_port_and_sum_their_metrics(fake_core, tmp_pat
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_several_workers_refuse_the_memory_store(fake_core):
+    env = {**os.environ, "LABS_CORE_ADDRESS": fake_core.address, "LABS_STORE": "memory", "LABS_GATEWAY_WORKERS": "2",
+           "LABS_ENV_FILE": "/nonexistent/.env"}
+    result = subprocess.run([sys.executable, "-m", "labs_gateway.server", "--port", "0"], env=env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "LABS_STORE=memory with LABS_GATEWAY_WORKERS > 1" in result.stderr

@@ -63,8 +63,10 @@ def core_env(model_dir: str | Path, port: int, **labs: str) -> dict[str, str]:
 
 
 def gateway_env(core_address: str, port: int, **labs: str) -> dict[str, str]:
+    """A gateway on 127.0.0.1:port; the memory store unless LABS_STORE is given (several workers
+    need a shared one: pass LABS_STORE=sqlite:///... or a PostgreSQL URL)."""
     defaults = dict(LABS_CORE_ADDRESS=core_address, LABS_HOST="127.0.0.1", LABS_PORT=str(port),
-                    LABS_LOG_LEVEL="warning", LABS_UI="false")
+                    LABS_LOG_LEVEL="warning", LABS_UI="false", LABS_STORE="memory")
     return base_env(**{**defaults, **labs})
 
 

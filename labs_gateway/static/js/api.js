@@ -93,6 +93,15 @@ export async function getJSON(path, { admin = false, signal, accept = [] } = {})
   }
 }
 
+/** An admin API call (POST / PATCH / DELETE with a JSON body) with the admin key; the JSON answer. */
+export async function adminCall(method, path, body) {
+  const init = { method, headers: headers(keys.admin, body ? { "Content-Type": "application/json" } : {}) };
+  if (body) init.body = JSON.stringify(body);
+  const response = await send(path, init);
+  if (!response.ok) throw await errorFrom(response);
+  return response.json();
+}
+
 /**
  * POST /v1/chat/completions with stream:true; yields each chunk object. An error event in the
  * stream (the gateway sends one when the core fails mid-answer) is thrown as an ApiError.

@@ -1,10 +1,11 @@
-// Entry point: the three views behind hash routes (#chat, #usage, #status), the API key popover
+// Entry point: the four views behind hash routes (#chat, #usage, #keys, #status), the API key popover
 // and the readiness dot in the top bar.
 
 import { keys } from "./api.js";
 import { ChatView } from "./chat.js";
 import { $ } from "./dom.js";
 import { icon } from "./icons.js";
+import { KeysView } from "./keys.js";
 import { readiness, StatusView } from "./status.js";
 import { UsageView } from "./usage.js";
 
@@ -58,7 +59,7 @@ async function checkHealth() {
 
 function main() {
   $("#toggle-sidebar").append(icon("menu"));
-  const views = { chat: new ChatView(), usage: new UsageView(), status: new StatusView() };
+  const views = { chat: new ChatView(), usage: new UsageView(), keys: new KeysView(), status: new StatusView() };
   let current = null;
   const route = () => {
     const name = location.hash.slice(1) in views ? location.hash.slice(1) : "chat";

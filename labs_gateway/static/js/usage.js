@@ -1,4 +1,4 @@
-// The usage view: tokens and requests per API key over time (GET /admin/usage, per-minute buckets)
+// The usage view: tokens and requests per API key over time (GET /admin/usage, per-minute buckets read from the store)
 // and the live engine figures (GET /admin/stats). Both need the admin key when keys are on.
 
 import { getJSON, keys } from "./api.js";
@@ -17,7 +17,8 @@ const METRICS = {
 export function bucketSeconds(rangeMinutes) {
   if (rangeMinutes <= 60) return 60;
   if (rangeMinutes <= 360) return 300;
-  return 900;
+  if (rangeMinutes <= 1440) return 900;
+  return 7200;
 }
 
 function sum(minutes) {
@@ -87,7 +88,7 @@ export class UsageView {
     this.since = Math.floor(Date.now() / 1000) - range * 60;
     try {
       const [usage, stats] = await Promise.allSettled([
-        getJSON(`/admin/usage?since=${this.since - (this.since % 60)}`, { admin: true }),
+        getJSON(`/admin/usage?since=${this.since - (this.since % 60)}${range > 1440 ? "&bucket=hour" : ""}`, { admin: true }),
         getJSON("/admin/stats", { admin: true }),
       ]);
       const errors = [usage, stats].filter((r) => r.status === "rejected").map((r) => r.reason);
@@ -127,7 +128,7 @@ export class UsageView {
   keysInRange() {
     const out = [];
     for (const [name, entry] of Object.entries(this.usage?.keys || {})) {
-      const minutes = (entry.minutes || []).filter((m) => m.minute >= this.since - (this.since % 60));
+      const minutes = (entry.buckets || []).filter((m) => m.start >= this.since - (this.since % 60));
       out.push({ name, minutes, sums: sum(minutes), totals: entry.totals });
     }
     out.sort((a, b) => b.sums.total_tokens - a.sums.total_tokens || a.name.localeCompare(b.name));
@@ -152,7 +153,7 @@ export class UsageView {
     const series = this.keysInRange().map((key) => {
       const values = new Array(times.length).fill(0);
       for (const m of key.minutes) {
-        const i = Math.floor((m.minute - first) / bucket);
+        const i = Math.floor((m.start - first) / bucket);
         if (i >= 0 && i < values.length) values[i] += metric.of(m);
       }
       return { name: key.name, cls: this.colour(key.name), values };

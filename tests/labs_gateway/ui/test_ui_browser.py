@@ -225,6 +225,64 @@ def test_status_page_lists_cores_and_models(page, gateway):
     expect(page.locator("#health")).to_have_class(re.compile(r"\bok\b"))
 
 
+@pytest.fixture()
+def admin_gateway(fake_core):
+    from labs_gateway import create_app
+    from tests.labs_gateway.support import GatewayThread, gateway_settings
+
+    with GatewayThread(create_app(gateway_settings([fake_core.address], admin_key=ADMIN))) as gw:
+        yield gw
+
+
+def test_keys_page_creates_rotates_and_revokes(page, admin_gateway):
+    url = admin_gateway.url
+    chat = {"model": "fake-chat", "messages": [{"role": "user", "content": "hi"}]}
+
+    def status(secret: str) -> int:
+        return httpx.post(f"{url}/v1/chat/completions", json=chat, headers={"Authorization": f"Bearer {secret}"},
+                          timeout=10).status_code
+
+    page.goto(f"{url}/#keys")
+    page.fill("#keys-admin-key", ADMIN)
+    page.press("#keys-admin-key", "Enter")
+    expect(page.locator("#keys-table tbody")).to_contain_text("No keys yet")
+    form = page.locator("#key-create")
+    form.locator("[name=name]").fill("alice")
+    form.locator("[name=owner]").fill("team-a")
+    form.locator("[name=models]").fill("fake-chat")
+    form.locator("[name=rpm]").fill("5")
+    form.locator("[name=day_tokens]").fill("1000")
+    form.locator("button[type=submit]").click()
+    secret_box = page.locator("#key-secret code.secret")
+    expect(secret_box).to_have_text(re.compile(r"^labs-"))
+    secret = secret_box.inner_text()
+    row = page.locator("#keys-table tr[data-key='alice']")
+    expect(row).to_contain_text("team-a")
+    expect(row).to_contain_text("5 rpm, 1,000 tok/day")
+    expect(row).to_contain_text("active")
+    assert secret not in page.locator("#keys-table").inner_text()
+    assert status(secret) == 200
+
+    row.get_by_role("button", name="Rotate").click()
+    expect(secret_box).not_to_have_text(secret)
+    rotated = secret_box.inner_text()
+    assert rotated.startswith("labs-") and status(secret) == 401 and status(rotated) == 200
+
+    revoke = row.get_by_role("button", name="Revoke")
+    revoke.click()
+    expect(row.get_by_role("button", name="Confirm revoke")).to_be_visible()
+    row.get_by_role("button", name="Confirm revoke").click()
+    expect(row).to_contain_text("revoked")
+    assert status(rotated) == 401
+
+    page.fill("#keys-admin-key", "wrong")
+    page.press("#keys-admin-key", "Enter")
+    expect(page.locator("#keys-error")).to_contain_text("admin key")
+    page.click("a[href='#usage']")
+    page.click("a[href='#keys']")
+    expect(page.locator("#key-secret")).to_be_empty()  # shown once: gone after leaving the page
+
+
 # ---------------------------------------------------------------- scripted answers (fake core)
 
 def test_reasoning_is_shown_apart_and_collapses(page, scripted_gateway):
@@ -320,7 +378,7 @@ def test_rename_export_and_delete(page, scripted_gateway):
 
 # ---------------------------------------------------------------- small screens
 
-@pytest.mark.parametrize("view", ["chat", "usage", "status"])
+@pytest.mark.parametrize("view", ["chat", "usage", "keys", "status"])
 def test_no_horizontal_scroll_at_360_px(browser, scripted_gateway, view, tmp_path):
     context = browser.new_context(viewport={"width": 360, "height": 740})
     try:
@@ -338,6 +396,9 @@ def test_no_horizontal_scroll_at_360_px(browser, scripted_gateway, view, tmp_pat
         if view == "chat":
             expect(page.locator(".msg.assistant .code")).to_be_visible()
             page.click("#toggle-settings")
+        elif view == "keys":
+            expect(page.locator("#keys-table tbody")).to_contain_text("No keys yet")
+            expect(page.locator("#toggle-sidebar")).to_be_hidden()
         else:
             ready = page.locator("#usage-updated") if view == "usage" else page.locator("#ready-pill")
             expect(ready).to_contain_text("updated" if view == "usage" else "Ready")
