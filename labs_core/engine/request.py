@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from labs_core.engine.choice_stream import ReasoningTags
 from labs_core.engine.params import SamplingParams
+from labs_core.structured.request import ToolParsing
 from labs_core.structured.spec import Constraint
 
 
@@ -21,4 +22,6 @@ class EngineRequest:
     prompt_text_tail: str = ""
     # Structured output: what the choices must match (compiled in the engine, grammar.py).
     constraint: Constraint | None = None
+    # How the serving process reads tool calls out of the text (the engine ignores it).
+    tool_parsing: ToolParsing | None = None
     arrival_time: float = field(default_factory=time.monotonic)

@@ -15,6 +15,13 @@ from typing import Any
 
 from labs_core.errors import InvalidRequest
 
+# JSON Schema keywords xgrammar parses but does not enforce (checked with xgrammar 0.2.9): a schema
+# using them is refused, because "always valid" would not hold. docs/structured-output.md.
+UNENFORCED = ("not", "if", "then", "else", "contains", "minContains", "maxContains", "dependentRequired",
+              "dependentSchemas", "dependencies", "unevaluatedProperties", "unevaluatedItems", "oneOf")
+# String formats xgrammar turns into a pattern; any other format would pass unchecked.
+FORMATS = ("date", "time", "date-time", "duration", "email", "hostname", "ipv4", "ipv6", "uri", "uri-reference",
+           "uuid")
 KINDS = ("json_schema", "json_object", "regex", "choice", "grammar")
 MAX_SPEC_CHARS = 256 * 1024
 MAX_CHOICES = 1024
@@ -57,12 +64,51 @@ def check(constraint: Constraint) -> None:
             raise InvalidRequest(f"{constraint.param} is not valid JSON: {exc}", param=constraint.param) from None
         if not isinstance(parsed, (dict, bool)):
             raise InvalidRequest(f"{constraint.param} must be a JSON Schema object", param=constraint.param)
+        problem = unenforced(parsed)
+        if problem:
+            raise InvalidRequest(f"{constraint.param} uses {problem}, which structured output cannot enforce",
+                                 param=constraint.param)
     if constraint.kind == "choice":
         options = json.loads(constraint.value)
         if not options or len(options) > MAX_CHOICES or not all(isinstance(o, str) and o for o in options):
             raise InvalidRequest(f"{constraint.param} needs 1 to {MAX_CHOICES} non-empty strings",
                                  param=constraint.param)
     _parsed(constraint)
+
+
+def unenforced(schema: Any, path: str = "#") -> str:
+    """The first schema feature xgrammar would not enforce, as 'keyword at path'; "" when none."""
+    if isinstance(schema, list):
+        for i, item in enumerate(schema):
+            found = unenforced(item, f"{path}/{i}")
+            if found:
+                return found
+        return ""
+    if not isinstance(schema, dict):
+        return ""
+    for key in UNENFORCED:
+        if key in schema:
+            return f"{key!r} at {path}" + (" (use anyOf)" if key == "oneOf" else "")
+    if schema.get("uniqueItems") is True:
+        return f"'uniqueItems' at {path}"
+    if isinstance(schema.get("allOf"), list) and len(schema["allOf"]) > 1:
+        return f"'allOf' with several schemas at {path}"
+    fmt = schema.get("format")
+    if isinstance(fmt, str) and fmt not in FORMATS:
+        return f"format {fmt!r} at {path} (supported: {', '.join(FORMATS)})"
+    for key, value in schema.items():
+        if key in ("enum", "const", "default", "examples", "description", "title"):
+            continue  # values, not schemas
+        if key in ("properties", "$defs", "definitions", "patternProperties"):
+            for name, sub in (value.items() if isinstance(value, dict) else ()):
+                found = unenforced(sub, f"{path}/{key}/{name}")
+                if found:
+                    return found
+        elif isinstance(value, (dict, list)):
+            found = unenforced(value, f"{path}/{key}")
+            if found:
+                return found
+    return ""
 
 
 @lru_cache(maxsize=256)
