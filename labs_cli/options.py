@@ -4,6 +4,8 @@ generation.proto), so a bad /set is refused at once instead of failing every lat
 
 from __future__ import annotations
 
+import json
+
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -48,6 +50,32 @@ def _stops(text: str) -> tuple[str, ...]:
     return items
 
 
+def _choices(text: str) -> tuple[str, ...]:
+    items = tuple(s for s in (part.strip() for part in text.split(",")) if s)
+    if not items:
+        raise ValueError("give the choices, comma separated")
+    return items
+
+
+def _json_text(text: str) -> str:
+    json.loads(text)  # ValueError names the problem
+    return text
+
+
+def _tools(text: str) -> tuple[tuple[str, str, str], ...]:
+    """A JSON list of {name, description, parameters} (or OpenAI's {"type": "function", "function": ...})."""
+    items = json.loads(text)
+    if not isinstance(items, list):
+        raise ValueError("a JSON list of tools")
+    tools = []
+    for item in items:
+        f = item.get("function", item) if isinstance(item, dict) else None
+        if not isinstance(f, dict) or not f.get("name"):
+            raise ValueError("every tool needs a name")
+        tools.append((f["name"], f.get("description", ""), json.dumps(f["parameters"]) if "parameters" in f else ""))
+    return tuple(tools)
+
+
 @dataclass(frozen=True)
 class Option:
     name: str
@@ -72,6 +100,12 @@ OPTIONS: dict[str, Option] = {o.name: o for o in (
     Option("ignore_eos", parse_bool, "keep generating past EOS until max_tokens"),
     Option("think", parse_bool, "enable_thinking for thinking models (Qwen3 style)", "request"),
     Option("finance", parse_bool, "answer finance questions exactly from the data", "request"),
+    Option("json", parse_bool, "answers are JSON (response_format json_object)", "request"),
+    Option("schema", _json_text, "answers follow this JSON Schema (JSON text)", "request"),
+    Option("regex", str, "answers match this regular expression", "request"),
+    Option("choice", _choices, "the answer is one of these, comma separated", "request"),
+    Option("tools", _tools, "tools the model may call: a JSON list of {name, description, parameters}", "request"),
+    Option("tool_choice", str, "auto, none, required, or a tool's name", "request"),
     Option("reasoning", parse_bool, "show a thinking model's reasoning", "view"),
     Option("markdown", parse_bool, "render answers as markdown", "view"),
 )}
@@ -113,5 +147,22 @@ def sampling_params(values: dict[str, Any]) -> generation_pb2.SamplingParams:
 
 
 def request_fields(values: dict[str, Any]) -> dict[str, Any]:
-    """GenerateRequest fields (enable_thinking, finance_shortcut) for the options set."""
-    return {REQUEST_FIELDS[k]: v for k, v in values.items() if OPTIONS[k].target == "request"}
+    """GenerateRequest fields (enable_thinking, finance_shortcut, structured output, tools) for the
+    options set."""
+    fields = {REQUEST_FIELDS[k]: v for k, v in values.items() if k in REQUEST_FIELDS}
+    if values.get("schema"):
+        fields["response_format"] = generation_pb2.ResponseFormat(type="json_schema", json_schema=values["schema"])
+    elif values.get("json"):
+        fields["response_format"] = generation_pb2.ResponseFormat(type="json_object")
+    for key in ("regex", "choice"):
+        if values.get(key):
+            fields[key] = values[key]
+    if values.get("tools"):
+        fields["tools"] = [generation_pb2.Tool(name=n, description=d, parameters=p) for n, d, p in values["tools"]]
+    choice = values.get("tool_choice")
+    if choice:
+        if choice in ("auto", "none", "required"):
+            fields["tool_choice"] = choice
+        else:
+            fields["tool_choice"], fields["tool_choice_name"] = "function", choice
+    return fields

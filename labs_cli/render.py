@@ -4,6 +4,8 @@ can capture it (Console(file=StringIO()))."""
 
 from __future__ import annotations
 
+import json
+
 from typing import Any, Iterable
 
 from rich.console import Console, ConsoleOptions, RenderResult
@@ -73,8 +75,24 @@ def print_answer(console: Console, reply: Reply, show_reasoning: bool = True, ma
         console.print(Markdown(body))
     elif body:
         console.print(Text(body))
+    for index in sorted(reply.tool_calls):
+        console.print(tool_call_line(reply.tool_calls[index]))
     if reply.cancelled:
         console.print(Text("[cancelled]", style="yellow"))
+
+
+def tool_call_line(call: dict[str, str]) -> Text:
+    """`-> get_weather {"city": "Paris"}  (call_…)`: one line a call, arguments pretty when they parse."""
+    try:
+        arguments = json.dumps(json.loads(call["arguments"]), ensure_ascii=False)
+    except ValueError:
+        arguments = call["arguments"]
+    line = Text("→ tool call ", style="magenta")
+    line.append(call["name"], style="bold magenta")
+    line.append(" " + arguments)
+    if call.get("id"):
+        line.append(f"  ({call['id']})", style="dim")
+    return line
 
 
 def reply_stats(reply: Reply) -> str:

@@ -12,7 +12,7 @@ from labs_cli.client import CoreClient
 from labs_core.proto import generation_pb2
 
 FINISH = {generation_pb2.FINISH_REASON_STOP: "stop", generation_pb2.FINISH_REASON_LENGTH: "length",
-          generation_pb2.FINISH_REASON_ABORT: "abort"}
+          generation_pb2.FINISH_REASON_ABORT: "abort", generation_pb2.FINISH_REASON_TOOL_CALLS: "tool_calls"}
 SOURCES = {generation_pb2.ANSWER_SOURCE_MODEL: "model", generation_pb2.ANSWER_SOURCE_FINANCE: "finance"}
 
 
@@ -34,6 +34,8 @@ class Reply:
     cancelled: bool = False
     # Token ids seen in the deltas: the count when a cancelled stream never sent its usage.
     tokens_received: int = 0
+    # Tool calls by index: {"id", "name", "arguments"} (arguments accumulate over the stream).
+    tool_calls: dict[int, dict[str, str]] = field(default_factory=dict)
 
     @property
     def completion_tokens(self) -> int:
@@ -53,6 +55,9 @@ class Reply:
         self.text += response.text
         self.tokens_received += len(response.token_ids)
         self.reasoning += response.reasoning_text
+        for part in response.tool_calls:
+            call = self.tool_calls.setdefault(part.index, {"id": part.id, "name": part.name, "arguments": ""})
+            call["arguments"] += part.arguments
         self.model = response.model or self.model
         self.request_id = response.request_id or self.request_id
         self.source = SOURCES.get(response.source, self.source)
@@ -81,7 +86,8 @@ class Reply:
                 "usage": self.usage, "timings": self.timings,
                 "client": {"ttft_ms": None if self.ttft_s is None else round(self.ttft_s * 1e3, 2),
                            "elapsed_ms": round(self.elapsed_s * 1e3, 2)},
-                "cancelled": self.cancelled, **({"finance": self.finance} if self.finance else {})}
+                "cancelled": self.cancelled, **({"finance": self.finance} if self.finance else {}),
+                **({"tool_calls": [self.tool_calls[i] for i in sorted(self.tool_calls)]} if self.tool_calls else {})}
 
 
 def stream_reply(client: CoreClient, request: generation_pb2.GenerateRequest,

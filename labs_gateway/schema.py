@@ -94,6 +94,58 @@ SAMPLING: dict[str, Any] = {
     "metadata": unsupported("stored completions", {}),
 }
 
+# Structured output and tools (docs/structured-output.md). The core parses every schema, regex and
+# grammar and answers 400 naming the field when xgrammar cannot enforce it.
+MAX_TOOLS = 128
+MAX_CHOICES = 1024
+MAX_SPEC_CHARS = 256 * 1024
+TOOL_NAME = {"type": "string", "pattern": "^[a-zA-Z0-9_-]{1,64}$", "description": "1 to 64 of a-z, A-Z, 0-9, _, -."}
+TOOL_CALL = {"type": "object", "additionalProperties": False, "required": ["function"],
+             "properties": {"id": {"type": "string", "maxLength": 256},
+                            "type": {"const": "function", "x-unsupported-kind": "tool call type"},
+                            "function": {"type": "object", "additionalProperties": False,
+                                         "required": ["name", "arguments"],
+                                         "properties": {"name": TOOL_NAME,
+                                                        "arguments": {"type": "string", "maxLength": MAX_SPEC_CHARS,
+                                                                      "description": "JSON text."}}}}}
+JSON_SCHEMA = {"type": "object", "description": f"A JSON Schema (at most {MAX_SPEC_CHARS} characters as JSON); "
+                                                "features xgrammar cannot enforce are a 400."}
+TOOL = {"type": "object", "additionalProperties": False, "required": ["type", "function"],
+        "properties": {"type": {"const": "function", "x-unsupported-kind": "tool type"},
+                       "function": {"type": "object", "additionalProperties": False, "required": ["name"],
+                                    "properties": {"name": TOOL_NAME,
+                                                   "description": string("What the function does.", maxLength=8192),
+                                                   "parameters": JSON_SCHEMA,
+                                                   "strict": boolean("Accepted; required/named calls always "
+                                                                     "follow the schema.")}}}}
+RESPONSE_FORMAT = nullable({
+    "type": "object", "additionalProperties": False, "required": ["type"],
+    "properties": {"type": {"enum": ["text", "json_object", "json_schema"]},
+                   "json_schema": {"type": "object", "additionalProperties": False, "required": ["schema"],
+                                   "properties": {"name": string("The schema's name.", maxLength=64),
+                                                  "description": string("What the schema is for."),
+                                                  "schema": JSON_SCHEMA,
+                                                  "strict": boolean("Accepted; the schema is always enforced.")}}},
+    "description": "json_object: any JSON object; json_schema: output valid against json_schema.schema."})
+GUIDED: dict[str, Any] = {
+    "response_format": RESPONSE_FORMAT,
+    # Extensions (vLLM names); at most one of these and response_format.
+    "guided_json": nullable({"anyOf": [JSON_SCHEMA, {"type": "string", "maxLength": MAX_SPEC_CHARS}],
+                             "description": "Extension: output valid against this JSON Schema."}),
+    "guided_regex": string("Extension: the whole output matches this regular expression.", maxLength=MAX_SPEC_CHARS),
+    "guided_choice": nullable({"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1,
+                               "maxItems": MAX_CHOICES, "description": "Extension: the output is one of these."}),
+    "guided_grammar": string("Extension: the output matches this grammar (xgrammar EBNF, start rule `root`).",
+                             maxLength=MAX_SPEC_CHARS),
+}
+TOOL_CHOICE = nullable({"anyOf": [{"enum": ["none", "auto", "required"]},
+                                  {"type": "object", "additionalProperties": False, "required": ["type", "function"],
+                                   "properties": {"type": {"const": "function"},
+                                                  "function": {"type": "object", "additionalProperties": False,
+                                                               "required": ["name"],
+                                                               "properties": {"name": TOOL_NAME}}}}],
+                        "description": "none, auto (default with tools), required, or a named function."})
+
 TEXT_PART = {"type": "object", "additionalProperties": False, "required": ["type", "text"],
              "properties": {"type": {"const": "text", "x-unsupported-kind": "content part type"},
                             "text": {"type": "string"}}}
@@ -105,8 +157,9 @@ MESSAGE = {
                              "description": "Text, or a list of text parts (other part types are not supported)."}),
         "name": string("Optional participant name."),
         "reasoning_content": string("Assistant turns of a thinking model: the reasoning before the content."),
-        "tool_calls": unsupported("tool calling", []),
-        "tool_call_id": unsupported("tool calling"),
+        "tool_calls": nullable({"type": "array", "items": TOOL_CALL, "maxItems": MAX_TOOLS,
+                                "description": "Assistant turns: the calls it made."}),
+        "tool_call_id": string("Tool turns: the id of the call this answers.", maxLength=256),
         "function_call": unsupported("function calling"),
         "refusal": unsupported("refusals"),
         "audio": unsupported("audio"),
@@ -130,12 +183,13 @@ CHAT_REQUEST: dict[str, Any] = {
             "description": "Extension (vLLM): only enable_thinking is read."}),
         "continue_final_message": boolean("Extension: continue the last assistant message."),
         "finance": boolean("Extension: answer finance questions exactly from the data (default: the server's)."),
-        "tools": unsupported("tool calling", []),
-        "tool_choice": unsupported("tool calling", "none", "auto"),
-        "parallel_tool_calls": unsupported("tool calling", True, False),
+        "tools": nullable({"type": "array", "items": TOOL, "maxItems": MAX_TOOLS,
+                           "description": "Functions the model may call."}),
+        "tool_choice": TOOL_CHOICE,
+        "parallel_tool_calls": boolean("With tool_choice required: whether several calls may be made."),
+        **GUIDED,
         "functions": unsupported("function calling", []),
         "function_call": unsupported("function calling", "none", "auto"),
-        "response_format": unsupported("structured output", {"type": "text"}),
         "audio": unsupported("audio"),
         "modalities": unsupported("audio output", ["text"]),
         "prediction": unsupported("predicted outputs"),
@@ -168,6 +222,7 @@ COMPLETION_REQUEST: dict[str, Any] = {
         "prompt": PROMPT,
         **SAMPLING,
         "logprobs": integer(0, MAX_TOP_LOGPROBS, "Return log probabilities with this many alternatives."),
+        **GUIDED,
         "echo": unsupported("echo", False),
         "best_of": unsupported("best_of", 1),
         "suffix": unsupported("suffix (insertion)", ""),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,6 +90,9 @@ class LLMEngine:
         self.in_flight: InFlight | None = None
         self.run_ahead = config.run_ahead if config.run_ahead is not None else runner.device.type == "cuda"
         self.steps_ahead = 0  # steps launched ahead (a figure for tests and benchmarks)
+        # Structured output: requests whose grammar is compiling (off the step loop), in arrival order.
+        self.compiling: list[tuple[RequestState, Future]] = []
+        self._grammars: Any = None
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -116,10 +120,50 @@ class LLMEngine:
                            params=params, seed=(base_seed + index * 0x9E3779B97F4A7C15) % (1 << 62),
                            arrival_time=request.arrival_time, waits_for=seqs[0] if seqs else None)
             seqs.append(seq)
-            self.scheduler.add(seq)
         streams = [ChoiceStream(i, self.tokenizer, request.prompt_ids, params, request.reasoning,
                                 request.prompt_text_tail) for i in range(params.n)]
-        self.requests[request.request_id] = RequestState(request, seqs, streams)
+        state = self.requests[request.request_id] = RequestState(request, seqs, streams)
+        if request.constraint is None:
+            for seq in seqs:
+                self.scheduler.add(seq)
+        else:
+            self.compiling.append((state, self.grammars.compile(request.constraint)))
+
+    @property
+    def grammars(self) -> Any:
+        """The grammar compiler, built on the first constrained request (xgrammar imported then)."""
+        if self._grammars is None:
+            from labs_core.structured.grammar import GrammarBackend
+
+            self._grammars = GrammarBackend(self.tokenizer, self.runner.vocab_size, self.eos_token_ids)
+        return self._grammars
+
+    def _admit_compiled(self) -> list[tuple[str, list[StreamEvent]]]:
+        """Hand requests whose grammar is ready to the scheduler, each choice with its own matcher;
+        when nothing else can run, wait briefly for the first compile instead of spinning."""
+        if not self.compiling:
+            return []
+        events: list[tuple[str, list[StreamEvent]]] = []
+        if not self.scheduler.has_work and self.in_flight is None:
+            wait([future for _, future in self.compiling], timeout=0.01, return_when=FIRST_COMPLETED)
+        still: list[tuple[RequestState, Future]] = []
+        for state, future in self.compiling:
+            if state.done:
+                continue
+            if not future.done():
+                still.append((state, future))
+                continue
+            try:
+                compiled = future.result()
+            except Exception:  # spec.check parsed it already: this is an xgrammar failure
+                log.exception("grammar compile failed for %s", state.request.request_id)
+                events += self.abort_request(state.request.request_id)
+                continue
+            for seq in state.seqs:
+                seq.grammar = self.grammars.matcher(compiled)
+                self.scheduler.add(seq)
+        self.compiling = still
+        return events
 
     def abort_request(self, request_id: str) -> list[tuple[str, list[StreamEvent]]]:
         """Cancel a request: its sequences are freed now; returns its final events."""
@@ -138,7 +182,7 @@ class LLMEngine:
 
     @property
     def has_work(self) -> bool:
-        return self.scheduler.has_work or self.in_flight is not None
+        return self.scheduler.has_work or self.in_flight is not None or bool(self.compiling)
 
     def fail_all(self) -> list[str]:
         """After a failed step: forget the launched step and abort every request; their ids."""
@@ -153,7 +197,7 @@ class LLMEngine:
     def step(self) -> list[tuple[str, list[StreamEvent]]]:
         """Run one step; returns the events of the step whose tokens were read. With run_ahead the
         step launched here is read on the next call, after the one after it has been queued."""
-        events: list[tuple[str, list[StreamEvent]]] = []
+        events = self._admit_compiled()
         if self.in_flight is not None:
             previous, self.in_flight = self.in_flight, None
             ahead = self._launch_ahead(previous)
@@ -188,6 +232,8 @@ class LLMEngine:
         for i, seq in enumerate(batch.seqs):
             p = seq.params
             if p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
+                return None
+            if seq.grammar is not None:  # its mask needs the token it is drawing: not ahead
                 return None
             if seq.is_finished or seq.num_generated + 1 >= p.max_tokens \
                     or seq.num_tokens + 1 >= self.config.max_model_len:
@@ -229,6 +275,8 @@ class LLMEngine:
             logprobs = logprob_rows[row] if logprob_rows else []
             row += 1
             seq.token_ids.append(token)
+            if seq.grammar is not None and not seq.grammar.accept_token(token):
+                log.warning("grammar refused token %d of %s (the mask allowed it)", token, seq.request_id)
             generated += 1
             self.blocks.register_computed(seq)
             state = self.requests[seq.request_id]
@@ -260,6 +308,8 @@ class LLMEngine:
         params = seq.params
         if token in params.stop_token_ids or (token in self.eos_token_ids and not params.ignore_eos):
             return "stop"  # the sampler bans these before min_tokens
+        if seq.grammar is not None and seq.grammar.is_terminated():
+            return "stop"  # the grammar is complete and took a stop token (even with ignore_eos)
         if seq.num_generated >= params.max_tokens or seq.num_tokens >= self.config.max_model_len:
             return "length"
         return None

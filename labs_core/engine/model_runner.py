@@ -245,6 +245,11 @@ class ModelRunner:
             return None
         tensors = sampling_tensors(sampling, self.vocab_size, self.device, self.eos_token_ids,
                                    ahead=int(batch.ahead))
+        if any(s.grammar is not None for s in sampling):  # filled while the device runs the forward
+            from labs_core.structured.grammar import fill_bitmask
+
+            bitmask = fill_bitmask([s.grammar for s in sampling], self.vocab_size)
+            tensors.allowed_bitmask = bitmask.to(self.device, non_blocking=True)
         output = self.sampler(logits[:, :self.vocab_size], tensors)
         output.copy_to_host()
         return output
@@ -299,10 +304,11 @@ def sampling_tensors(seqs: list[Sequence], vocab: int, device: torch.device,
                 seen[row, torch.tensor(seq.token_ids)] = True
             t.seen_mask = seen.to(device)
             t.repetition_penalty = tensor([p.repetition_penalty for p in params], torch.float32)
-    if any(s.num_generated + ahead < s.params.min_tokens for s in seqs):
+    # A constrained row's grammar decides when it may end (banning EOS could leave nothing allowed).
+    if any(s.num_generated + ahead < s.params.min_tokens and s.grammar is None for s in seqs):
         banned = torch.zeros(len(seqs), vocab, dtype=torch.bool)
         for row, seq in enumerate(seqs):
-            if seq.num_generated + ahead < seq.params.min_tokens:
+            if seq.num_generated + ahead < seq.params.min_tokens and seq.grammar is None:
                 ids = [i for i in (*seq.params.stop_token_ids, *(() if seq.params.ignore_eos else eos_token_ids))
                        if i < vocab]
                 banned[row, ids] = True

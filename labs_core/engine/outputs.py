@@ -22,7 +22,7 @@ class TokenLogprob:
 
 @dataclass
 class ChoiceDelta:
-    """New output of one choice. finish_reason is "stop", "length" or "abort" on its last delta."""
+    """New output of one choice. finish_reason is "stop", "length", "abort" or "tool_calls" on its last delta."""
 
     index: int
     text: str = ""
@@ -31,6 +31,8 @@ class ChoiceDelta:
     logprobs: list[TokenLogprob] = field(default_factory=list)
     finish_reason: str | None = None
     stop_reason: str = ""
+    # Tool-call parts (structured/tools.py, in the serving process): "tool_calls" is then a finish reason.
+    tool_calls: list = field(default_factory=list)
 
 
 @dataclass

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from labs_core.engine.choice_stream import ReasoningTags
 from labs_core.engine.params import SamplingParams
+from labs_core.structured.request import ToolParsing
+from labs_core.structured.spec import Constraint
 
 
 @dataclass
@@ -18,4 +20,8 @@ class EngineRequest:
     reasoning: ReasoningTags | None = None
     # The end of the prompt text, to see whether the template already opened the reasoning.
     prompt_text_tail: str = ""
+    # Structured output: what the choices must match (compiled in the engine, grammar.py).
+    constraint: Constraint | None = None
+    # How the serving process reads tool calls out of the text (the engine ignores it).
+    tool_parsing: ToolParsing | None = None
     arrival_time: float = field(default_factory=time.monotonic)

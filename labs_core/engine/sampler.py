@@ -38,6 +38,9 @@ class SamplingTensors:
     seen_mask: torch.Tensor | None = None  # [B, V] bool (prompt or output)
     # Tokens that may not be drawn yet (EOS and stop tokens before min_tokens): [B, V] bool.
     banned: torch.Tensor | None = None
+    # Structured output: allowed tokens as xgrammar's bitmask, [B, ceil(V/32)] int32 (bit t of a row
+    # set = token t allowed; unconstrained rows all ones). None when no row is constrained.
+    allowed_bitmask: torch.Tensor | None = None
 
 
 @dataclass
@@ -93,6 +96,13 @@ def uniform_noise(seeds: torch.Tensor, positions: torch.Tensor, vocab: int) -> t
     return (h.to(torch.float32) + 0.5) * (1.0 / 4294967296.0)
 
 
+def unpack_bitmask(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
+    """[B, vocab] bool of allowed tokens, in one batched op on the bitmask's device."""
+    shifts = torch.arange(32, device=bitmask.device, dtype=torch.int32)
+    bits = (bitmask[:, :, None] >> shifts) & 1
+    return bits.view(bitmask.shape[0], -1)[:, :vocab].bool()
+
+
 def apply_penalties(logits: torch.Tensor, t: SamplingTensors) -> torch.Tensor:
     if t.seen_mask is not None and t.repetition_penalty is not None:
         p = t.repetition_penalty[:, None]
@@ -137,6 +147,8 @@ class Sampler:
         logits = apply_penalties(logits, t)
         if t.banned is not None:
             logits = logits.masked_fill(t.banned, float("-inf"))
+        if t.allowed_bitmask is not None:
+            logits = logits.masked_fill(~unpack_bitmask(t.allowed_bitmask, logits.shape[-1]), float("-inf"))
         greedy_ids = logits.argmax(dim=-1)
         if t.all_greedy:
             token_ids = greedy_ids

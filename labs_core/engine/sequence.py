@@ -10,6 +10,7 @@ import enum
 import itertools
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from labs_core.engine.params import SamplingParams
 
@@ -48,6 +49,8 @@ class Sequence:
     first_scheduled_time: float | None = None
     first_token_time: float | None = None
     preemptions: int = 0
+    # Structured output: this choice's xgrammar matcher, advanced on every accepted token.
+    grammar: Any = None
 
     def __post_init__(self) -> None:
         if not self.num_prompt_tokens:

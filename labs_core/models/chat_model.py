@@ -16,6 +16,8 @@ from labs_core.engine.request import EngineRequest
 from labs_core.errors import ContextTooLong, InvalidRequest
 from labs_core.models import chat_template
 from labs_core.models.chat_template import Message
+from labs_core.structured import tools as tool_calls
+from labs_core.structured.request import Plan, StructuredRequest, plan
 
 # Normalisers may merge a few characters into one token piece (Unicode composition), so a prompt
 # longer than context x longest token x this cannot fit, whatever the tokenizer makes of it.
@@ -46,6 +48,8 @@ class ChatRequest:
     continue_final_message: bool = False
     # When the request reached the core: TTFT and queue times count from here.
     arrival_time: float = field(default_factory=time.monotonic)
+    # Structured output and tools (labs_core/structured); None: none asked for.
+    structured: StructuredRequest | None = None
 
     def text_size(self) -> int:
         """Characters to template and tokenize (token ids count as one each)."""
@@ -95,6 +99,9 @@ class ChatModel:
         self.reasoning_tags = reasoning_tags
         self.uses_reasoning = chat_template.uses_reasoning_tags(tokenizer, reasoning_tags.start)
         self.vocab_size = len(tokenizer)
+        template = getattr(tokenizer, "chat_template", None)
+        self.tool_format = tool_calls.detect_format(template)
+        self.template_knows_tools = bool(template) and tool_calls.template_knows_tools(template)
         # Longest token in characters: bounds how much text a context can hold (see _check_length).
         self.max_token_chars = max((len(t) for t in tokenizer.get_vocab()), default=1) or 1
         self.info = ChatModelInfo(
@@ -117,10 +124,19 @@ class ChatModel:
             raise InvalidRequest("give exactly one of prompt, messages and prompt_token_ids", param="messages")
         text_tail = ""
         field = "messages" if request.messages is not None else "prompt"
+        structured = Plan()
+        if request.structured is not None and not request.structured.empty:
+            structured = plan(request.structured, chat=request.messages is not None, tool_format=self.tool_format)
+            if structured.constraint is not None and self.backend.serving_path != "paged":
+                raise InvalidRequest("structured output needs the paged engine; this model is served by "
+                                     f"{self.backend.serving_path}", param=structured.constraint.param)
         if request.messages is not None:
-            text = chat_template.render(self.tokenizer, request.messages,
-                                        continue_final_message=request.continue_final_message,
-                                        enable_thinking=request.enable_thinking)
+            tools = [t.as_template() for t in structured.tools]
+            text = chat_template.render(
+                self.tokenizer, request.messages, continue_final_message=request.continue_final_message,
+                enable_thinking=request.enable_thinking, tools=tools if self.template_knows_tools else (),
+                tools_prompt=tool_calls.hermes_system_prompt(structured.tools)
+                if structured.tools and not self.template_knows_tools else "")
             self._check_length(text, field)
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             text_tail = text[-64:]
@@ -143,7 +159,8 @@ class ChatModel:
         split = self.uses_reasoning if request.split_reasoning is None else request.split_reasoning
         return EngineRequest(request_id=request.request_id, prompt_ids=list(ids), params=params,
                              reasoning=self.reasoning_tags if split else None, prompt_text_tail=text_tail,
-                             arrival_time=request.arrival_time)
+                             arrival_time=request.arrival_time, constraint=structured.constraint,
+                             tool_parsing=structured.parsing)
 
     def _check_length(self, text: str, field: str) -> None:
         """Refuse at once a text that cannot fit the context in any tokenization: tokenizing megabytes

@@ -15,11 +15,13 @@ from labs_core.models.chat_model import ChatModelInfo, ChatRequest
 from labs_core.models.chat_template import Message
 from labs_core.models.registry import CHAT, EMBEDDING, ModelEntry, ModelState
 from labs_core.proto import common_pb2, generation_pb2, models_pb2
+from labs_core.structured.request import StructuredRequest, parse_tool
 
 FINISH_REASONS = {
     "stop": generation_pb2.FINISH_REASON_STOP,
     "length": generation_pb2.FINISH_REASON_LENGTH,
     "abort": generation_pb2.FINISH_REASON_ABORT,
+    "tool_calls": generation_pb2.FINISH_REASON_TOOL_CALLS,
 }
 MODEL_STATES = {
     ModelState.NOT_LOADED: models_pb2.MODEL_STATE_NOT_LOADED,
@@ -93,8 +95,24 @@ def sampling_params(p: generation_pb2.SamplingParams, defaults: SamplingSettings
 
 
 def messages(items: Iterable[generation_pb2.ChatMessage]) -> list[Message]:
-    return [Message(role=m.role, content=m.content, name=m.name, reasoning_content=m.reasoning_content)
+    return [Message(role=m.role, content=m.content, name=m.name, reasoning_content=m.reasoning_content,
+                    tool_calls=tuple({"id": c.id, "type": "function",
+                                      "function": {"name": c.name, "arguments": c.arguments}} for c in m.tool_calls),
+                    tool_call_id=m.tool_call_id)
             for m in items]
+
+
+def structured(req: generation_pb2.GenerateRequest) -> StructuredRequest | None:
+    """The structured-output and tool fields; None when the request uses none of them."""
+    rf = req.response_format
+    ask = StructuredRequest(
+        response_format=rf.type, json_schema=rf.json_schema, regex=req.regex, choice=list(req.choice),
+        grammar=req.grammar, tool_choice=req.tool_choice, tool_choice_name=req.tool_choice_name,
+        parallel_tool_calls=req.parallel_tool_calls if req.HasField("parallel_tool_calls") else True,
+        tools=[parse_tool(t.name, t.description, t.parameters, i) for i, t in enumerate(req.tools)])
+    if ask.empty and not ask.tool_choice:
+        return None
+    return ask
 
 
 def chat_request(req: generation_pb2.GenerateRequest, rid: str, defaults: SamplingSettings) -> ChatRequest:
@@ -109,7 +127,7 @@ def chat_request(req: generation_pb2.GenerateRequest, rid: str, defaults: Sampli
         prompt_token_ids=list(req.prompt_token_ids) if req.prompt_token_ids else None,
         split_reasoning=req.split_reasoning if req.HasField("split_reasoning") else None,
         enable_thinking=req.enable_thinking if req.HasField("enable_thinking") else None,
-        continue_final_message=req.continue_final_message)
+        continue_final_message=req.continue_final_message, structured=structured(req))
 
 
 def _logprob(entry: TokenLogprob) -> generation_pb2.TokenLogprob:
@@ -126,7 +144,9 @@ def delta_response(delta: ChoiceDelta, rid: str, model: str) -> generation_pb2.G
         request_id=rid, index=delta.index, text=delta.text, reasoning_text=delta.reasoning_text,
         token_ids=delta.token_ids, logprobs=[_logprob(e) for e in delta.logprobs],
         finish_reason=FINISH_REASONS.get(delta.finish_reason or "", generation_pb2.FINISH_REASON_UNSPECIFIED),
-        stop_reason=delta.stop_reason, model=model, source=generation_pb2.ANSWER_SOURCE_MODEL)
+        stop_reason=delta.stop_reason, model=model, source=generation_pb2.ANSWER_SOURCE_MODEL,
+        tool_calls=[generation_pb2.ToolCall(index=c.index, id=c.id, name=c.name, arguments=c.arguments)
+                    for c in delta.tool_calls])
 
 
 def done_response(done: RequestDone, rid: str, model: str) -> generation_pb2.GenerateResponse:

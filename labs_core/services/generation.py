@@ -14,6 +14,7 @@ from labs_core.models.registry import CHAT
 from labs_core.proto import generation_pb2, generation_pb2_grpc
 from labs_core.services import convert
 from labs_core.services.state import CoreState
+from labs_core.structured.tools import read_tool_calls
 
 log = logging.getLogger(__name__)
 # Prompts up to this many characters are templated and tokenized on the event loop (well under a
@@ -35,18 +36,18 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         self.state.active_streams += 1
         try:
             finance = self.state.extras.get("finance_chat")
-            if finance is not None and chat.messages is not None:  # exact answers need no model
+            if finance is not None and chat.messages is not None and chat.structured is None:  # exact answers need no model
                 answered = await finance.maybe_answer(chat.messages, request, rid, entry.name)
                 if answered is not None:
                     for message in answered:
                         yield message
                     return
             model = await self.state.registry.get(entry.name, CHAT)
-            if chat.text_size() <= INLINE_PREPARE_CHARS:
+            if chat.text_size() <= INLINE_PREPARE_CHARS and chat.structured is None:  # schemas parse in a thread
                 prepared = model.prepare(chat)
             else:
                 prepared = await asyncio.to_thread(model.prepare, chat)
-            async for event in model.backend.generate(prepared):
+            async for event in read_tool_calls(model.backend.generate(prepared), prepared.tool_parsing):
                 if isinstance(event, RequestDone):
                     yield convert.done_response(event, rid, entry.name)
                 else:

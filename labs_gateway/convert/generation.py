@@ -17,9 +17,11 @@ from labs_core import __version__
 from labs_core.proto import common_pb2
 from labs_core.proto import generation_pb2 as g
 from labs_gateway.convert.finance import finance_json
+from labs_gateway.errors import bad_request
 
 SYSTEM_FINGERPRINT = f"fp_labs_{__version__}"
-FINISH_REASONS = {g.FINISH_REASON_STOP: "stop", g.FINISH_REASON_LENGTH: "length", g.FINISH_REASON_ABORT: "abort"}
+FINISH_REASONS = {g.FINISH_REASON_STOP: "stop", g.FINISH_REASON_LENGTH: "length", g.FINISH_REASON_ABORT: "abort",
+                  g.FINISH_REASON_TOOL_CALLS: "tool_calls"}
 FLOAT_FIELDS = ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty")
 DONE = b"data: [DONE]\n\n"
 # The smallest normal float32: a top_p (0, 1] too small for the proto's float32 becomes this, which
@@ -65,6 +67,48 @@ def message_content(content: Any) -> str:
     return "\n".join(part["text"] for part in content)
 
 
+def chat_message(m: dict[str, Any]) -> g.ChatMessage:
+    return g.ChatMessage(
+        role=m["role"], content=message_content(m.get("content")), name=m.get("name") or "",
+        reasoning_content=m.get("reasoning_content") or "", tool_call_id=m.get("tool_call_id") or "",
+        tool_calls=[g.ToolCall(index=i, id=c.get("id") or "", name=c["function"]["name"],
+                               arguments=c["function"]["arguments"]) for i, c in enumerate(m.get("tool_calls") or ())])
+
+
+def structured(body: dict[str, Any], request: g.GenerateRequest) -> None:
+    """response_format, the vLLM guided_* extensions and tools onto the request (checked by the core)."""
+    fmt = body.get("response_format")
+    if fmt is not None:
+        request.response_format.type = fmt["type"]
+        schema = (fmt.get("json_schema") or {}).get("schema")
+        if schema is not None:
+            request.response_format.json_schema = orjson.dumps(schema).decode()
+            request.response_format.name = fmt["json_schema"].get("name") or ""
+            request.response_format.strict = bool(fmt["json_schema"].get("strict"))
+    guided = body.get("guided_json")
+    if guided is not None:
+        if request.response_format.type not in ("", "text"):
+            raise bad_request("give at most one of response_format and guided_json", "guided_json")
+        request.response_format.type = "json_schema"
+        request.response_format.json_schema = guided if isinstance(guided, str) else orjson.dumps(guided).decode()
+    request.regex = body.get("guided_regex") or ""
+    request.choice.extend(body.get("guided_choice") or ())
+    request.grammar = body.get("guided_grammar") or ""
+    for tool in body.get("tools") or ():
+        function = tool["function"]
+        parameters = function.get("parameters")
+        request.tools.append(g.Tool(name=function["name"], description=function.get("description") or "",
+                                    parameters=orjson.dumps(parameters).decode() if parameters is not None else "",
+                                    strict=bool(function.get("strict"))))
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        request.tool_choice, request.tool_choice_name = "function", choice["function"]["name"]
+    elif choice is not None:
+        request.tool_choice = choice
+    if body.get("parallel_tool_calls") is not None:
+        request.parallel_tool_calls = bool(body["parallel_tool_calls"])
+
+
 def chat_request(body: dict[str, Any], request_id: str) -> g.GenerateRequest:
     params = sampling(body)
     if body.get("logprobs"):  # top_logprobs without logprobs: refused by the schema
@@ -74,8 +118,8 @@ def chat_request(body: dict[str, Any], request_id: str) -> g.GenerateRequest:
         request_id=request_id, model=body.get("model") or "", sampling=params,
         user=body.get("user") or body.get("safety_identifier") or "",
         continue_final_message=bool(body.get("continue_final_message")),
-        messages=[g.ChatMessage(role=m["role"], content=message_content(m.get("content")), name=m.get("name") or "",
-                                reasoning_content=m.get("reasoning_content") or "") for m in body["messages"]])
+        messages=[chat_message(m) for m in body["messages"]])
+    structured(body, request)
     thinking = body.get("enable_thinking")
     if thinking is None and body.get("chat_template_kwargs"):
         thinking = body["chat_template_kwargs"].get("enable_thinking")
@@ -99,6 +143,7 @@ def completion_requests(body: dict[str, Any], request_id: str) -> list[g.Generat
         request = g.GenerateRequest(request_id=request_id if len(batch) == 1 else f"{request_id}.{number}",
                                     model=body.get("model") or "", sampling=params,
                                     user=body.get("user") or body.get("safety_identifier") or "")
+        structured(body, request)
         if isinstance(one, str):
             request.prompt = one
         else:
@@ -150,9 +195,10 @@ def labs_extra(response: g.GenerateResponse) -> dict[str, Any] | None:
 
 
 class _Choice:
-    __slots__ = ("text", "reasoning", "logprobs", "finish_reason", "stop_reason")
+    __slots__ = ("text", "reasoning", "logprobs", "finish_reason", "stop_reason", "tool_calls")
 
     def __init__(self) -> None:
+        self.tool_calls: dict[int, dict[str, Any]] = {}
         self.text: list[str] = []
         self.reasoning: list[str] = []
         self.logprobs: list[Any] = []
@@ -180,11 +226,15 @@ class Collector:
             self.labs["finance"] = finance_json(r.finance)
         if r.HasField("usage"):
             self.usage = r.usage
-        if not (r.text or r.reasoning_text or r.logprobs or r.finish_reason):
+        if not (r.text or r.reasoning_text or r.logprobs or r.finish_reason or r.tool_calls):
             return
         choice = self.choices.get(r.index)
         if choice is None:
             choice = self.choices[r.index] = _Choice()
+        for part in r.tool_calls:
+            call = choice.tool_calls.setdefault(part.index, {"id": part.id, "type": "function",
+                                                             "function": {"name": part.name, "arguments": ""}})
+            call["function"]["arguments"] += part.arguments
         if r.text:
             choice.text.append(r.text)
         if r.reasoning_text:
@@ -208,6 +258,9 @@ class Collector:
                                            "annotations": []}
                 if c.reasoning:
                     message["reasoning_content"] = "".join(c.reasoning)
+                if c.tool_calls:
+                    message["tool_calls"] = [c.tool_calls[i] for i in sorted(c.tool_calls)]
+                    message["content"] = message["content"] or None
                 logprobs = {"content": chat_logprobs(c.logprobs), "refusal": None} if self.want_logprobs else None
                 choices.append({"index": index, "message": message, "logprobs": logprobs,
                                 "finish_reason": c.finish_reason})
@@ -258,8 +311,10 @@ class ChunkEncoder:
             self.usage = r.usage
         extra = labs_extra(r) if (r.source == g.ANSWER_SOURCE_FINANCE and r.HasField("finance")) else None
         finish = r.finish_reason
-        if not (r.text or r.reasoning_text or finish or r.logprobs or extra):
+        if not (r.text or r.reasoning_text or finish or r.logprobs or extra or r.tool_calls):
             return b""
+        if r.tool_calls and self.chat:
+            return self._tool_chunks(r)
         index = r.index
         if finish:
             self.finish_reason = FINISH_REASONS.get(finish, "stop")
@@ -287,6 +342,32 @@ class ChunkEncoder:
         if extra is not None:
             body += b',"labs":' + orjson.dumps(extra)
         return body + self.suffix
+
+    def _tool_chunks(self, r: g.GenerateResponse) -> bytes:
+        """As OpenAI streams calls: any text first, then one chunk per part (a call's first part has
+        index, id, type and name with arguments ""; later ones an arguments fragment)."""
+        out = b""
+        if r.text or r.reasoning_text or r.index not in self.started:
+            delta: dict[str, Any] = {"content": r.text or None}
+            if r.index not in self.started:
+                self.started.add(r.index)
+                delta = {"role": "assistant", **delta}
+            if r.reasoning_text:
+                delta["reasoning_content"] = r.reasoning_text
+            out += self._chunk(r.index, delta, None)
+        for part in r.tool_calls:
+            call: dict[str, Any] = {"index": part.index, "function": {"arguments": part.arguments}}
+            if part.id:
+                call.update(id=part.id, type="function")
+                call["function"]["name"] = part.name
+            out += self._chunk(r.index, {"tool_calls": [call]}, None)
+        if r.finish_reason:
+            out += self._chunk(r.index, {}, FINISH_REASONS.get(r.finish_reason))
+        return out
+
+    def _chunk(self, index: int, delta: dict[str, Any], finish: str | None) -> bytes:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return self.prefix + orjson.dumps(choice) + b"]" + self.suffix
 
     def finish(self) -> bytes:
         """The usage chunk (when asked for) and [DONE]."""

@@ -246,3 +246,29 @@ def test_debug_shows_the_traceback_instead_of_one_line(capsys):
                                                "`labs serve` (core only) or `make run` (core + gateway)")
     with pytest.raises(CoreUnreachable):
         cli_main.main(["--debug", "models", "--core", dead])
+
+
+def test_structured_options_become_request_fields_and_tool_calls_print_readably():
+    from rich.console import Console
+
+    from labs_cli.render import print_answer
+    from labs_cli.reply import Reply
+    from labs_core.proto import generation_pb2
+
+    values = dict([parse_option("schema", '{"type": "object"}'), parse_option("choice", "yes, no"),
+                   parse_option("tools", '[{"name": "get_time", "parameters": {"type": "object"}}]'),
+                   parse_option("tool_choice", "get_time")])
+    request = generation_pb2.GenerateRequest(**request_fields(values))
+    assert request.response_format.type == "json_schema" and list(request.choice) == ["yes", "no"]
+    assert request.tools[0].name == "get_time" and request.tool_choice_name == "get_time"
+    with pytest.raises(CliError, match="tools"):
+        parse_option("tools", '[{"description": "no name"}]')
+    reply = Reply()
+    for part in (generation_pb2.ToolCall(index=0, id="call_1", name="get_time"),
+                 generation_pb2.ToolCall(index=0, arguments='{"zone":'), generation_pb2.ToolCall(index=0, arguments='"UTC"}')):
+        reply.add(generation_pb2.GenerateResponse(tool_calls=[part]))
+    reply.add(generation_pb2.GenerateResponse(finish_reason=generation_pb2.FINISH_REASON_TOOL_CALLS))
+    console = Console(record=True, width=100)
+    print_answer(console, reply)
+    assert 'tool call get_time {"zone": "UTC"}  (call_1)' in console.export_text()
+    assert reply.finish_reason == "tool_calls" and reply.as_dict()["tool_calls"][0]["arguments"] == '{"zone":"UTC"}'

@@ -70,8 +70,11 @@ def test_completion_prompt_forms():
     ({"top_logprobs": 2, "logprobs": False}, "top_logprobs", "invalid_value"),
     ({"functions": [{"name": "f"}]}, "functions", "unsupported_parameter"),
     ({"best": 1, "worst": 2}, "best", "unknown_parameter"),
-    ({"messages": [{"role": "user", "content": "x", "tool_calls": [{}]}]}, "messages[0].tool_calls",
-     "unsupported_parameter"),
+    ({"messages": [{"role": "user", "content": "x", "tool_calls": [{}]}]}, "messages[0].tool_calls[0].function",
+     "missing_required_parameter"),
+    ({"tools": [{"type": "function", "function": {"name": "bad name"}}]}, "tools[0].function.name",
+     "invalid_value"),
+    ({"response_format": {"type": "xml"}}, "response_format.type", "invalid_value"),
     ({"stream_options": {"include_usage": True, "x": 1}}, "stream_options.x", "unknown_parameter"),
 ])
 def test_validation_errors_name_the_field(fields, param, code):

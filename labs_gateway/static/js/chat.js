@@ -305,6 +305,7 @@ export class ChatView {
 
     view.extras.replaceChildren();
     if (message.labs?.source === "finance") view.extras.append(financeCard(message.labs));
+    for (const call of message.toolCalls || []) if (call) view.extras.append(toolCallCard(call));
     if (message.error) view.extras.append(errorBox(message.error, "The request failed:"));
     this.fillStats(message, view, streaming);
   }
@@ -410,6 +411,13 @@ export class ChatView {
         const choice = chunk.choices?.find((c) => (c.index ?? 0) === 0);
         if (choice) {
           const delta = choice.delta || {};
+          for (const part of delta.tool_calls || []) {
+            // OpenAI's stream: a call's first part has id and name, later ones append arguments.
+            reply.toolCalls ||= [];
+            const call = reply.toolCalls[part.index] ||= { id: part.id || "", name: part.function?.name || "", arguments: "" };
+            call.arguments += part.function?.arguments || "";
+            run.chunks += 1;
+          }
           if (delta.content || delta.reasoning_content) {
             reply.content += delta.content || "";
             reply.reasoning += delta.reasoning_content || "";
@@ -517,4 +525,16 @@ export class ChatView {
     this.select(this.store.items.find((c) => c.messages.length)?.id ?? null);
     toast("Conversation deleted");
   }
+}
+
+/** One tool call: the function's name and its arguments (pretty-printed when they are JSON). */
+function toolCallCard(call) {
+  let args = call.arguments;
+  try {
+    args = JSON.stringify(JSON.parse(call.arguments), null, 2);
+  } catch {
+    // still streaming, or not JSON: show it as it is
+  }
+  return h("div.tool-call", {}, h("div.tool-call-head", {}, h("span.badge", { text: "tool call" }),
+    h("code", { text: call.name }), h("span.muted", { text: call.id })), h("pre", { text: args }));
 }

@@ -1,0 +1,97 @@
+"""Constrained decoding in the engine with random weights: the output is valid because of the
+mask, not the model. Mixed batches, both step modes, n > 1, and aborts while compiling."""
+
+import dataclasses
+import json
+import re
+
+import jsonschema_rs
+import pytest
+
+from labs_core.structured import spec
+from tests.labs_core.engine.harness import both_step_modes, load, make_engine, request, run_to_completion
+
+PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age", "tags", "ok"],
+          "properties": {"name": {"type": "string", "maxLength": 10},
+                         "age": {"type": "integer", "minimum": 0, "maximum": 150},
+                         "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 3},
+                         "ok": {"type": "boolean"}}}
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["in-step", "run-ahead"])
+def step_mode(request, monkeypatch):
+    return both_step_modes(request, monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def parts(tiny_llama_dir):
+    return load(tiny_llama_dir)
+
+
+def constrained(rid, tokenizer, constraint, **params):
+    params = {"max_tokens": 120, "temperature": 1.0, **params}
+    r = request(rid, tokenizer("Answer:")["input_ids"], **params)
+    return dataclasses.replace(r, constraint=constraint)
+
+
+def test_schema_regex_choice_and_plain_mixed_in_one_batch(parts):
+    model, tokenizer = parts
+    reqs = [constrained(f"s{i}", tokenizer, spec.json_schema(PERSON), seed=i) for i in range(4)]
+    reqs += [constrained(f"r{i}", tokenizer, spec.Constraint("regex", r"[0-9]{3}-[a-z]{2,5}"), seed=i) for i in range(3)]
+    reqs += [constrained(f"c{i}", tokenizer, spec.choice(["red", "green", "blue"]), seed=i) for i in range(3)]
+    plain = [constrained(f"p{i}", tokenizer, None, temperature=0.0, max_tokens=12, ignore_eos=True) for i in range(2)]
+    engine = make_engine(model, tokenizer)
+    out = run_to_completion(engine, reqs + plain)
+    validator = jsonschema_rs.validator_for(PERSON)
+    for i in range(4):
+        assert out[f"s{i}"].finish[0] == "stop"
+        assert validator.is_valid(json.loads(out[f"s{i}"].text[0])), out[f"s{i}"].text[0]
+    for i in range(3):
+        assert re.fullmatch(r"[0-9]{3}-[a-z]{2,5}", out[f"r{i}"].text[0])
+        assert out[f"c{i}"].text[0] in ("red", "green", "blue")
+    alone = run_to_completion(make_engine(model, tokenizer), [dataclasses.replace(p) for p in plain])
+    for p in plain:  # the constrained rows change nothing for their neighbours
+        assert out[p.request_id].token_ids == alone[p.request_id].token_ids
+    assert engine.blocks.num_used_blocks == 0
+
+
+def test_n_choices_each_follow_the_grammar_and_seeds_repeat(parts):
+    model, tokenizer = parts
+    r = constrained("n", tokenizer, spec.json_schema(PERSON), n=3, seed=5)
+    first = run_to_completion(make_engine(model, tokenizer), [r])["n"]
+    again = run_to_completion(make_engine(model, tokenizer), [dataclasses.replace(r)])["n"]
+    assert first.text == again.text
+    for i in range(3):
+        jsonschema_rs.validate(PERSON, json.loads(first.text[i]))
+
+
+def test_grammar_ends_generation_even_with_ignore_eos(parts):
+    model, tokenizer = parts
+    r = constrained("g", tokenizer, spec.Constraint("grammar", 'root ::= "yes" | "no"'), ignore_eos=True,
+                    min_tokens=5)
+    out = run_to_completion(make_engine(model, tokenizer), [r])["g"]
+    assert out.text[0] in ("yes", "no") and out.finish[0] == "stop"
+
+
+def test_abort_while_compiling_frees_everything(parts):
+    model, tokenizer = parts
+    engine = make_engine(model, tokenizer)
+    schema = {**PERSON, "properties": {**PERSON["properties"], "x": {"type": "string", "maxLength": 7}}}
+    engine.add_request(constrained("a", tokenizer, spec.json_schema(schema)))
+    events = engine.abort_request("a")
+    assert events and events[0][1][-1].usage.completion_tokens == 0
+    for _ in range(100):
+        if not engine.has_work:
+            break
+        assert engine.step() == []
+    assert not engine.has_work and engine.blocks.num_used_blocks == 0
+
+
+def test_bad_constraints_name_the_field():
+    from labs_core.errors import InvalidRequest
+
+    for bad in (spec.Constraint("regex", "(ab", "regex"), spec.json_schema('{"type": "foo"}'),
+                spec.Constraint("grammar", "root ::= x", "grammar"), spec.json_schema("[1"), spec.choice([])):
+        with pytest.raises(InvalidRequest) as info:
+            spec.check(bad)
+        assert info.value.param == bad.param

@@ -1,0 +1,86 @@
+"""Tool calls read out of streamed text: each model family's format, markers split across deltas,
+text before a call kept, and the planner's checks."""
+
+import json
+
+import pytest
+
+from labs_core.engine.outputs import ChoiceDelta
+from labs_core.errors import InvalidRequest
+from labs_core.structured.request import StructuredRequest, ToolParsing, ToolSpec, plan
+from labs_core.structured.tools import ToolCallReader, detect_format, parse_calls
+
+NAMES = ("get_weather", "f")
+
+
+def read(parsing, pieces, finish="stop"):
+    reader = ToolCallReader(parsing)
+    out = [reader.feed(ChoiceDelta(0, p)) for p in pieces] + [reader.feed(ChoiceDelta(0, "", finish_reason=finish))]
+    text = "".join(d.text for d in out)
+    calls: dict[int, dict] = {}
+    for d in out:
+        for part in d.tool_calls:
+            if part.id:
+                calls[part.index] = {"name": part.name, "arguments": ""}
+            calls[part.index]["arguments"] += part.arguments
+    return text, [(c["name"], json.loads(c["arguments"])) for c in calls.values()], out[-1].finish_reason
+
+
+def test_hermes_marker_split_across_deltas_keeps_the_text_before():
+    text, calls, finish = read(ToolParsing("auto", "hermes", tool_names=NAMES), [
+        "Sure, ", "let me <tool", '_call>\n{"name": "get_weather", "argu', 'ments": {"city": "Paris"}}</tool_call>',
+        '<tool_call>{"name": "f", "arguments": {}}</tool_call>'])
+    assert text == "Sure, let me " and finish == "tool_calls"
+    assert calls == [("get_weather", {"city": "Paris"}), ("f", {})]
+
+
+def test_text_that_only_looks_like_a_marker_comes_out_unchanged():
+    text, calls, finish = read(ToolParsing("auto", "hermes", tool_names=NAMES), ["a <to", "ol> b <"])
+    assert (text, calls, finish) == ("a <tool> b <", [], "stop")
+
+
+def test_unknown_tool_or_broken_json_is_text():
+    pieces = ['<tool_call>{"name": "nope", "arguments": {}}</tool_call>']
+    assert read(ToolParsing("auto", "hermes", tool_names=NAMES), pieces) == (pieces[0], [], "stop")
+
+
+def test_llama3_and_mistral_formats():
+    assert read(ToolParsing("auto", "llama3", tool_names=NAMES),
+                [" ", '{"name": "f", "parameters": {"a": 1}}; {"name": "get_weather", "parameters": {}}'])[1] == [
+        ("f", {"a": 1}), ("get_weather", {})]
+    assert read(ToolParsing("auto", "llama3", tool_names=NAMES), ["Hi {not a call}"])[0] == "Hi {not a call}"
+    assert parse_calls('[TOOL_CALLS][{"name": "f", "arguments": {"x": 2}}]', "mistral", NAMES)[0].arguments == '{"x": 2}'
+    assert parse_calls('[TOOL_CALLS]f[ARGS]{"x": 2}', "mistral", NAMES)[0].name == "f"
+    assert detect_format("{% if tools %}[TOOL_CALLS]{% endif %}") == "mistral"
+    assert detect_format("<|python_tag|>") == "llama3" and detect_format(None) == "hermes"
+
+
+def test_named_streams_argument_fragments_and_required_reads_the_list():
+    reader = ToolCallReader(ToolParsing("named", name="f", tool_names=NAMES))
+    first = reader.feed(ChoiceDelta(0, '{"a"'))
+    assert [(p.id != "", p.name, p.arguments) for p in first.tool_calls] == [(True, "f", ""), (False, "", '{"a"')]
+    assert reader.feed(ChoiceDelta(0, ": 1}", finish_reason="stop")).finish_reason == "tool_calls"
+    text, calls, finish = read(ToolParsing("required", tool_names=NAMES),
+                               ['[{"name": "f", "arguments": {"x": 1}}, ', '{"name": "get_weather", "arguments": {}}]'])
+    assert (text, finish) == ("", "tool_calls") and calls == [("f", {"x": 1}), ("get_weather", {})]
+    text, calls, finish = read(ToolParsing("required", tool_names=NAMES), ['[{"name": "f", "argu'], finish="length")
+    assert (text, calls, finish) == ('[{"name": "f", "argu', [], "length")
+
+
+def test_plan_checks():
+    tools = [ToolSpec("f", parameters={"type": "object", "properties": {"x": {"type": "integer"}}})]
+    assert plan(StructuredRequest(tools=tools), chat=True).parsing.mode == "auto"
+    assert plan(StructuredRequest(tools=tools, tool_choice="none"), chat=True).parsing is None
+    named = plan(StructuredRequest(tools=tools, tool_choice="function", tool_choice_name="f"), chat=True)
+    assert named.constraint.kind == "json_schema" and named.parsing.name == "f"
+    for ask, param in [(StructuredRequest(tools=tools, tool_choice="function", tool_choice_name="g"), "tool_choice"),
+                       (StructuredRequest(tool_choice="required"), "tool_choice"),
+                       (StructuredRequest(tools=tools + tools), "tools"),
+                       (StructuredRequest(regex="a", grammar='root ::= "a"'), "grammar"),
+                       (StructuredRequest(response_format="json_schema", json_schema='{"not": {}}'),
+                        "response_format.json_schema.schema")]:
+        with pytest.raises(InvalidRequest) as info:
+            plan(ask, chat=True)
+        assert info.value.param == param
+    with pytest.raises(InvalidRequest):
+        plan(StructuredRequest(tools=tools), chat=False)
