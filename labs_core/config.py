@@ -49,6 +49,8 @@ class ModelSettings:
     device: str = setting("auto", "LABS_DEVICE", "cpu, cuda, cuda:N or auto (GPU when there is one)")
     device_map: str = setting("", "LABS_DEVICE_MAP", "transformers device_map for multi-GPU (e.g. auto); empty: one device")
     trust_remote_code: bool = setting(False, "LABS_TRUST_REMOTE_CODE", "Allow model repos to run their own code")
+    cache_dir: str = setting("", "LABS_CACHE_DIR", "Where GGUF weights converted on first load are kept "
+                             "('': ~/.cache/labs; off: convert on every start)")
     preload_on_start: bool = setting(True, "LABS_PRELOAD_ON_START", "Load models at start instead of on first use")
     max_model_len: int = setting(0, "LABS_MAX_MODEL_LEN", "Context length cap in tokens (0: the model's)", minimum=0)
     reasoning_start: str = setting("<think>", "LABS_REASONING_START", "Tag that opens a thinking model's reasoning")

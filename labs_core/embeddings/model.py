@@ -54,9 +54,10 @@ class EmbeddingModel:
 
     @classmethod
     def load(cls, source: ModelSource, device: str = "auto", trust_remote_code: bool = False) -> "EmbeddingModel":
-        from sentence_transformers import SentenceTransformer
+        from labs_core.models.loader import IMPORT_LOCK, WEIGHTS_LOCK, resolve_device
 
-        from labs_core.models.loader import WEIGHTS_LOCK, resolve_device
+        with IMPORT_LOCK:
+            from sentence_transformers import SentenceTransformer
 
         resolved = resolve_device(device)
         log.info("loading embedding model %s on %s", source.spec, resolved)

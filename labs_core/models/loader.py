@@ -4,12 +4,15 @@ hub or local sources, and the small fixes every served model needs (pad token).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from labs_core.errors import PreconditionFailed
+from labs_core.models import gguf_cache
 from labs_core.models.source import ModelSource
 
 log = logging.getLogger(__name__)
@@ -19,6 +22,9 @@ DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 # in parallel threads of one process corrupt each other ("Cannot copy out of meta tensor"): weights
 # load in turns. (A model in an engine process of its own loads in parallel with the rest.)
 WEIGHTS_LOCK = threading.Lock()
+# transformers' lazy module is not thread-safe: a name imported while another thread imports the
+# package fails ("cannot import name 'AutoModelForCausalLM'"). Imports are GIL-bound: in turns.
+IMPORT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,7 @@ class LoadOptions:
     device_map: str = ""
     revision: str = ""
     trust_remote_code: bool = False
+    cache_dir: str = ""  # converted GGUF weights; "" = gguf_cache.cache_root(), "off" = none
 
 
 def resolve_device(device: str) -> str:
@@ -64,24 +71,46 @@ def load_tokenizer(source: ModelSource, options: LoadOptions) -> Any:
 
 
 def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any, str]:
-    """(model, tokenizer, device) ready for inference (eval mode, no grad needed)."""
-    from transformers import AutoModelForCausalLM
+    """(model, tokenizer, device) ready for inference (eval mode, no grad needed). A GGUF file is
+    converted once; later loads read the conversion from the cache (gguf_cache.py)."""
+    with IMPORT_LOCK:
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401 (AutoTokenizer: see IMPORT_LOCK)
 
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
+    cached = _gguf_cache(source, options, dtype)
+    if cached is not None and gguf_cache.is_complete(cached):
+        log.info("loading %s from its converted copy %s", source.spec, cached)
+        source = ModelSource(spec=source.spec, location=str(cached), gguf_file=None, is_local=True)
+        cached = None
     kwargs = _common_kwargs(source, options)
     if options.device_map:
         kwargs["device_map"] = options.device_map
-    log.info("loading %s (%s, %s)", source.spec, dtype, options.device_map or device)
-    with WEIGHTS_LOCK:
-        model = AutoModelForCausalLM.from_pretrained(source.location, dtype=dtype, **kwargs)
+    log.info("loading %s (%s, %s)%s", source.spec, dtype, options.device_map or device,
+             " and converting it (once: the result is cached)" if cached is not None else "")
+    with contextlib.ExitStack() as stack:
+        if source.gguf_file:
+            stack.enter_context(gguf_cache.fast_gguf_reads())
+        with WEIGHTS_LOCK:
+            model = AutoModelForCausalLM.from_pretrained(source.location, dtype=dtype, **kwargs)
+        tokenizer = load_tokenizer(source, options)
+    if cached is not None:
+        gguf_cache.save(model, tokenizer, cached)
     if not options.device_map:
         model = model.to(device)
     model.eval()
-    tokenizer = load_tokenizer(source, options)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer, device if not options.device_map else options.device_map
+
+
+def _gguf_cache(source: ModelSource, options: LoadOptions, dtype: Any) -> Path | None:
+    """The cache directory of a local GGUF's conversion to `dtype` (None: not a GGUF, or the
+    cache is off)."""
+    if not source.gguf_file or options.cache_dir == "off":
+        return None
+    root = Path(options.cache_dir).expanduser() if options.cache_dir else None
+    return gguf_cache.cache_dir_for(Path(source.location) / source.gguf_file, str(dtype).removeprefix("torch."), root)
 
 
 def _common_kwargs(source: ModelSource, options: LoadOptions) -> dict[str, Any]:
