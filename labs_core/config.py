@@ -98,6 +98,10 @@ class EngineSettings:
     engine_process: str = setting("auto", "LABS_ENGINE_PROCESS",
                                   "Run the engine in a process of its own, apart from gRPC (auto: on GPUs)",
                                   choices=("auto", "true", "false"))
+    tensor_parallel_size: int = setting(1, "LABS_TENSOR_PARALLEL_SIZE",
+                                        "GPUs one model is split across (tensor parallelism; safetensors "
+                                        "checkpoints of the Llama, Qwen2/3 and Mistral families)",
+                                        minimum=1, maximum=8)
 
 
 def engine_limits(engine: EngineSettings, device: str) -> tuple[int, int]:

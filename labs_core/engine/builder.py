@@ -182,11 +182,18 @@ def warm_up_shapes(runner: ModelRunner) -> None:
 
 def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineConfig, sizing: KVSizing,
                        eos_token_ids: list[int], cuda_graphs: bool = True, compile: bool = False,
-                       use_gemv_products: bool = True, fuse: bool = True) -> AsyncEngine:
-    """Probe the model on a small cache, size the real cache from what is left, capture graphs."""
+                       use_gemv_products: bool = True, fuse: bool = True, steps: Any = None) -> AsyncEngine:
+    """Probe the model on a small cache, size the real cache from what is left, capture graphs.
+
+    `steps` (tensor parallel rank 0): every runner call is announced to the other ranks. The probe
+    against the model's own attention, fusion and the GEMV run the model outside the runner, so they
+    are skipped there; run-ahead too (the other ranks have no sampled tokens on their device)."""
     check_supported(model)
     dev = torch.device(device)
     layout = kv_layout(model)
+    if steps is not None:
+        fuse = use_gemv_products = False
+        config = dataclasses.replace(config, run_ahead=False)
     if dev.type == "cuda":  # decode is a pass over the weights: fewer, larger products
         if fuse:
             log.info("fused %d projection groups", fuse_if_exact(model, len(tokenizer)))
@@ -194,9 +201,10 @@ def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineCo
             log.info("batch-1 products through the Triton GEMV: %s", use_gemv_if_exact(model, len(tokenizer)))
     useful_tokens = config.max_num_seqs * config.max_model_len
     probe_blocks = max(-(-max(config.max_num_batched_tokens, 2 * PROBE_TOKENS) // config.block_size) + 1, 8)
-    runner = ModelRunner(model, config.block_size, probe_blocks, dev, tuple(eos_token_ids))
+    runner = ModelRunner(model, config.block_size, probe_blocks, dev, tuple(eos_token_ids), steps=steps)
     try:
-        probe(model, runner, len(tokenizer))
+        if steps is None:
+            probe(model, runner, len(tokenizer))
     except Exception:
         runner.restore_attention()
         raise

@@ -82,6 +82,7 @@ class ModelRunner:
         self.model = model
         # Tensor parallel rank 0: a tensor_parallel.StepChannel the other ranks follow; else None.
         self.steps = steps
+        self._announce("init", block_size, num_blocks)
         self.device = torch.device(device)
         self.block_size = block_size
         self.layout = kv_layout(model)
@@ -109,8 +110,14 @@ class ModelRunner:
         attention.register()
         model.set_attn_implementation(self.attn_name)
 
+    def _announce(self, name: str, *args: Any) -> None:
+        """Tensor parallel: the other ranks make the same call (their collectives pair with ours)."""
+        if self.steps is not None:
+            self.steps.send((name, args))
+
     def resize_kv(self, num_blocks: int) -> None:
         """Replace the KV cache with one of num_blocks usable blocks (plus the null block)."""
+        self._announce("resize_kv", num_blocks)
         self.kv = None
         self.kv = allocate_kv_cache(self.layout, num_blocks + 1, self.block_size, self.device)
         self.null_block = num_blocks
@@ -135,6 +142,7 @@ class ModelRunner:
         `compile`); returns the seconds it took, compilation included."""
         from labs_core.engine.cuda_graphs import DecodeGraphs, PrefillGraphs
 
+        self._announce("capture_cuda_graphs", max_batch, max_context, compile, max_prefill_tokens)
         self.max_context = max_context
         if compile:
             # Every layer shares one compiled graph per segment, plus a few shape variants.
@@ -201,8 +209,7 @@ class ModelRunner:
         input tokens of an ahead batch, as the previous step left them on the device."""
         host = self.host_batch(batch, all_logits)
         shape = StepShape.of(batch, all_logits)
-        if self.steps is not None:
-            self.steps.send((host, shape))
+        self._announce("forward_step", host, shape)
         return self.forward_step(host, shape, ahead_ids)
 
     @torch.inference_mode()

@@ -298,7 +298,8 @@ def load_sharded(path: str | Path, tp: TensorParallel, dtype: torch.dtype, devic
 
 
 class StepChannel:
-    """Rank 0 tells the others what to run: one broadcast of picklable host arrays per forward."""
+    """Rank 0 tells the others what to run: one broadcast per runner call that involves the other
+    ranks (building the runner, resizing its cache, capturing graphs, each forward's host arrays)."""
 
     def __init__(self, tp: TensorParallel):
         self.tp = tp
@@ -315,10 +316,17 @@ class StepChannel:
         self.send(None)
 
 
-def follow(runner: Any, channel: StepChannel) -> None:
-    """A rank other than 0: run every forward rank 0 announces, until it says stop."""
+def follow(model: nn.Module, channel: StepChannel, device: torch.device | str) -> None:
+    """A rank other than 0: build the runner and make every call rank 0 announces, until it says stop."""
+    from labs_core.engine.model_runner import ModelRunner
+
+    runner = None
     while True:
-        step = channel.receive()
-        if step is None:
+        message = channel.receive()
+        if message is None:
             return
-        runner.forward_step(*step)
+        name, args = message
+        if name == "init":
+            runner = ModelRunner(model, *args, device=device)
+        else:
+            getattr(runner, name)(*args)

@@ -37,15 +37,42 @@ class WorkerSpec:
     settings: Settings
 
 
+def load_tensor_parallel(spec: WorkerSpec) -> tuple[Any, Any, str, Any]:
+    """Rank 0's shard, the tokenizer, the device, and the channel that drives ranks 1..N-1."""
+    from labs_core.engine import tp_group
+    from labs_core.models.chat_loader import load_options
+    from labs_core.models.loader import load_tokenizer, resolve_device, resolve_dtype
+
+    options = load_options(spec.settings)
+    device = resolve_device(options.device)
+    location = spec.source.location
+    if not spec.source.is_local:  # the hub's files, downloaded once, then read shard by shard
+        from huggingface_hub import snapshot_download
+
+        location = snapshot_download(location, revision=options.revision, cache_dir=options.cache_dir,
+                                     allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"])
+    if spec.source.gguf_file:
+        location = f"{location}/{spec.source.gguf_file}"
+    size = spec.settings.engine.tensor_parallel_size
+    group = tp_group.GroupSpec(size, tp_group.free_port(), tp_group.local_checkpoint(location),
+                               resolve_dtype(options.dtype, device), "cuda" if device.startswith("cuda") else "cpu")
+    model, steps, _ = tp_group.load_rank0(group)
+    return model, load_tokenizer(spec.source, options), str(group.device(0)), steps
+
+
 def build(spec: WorkerSpec) -> tuple[Any, wire.EngineInfo]:
     """Load and build the paged engine (raises PagedUnsupported when it cannot serve the model)."""
     from labs_core.models.chat_loader import build_paged, load_options
     from labs_core.models.chat_model import ModelFacts, context_length
     from labs_core.models.loader import load_causal_lm
 
-    model, tokenizer, device = load_causal_lm(spec.source, load_options(spec.settings))
+    steps = None
+    if spec.settings.engine.tensor_parallel_size > 1:
+        model, tokenizer, device, steps = load_tensor_parallel(spec)
+    else:
+        model, tokenizer, device = load_causal_lm(spec.source, load_options(spec.settings))
     max_len = context_length(model, tokenizer, spec.settings.model.max_model_len)
-    engine = build_paged(model, tokenizer, device, max_len, spec.settings).engine
+    engine = build_paged(model, tokenizer, device, max_len, spec.settings, steps=steps).engine
     facts = ModelFacts.of(model, device)
     config = engine.config
     info = wire.EngineInfo(dtype=facts.dtype, device=device, max_model_len=max_len,
@@ -142,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     sock.sendall(wire.frame(("ready", info)))
     EngineLoop(engine, wire.Channel(sock)).run()
+    if engine.runner.steps is not None:  # tensor parallel: ranks 1..N-1 end with us
+        engine.runner.steps.stop()
     return 0
 
 

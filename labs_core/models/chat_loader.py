@@ -37,8 +37,9 @@ def load_options(settings: Settings) -> LoadOptions:
                        trust_remote_code=m.trust_remote_code, cache_dir=m.cache_dir)
 
 
-def build_paged(model: Any, tokenizer: Any, device: str, max_len: int, settings: Settings) -> Any:
-    """The paged engine (an AsyncEngine) for a loaded model; PagedUnsupported when it cannot serve it."""
+def build_paged(model: Any, tokenizer: Any, device: str, max_len: int, settings: Settings, steps: Any = None) -> Any:
+    """The paged engine (an AsyncEngine) for a loaded model; PagedUnsupported when it cannot serve it.
+    `steps`: tensor parallel rank 0's channel to the other ranks (tp_group.py)."""
     from labs_core.engine.builder import KVSizing, build_paged_engine
     from labs_core.engine.engine import EngineConfig
 
@@ -51,7 +52,7 @@ def build_paged(model: Any, tokenizer: Any, device: str, max_len: int, settings:
     sizing = KVSizing(num_blocks=e.num_kv_blocks, cpu_kv_cache_gib=e.cpu_kv_cache_gib,
                       gpu_memory_fraction=e.kv_cache_memory_fraction)
     return build_paged_engine(model, tokenizer, device, config, sizing, eos_token_ids(model, tokenizer),
-                              cuda_graphs=e.cuda_graphs, compile=e.compile)
+                              cuda_graphs=e.cuda_graphs, compile=e.compile, steps=steps)
 
 
 def build_backend(model: Any, tokenizer: Any, device: str, max_len: int, settings: Settings) -> Any:
@@ -72,6 +73,8 @@ def build_backend(model: Any, tokenizer: Any, device: str, max_len: int, setting
 
 def wants_engine_process(settings: Settings) -> bool:
     choice = settings.engine.engine_process
+    if settings.engine.tensor_parallel_size > 1:
+        return True  # the engine process is rank 0 and starts the others
     if choice != "auto":
         return choice == "true"
     return not settings.model.device_map and resolve_device(settings.model.device).startswith("cuda")

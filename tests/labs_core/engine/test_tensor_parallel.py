@@ -87,10 +87,10 @@ def rank_main(rank: int, world: int, port: int, model_dir: str, out: str, from_c
         assert attention.q_proj.out_features == model.config.hidden_size // world  # this rank's heads only
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
         channel = StepChannel(tp)
-        runner = ModelRunner(model, 4, 256, "cpu", (tokenizer.eos_token_id,), steps=channel if rank == 0 else None)
         if rank != 0:
-            follow(runner, channel)
+            follow(model, channel, "cpu")
             return
+        runner = ModelRunner(model, 4, 256, "cpu", (tokenizer.eos_token_id,), steps=channel)
         engine = LLMEngine(runner, tokenizer, EngineConfig(block_size=4, max_model_len=1024, run_ahead=False),
                            eos_token_ids=[tokenizer.eos_token_id])
         results = run_to_completion(engine, [request(f"r{i}", p, max_tokens=n, temperature=0, ignore_eos=True)
@@ -142,3 +142,49 @@ def test_two_ranks_give_the_tokens_of_one_process_llama_split_in_memory(tmp_path
 
 def test_two_ranks_give_the_tokens_of_one_process_qwen2_read_shard_by_shard(qwen_like_dir, tmp_path):
     assert tensor_parallel_tokens(qwen_like_dir, 2, tmp_path, True) == single_process_tokens(qwen_like_dir)
+
+
+def child_pids(pid: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+
+
+@pytest.mark.slow
+def test_core_serves_a_model_over_two_ranks_and_stopping_it_ends_them(tmp_path_factory, tokenizer_dir):
+    """LABS_TENSOR_PARALLEL_SIZE=2 on CPU: the engine process is rank 0 and starts rank 1; gRPC
+    clients get the tokens of one process; stopping the core ends both."""
+    import time
+
+    import grpc
+
+    from labs_core.proto import generation_pb2 as g
+    from labs_core.proto import generation_pb2_grpc
+    from tests.support import CoreThread, core_settings
+
+    model_dir = build_tiny_llama(tmp_path_factory.mktemp("tp-served"), tokenizer_dir, seed=1, initializer_range=0.3)
+    settings = core_settings(model_dir, model={"served_name": "tiny"}, embeddings={"embedding_model": ""},
+                             engine={"tensor_parallel_size": 2})
+    with CoreThread(settings) as core:
+        backend = core.server.state.registry.find("tiny").obj.backend
+        assert type(backend).__name__ == "EngineProcess"
+        followers = child_pids(backend.process.pid)
+        assert len(followers) == 1
+        with grpc.insecure_channel(core.address) as channel:
+            stub = generation_pb2_grpc.GenerationStub(channel)
+            served = {}
+            for i, ids in enumerate(PROMPTS):
+                request = g.GenerateRequest(prompt_token_ids=ids, sampling=g.SamplingParams(
+                    max_tokens=NEW_TOKENS[i], temperature=0, ignore_eos=True))
+                served[f"r{i}"] = [t for r in stub.Generate(request) for t in r.token_ids]
+    assert served == single_process_tokens(model_dir)
+    deadline = time.monotonic() + 30
+    while not all(gone(pid) for pid in followers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert all(gone(pid) for pid in followers)
