@@ -18,6 +18,7 @@ BASE = DEPLOY / "docker-compose.yml"
 CPU = DEPLOY / "docker-compose.cpu.yml"
 MULTI = DEPLOY / "docker-compose.multi-gpu.yml"
 POSTGRES = DEPLOY / "docker-compose.postgres.yml"
+TENSOR_PARALLEL = DEPLOY / "docker-compose.tensor-parallel.yml"
 ENV_EXAMPLE = DEPLOY / "labs.env.example"
 SECRETS = ("LABS_API_KEYS", "LABS_ADMIN_KEY", "LABS_CORE_TOKEN")
 
@@ -39,11 +40,11 @@ def gateway(config: dict) -> dict:
 
 
 # Every complete setup a user can start: (files given to `docker compose -f`).
-SETUPS = {"gpu": (BASE,), "cpu": (BASE, CPU), "multi-gpu": (MULTI,)}
+SETUPS = {"gpu": (BASE,), "cpu": (BASE, CPU), "multi-gpu": (MULTI,), "tensor-parallel": (BASE, TENSOR_PARALLEL)}
 
 
 def test_the_files_are_the_ones_documented():
-    assert set(COMPOSE_FILES) == {BASE, CPU, MULTI, POSTGRES}
+    assert set(COMPOSE_FILES) == {BASE, CPU, MULTI, POSTGRES, TENSOR_PARALLEL}
     docs = (ROOT / "docs" / "deploy.md").read_text()
     for path in COMPOSE_FILES:
         assert f"deploy/{path.name}" in docs
@@ -134,6 +135,13 @@ def test_gpu_setup_reserves_a_gpu_and_cpu_override_removes_it():
     assert cpu["build"]["args"]["TORCH_INDEX"] == "cpu"
     assert cpu["build"]["dockerfile"] == gpu["build"]["dockerfile"]
     assert cpu["image"] != gpu["image"], "CPU and CUDA images must not share a tag"
+
+
+def test_tensor_parallel_override_reserves_as_many_gpus_as_ranks():
+    core = cores(effective(BASE, TENSOR_PARALLEL))["core"]
+    (device,) = gpu_reservations(core)
+    assert device["count"] == int(compose_env(core)["LABS_TENSOR_PARALLEL_SIZE"]) == 2
+    assert core["ipc"] == "host" and compose_env(core)["LABS_DEVICE"] == "cuda"
 
 
 def test_multi_gpu_pins_one_distinct_gpu_per_core():
