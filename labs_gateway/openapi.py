@@ -104,7 +104,7 @@ KEY_UPDATE: dict[str, Any] = {
     "type": "object", "additionalProperties": False,
     "properties": {
         "owner": {"type": "string", "maxLength": 200, "description": "Owner or team, for reports."},
-        "models": {"type": "array", "items": {"type": "string", "minLength": 1},
+        "models": {"type": "array", "items": {"type": "string", "minLength": 1, "pattern": "^[^,]+$"},
                    "description": "Models the key may use; empty: all."},
         "expires_at": {**_LIMIT, "description": "Unix time after which the key stops working."},
         "rpm": {**_LIMIT, "description": "Requests per minute (null: LABS_RATE_LIMIT_RPM)."},
