@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from labs_gateway.store.base import (DAY, KEY_COLUMNS, MINUTE, MONTH, USAGE_COLUMNS, Bucket, KeyExists, KeyRecord, Store,
-                                     UsageRow, changed, counter_cutoffs, sum_tokens)
+from labs_gateway.store.base import (DAY, KEY_COLUMNS, MINUTE, MONTH, USAGE_COLUMNS, Bucket, KeyExists, KeyRecord,
+                                     Store, UsageRow, changed, counter_cutoffs, sum_tokens)
 
 log = logging.getLogger("labs_gateway.store")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"

@@ -58,7 +58,8 @@ def test_keys_and_usage_survive_a_restart(fake_core, store, tmp_path, how):
         secret = create(gw, name="alice", owner="team-a", rpm=1000)
         assert [chat(gw, secret) for _ in range(5)] == [200] * 5
         if how == "SIGTERM":
-            assert gw.stop() in (0, -15)  # drained (uvicorn re-raises SIGTERM): the last batch is written on the way out
+            # drained (uvicorn re-raises SIGTERM): the last batch is written on the way out
+            assert gw.stop() in (0, -15)
         else:
             time.sleep(FLUSH_S * 3)  # a SIGKILL loses at most the last flush interval (docs/security.md)
             gw.kill()
