@@ -51,7 +51,7 @@ ERRORS = {
     "500": "Internal error",
     "501": "The core does not implement this service",
     "502": "The core refused the gateway's credentials",
-    "503": "No core reachable, model loading, or server draining (see Retry-After)",
+    "503": "No core reachable, model loading, server draining, or the store unavailable (see Retry-After)",
     "504": "The core did not answer within LABS_REQUEST_TIMEOUT_S",
 }
 
