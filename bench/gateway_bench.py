@@ -322,7 +322,8 @@ def start_gateway(env: dict[str, str], port: int) -> subprocess.Popen:
 def create_key(port: int) -> str:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     body = json.dumps({"name": "bench", "rpm": 10**9, "day_tokens": 10**12}).encode()
-    conn.request("POST", "/admin/keys", body, {"content-type": "application/json", "authorization": "Bearer bench-admin"})
+    conn.request("POST", "/admin/keys", body,
+                 {"content-type": "application/json", "authorization": "Bearer bench-admin"})
     response = conn.getresponse()
     data = response.read()
     assert response.status == 201, data

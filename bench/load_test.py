@@ -393,8 +393,9 @@ def run(config: LoadConfig) -> Report:
         core = CoreProcess(core_env(model, free_port(), LABS_MAX_NUM_SEQS=str(config.max_num_seqs),
                                     LABS_MAX_WAITING=str(config.max_waiting), LABS_LOG_LEVEL="warning"),
                            workdir / "core.log", probe=True)
-        gateway = GatewayProcess(gateway_env(core.address, free_port(), LABS_STORE=f"sqlite://{workdir.resolve() / 'labs.db'}"),
-                                 workdir / "gateway.log", probe=True)
+        store = f"sqlite://{workdir.resolve() / 'labs.db'}"  # usage recording on, as in production
+        gateway = GatewayProcess(gateway_env(core.address, free_port(), LABS_STORE=store), workdir / "gateway.log",
+                                 probe=True)
         with core.start(), gateway.start():
             core.wait_health("SERVING", timeout=180)
             gateway.wait_status("/ready", 200, timeout=60)

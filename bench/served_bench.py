@@ -400,7 +400,8 @@ def start_gateway(core: Any, workers: int, logs: Path) -> Any:
     from tests.reliability.processes import GatewayProcess, free_port, gateway_env
 
     store = "memory" if workers == 1 else f"sqlite://{(logs / f'gateway-{workers}.db').resolve()}"  # workers share it
-    gateway = GatewayProcess(gateway_env(core.address, free_port(), LABS_GATEWAY_WORKERS=str(workers), LABS_STORE=store),
+    gateway = GatewayProcess(gateway_env(core.address, free_port(), LABS_GATEWAY_WORKERS=str(workers),
+                                         LABS_STORE=store),
                              logs / f"gateway-{workers}.log").start()
     gateway.wait_status("/health")
     return gateway

@@ -23,7 +23,7 @@ from labs_gateway.middleware import ObserveMiddleware
 from labs_gateway.routes import admin, docs, embeddings, finance, keys, openai, ops
 from labs_gateway.routes.ui import ui_routes
 from labs_gateway.state import Gateway
-from labs_gateway.store import redact
+from labs_gateway.store import StoreUnavailable, redact
 
 log = logging.getLogger("labs_gateway")
 
@@ -63,6 +63,12 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     return error_response(GatewayError(exc.status_code, message, type=kind, code=code, headers=dict(exc.headers or {})))
 
 
+async def on_store_unavailable(request: Request, exc: Exception) -> Response:
+    log.error("store unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(GatewayError(503, "the gateway's store (keys, limits, usage) is unavailable; retry shortly",
+                                       type=SERVER, code="store_unavailable", retry_after_s=2.0))
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(GatewayError(500, f"internal error ({type(exc).__name__}); see the gateway's log",
@@ -99,6 +105,6 @@ def create_app(settings: Settings | None = None, *, core: CoreClient | None = No
     labels.update({route.app: "ui" for route in console})
     app = Starlette(routes=routes + console, middleware=middleware, lifespan=lifespan,
                     exception_handlers={GatewayError: on_gateway_error, HTTPException: on_http_error,
-                                        Exception: on_unexpected})
+                                        StoreUnavailable: on_store_unavailable, Exception: on_unexpected})
     app.state.gateway = gateway
     return app

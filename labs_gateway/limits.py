@@ -64,7 +64,8 @@ class Limits:
 
     async def _used(self, name: str, now: float) -> dict[str, int]:
         hit = self._tokens.get(name)
-        if hit is not None and now - hit[0] <= self.cache_s and window_start(MINUTE, hit[0]) == window_start(MINUTE, now):
+        if (hit is not None and now - hit[0] <= self.cache_s
+                and window_start(MINUTE, hit[0]) == window_start(MINUTE, now)):  # a new minute: tpm from 0
             return hit[1]
         used = await self.store.tokens(name, [(w, window_start(w, now)) for w in (MINUTE, DAY, MONTH)])
         self._tokens[name] = (now, used)

@@ -51,7 +51,7 @@ ERRORS = {
     "500": "Internal error",
     "501": "The core does not implement this service",
     "502": "The core refused the gateway's credentials",
-    "503": "No core reachable, model loading, or server draining (see Retry-After)",
+    "503": "No core reachable, model loading, server draining, or the store unavailable (see Retry-After)",
     "504": "The core did not answer within LABS_REQUEST_TIMEOUT_S",
 }
 
@@ -104,7 +104,7 @@ KEY_UPDATE: dict[str, Any] = {
     "type": "object", "additionalProperties": False,
     "properties": {
         "owner": {"type": "string", "maxLength": 200, "description": "Owner or team, for reports."},
-        "models": {"type": "array", "items": {"type": "string", "minLength": 1},
+        "models": {"type": "array", "items": {"type": "string", "minLength": 1, "pattern": "^[^,]+$"},
                    "description": "Models the key may use; empty: all."},
         "expires_at": {**_LIMIT, "description": "Unix time after which the key stops working."},
         "rpm": {**_LIMIT, "description": "Requests per minute (null: LABS_RATE_LIMIT_RPM)."},

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labs_gateway.store.base import Bucket, KeyExists, KeyRecord, Store, UsageRow
+from labs_gateway.store.base import Bucket, KeyExists, KeyRecord, Store, StoreUnavailable, UsageRow
 from labs_gateway.store.memory import MemoryStore
 
-__all__ = ["Bucket", "KeyExists", "KeyRecord", "Store", "UsageRow", "MemoryStore", "open_store", "default_url",
+__all__ = ["Bucket", "KeyExists", "KeyRecord", "Store", "StoreUnavailable", "UsageRow", "MemoryStore", "open_store", "default_url",
            "redact"]
 
 

@@ -19,6 +19,10 @@ MINUTE, DAY, MONTH = "m", "d", "mo"
 LIMIT_FIELDS = ("rpm", "tpm", "max_streams", "day_tokens", "month_tokens")
 
 
+class StoreUnavailable(Exception):
+    """The database cannot be reached (or stays locked): the gateway answers 503, usage rows wait."""
+
+
 class KeyExists(ValueError):
     """A key of that name (active or revoked) is already in the store."""
 

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from labs_gateway.store.base import (DAY, KEY_COLUMNS, MINUTE, MONTH, USAGE_COLUMNS, Bucket, KeyExists, KeyRecord, Store,
-                                     UsageRow, changed, counter_cutoffs, sum_tokens)
+from labs_gateway.store.base import (DAY, KEY_COLUMNS, MINUTE, MONTH, USAGE_COLUMNS, Bucket, KeyExists, KeyRecord,
+                                     Store, StoreUnavailable, UsageRow, changed, counter_cutoffs, sum_tokens)
 
 log = logging.getLogger("labs_gateway.store")
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -79,8 +79,15 @@ class SqlStore(Store):
         """For one statement (atomic by itself): no BEGIN / COMMIT round trips where the driver can skip them."""
         return self.transaction()
 
+    def unavailable(self) -> tuple[type[BaseException], ...]:
+        """The driver's errors that mean "the database cannot be reached", not "this query is wrong"."""
+        return (sqlite3.OperationalError,)
+
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        except self.unavailable() as exc:
+            raise StoreUnavailable(f"the {self.dialect} store is unavailable: {exc}") from exc
 
     async def open(self) -> None:
         await self._run(self._open)
@@ -320,9 +327,9 @@ class PostgresStore(SqlStore):
     dialect = "postgres"
     threads = 8
 
-    def __init__(self, url: str, min_size: int = 1, max_size: int = 8):
+    def __init__(self, url: str, min_size: int = 1, max_size: int = 8, wait_s: float = 3.0):
         super().__init__(url)
-        self.min_size, self.max_size = min_size, max_size
+        self.min_size, self.max_size, self.wait_s = min_size, max_size, wait_s
         self.pg: Any = None
 
     def connect(self) -> None:
@@ -332,8 +339,10 @@ class PostgresStore(SqlStore):
             raise ValueError("LABS_STORE is a PostgreSQL URL but psycopg is not installed "
                              "(pip install 'psycopg[binary]' psycopg-pool, or labs[gateway])") from None
         # autocommit: one statement is one round trip; transaction() adds BEGIN / COMMIT where needed
+        # timeout: a request waits this long for a connection when the database is down, then gets a 503
         self.pg = ConnectionPool(self.url, min_size=self.min_size, max_size=self.max_size, open=False,
-                                 kwargs={"autocommit": True}, name="labs-store")
+                                 kwargs={"autocommit": True, "connect_timeout": 5}, name="labs-store",
+                                 timeout=self.wait_s)
         self.pg.open(wait=True, timeout=30)
 
     def disconnect(self) -> None:
@@ -345,6 +354,11 @@ class PostgresStore(SqlStore):
         import psycopg
 
         return isinstance(exc, psycopg.errors.UniqueViolation)
+
+    def unavailable(self) -> tuple[type[BaseException], ...]:
+        import psycopg
+
+        return (psycopg.OperationalError,)  # the pool's PoolTimeout included
 
     @contextlib.contextmanager
     def transaction(self, migrate: bool = False) -> Iterator[Conn]:

@@ -1,7 +1,7 @@
 """The store across processes, the way gateways run in production (child processes over the fake
 core): keys and usage survive SIGTERM and SIGKILL restarts (SQLite and PostgreSQL); two gateways on
 one PostgreSQL enforce one per-minute limit and one budget between them, and a key revoked through
-one is refused by the other within a second."""
+one is refused by the other within a second; a database outage is a 503, and usage waits for it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.labs_gateway.support import GatewayThread
 from tests.postgres import wait_until
 from tests.reliability.processes import GatewayProcess, free_port, gateway_env
 
@@ -28,18 +29,18 @@ def start(fake_core, store: str, log: Path, **labs: str) -> GatewayProcess:
     return gw
 
 
-def create(gw: GatewayProcess, **fields) -> str:
+def create(gw: GatewayProcess | GatewayThread, **fields) -> str:
     answer = httpx.post(f"{gw.url}/admin/keys", json=fields, headers=ADMIN, timeout=10)
     assert answer.status_code == 201, answer.text
     return answer.json()["secret"]
 
 
-def chat(gw: GatewayProcess, secret: str) -> int:
+def chat(gw: GatewayProcess | GatewayThread, secret: str) -> int:
     return httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {secret}"},
                       timeout=30).status_code
 
 
-def requests_of(gw: GatewayProcess, key: str) -> int:
+def requests_of(gw: GatewayProcess | GatewayThread, key: str) -> int:
     usage = httpx.get(f"{gw.url}/admin/usage?key={key}&since=0", headers=ADMIN, timeout=10).json()
     return usage["keys"].get(key, {}).get("totals", {}).get("requests", 0)
 
@@ -58,7 +59,8 @@ def test_keys_and_usage_survive_a_restart(fake_core, store, tmp_path, how):
         secret = create(gw, name="alice", owner="team-a", rpm=1000)
         assert [chat(gw, secret) for _ in range(5)] == [200] * 5
         if how == "SIGTERM":
-            assert gw.stop() in (0, -15)  # drained (uvicorn re-raises SIGTERM): the last batch is written on the way out
+            # drained (uvicorn re-raises SIGTERM): the last batch is written on the way out
+            assert gw.stop() in (0, -15)
         else:
             time.sleep(FLUSH_S * 3)  # a SIGKILL loses at most the last flush interval (docs/security.md)
             gw.kill()
@@ -151,3 +153,28 @@ def test_a_revoked_key_stops_on_every_gateway_within_a_second(two_gateways):
     assert wait_until(refused, timeout=5, every=0.01)
     assert time.monotonic() - revoked_at < 1.0
     assert wait_until(lambda: requests_of(b, "leaving") == served[0], timeout=3)  # both gateways' usage rows
+
+
+def test_a_lost_database_is_a_503_and_usage_waits_for_it(fake_core, tmp_path):
+    """PostgreSQL stopped under a running gateway: requests get 503 store_unavailable (not a hang, not
+    a 500), and the usage rows recorded meanwhile are written once the database is back."""
+    from labs_gateway import create_app
+    from tests.labs_gateway.support import gateway_settings
+    from tests.postgres import PostgresServer
+
+    with PostgresServer() as pg:
+        url = pg.new_database()
+        settings = gateway_settings([fake_core.address], store=url, admin_key="sk-admin", usage_flush_s=0.1)
+        with GatewayThread(create_app(settings)) as gw:
+            secret = create(gw, name="alice", rpm=100)
+            assert chat(gw, secret) == 200
+            pg.pause()
+            time.sleep(0.6)  # past the key cache
+            started = time.monotonic()
+            down = httpx.post(f"{gw.url}/v1/chat/completions", json=CHAT, timeout=30,
+                              headers={"Authorization": f"Bearer {secret}"})
+            assert down.status_code == 503 and down.json()["error"]["code"] == "store_unavailable"
+            assert down.headers["retry-after"] == "2" and time.monotonic() - started < 10
+            pg.resume()
+            assert wait_until(lambda: chat(gw, secret) == 200, timeout=20, every=0.2)
+            assert wait_until(lambda: requests_of(gw, "alice") >= 2, timeout=10)
