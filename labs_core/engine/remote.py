@@ -32,6 +32,7 @@ from labs_core.models.source import ModelSource
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT_S = 10.0
+LOST_EXIT_WAIT_S = 0.5  # on a lost connection, how long to wait for the exit status that explains it
 
 
 class _Connection(asyncio.Protocol):
@@ -179,7 +180,10 @@ class EngineProcess:
         self.transport = None
         if self.closing:
             return
-        code = self.process.poll()
+        try:  # the socket closes a moment before the process can be reaped: give it that moment
+            code = self.process.wait(timeout=LOST_EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
+            code = None
         self.failure = (f"the engine process exited (status {code})" if code is not None
                         else "the connection to the engine process was lost")
         log.error("%s; failing %d open stream(s)", self.failure, len(self.streams))
