@@ -77,8 +77,9 @@ def start_followers(spec: GroupSpec) -> list[subprocess.Popen]:
             for rank in range(1, spec.size)]
 
 
-def load_rank0(spec: GroupSpec) -> tuple[torch.nn.Module, StepChannel, list[subprocess.Popen]]:
-    """Start the other ranks, join the group, read rank 0's shard; the channel drives the others."""
+def load_rank0(spec: GroupSpec) -> tuple[torch.nn.Module, StepChannel]:
+    """Start the other ranks, join the group, read rank 0's shard; the channel drives the others
+    (they end on its stop message, or at their next collective when rank 0 is gone)."""
     followers = start_followers(spec)
     try:
         tp = join(spec, 0)
@@ -88,7 +89,7 @@ def load_rank0(spec: GroupSpec) -> tuple[torch.nn.Module, StepChannel, list[subp
             process.kill()
         raise
     log.info("tensor parallel: %d ranks on %s, rank 0 ready", spec.size, spec.device_type)
-    return model, StepChannel(tp), followers
+    return model, StepChannel(tp)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

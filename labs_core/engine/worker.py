@@ -56,7 +56,7 @@ def load_tensor_parallel(spec: WorkerSpec) -> tuple[Any, Any, str, Any]:
     size = spec.settings.engine.tensor_parallel_size
     group = tp_group.GroupSpec(size, tp_group.free_port(), tp_group.local_checkpoint(location),
                                resolve_dtype(options.dtype, device), "cuda" if device.startswith("cuda") else "cpu")
-    model, steps, _ = tp_group.load_rank0(group)
+    model, steps = tp_group.load_rank0(group)
     return model, load_tokenizer(spec.source, options), str(group.device(0)), steps
 
 
