@@ -52,6 +52,9 @@ class InFlight:
 
     batch: ScheduledBatch
     output: SamplerOutput | None
+    # An ahead step with constrained rows: its forward is queued, its sampling waits until the
+    # previous step's tokens have advanced the grammars (the masks need them).
+    logits: Any = None
 
 
 @dataclass
@@ -160,7 +163,7 @@ class LLMEngine:
                 events += self.abort_request(state.request.request_id)
                 continue
             for seq in state.seqs:
-                seq.grammar = self.grammars.matcher(compiled)
+                seq.grammar = self.grammars.matcher(compiled, state.request.constraint)
                 self.scheduler.add(seq)
         self.compiling = still
         return events
@@ -203,6 +206,8 @@ class LLMEngine:
             ahead = self._launch_ahead(previous)
             events = self.postprocess(previous.batch, previous.output)
             if ahead is not None:
+                if ahead.logits is not None:  # the grammars have the previous tokens now
+                    ahead.output, ahead.logits = self.runner.sample(ahead.batch, ahead.logits), None
                 self.in_flight = ahead
                 return events
         batch = self.scheduler.schedule()
@@ -218,7 +223,9 @@ class LLMEngine:
         """Queue the decode step that follows `previous` before its tokens are read: each sequence
         feeds the token it is drawing, straight from the device. Only when that is exactly the step
         the scheduler would pick: every sequence samples, nobody waits to be admitted, the blocks
-        are there, and no penalty needs the token on the host. Sequences that end by length in
+        are there, and no penalty needs the token on the host. With constrained sequences only the
+        forward is queued ahead; sampling follows once their grammars took the tokens (step()).
+        Sequences that end by length in
         `previous` are left out; any that end otherwise have their ahead token dropped."""
         batch = previous.batch
         if previous.output is None or self.scheduler.waiting or batch.preempted:
@@ -232,8 +239,6 @@ class LLMEngine:
         for i, seq in enumerate(batch.seqs):
             p = seq.params
             if p.repetition_penalty != 1.0 or p.presence_penalty or p.frequency_penalty:
-                return None
-            if seq.grammar is not None:  # its mask needs the token it is drawing: not ahead
                 return None
             if seq.is_finished or seq.num_generated + 1 >= p.max_tokens \
                     or seq.num_tokens + 1 >= self.config.max_model_len:
@@ -249,7 +254,10 @@ class LLMEngine:
             self.blocks.allocate(seq, seq.num_tokens + 1)
         ahead = ScheduledBatch(seqs, [1] * len(seqs), ahead=True)
         self.steps_ahead += 1
-        return InFlight(ahead, self.runner.run(ahead, ahead_ids=previous.output.tokens_at(rows)))
+        ids = previous.output.tokens_at(rows)
+        if any(seq.grammar is not None for seq in seqs):  # masks need the tokens being drawn: sample later
+            return InFlight(ahead, None, logits=self.runner.forward(ahead, ahead_ids=ids))
+        return InFlight(ahead, self.runner.run(ahead, ahead_ids=ids))
 
     def postprocess(self, batch: ScheduledBatch, output: SamplerOutput | None) -> list[tuple[str, list[StreamEvent]]]:
         output = output.on_host() if output is not None else None

@@ -246,12 +246,17 @@ class ModelRunner:
     def run(self, batch: ScheduledBatch, ahead_ids: torch.Tensor | None = None) -> SamplerOutput | None:
         """Queue the batch's forward and sampling; the tokens start on their way to the host
         (SamplerOutput.on_host waits for them). On the CPU everything is done on return."""
-        logits = self.forward(batch, ahead_ids=ahead_ids)
+        return self.sample(batch, self.forward(batch, ahead_ids=ahead_ids), drawn=int(batch.ahead))
+
+    @torch.inference_mode()
+    def sample(self, batch: ScheduledBatch, logits: torch.Tensor, drawn: int = 0) -> SamplerOutput | None:
+        """Queue the sampling of a forward's logits. `drawn`: tokens each sequence has drawn that are
+        not in seq.token_ids yet (1 for an ahead batch sampled at once; 0 when its sampling waited
+        for the previous step's tokens, engine.py)."""
         sampling = [s for i, s in enumerate(batch.seqs) if batch.samples(i)]
         if not sampling:
             return None
-        tensors = sampling_tensors(sampling, self.vocab_size, self.device, self.eos_token_ids,
-                                   ahead=int(batch.ahead))
+        tensors = sampling_tensors(sampling, self.vocab_size, self.device, self.eos_token_ids, ahead=drawn)
         if any(s.grammar is not None for s in sampling):  # filled while the device runs the forward
             from labs_core.structured.grammar import fill_bitmask
 

@@ -154,7 +154,10 @@ class Sampler:
             token_ids = greedy_ids
         else:
             probs = torch.softmax(filter_logits(logits, t), dim=-1)
-            race = probs / -torch.log(uniform_noise(t.seeds, t.positions, logits.shape[-1]))
+            # A float32 uniform can round to 1.0 (about one token in 2^24): -log(1) = 0 would make a
+            # masked token's 0 / 0 a NaN, which argmax picks. The floor keeps it 0 (and a live one finite).
+            exponential = (-torch.log(uniform_noise(t.seeds, t.positions, logits.shape[-1]))).clamp_min(1e-30)
+            race = probs / exponential
             token_ids = torch.where(t.temperature > 0, race.argmax(dim=-1), greedy_ids)
         if raw_logprobs is None:
             return SamplerOutput(token_ids, None, None, None)

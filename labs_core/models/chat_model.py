@@ -125,7 +125,7 @@ class ChatModel:
         text_tail = ""
         field = "messages" if request.messages is not None else "prompt"
         structured = Plan()
-        if request.structured is not None and not request.structured.empty:
+        if request.structured is not None:
             structured = plan(request.structured, chat=request.messages is not None, tool_format=self.tool_format)
             if structured.constraint is not None and self.backend.serving_path != "paged":
                 raise InvalidRequest("structured output needs the paged engine; this model is served by "

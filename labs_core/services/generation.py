@@ -36,14 +36,16 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         self.state.active_streams += 1
         try:
             finance = self.state.extras.get("finance_chat")
-            if finance is not None and chat.messages is not None and chat.structured is None:  # exact answers need no model
+            # Exact answers need no model; a structured ask (format, tools) is the model's to answer.
+            if finance is not None and chat.messages is not None and chat.structured is None:
                 answered = await finance.maybe_answer(chat.messages, request, rid, entry.name)
                 if answered is not None:
                     for message in answered:
                         yield message
                     return
             model = await self.state.registry.get(entry.name, CHAT)
-            if chat.text_size() <= INLINE_PREPARE_CHARS and chat.structured is None:  # schemas parse in a thread
+            # Schemas, regexes and grammars are parsed in a thread too (milliseconds for a big schema).
+            if chat.text_size() <= INLINE_PREPARE_CHARS and chat.structured is None:
                 prepared = model.prepare(chat)
             else:
                 prepared = await asyncio.to_thread(model.prepare, chat)

@@ -19,18 +19,24 @@ from labs_core.structured.spec import Constraint, to_grammar
 
 log = logging.getLogger(__name__)
 CACHE_SIZE = 256
+JSON_KINDS = ("json_schema", "json_object")
 
 
 class GrammarBackend:
     """Compiles constraints for one tokenizer and vocabulary (the logits' width)."""
 
     def __init__(self, tokenizer: Any, vocab_size: int, stop_token_ids: Sequence[int]):
-        self.info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size,
-                                                       stop_token_ids=sorted(stop_token_ids) or None)
         self.vocab_size = vocab_size
-        self.compiler = xgr.GrammarCompiler(self.info, max_threads=1, cache_enabled=False)
         self.cache: OrderedDict[tuple[str, str], Any] = OrderedDict()
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="labs-grammar")
+        # The vocabulary scan takes ~0.3 s: in the compile thread too, never in a step.
+        self._compiler = self.executor.submit(self._make_compiler, tokenizer, vocab_size, sorted(stop_token_ids))
+
+    def _make_compiler(self, tokenizer: Any, vocab_size: int, stop_token_ids: list[int]) -> Any:
+        info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size,
+                                                  stop_token_ids=stop_token_ids or None)
+        self.json_safe = json_safe_bits(info.decoded_vocab, vocab_size)
+        return xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
 
     def compile(self, constraint: Constraint) -> Future:
         """A future of the compiled grammar; already done when cached."""
@@ -44,25 +50,59 @@ class GrammarBackend:
         return self.executor.submit(self._compile, constraint)
 
     def _compile(self, constraint: Constraint) -> Any:
-        compiled = self.compiler.compile_grammar(to_grammar(constraint))
+        compiled = self._compiler.result().compile_grammar(to_grammar(constraint))
         self.cache[constraint.key] = compiled  # dict writes are atomic; the LRU order is approximate
         while len(self.cache) > CACHE_SIZE:
             self.cache.popitem(last=False)
         return compiled
 
-    def matcher(self, compiled: Any) -> Any:
-        return xgr.GrammarMatcher(compiled)
+    def matcher(self, compiled: Any, constraint: Constraint) -> "Matcher":
+        safe = self.json_safe if constraint.kind in JSON_KINDS else None
+        return Matcher(xgr.GrammarMatcher(compiled), safe)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def fill_bitmask(matchers: Sequence[Any | None], vocab_size: int) -> torch.Tensor:
+class Matcher:
+    """One choice's grammar state. `safe`: bits to keep in every mask (JSON: tokens without raw
+    control characters; xgrammar 0.2.9 lets length-bounded JSON strings take them, which JSON
+    parsers refuse)."""
+
+    __slots__ = ("matcher", "safe")
+
+    def __init__(self, matcher: Any, safe: torch.Tensor | None):
+        self.matcher, self.safe = matcher, safe
+
+    def accept_token(self, token: int) -> bool:
+        return self.matcher.accept_token(token)
+
+    def is_terminated(self) -> bool:
+        return self.matcher.is_terminated()
+
+
+def json_safe_bits(decoded_vocab: Sequence[bytes], vocab_size: int) -> torch.Tensor:
+    """Packed like a bitmask row: token t's bit set unless its bytes hold a control character
+    (0x00-0x1f). Compact JSON never needs one, and every JSON character has a token without."""
+    bits = torch.ones(vocab_size, dtype=torch.bool)
+    for token, text in enumerate(decoded_vocab[:vocab_size]):
+        if any(byte < 0x20 for byte in bytes(text)):
+            bits[token] = False
+    words = -(-vocab_size // 32)
+    padded = torch.zeros(words * 32, dtype=torch.int64)
+    padded[:vocab_size] = bits.to(torch.int64)
+    packed = (padded.view(words, 32) << torch.arange(32, dtype=torch.int64)).sum(dim=1)
+    return torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
+
+
+def fill_bitmask(matchers: Sequence[Matcher | None], vocab_size: int) -> torch.Tensor:
     """[rows, ceil(vocab/32)] int32 on the host: bit t of a row set = token t allowed. Rows without
     a matcher allow everything (-1)."""
     bitmask = xgr.allocate_token_bitmask(len(matchers), vocab_size)  # all ones
-    for row, matcher in enumerate(matchers):
-        if matcher is not None and not matcher.is_terminated():
-            matcher.fill_next_token_bitmask(bitmask, row)
+    for row, m in enumerate(matchers):
+        if m is not None and not m.matcher.is_terminated():
+            m.matcher.fill_next_token_bitmask(bitmask, row)
+            if m.safe is not None:
+                bitmask[row] &= m.safe
     return bitmask
 

@@ -193,7 +193,8 @@ class ToolCallReader:
         return "", parts
 
 
-async def read_tool_calls(events: AsyncIterator[StreamEvent], parsing: ToolParsing | None) -> AsyncIterator[StreamEvent]:
+async def read_tool_calls(events: AsyncIterator[StreamEvent],
+                          parsing: ToolParsing | None) -> AsyncIterator[StreamEvent]:
     """The backend's events with each choice's tool calls parsed out (as they are when no tools)."""
     if parsing is None:
         async for event in events:

@@ -265,7 +265,8 @@ def test_structured_options_become_request_fields_and_tool_calls_print_readably(
         parse_option("tools", '[{"description": "no name"}]')
     reply = Reply()
     for part in (generation_pb2.ToolCall(index=0, id="call_1", name="get_time"),
-                 generation_pb2.ToolCall(index=0, arguments='{"zone":'), generation_pb2.ToolCall(index=0, arguments='"UTC"}')):
+                 generation_pb2.ToolCall(index=0, arguments='{"zone":'),
+                 generation_pb2.ToolCall(index=0, arguments='"UTC"}')):
         reply.add(generation_pb2.GenerateResponse(tool_calls=[part]))
     reply.add(generation_pb2.GenerateResponse(finish_reason=generation_pb2.FINISH_REASON_TOOL_CALLS))
     console = Console(record=True, width=100)

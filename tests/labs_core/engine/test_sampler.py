@@ -93,3 +93,20 @@ def test_logprobs_are_raw_model_distribution():
     expected = torch.log_softmax(logits, -1)
     assert out.token_ids.tolist() == [2]
     assert torch.allclose(out.logprobs, expected[:, 2]) and out.top_ids.tolist() == [[2, 1]]
+
+
+
+def test_a_uniform_rounding_to_one_never_draws_a_masked_token():
+    """The noise of (seed 31, position 4, token 43289) rounds to 1.0 in float32 (-log: 0); a token
+    with probability 0 (cut by top-k here) must still never win the race (0 / 0 was a NaN)."""
+    from labs_core.engine.sampler import Sampler, SamplingTensors, uniform_noise
+
+    vocab = 49152
+    seeds, positions = torch.tensor([31]), torch.tensor([4])
+    assert uniform_noise(seeds, positions, vocab)[0, 43289] == 1.0
+    logits = torch.zeros(1, vocab)
+    logits[0, 7] = 5.0  # top_k = 1 keeps token 7 only
+    t = SamplingTensors(temperature=torch.ones(1), top_p=torch.ones(1), top_k=torch.ones(1, dtype=torch.int64),
+                        min_p=torch.zeros(1), seeds=seeds, positions=positions, all_greedy=False, any_top_p=False,
+                        any_top_k=True, any_min_p=False, max_top_logprobs=-1)
+    assert Sampler()(logits, t).token_ids.tolist() == [7]

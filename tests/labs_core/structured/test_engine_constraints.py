@@ -37,7 +37,8 @@ def constrained(rid, tokenizer, constraint, **params):
 def test_schema_regex_choice_and_plain_mixed_in_one_batch(parts):
     model, tokenizer = parts
     reqs = [constrained(f"s{i}", tokenizer, spec.json_schema(PERSON), seed=i) for i in range(4)]
-    reqs += [constrained(f"r{i}", tokenizer, spec.Constraint("regex", r"[0-9]{3}-[a-z]{2,5}"), seed=i) for i in range(3)]
+    regex = spec.Constraint("regex", r"[0-9]{3}-[a-z]{2,5}")
+    reqs += [constrained(f"r{i}", tokenizer, regex, seed=i) for i in range(3)]
     reqs += [constrained(f"c{i}", tokenizer, spec.choice(["red", "green", "blue"]), seed=i) for i in range(3)]
     plain = [constrained(f"p{i}", tokenizer, None, temperature=0.0, max_tokens=12, ignore_eos=True) for i in range(2)]
     engine = make_engine(model, tokenizer)
@@ -95,3 +96,20 @@ def test_bad_constraints_name_the_field():
         with pytest.raises(InvalidRequest) as info:
             spec.check(bad)
         assert info.value.param == bad.param
+
+
+def test_run_ahead_queues_constrained_forwards_early_and_changes_nothing(parts, step_mode):
+    """Same seeded tokens whether the step ahead's sampling waited for the grammars or not."""
+    model, tokenizer = parts
+    reqs = [constrained(f"s{i}", tokenizer, spec.json_schema(PERSON), seed=i) for i in range(3)]
+    reqs.append(constrained("plain", tokenizer, None, max_tokens=30, seed=9, ignore_eos=True))
+    engine = make_engine(model, tokenizer)
+    out = run_to_completion(engine, reqs)
+    other = make_engine(model, tokenizer, run_ahead=not step_mode)
+    again = run_to_completion(other, [dataclasses.replace(r) for r in reqs])
+    for r in reqs:
+        assert out[r.request_id].token_ids == again[r.request_id].token_ids
+    for i in range(3):
+        jsonschema_rs.validate(PERSON, json.loads(out[f"s{i}"].text[0]))
+    assert (engine.steps_ahead >= 10) if step_mode else engine.steps_ahead == 0
+    assert engine.blocks.num_used_blocks == 0

@@ -49,7 +49,8 @@ def test_llama3_and_mistral_formats():
                 [" ", '{"name": "f", "parameters": {"a": 1}}; {"name": "get_weather", "parameters": {}}'])[1] == [
         ("f", {"a": 1}), ("get_weather", {})]
     assert read(ToolParsing("auto", "llama3", tool_names=NAMES), ["Hi {not a call}"])[0] == "Hi {not a call}"
-    assert parse_calls('[TOOL_CALLS][{"name": "f", "arguments": {"x": 2}}]', "mistral", NAMES)[0].arguments == '{"x": 2}'
+    mistral = parse_calls('[TOOL_CALLS][{"name": "f", "arguments": {"x": 2}}]', "mistral", NAMES)
+    assert mistral[0].arguments == '{"x": 2}'
     assert parse_calls('[TOOL_CALLS]f[ARGS]{"x": 2}', "mistral", NAMES)[0].name == "f"
     assert detect_format("{% if tools %}[TOOL_CALLS]{% endif %}") == "mistral"
     assert detect_format("<|python_tag|>") == "llama3" and detect_format(None) == "hermes"
