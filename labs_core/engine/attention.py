@@ -98,6 +98,26 @@ def reference_attention(meta: AttentionMetadata, layer: int, q: torch.Tensor, sc
     return out
 
 
+def batched_decode_attention(meta: AttentionMetadata, layer: int, q: torch.Tensor, scale: float) -> torch.Tensor:
+    """A decode-only batch in one product (CPU): every sequence's context gathered to the longest
+    one's width, positions past a sequence's length masked; grouped heads read their shared K/V
+    in place (no repeat). q [B, H, D] -> [B, H, D]. Unwritten slots hold zeros or old values
+    (the cache is zero-filled), which the mask drops."""
+    k_cache, v_cache = meta.kv.keys[layer], meta.kv.values[layer]
+    batch, block_size = q.shape[0], k_cache.shape[1]
+    width = -(-max(meta.context_lens_host) // block_size)
+    tables = meta.block_tables[:, :width]
+    k = k_cache[tables].flatten(1, 2).transpose(1, 2)  # [B, Hkv, L, D]
+    v = v_cache[tables].flatten(1, 2).transpose(1, 2)
+    mask = meta.extra.get("decode_mask")
+    if mask is None:  # the same for every layer of the step
+        positions = torch.arange(width * block_size, device=q.device)
+        mask = meta.extra["decode_mask"] = (positions[None, :] < meta.context_lens[:, None].long())[:, None, None, :]
+    out = F.scaled_dot_product_attention(q[:, :, None, :], k, v, attn_mask=mask, scale=scale,
+                                         enable_gqa=q.shape[1] != k.shape[1])
+    return out[:, :, 0, :]
+
+
 @torch.compiler.disable  # an opaque island: torch.compile fuses everything around it, not this
 def paged_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                             attention_mask: torch.Tensor | None, scaling: float | None = None,
@@ -118,6 +138,8 @@ def paged_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: t
     write_kv(meta, layer, k, v)
     if meta.backend is not None:
         out = meta.backend.attend(meta, layer, q, scale, sliding_window, softcap)
+    elif meta.decode_only and not sliding_window and not softcap:
+        out = batched_decode_attention(meta, layer, q, scale)
     else:
         out = reference_attention(meta, layer, q, scale, sliding_window, softcap)
     return out.unsqueeze(0), None

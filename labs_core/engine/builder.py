@@ -107,7 +107,9 @@ def probe(model: Any, runner: ModelRunner, vocab_size: int) -> None:
     got_logits = torch.cat(got)
     scale = expected.abs().max().clamp_min(1e-6)
     error = float((got_logits - expected).abs().max() / scale)
-    if not error < PROBE_TOLERANCE.get(model.dtype, 8e-2):
+    # Weight-only quantized products round their inputs to bf16 (quantize_cpu.py): bf16's tolerance.
+    compute_dtype = getattr(model, "labs_activation_dtype", model.dtype)
+    if not error < PROBE_TOLERANCE.get(compute_dtype, 8e-2):
         raise PagedUnsupported(f"paged attention does not reproduce the model's logits (relative error {error:.2e})")
 
 

@@ -268,12 +268,9 @@ class ModelRunner:
 
 
 def allocate_kv_cache(layout: KVLayout, num_blocks: int, block_size: int, device: torch.device) -> KVCache:
-    """Zeroed on GPUs (padding rows of the kernels read unwritten slots); on the CPU the reference
-    attention reads only written slots, and an untouched allocation costs no page faults at start."""
     shape = (num_blocks, block_size, layout.num_kv_heads, layout.head_dim)
-    new = torch.empty if device.type == "cpu" else torch.zeros
-    return KVCache(keys=[new(shape, dtype=layout.dtype, device=device) for _ in range(layout.num_layers)],
-                   values=[new(shape, dtype=layout.dtype, device=device) for _ in range(layout.num_layers)])
+    return KVCache(keys=[torch.zeros(shape, dtype=layout.dtype, device=device) for _ in range(layout.num_layers)],
+                   values=[torch.zeros(shape, dtype=layout.dtype, device=device) for _ in range(layout.num_layers)])
 
 
 def sampling_tensors(seqs: list[Sequence], vocab: int, device: torch.device,

@@ -34,7 +34,8 @@ def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
 def load_options(settings: Settings) -> LoadOptions:
     m = settings.model
     return LoadOptions(dtype=m.torch_dtype, device=m.device, device_map=m.device_map, revision=m.revision,
-                       trust_remote_code=m.trust_remote_code, cache_dir=m.cache_dir)
+                       trust_remote_code=m.trust_remote_code, cache_dir=m.cache_dir,
+                       quantization=m.quantization)
 
 
 def build_paged(model: Any, tokenizer: Any, device: str, max_len: int, settings: Settings, steps: Any = None) -> Any:

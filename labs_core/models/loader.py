@@ -35,6 +35,7 @@ class LoadOptions:
     revision: str = ""
     trust_remote_code: bool = False
     cache_dir: str = ""  # converted GGUF weights; "" = gguf_cache.cache_root(), "off" = none
+    quantization: str = "none"  # none | int8 | int4 | auto (quantize_cpu.py)
 
 
 def resolve_device(device: str) -> str:
@@ -75,9 +76,12 @@ def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any,
     converted once; later loads read the conversion from the cache (gguf_cache.py)."""
     with IMPORT_LOCK:
         from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401 (AutoTokenizer: see IMPORT_LOCK)
+    from labs_core.models import quantize_cpu
 
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
+    quantization = quantize_cpu.resolve_mode(options.quantization, options.device_map or device,
+                                             is_gguf=bool(source.gguf_file))
     cached = _gguf_cache(source, options, dtype)
     if cached is not None and gguf_cache.is_complete(cached):
         log.info("loading %s from its converted copy %s", source.spec, cached)
@@ -99,6 +103,7 @@ def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any,
     if not options.device_map:
         model = model.to(device)
     model.eval()
+    quantize_cpu.quantize(model, quantization)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer, device if not options.device_map else options.device_map

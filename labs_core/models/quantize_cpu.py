@@ -1,0 +1,115 @@
+"""Weight-only quantization for CPU decoding (LABS_QUANTIZATION): int8 or int4 weights in place of
+the float32 ones, through torch's own CPU kernels.
+
+A decode step on a CPU is a read of every weight (float32: 4 bytes a parameter), so it runs at
+memory speed; int8 weights read a quarter, int4 an eighth. The products take bf16 activations (the
+fast path of both kernels on AVX-512 BF16 CPUs) and give float32 back, so the rest of the model
+(norms, attention, the KV cache, the embedding lookup) is untouched.
+
+- int8: one scale per output row (symmetric), `aten._weight_int8pack_mm`.
+- int4: a scale and an offset per group of 32 inputs (asymmetric), `aten._weight_int4pack_mm_for_cpu`.
+  A GGUF Q4_1 tensor (groups of 32, scale and minimum) comes back as the same values.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from labs_core.errors import PreconditionFailed
+
+log = logging.getLogger(__name__)
+
+MODES = ("none", "int8", "int4", "auto")
+INT4_GROUP = 32
+ACT_DTYPE = torch.bfloat16
+
+
+class Int8Linear(nn.Module):
+    """y = x @ (q * scale)^T + b, q int8 [N, K], one scale per row."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        w = linear.weight.detach().float()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127
+        self.register_buffer("weight", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scales", scale.to(ACT_DTYPE))
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features).to(ACT_DTYPE)
+        out = torch.ops.aten._weight_int8pack_mm(flat, self.weight, self.scales).to(x.dtype)
+        if self.bias is not None:
+            out = out + self.bias
+        return out.view(*x.shape[:-1], self.out_features)
+
+
+class Int4Linear(nn.Module):
+    """y = x @ W^T + b, W[n, k] = (q[n, k] - 8) * scale[g, n] + zero[g, n] for k in group g."""
+
+    def __init__(self, linear: nn.Linear, group: int = INT4_GROUP):
+        super().__init__()
+        w = linear.weight.detach().float()
+        n, k = w.shape
+        self.in_features, self.out_features, self.group = k, n, group
+        grouped = w.reshape(n, k // group, group)
+        low, high = grouped.amin(dim=-1), grouped.amax(dim=-1)
+        scale = ((high - low) / 15).clamp_min(1e-12)
+        q = torch.round((grouped - low[..., None]) / scale[..., None]).clamp(0, 15).to(torch.int32).reshape(n, k)
+        self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1))
+        zero = low + 8 * scale
+        self.register_buffer("scales_and_zeros", torch.stack([scale, zero], dim=-1).transpose(0, 1)
+                             .contiguous().to(ACT_DTYPE))  # [K / group, N, 2]
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features).to(ACT_DTYPE)
+        out = torch.ops.aten._weight_int4pack_mm_for_cpu(flat, self.weight, self.group,
+                                                         self.scales_and_zeros).to(x.dtype)
+        if self.bias is not None:
+            out = out + self.bias
+        return out.view(*x.shape[:-1], self.out_features)
+
+
+def resolve_mode(mode: str, device: str, is_gguf: bool) -> str:
+    """none, int8 or int4 for this device. auto: int8 for a GGUF on the CPU (the file was quantized
+    already; int8 keeps its answers, bench/cpu_bench.py), else none. Elsewhere these CPU kernels
+    do not apply: an explicit choice is refused, auto means none."""
+    if mode not in MODES:
+        raise PreconditionFailed(f"LABS_QUANTIZATION={mode!r}: choose one of {', '.join(MODES)}")
+    if mode == "auto":
+        return "int8" if device == "cpu" and is_gguf else "none"
+    if mode != "none" and device != "cpu":
+        raise PreconditionFailed(f"LABS_QUANTIZATION={mode} is implemented for the CPU only (device {device}); "
+                                 "use none or auto")
+    return mode
+
+
+def supported(linear: nn.Linear, mode: str) -> bool:
+    k = linear.in_features
+    if mode == "int4":
+        return k % INT4_GROUP == 0 and linear.out_features % 8 == 0
+    return True
+
+
+def quantize(model: Any, mode: str) -> int:
+    """Replace the model's Linear layers (the LM head included) by quantized ones; returns how many.
+    The input embedding stays float (a lookup reads only the rows it needs)."""
+    if mode == "none":
+        return 0
+    make = Int8Linear if mode == "int8" else Int4Linear
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear and supported(child, mode):
+                setattr(parent, name, make(child))
+                count += 1
+    model.labs_activation_dtype = ACT_DTYPE  # the engine's probe judges the model at this precision
+    if getattr(model.config, "tie_word_embeddings", False):
+        model.config.tie_word_embeddings = False  # the head is its own (quantized) copy now
+    log.info("quantized %d linear layers to %s (weight-only, bf16 activations)", count, mode)
+    return count
