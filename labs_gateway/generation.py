@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from labs_core.proto import generation_pb2 as g
 from labs_gateway.auth import Caller
-from labs_gateway.convert.generation import ChunkEncoder, Collector, error_event
+from labs_gateway.convert.generation import ChunkEncoder, Collector, error_event, rest_param
 from labs_gateway.core_client import GenerationStream, MergedStream
 from labs_gateway.errors import SERVER, GatewayError
 from labs_gateway.http import ClientGone, JSONResponse, SSEResponse, until_disconnect
@@ -59,6 +59,11 @@ async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g
     except ClientGone:
         slot.release()
         return Response(status_code=CLIENT_CLOSED)
+    except GatewayError as exc:
+        slot.release()
+        gw.usage.error(caller.name)
+        exc.param = rest_param(exc.param, body)
+        raise
     except BaseException:
         slot.release()
         raise

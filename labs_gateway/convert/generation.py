@@ -109,6 +109,17 @@ def structured(body: dict[str, Any], request: g.GenerateRequest) -> None:
         request.parallel_tool_calls = bool(body["parallel_tool_calls"])
 
 
+# The core names the proto's fields; a body that used the vLLM-style names gets those back.
+GUIDED_PARAMS = {"regex": "guided_regex", "choice": "guided_choice", "grammar": "guided_grammar",
+                 "response_format.json_schema.schema": "guided_json"}
+
+
+def rest_param(param: str | None, body: dict[str, Any]) -> str | None:
+    """The body's name for a field the core named in an error."""
+    rest = GUIDED_PARAMS.get(param or "")
+    return rest if rest is not None and body.get(rest) is not None else param
+
+
 def chat_request(body: dict[str, Any], request_id: str) -> g.GenerateRequest:
     params = sampling(body)
     if body.get("logprobs"):  # top_logprobs without logprobs: refused by the schema

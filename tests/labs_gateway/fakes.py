@@ -151,6 +151,15 @@ class FakeGeneration(generation_pb2_grpc.GenerationServicer):
             yield g.GenerateResponse(**base, text="Four.", token_ids=[3], finish_reason=g.FINISH_REASON_STOP)
             yield g.GenerateResponse(**base, usage=usage(10, 3, reasoning=2))
             return
+        if model == "fake-tools":  # text, then one call streamed as OpenAI does (id and name first)
+            yield g.GenerateResponse(**base, text="Checking.", token_ids=[1])
+            yield g.GenerateResponse(**base, token_ids=[2], tool_calls=[
+                g.ToolCall(index=0, id="call_7", name="get_time", arguments=""),
+                g.ToolCall(index=0, arguments='{"zone": ')])
+            yield g.GenerateResponse(**base, token_ids=[3], tool_calls=[g.ToolCall(index=0, arguments='"UTC"}')],
+                                     finish_reason=g.FINISH_REASON_TOOL_CALLS)
+            yield g.GenerateResponse(**base, usage=usage(9, 3))
+            return
         if model == "fake-finance":
             src = dict(base, source=g.ANSWER_SOURCE_FINANCE)
             yield g.GenerateResponse(**src, text=FINANCE_ANSWER.answer, finance=FINANCE_ANSWER,

@@ -204,3 +204,16 @@ def test_unimplemented_service_is_501(fake_gateway):
     response = httpx.post(f"{fake_gateway.url}/v1/finance/query", json={"question": "unimplemented"})
     assert response.status_code == 501
     assert response.json()["error"]["code"] == "not_implemented"
+
+
+def test_tool_call_parts_become_openai_tool_calls(fake_client):
+    whole = fake_client.chat.completions.create(model="fake-tools", messages=HI).choices[0]
+    assert whole.finish_reason == "tool_calls" and whole.message.content == "Checking."
+    [call] = whole.message.tool_calls
+    assert (call.id, call.type, call.function.name, call.function.arguments) == (
+        "call_7", "function", "get_time", '{"zone": "UTC"}')
+    chunks = list(fake_client.chat.completions.create(model="fake-tools", messages=HI, stream=True))
+    parts = [p for c in chunks for p in (c.choices[0].delta.tool_calls or [])]
+    assert parts[0].id == "call_7" and parts[0].function.name == "get_time" and parts[0].function.arguments == ""
+    assert "".join(p.function.arguments for p in parts) == '{"zone": "UTC"}'
+    assert [c.choices[0].finish_reason for c in chunks if c.choices[0].finish_reason] == ["tool_calls"]

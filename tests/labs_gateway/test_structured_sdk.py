@@ -103,14 +103,15 @@ def test_tool_history_is_rendered(client):
 @pytest.mark.parametrize("extra, param", [
     ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "foo"}}}},
      "response_format.json_schema.schema"),
-    ({"guided_regex": "(ab"}, "regex"),
-    ({"guided_grammar": "root ::= nothing"}, "grammar"),
+    ({"guided_regex": "(ab"}, "guided_regex"),
+    ({"guided_grammar": "root ::= nothing"}, "guided_grammar"),
+    ({"guided_json": {"type": "object", "properties": {"a": {"not": {}}}}}, "guided_json"),
     ({"tools": [{"type": "function", "function": {"description": "no name"}}]}, "tools[0].function.name"),
     ({"tools": TOOLS, "tool_choice": {"type": "function", "function": {"name": "absent"}}}, "tool_choice"),
     ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
         "a": {"type": "string", "format": "no-such-format"}}}}}], "tool_choice": "required"},
      "tools[0].function.parameters"),
-    ({"guided_regex": "a+", "guided_choice": ["a"]}, "choice"),
+    ({"guided_regex": "a+", "guided_choice": ["a"]}, "guided_choice"),
 ])
 def test_bad_requests_are_400_naming_the_field(client, extra, param):
     with pytest.raises(openai.BadRequestError) as info:

@@ -85,3 +85,34 @@ def test_plan_checks():
         assert info.value.param == param
     with pytest.raises(InvalidRequest):
         plan(StructuredRequest(tools=tools), chat=False)
+
+
+QWEN_LIKE = (
+    "{% if tools %}<|im_start|>system\n# Tools\n<tools>{% for t in tools %}{{ t | tojson }}{% endfor %}</tools>"
+    "<|im_end|>\n{% endif %}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+    "{% for c in m.tool_calls or [] %}<tool_call>{{ {'name': c.function.name, 'arguments': c.function.arguments} "
+    "| tojson }}</tool_call>{% endfor %}{% if m.tool_call_id %} [{{ m.tool_call_id }}]{% endif %}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def test_tools_and_tool_history_go_through_the_chat_template(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    from labs_core.models.chat_template import Message, render
+    from labs_core.structured.tools import hermes_system_prompt, template_knows_tools
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer.chat_template = QWEN_LIKE
+    tool = ToolSpec("get_time", "Time now", {"type": "object", "properties": {"zone": {"type": "string"}}})
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_time", "arguments": '{"zone": "UTC"}'}}
+    history = [Message("user", "time?"), Message("assistant", "", tool_calls=(call,)),
+               Message("tool", "12:00", tool_call_id="call_1")]
+    text = render(tokenizer, history, tools=[tool.as_template()])
+    assert template_knows_tools(QWEN_LIKE) and detect_format(QWEN_LIKE) == "hermes"
+    assert '"name": "get_time"' in text and "Time now" in text
+    assert '<tool_call>{"name": "get_time", "arguments": {"zone": "UTC"}}</tool_call>' in text
+    assert "12:00 [call_1]" in text and text.endswith("<|im_start|>assistant\n")
+    # A template that knows no tools: they are described in a system message instead.
+    tokenizer.chat_template = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
+    plain = render(tokenizer, history[:1], tools_prompt=hermes_system_prompt((tool,)))
+    assert plain.startswith("system: You may call one or more functions") and '"get_time"' in plain

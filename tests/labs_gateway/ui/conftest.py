@@ -67,7 +67,8 @@ class ConsoleFakeModels(FakeModels):
     MODELS = [models_pb2.ModelInfo(name=name, kind=common_pb2.MODEL_KIND_CHAT, ready=True, is_default=name == "fake-chat",
                                    state=models_pb2.MODEL_STATE_READY, context_length=2048,
                                    reasoning=name == "fake-reasoning", device="cpu", dtype="float32")
-              for name in ("fake-chat", "fake-reasoning", "fake-finance", "fake-midstream", "fake-drip")]
+              for name in ("fake-chat", "fake-reasoning", "fake-finance", "fake-midstream", "fake-drip",
+                           "fake-tools")]
 
 
 @pytest.fixture(scope="module")

@@ -302,6 +302,19 @@ def test_reasoning_is_shown_apart_and_collapses(page, scripted_gateway):
     expect(reply.locator(".msg-body")).to_have_text("Four.")
 
 
+def test_tool_calls_are_rendered_in_the_reply(page, scripted_gateway):
+    open_chat(page, scripted_gateway.url, "fake-chat")
+    page.select_option("#model", "fake-tools")
+    send(page, "What time is it?")
+    wait_reply_done(page)
+    reply = last_reply(page)
+    expect(reply.locator(".msg-body")).to_have_text("Checking.")
+    card = reply.locator(".tool-call")
+    expect(card.locator("code")).to_have_text("get_time")
+    expect(card).to_contain_text("call_7")
+    expect(card.locator("pre")).to_have_text('{\n  "zone": "UTC"\n}')
+
+
 def test_finance_answer_shows_where_the_figure_came_from(page, scripted_gateway):
     open_chat(page, scripted_gateway.url, "fake-chat")
     page.select_option("#model", "fake-finance")
