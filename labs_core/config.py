@@ -48,7 +48,8 @@ class ModelSettings:
     torch_dtype: str = setting("auto", "LABS_TORCH_DTYPE", "Weights dtype: bf16, fp16, fp32 or auto", choices=DTYPES)
     device: str = setting("auto", "LABS_DEVICE", "cpu, cuda, cuda:N or auto (GPU when there is one)")
     quantization: str = setting("auto", "LABS_QUANTIZATION", "Weight-only quantization: none, int8, int4 or auto "
-                                "(auto: int8 for a GGUF on the CPU; int8/int4 are CPU-only for now)",
+                                "(auto: on the CPU, a GGUF stays quantized as its file is: int4 for Q4 files, else int8; "
+                                "int8/int4 are CPU-only for now)",
                                 choices=("none", "int8", "int4", "auto"))
     device_map: str = setting("", "LABS_DEVICE_MAP", "transformers device_map for multi-GPU (e.g. auto); empty: one device")
     trust_remote_code: bool = setting(False, "LABS_TRUST_REMOTE_CODE", "Allow model repos to run their own code")

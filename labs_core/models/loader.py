@@ -81,7 +81,7 @@ def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any,
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
     quantization = quantize_cpu.resolve_mode(options.quantization, options.device_map or device,
-                                             is_gguf=bool(source.gguf_file))
+                                             gguf_file=source.gguf_file)
     cached = _gguf_cache(source, options, dtype)
     if cached is not None and gguf_cache.is_complete(cached):
         log.info("loading %s from its converted copy %s", source.spec, cached)

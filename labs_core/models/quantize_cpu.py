@@ -8,12 +8,14 @@ fast path of both kernels on AVX-512 BF16 CPUs) and give float32 back, so the re
 
 - int8: one scale per output row (symmetric), `aten._weight_int8pack_mm`.
 - int4: a scale and an offset per group of 32 inputs (asymmetric), `aten._weight_int4pack_mm_for_cpu`.
-  A GGUF Q4_1 tensor (groups of 32, scale and minimum) comes back as the same values.
+  A GGUF Q4_1 tensor (groups of 32, scale and minimum) comes back as the same values (bar the bf16
+  rounding of scales). The LM head stays int8 in both modes, as GGUF files keep it at 8 bits or more.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 import torch
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 MODES = ("none", "int8", "int4", "auto")
 INT4_GROUP = 32
 ACT_DTYPE = torch.bfloat16
+_GGUF_TAG = re.compile(r"[.-]I?Q(\d)(?:_\w+)?\.gguf$", re.IGNORECASE)
 
 
 class Int8Linear(nn.Module):
@@ -75,14 +78,24 @@ class Int4Linear(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
 
-def resolve_mode(mode: str, device: str, is_gguf: bool) -> str:
-    """none, int8 or int4 for this device. auto: int8 for a GGUF on the CPU (the file was quantized
-    already; int8 keeps its answers, bench/cpu_bench.py), else none. Elsewhere these CPU kernels
-    do not apply: an explicit choice is refused, auto means none."""
+def gguf_bits(gguf_file: str | None) -> int:
+    """The weights' bits from a GGUF file name's quantization tag (Q4_1, Q4_K_M, IQ4_XS, Q8_0...),
+    the llama.cpp convention; 0 when there is none (F16, F32, or no tag)."""
+    match = _GGUF_TAG.search(gguf_file or "")
+    return int(match.group(1)) if match else 0
+
+
+def resolve_mode(mode: str, device: str, gguf_file: str | None) -> str:
+    """none, int8 or int4 for this device. auto on the CPU keeps a GGUF quantized the way the file
+    is: int4 for 4 bits or fewer (Q4_1 comes back as the same values), int8 otherwise; a model that
+    is not GGUF stays float. Off the CPU these kernels do not apply: an explicit int8/int4 is
+    refused, auto means none."""
     if mode not in MODES:
         raise PreconditionFailed(f"LABS_QUANTIZATION={mode!r}: choose one of {', '.join(MODES)}")
     if mode == "auto":
-        return "int8" if device == "cpu" and is_gguf else "none"
+        if device != "cpu" or not gguf_file:
+            return "none"
+        return "int4" if 0 < gguf_bits(gguf_file) <= 4 else "int8"
     if mode != "none" and device != "cpu":
         raise PreconditionFailed(f"LABS_QUANTIZATION={mode} is implemented for the CPU only (device {device}); "
                                  "use none or auto")
@@ -102,12 +115,19 @@ def quantize(model: Any, mode: str) -> int:
     if mode == "none":
         return 0
     make = Int8Linear if mode == "int8" else Int4Linear
+    head = model.get_output_embeddings()
     count = 0
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear and supported(child, mode):
+            if type(child) is not nn.Linear:
+                continue
+            if child is head:  # 8 bits, as GGUF files keep it (Q8_0 / Q6_K): most of int4's error was here
+                setattr(parent, name, Int8Linear(child))
+            elif supported(child, mode):
                 setattr(parent, name, make(child))
-                count += 1
+            else:
+                continue
+            count += 1
     model.labs_activation_dtype = ACT_DTYPE  # the engine's probe judges the model at this precision
     if getattr(model.config, "tie_word_embeddings", False):
         model.config.tie_word_embeddings = False  # the head is its own (quantized) copy now

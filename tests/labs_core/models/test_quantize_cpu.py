@@ -18,8 +18,9 @@ PROMPTS = ["What is the capital of France?", "Write a haiku about the sea.", "Li
            "Explain photosynthesis in one sentence.", "How do I make a cup of tea?", "What is 12 times 7?",
            "Name a famous painter.", "Why is the sky blue?"]
 NEW_TOKENS = 24
-# Measured on SmolLM2-135M-Instruct Q4_1 (2026-12-04): int8 0.96, int4 0.90.
-MIN_AGREEMENT = {"int8": 0.90, "int4": 0.80}
+# Measured on SmolLM2-135M-Instruct Q4_1 (2026-12-04): int8 0.96; int4 0.98 (it reproduces the file's
+# own Q4_1 weights; 0.90 when the LM head was int4 too).
+MIN_AGREEMENT = {"int8": 0.90, "int4": 0.90}
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +72,14 @@ def test_quantized_linear_close_to_float(make, tolerance):
 
 
 def test_modes_per_device():
-    assert resolve_mode("auto", "cpu", is_gguf=True) == "int8"
-    assert resolve_mode("auto", "cpu", is_gguf=False) == "none"
-    assert resolve_mode("auto", "cuda", is_gguf=True) == "none"
-    assert resolve_mode("int4", "cpu", is_gguf=False) == "int4"
+    assert resolve_mode("auto", "cpu", "SmolLM2-135M-Instruct.Q4_1.gguf") == "int4"
+    assert resolve_mode("auto", "cpu", "model-IQ4_XS.gguf") == "int4"
+    assert resolve_mode("auto", "cpu", "model.Q8_0.gguf") == "int8"
+    assert resolve_mode("auto", "cpu", "model-f16.gguf") == "int8"
+    assert resolve_mode("auto", "cpu", None) == "none"
+    assert resolve_mode("auto", "cuda", "model.Q4_1.gguf") == "none"
+    assert resolve_mode("int4", "cpu", None) == "int4"
     with pytest.raises(PreconditionFailed, match="CPU only"):
-        resolve_mode("int8", "cuda:0", is_gguf=True)
+        resolve_mode("int8", "cuda:0", "model.Q4_1.gguf")
     with pytest.raises(PreconditionFailed):
-        resolve_mode("int3", "cpu", is_gguf=True)
+        resolve_mode("int3", "cpu", None)
