@@ -61,7 +61,6 @@ async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g
         return Response(status_code=CLIENT_CLOSED)
     except GatewayError as exc:
         slot.release()
-        gw.usage.error(caller.name)
         exc.param = rest_param(exc.param, body)
         raise
     except BaseException:
