@@ -11,7 +11,6 @@ from typing import Callable
 
 import pytest
 
-from labs_core.finance.engine import FinanceEngine
 from tests.labs_core.finance import reference as R
 from tests.labs_core.finance.reference import expenses, income, money, net, pick, refunds, spend
 
@@ -164,11 +163,6 @@ CASES = [
     Case("Income last quarter", lambda: income(pick(D(2024, 10, 1), D(2024, 12, 31))),
          {"period": "Q4 2024"}, reference_date=D(2025, 2, 10)),
 ]
-
-
-@pytest.fixture(scope="module")
-def engine() -> FinanceEngine:
-    return FinanceEngine(R.CSV)
 
 
 def test_at_least_forty_phrasings():

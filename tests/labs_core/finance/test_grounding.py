@@ -9,24 +9,9 @@ import re
 import string
 import time
 
-import pandas as pd
 import pytest
 
-from labs_core.finance.engine import FinanceEngine
-from tests.labs_core.finance import reference as R
 from tests.labs_core.finance.router_eval import FRESH, HOLDOUT, SET_V2, load, score
-
-
-@pytest.fixture(scope="module")
-def engine() -> FinanceEngine:
-    return FinanceEngine(R.CSV)
-
-
-@pytest.fixture(scope="module")
-def frame() -> pd.DataFrame:
-    f = pd.read_csv(R.CSV, parse_dates=["date"])
-    f["cents"] = (f["amount"] * 100).round().astype(int)
-    return f
 
 
 def test_router_set_is_large_and_balanced():

@@ -11,22 +11,8 @@ from typing import Callable
 import pandas as pd
 import pytest
 
-from labs_core.finance.engine import FinanceEngine
-from tests.labs_core.finance import reference as R
 
 SPEND = ["expense", "refund"]
-
-
-@pytest.fixture(scope="module")
-def engine() -> FinanceEngine:
-    return FinanceEngine(R.CSV)
-
-
-@pytest.fixture(scope="module")
-def frame() -> pd.DataFrame:
-    f = pd.read_csv(R.CSV, parse_dates=["date"])
-    f["cents"] = (f["amount"] * 100).round().astype(int)
-    return f
 
 
 def between(f: pd.DataFrame, start: str, end: str) -> pd.DataFrame:

@@ -3,14 +3,8 @@
 import pytest
 
 from labs_core.finance import router
-from labs_core.finance.engine import FinanceEngine
 from tests.labs_core.finance import reference as R
 from tests.labs_core.finance.router_cases import FINANCE, NOT_FINANCE
-
-
-@pytest.fixture(scope="module")
-def engine() -> FinanceEngine:
-    return FinanceEngine(R.CSV)
 
 
 def test_enough_cases():

@@ -6,20 +6,6 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from labs_core.finance.engine import FinanceEngine
-from tests.labs_core.finance import reference as R
-
-
-@pytest.fixture(scope="module")
-def engine() -> FinanceEngine:
-    return FinanceEngine(R.CSV)
-
-
-@pytest.fixture(scope="module")
-def frame() -> pd.DataFrame:
-    f = pd.read_csv(R.CSV, parse_dates=["date"])
-    f["cents"] = (f["amount"] * 100).round().astype(int)
-    return f
 
 
 def transfers(frame: pd.DataFrame, year: int) -> pd.DataFrame:
