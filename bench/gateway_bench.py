@@ -232,22 +232,8 @@ def main() -> int:
         http_port = free_port()
         gateway_env = {**env, "LABS_CORE_ADDRESS": address, "LABS_PORT": str(http_port), "LABS_HOST": "127.0.0.1",
                        "LABS_LOG_LEVEL": "warning", "LABS_CONFIG": str(ROOT / "labs.toml"), "LABS_STORE": "memory"}
-        cmd = [sys.executable, "-c", "import os,sys; os.sched_setaffinity(0, {0}) if (os.cpu_count() or 1) > 1 "
-               "else None; from labs_gateway.server import main; sys.exit(main())"]
-        gateway = subprocess.Popen(cmd, env=gateway_env, cwd=str(ROOT))
+        gateway = start_gateway(gateway_env, http_port, timeout_s=30)
         pin(1)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=1)
-                conn.request("GET", "/health")
-                if conn.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("gateway did not start")
-            time.sleep(0.1)
 
         cpu_before = cpu_seconds(gateway.pid)
         via_gateway = latency_gateway(http_port, args.requests)
@@ -302,9 +288,10 @@ GATEWAY_CMD = ("import os,sys; os.sched_setaffinity(0, {0}) if (os.cpu_count() o
                "from labs_gateway.server import main; sys.exit(main())")
 
 
-def start_gateway(env: dict[str, str], port: int) -> subprocess.Popen:
+def start_gateway(env: dict[str, str], port: int, timeout_s: float = 60) -> subprocess.Popen:
+    """The gateway on CPU 0, once its /health answers."""
     gateway = subprocess.Popen([sys.executable, "-c", GATEWAY_CMD], env=env, cwd=str(ROOT))
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
