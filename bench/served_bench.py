@@ -384,6 +384,11 @@ def served(api: str, target: str, scenario: Scenario, vocab: int, processes: int
 
 # -- servers ------------------------------------------------------------------------------------
 
+# The load generator yields the CPU to the servers when both want it: on a deployment the clients run
+# elsewhere, and on the bench host 16+ client processes would otherwise take cores the engine step needs.
+CLIENT_NICENESS = 10
+
+
 def start_core(model_dir: Path, args: argparse.Namespace, engine_process: str, interval_ms: str, logs: Path) -> Any:
     from tests.reliability.processes import CoreProcess, core_env, free_port
 
@@ -502,7 +507,7 @@ def main() -> None:
     header = (f"Device: {device_name}; {os.cpu_count()} CPU cores; torch {torch.__version__}, transformers "
               f"{transformers.__version__}, python {platform.python_version()}; engine: max_num_seqs "
               f"{args.max_num_seqs}, max_num_batched_tokens {args.max_batched_tokens}; clients: "
-              f"{args.client_processes} processes; gateway workers {args.gateway_workers}; "
+              f"{args.client_processes} processes (nice {CLIENT_NICENESS}); gateway workers {args.gateway_workers}; "
               f"LABS_ENGINE_PROCESS={args.engine_process}; LABS_STREAM_INTERVAL_MS={args.stream_interval_ms}")
     print(header, flush=True)
     work = Path(tempfile.mkdtemp(prefix="served-bench-"))
@@ -543,7 +548,8 @@ def run_served(args: argparse.Namespace, scenarios: list[Scenario], vocab: int, 
     count a gateway and its SSE figures. The first configuration also runs the biggest scenario with
     twice the client processes."""
     processes = args.client_processes
-    with multiprocessing.get_context("spawn").Pool(processes * 2) as pool:
+    with multiprocessing.get_context("spawn").Pool(processes * 2, initializer=os.nice,
+                                                   initargs=(CLIENT_NICENESS,)) as pool:
         configurations = [(p, i) for p in args.engine_process.split(",") for i in args.stream_interval_ms.split(",")]
         for n, (engine_process, interval_ms) in enumerate(configurations):
             core = start_core(args.model_dir, args, engine_process, interval_ms, work)
