@@ -389,17 +389,15 @@ def served(api: str, target: str, scenario: Scenario, vocab: int, processes: int
 CLIENT_NICENESS = 10
 
 
-def start_core(model_dir: Path, args: argparse.Namespace, engine_process: str, interval_ms: str, logs: Path) -> Any:
+def start_core(model_dir: Path, args: argparse.Namespace, engine_process: str, logs: Path) -> Any:
     from tests.reliability.processes import CoreProcess, core_env, free_port
 
     extra = {**as_env(engine_settings(args)), "LABS_ENGINE_PROCESS": engine_process, "LABS_FINANCE_CHAT": "false",
-             "LABS_LOG_LEVEL": "warning", "LABS_STREAM_INTERVAL_MS": interval_ms}
+             "LABS_LOG_LEVEL": "warning"}
     started = time.perf_counter()
-    log_file = logs / f"core-{engine_process}-{interval_ms}ms.log"
-    core = CoreProcess(core_env(model_dir, free_port(), **extra), log_file).start()
+    core = CoreProcess(core_env(model_dir, free_port(), **extra), logs / f"core-{engine_process}.log").start()
     core.wait_health(timeout=args.ready_timeout)
-    print(f"labs-core (LABS_ENGINE_PROCESS={engine_process}, LABS_STREAM_INTERVAL_MS={interval_ms}) ready in "
-          f"{time.perf_counter() - started:.0f}s", flush=True)
+    print(f"labs-core (LABS_ENGINE_PROCESS={engine_process}) ready in {time.perf_counter() - started:.0f}s", flush=True)
     return core
 
 
@@ -456,8 +454,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--max-model-len", type=int, default=1024)
     parser.add_argument("--engine-process", default="true",
                         help="LABS_ENGINE_PROCESS values for the served core, comma separated (one core each)")
-    parser.add_argument("--stream-interval-ms", default="10",
-                        help="LABS_STREAM_INTERVAL_MS values for the served core, comma separated (one core each)")
     parser.add_argument("--gateway-workers", default="1", help="gateway worker counts, comma separated")
     parser.add_argument("--systems", default="engine,grpc,sse")
     parser.add_argument("--ready-timeout", type=float, default=600)
@@ -508,7 +504,7 @@ def main() -> None:
               f"{transformers.__version__}, python {platform.python_version()}; engine: max_num_seqs "
               f"{args.max_num_seqs}, max_num_batched_tokens {args.max_batched_tokens}; clients: "
               f"{args.client_processes} processes (nice {CLIENT_NICENESS}); gateway workers {args.gateway_workers}; "
-              f"LABS_ENGINE_PROCESS={args.engine_process}; LABS_STREAM_INTERVAL_MS={args.stream_interval_ms}")
+              f"LABS_ENGINE_PROCESS={args.engine_process}")
     print(header, flush=True)
     work = Path(tempfile.mkdtemp(prefix="served-bench-"))
     if args.model_dir is None:
@@ -550,10 +546,9 @@ def run_served(args: argparse.Namespace, scenarios: list[Scenario], vocab: int, 
     processes = args.client_processes
     with multiprocessing.get_context("spawn").Pool(processes * 2, initializer=os.nice,
                                                    initargs=(CLIENT_NICENESS,)) as pool:
-        configurations = [(p, i) for p in args.engine_process.split(",") for i in args.stream_interval_ms.split(",")]
-        for n, (engine_process, interval_ms) in enumerate(configurations):
-            core = start_core(args.model_dir, args, engine_process, interval_ms, work)
-            suffix = "" if n == 0 else f" (LABS_ENGINE_PROCESS={engine_process}, interval {interval_ms} ms)"
+        for n, engine_process in enumerate(args.engine_process.split(",")):
+            core = start_core(args.model_dir, args, engine_process, work)
+            suffix = "" if n == 0 else f" (LABS_ENGINE_PROCESS={engine_process})"
             try:
                 targets = [("grpc", "labs-core gRPC" + suffix, core.address)] if "grpc" in systems else []
                 if "sse" in systems:

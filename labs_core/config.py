@@ -102,10 +102,6 @@ class EngineSettings:
     engine_process: str = setting("auto", "LABS_ENGINE_PROCESS",
                                   "Run the engine in a process of its own, apart from gRPC (auto: on GPUs)",
                                   choices=("auto", "true", "false"))
-    stream_interval_ms: float = setting(10.0, "LABS_STREAM_INTERVAL_MS",
-                                        "Engine process, 64+ sequences decoding: each stream's tokens wait up "
-                                        "to this long and leave as one message (0: every step)",
-                                        minimum=0.0, maximum=1000.0)
     tensor_parallel_size: int = setting(1, "LABS_TENSOR_PARALLEL_SIZE",
                                         "GPUs one model is split across (tensor parallelism; safetensors "
                                         "checkpoints of the Llama, Qwen2/3 and Mistral families)",

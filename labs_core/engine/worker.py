@@ -25,7 +25,6 @@ from typing import Any, Sequence
 
 from labs_core.config import Settings
 from labs_core.engine import wire
-from labs_core.engine.output_pacer import OutputPacer
 from labs_core.models.source import ModelSource
 
 log = logging.getLogger("labs_core.engine.worker")
@@ -85,10 +84,9 @@ def build(spec: WorkerSpec) -> tuple[Any, wire.EngineInfo]:
 
 
 class EngineLoop:
-    def __init__(self, engine: Any, channel: wire.Channel, stream_interval_s: float = 0.0):
+    def __init__(self, engine: Any, channel: wire.Channel):
         self.engine = engine
         self.channel = channel
-        self.pacer = OutputPacer(stream_interval_s)
         self.next_stats = 0.0
 
     def run(self) -> None:
@@ -107,22 +105,15 @@ class EngineLoop:
                 outputs = engine.step()
             except Exception as exc:  # a failed step fails its requests, not the process
                 log.exception("engine step failed")
-                self.send_outputs(None)  # what the failed requests had made before this step
                 error = wire.WireError("ModelUnavailable", f"the engine failed while running this request "
                                                            f"({type(exc).__name__}); retry")
                 for request_id in engine.fail_all():
                     channel.send(("error", request_id, error))
                 continue
-            self.pacer.add(outputs)
+            packed = [(request_id, wire.pack_events(events)) for request_id, events in outputs]
             stats = self.stats_if_due()
-            if self.pacer.due(len(engine.scheduler.running)) or stats is not None:
-                self.send_outputs(stats)
-
-    def send_outputs(self, stats: wire.EngineStats | None) -> None:
-        """The held outputs (all of them) in one frame, with the figures when they are due."""
-        packed = [(request_id, wire.pack_events(events)) for request_id, events in self.pacer.take()]
-        if packed or stats is not None:
-            self.channel.send(("out", packed, stats))
+            if packed or stats is not None:
+                channel.send(("out", packed, stats))
 
     def handle(self, message: tuple) -> bool:
         kind = message[0]
@@ -134,7 +125,6 @@ class EngineLoop:
                 self.channel.send(("error", request.request_id, wire.WireError.of(exc)))
         elif kind == "abort":
             self.engine.abort_request(message[1])  # its client is gone: its last events go nowhere
-            self.pacer.drop(message[1])
         elif kind == "stop":
             return False
         return True
@@ -178,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sock.sendall(wire.frame(("failed", reason)))
         return 1
     sock.sendall(wire.frame(("ready", info)))
-    EngineLoop(engine, wire.Channel(sock), spec.settings.engine.stream_interval_ms / 1000).run()
+    EngineLoop(engine, wire.Channel(sock)).run()
     if engine.runner.steps is not None:  # tensor parallel: ranks 1..N-1 end with us
         engine.runner.steps.stop()
     return 0
