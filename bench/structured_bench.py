@@ -150,11 +150,11 @@ def mask_time(engine: Any, streams: int, steps: int = 50) -> float:
         from labs_core.engine.sampler import unpack_bitmask
 
         logits = torch.randn(streams, vocab, generator=generator).masked_fill(~unpack_bitmask(bitmask, vocab), -1e9)
-        for matcher, token in zip(matchers, logits.argmax(-1).tolist()):
-            if matcher.is_terminated():
-                matcher.reset()
+        for i, token in enumerate(logits.argmax(-1).tolist()):
+            if matchers[i].is_terminated():  # a finished walk starts over
+                matchers[i] = engine.grammars.matcher(compiled, spec.json_schema(SCHEMA))
             else:
-                matcher.accept_token(token)
+                matchers[i].accept_token(token)
     return total / steps * 1e3
 
 
