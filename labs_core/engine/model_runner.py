@@ -261,6 +261,8 @@ class ModelRunner:
             from labs_core.structured.grammar import fill_bitmask
 
             bitmask = fill_bitmask([s.grammar for s in sampling], self.vocab_size)
+            if self.device.type == "cuda":  # from pageable memory the copy could wait for the forward
+                bitmask = bitmask.pin_memory()
             tensors.allowed_bitmask = bitmask.to(self.device, non_blocking=True)
         output = self.sampler(logits[:, :self.vocab_size], tensors)
         output.copy_to_host()
