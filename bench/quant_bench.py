@@ -1,0 +1,349 @@
+"""Quantized weights on one GPU: bf16 against FP8 and int4 (issue 22), kernels and engine, one run.
+
+    python3 bench/quant_bench.py                      # kernels, then the engine (7B shape), ~5 min on an H200
+    python3 bench/quant_bench.py --only kernels       # the kernel table alone (~1-2 min)
+    python3 bench/quant_bench.py --only engine --modes bf16,int4
+    python3 bench/quant_bench.py --quick --device cpu # a tiny CPU run of the script's logic (tests/bench)
+
+Model: the Qwen2.5-7B shape (hidden 3584, intermediate 18944, 28 layers, 28 heads, 4 KV heads, vocab
+152064) with random bf16 weights, quantized at load as LABS_QUANTIZATION=fp8 / int4 would (round to
+nearest from the bf16 weights; the LM head and the embedding stay bf16). The engine alone (as in
+bench/engine_bench.py): one stream (prompt 128, 256 new tokens, ignore_eos, median of 2), 256
+concurrent requests of the same shape, and a 4,096-token prefill.
+
+Kernel table: for each product of a layer (fused q/k/v, o, fused gate/up, down) and row counts M
+(1: batch-1 decode; 16; 256: 256 concurrent decode; 4096: prefill), the time of bf16 cuBLAS and of
+the path the FP8 / int4 op takes for that M, and the achieved GB/s over the weight bytes (the
+weights rotate over enough copies that L2 cannot hold them); then each path's error against the
+dequantize-then-matmul reference (‖y - ref‖ / ‖ref‖ and max |y - ref| / max |ref|) and the format's
+own error against the bf16 weights' product. Prints markdown tables (and writes them to --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import platform
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bench.engine_bench as eb  # noqa: E402
+from labs_core.engine import gemv  # noqa: E402
+from labs_core.quant import kernels  # noqa: E402
+from labs_core.quant.linear import QuantTensors, check_kernels, quantize_model, weight_bytes  # noqa: E402
+
+SHAPES = {"qwen2.5-7b": eb.SHAPES["qwen2.5-7b"],
+          "quick": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2, vocab_size=512, tie_word_embeddings=False,
+                        max_position_embeddings=4096)}
+MODES = ("bf16", "fp8", "int4")
+PROMPT, NEW = 128, 256
+
+
+@dataclass
+class Setup:
+    device: str
+    shape: str
+    modes: tuple[str, ...]
+    ms: tuple[int, ...]
+    concurrency: int
+    new: int
+    prefill: int
+    rotate_bytes: int
+    compile: bool
+
+
+def products(config: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """(N, K) of one layer's products after fusion."""
+    h, i = config["hidden_size"], config["intermediate_size"]
+    kv = config["num_key_value_heads"] * h // config["num_attention_heads"]
+    return {"qkv": (h + 2 * kv, h), "o": (h, h), "gate_up": (2 * i, h), "down": (h, i)}
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_us(fn: Callable[[], Any], calls: int, device: str, repeats: int = 10) -> float:
+    """Median time of one call: `fn` makes `calls` calls (one per weight copy); on CUDA it is
+    captured in a graph and replayed (no launch gaps), timed with events."""
+    fn()
+    sync(device)
+    if device != "cuda":
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times) / calls * 1e6
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3)
+    del graph
+    return statistics.median(times) / calls
+
+
+def errors(got: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """(‖got - ref‖ / ‖ref‖, max |got - ref| / max |ref|), float64."""
+    got, ref = got.double(), ref.double()
+    diff = got - ref
+    return float(diff.norm() / ref.norm()), float(diff.abs().max() / ref.abs().max())
+
+
+def kernel_rows(setup: Setup) -> list[str]:
+    """The kernel table's rows (markdown), printed as they come."""
+    dev = setup.device
+    cfg = SHAPES[setup.shape]
+    rows: list[str] = []
+    gen = torch.Generator(device=dev).manual_seed(0)
+    for name, (n, k) in products(cfg).items():
+        base = torch.randn(n, k, device=dev, generator=gen).mul_(0.02).to(torch.bfloat16)
+        quant = {mode: QuantTensors.quantize(base, mode) for mode in ("fp8", "int4")}
+        nbytes = {"bf16": base.numel() * 2,
+                  **{m: sum(t.numel() * t.element_size() for t in (q.qweight, q.scales, q.zeros) if t is not None)
+                     for m, q in quant.items()}}
+        copies = {m: max(1, -(-setup.rotate_bytes // b)) for m, b in nbytes.items()}
+        weights: dict[str, list[Any]] = {"bf16": [base] + [base.clone() for _ in range(copies["bf16"] - 1)]}
+        for mode, q in quant.items():
+            weights[mode] = [q] + [QuantTensors(q.fmt, q.qweight.clone(), q.scales.clone(),
+                                                None if q.zeros is None else q.zeros.clone(), q.group)
+                                   for _ in range(copies[mode] - 1)]
+        for m in setup.ms:
+            x = torch.randn(m, k, device=dev, generator=gen).to(torch.bfloat16)
+            ref_bf16 = F.linear(x.float(), base.float())
+            flops = 2 * m * n * k
+            impls: list[tuple[str, str, Callable[[Any], Any]]] = [("bf16", "cuBLAS", lambda w: F.linear(x, w))]
+            if m == 1 and dev == "cuda" and gemv.triton is not None:
+                impls.append(("bf16", "Triton GEMV", lambda w: gemv.launch_gemv(x[0], w, None)))
+            for mode, q in quant.items():
+                path = kernels.path_for(m, q.fmt, x.dtype) if dev == "cuda" else "reference"
+                impls.append((mode, path, lambda w, p=path: kernels.run_path(p, x, w.qweight, w.scales, w.zeros, None,
+                                                                                w.fmt, w.group)))
+            for mode, path, call in impls:
+                ws = weights[mode]
+                try:
+                    us = time_us(lambda: [call(w) for w in ws], len(ws), dev)
+                    got = call(ws[0]).float().reshape(m, n)
+                    if mode == "bf16":
+                        err, fmt_err = errors(got, ref_bf16), errors(got, ref_bf16)
+                    else:
+                        q = quant[mode]
+                        err = errors(got, kernels.reference(x.float(), q.qweight, q.scales, q.zeros, None, q.fmt))
+                        fmt_err = errors(got, ref_bf16)
+                    row = (f"| {name} {n}x{k} | {m} | {mode} | {path} | {us:,.1f} | {nbytes[mode] / us / 1e3:,.0f} | "
+                           f"{flops / us / 1e6:,.1f} | {err[0]:.1e} / {err[1]:.1e} | {fmt_err[0]:.1e} |")
+                except Exception as exc:  # one failing kernel must not lose the table
+                    traceback.print_exc()
+                    row = f"| {name} {n}x{k} | {m} | {mode} | {path} | failed: {type(exc).__name__}: {exc} | | | | |"
+                print(row, flush=True)
+                rows.append(row)
+        del weights, quant, base
+        gc.collect()
+        if dev == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+@dataclass
+class EngineFigures:
+    mode: str
+    weight_gb: float
+    warmup_s: float
+    one_stream: float
+    concurrent: float
+    prefill: float
+    checks: str
+
+
+def build(model: Any, setup: Setup, vocab: int) -> tuple[Any, float]:
+    from labs_core.engine.builder import KVSizing, build_paged_engine
+    from labs_core.engine.engine import EngineConfig
+
+    max_len = max(setup.prefill, PROMPT + setup.new) + 64
+    blocks = setup.concurrency * (-(-(PROMPT + setup.new) // 16) + 1) + 2 * (-(-max_len // 16))
+    config = EngineConfig(block_size=16, max_num_seqs=setup.concurrency, max_num_batched_tokens=8192,
+                          max_model_len=max_len, max_waiting=4096, prefix_caching=False)
+    if setup.device == "cuda":
+        torch._dynamo.reset()
+    sync(setup.device)
+    started = time.perf_counter()
+    engine = build_paged_engine(model, eb.synthetic_tokenizer(vocab), setup.device, config,
+                                KVSizing(num_blocks=blocks, cpu_kv_cache_gib=0.25), [1],
+                                compile=setup.compile and setup.device == "cuda").engine
+    sync(setup.device)
+    return engine, time.perf_counter() - started
+
+
+def run_engine(model: Any, mode: str, setup: Setup, checks: str) -> EngineFigures:
+    vocab = model.config.vocab_size
+    nbytes = weight_bytes(model)
+    engine, warmup = build(model, setup, vocab)
+    eb.drive(engine, [(0.0, eb.engine_request("w", eb.prompts(1, PROMPT, vocab)[0], 4))])
+    rates = []
+    for k in range(2):
+        trace, _ = eb.drive(engine, [(0.0, eb.engine_request(f"s{k}", eb.prompts(1, PROMPT, vocab, seed=k)[0],
+                                                             setup.new))])
+        times = next(iter(trace.token_times.values()))
+        rates.append((len(times) - 1) / (times[-1] - times[0]))
+    batch = eb.prompts(setup.concurrency, PROMPT, vocab, seed=7)
+    trace, elapsed = eb.drive(engine, [(0.0, eb.engine_request(f"c{i}", p, setup.new)) for i, p in enumerate(batch)])
+    concurrent = trace.tokens / elapsed
+    prefill = []
+    for k in range(2):
+        trace, _ = eb.drive(engine, [(0.0, eb.engine_request(f"l{k}", eb.prompts(1, setup.prefill, vocab, seed=k)[0],
+                                                             1))])
+        prefill.append(setup.prefill / eb.ttfts(trace)[0])
+    engine.runner.restore_attention()
+    figures = EngineFigures(mode, nbytes / 1e9, warmup, statistics.median(rates), concurrent, max(prefill), checks)
+    print(f"  {mode}: {figures}", flush=True)
+    return figures
+
+
+def engine_rows(setup: Setup) -> list[EngineFigures]:
+    eb.DEVICE = setup.device
+    started = time.perf_counter()
+    base = eb.make_model(setup.shape) if setup.shape in eb.SHAPES else make_quick_model(setup.device)
+    print(f"model {setup.shape}: {weight_bytes(base) / 1e9:.2f} GB bf16, built in {time.perf_counter() - started:.1f}s",
+          flush=True)
+    results = []
+    for mode in [m for m in setup.modes if m != "bf16"] + (["bf16"] if "bf16" in setup.modes else []):
+        try:
+            kernels.paths.on = kernels.Paths().on  # each mode's check decides for itself
+            if mode == "bf16":
+                model, checks = base, ""
+            else:
+                model = copy.deepcopy(base)
+                quantize_model(model, mode, setup.device)
+                worst = check_kernels(model)
+                checks = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+                if any(not kernels.paths.on[k] for k in worst):
+                    checks += " (paths off: " + ", ".join(k for k in worst if not kernels.paths.on[k]) + ")"
+            results.append(run_engine(model, mode, setup, checks))
+        except Exception:
+            traceback.print_exc()
+        finally:
+            model = None
+            gc.collect()
+            if setup.device == "cuda":
+                torch.cuda.empty_cache()
+    return results
+
+
+def make_quick_model(device: str) -> Any:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(**SHAPES["quick"])
+    config.eos_token_id = None
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen2ForCausalLM(config).to(torch.bfloat16).eval()
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = 0
+    return model
+
+
+def engine_table(figures: list[EngineFigures], setup: Setup) -> list[str]:
+    base = next((f for f in figures if f.mode == "bf16"), None)
+
+    def vs(value: float, ref: float | None) -> str:
+        return f"{value:,.1f} ({value / ref:.2f}x)" if ref else f"{value:,.1f}"
+
+    lines = [f"| mode | weights GB | warm-up s | 1 stream tok/s (x bf16) | GB/s of weights | "
+             f"{setup.concurrency} concurrent tok/s (x bf16) | {setup.prefill}-token prefill tok/s (x bf16) | "
+             "load-time kernel checks (rel. error) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for f in figures:
+        lines.append(f"| {f.mode} | {f.weight_gb:.2f} | {f.warmup_s:.0f} | {vs(f.one_stream, base and base.one_stream)} | "
+                     f"{f.one_stream * f.weight_gb:,.0f} | {vs(f.concurrent, base and base.concurrent)} | "
+                     f"{vs(f.prefill, base and base.prefill)} | {f.checks} |")
+    return lines
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("kernels", "engine"), default=None)
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--ms", default="1,16,256,4096", help="row counts of the kernel table")
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--new", type=int, default=NEW)
+    parser.add_argument("--prefill", type=int, default=4096)
+    parser.add_argument("--no-compile", action="store_true", help="engine without torch.compile (faster warm-up)")
+    parser.add_argument("--quick", action="store_true", help="tiny shape and counts: the script's logic")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--out", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def setup_of(args: argparse.Namespace) -> Setup:
+    modes = tuple(m for m in args.modes.split(",") if m)
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise SystemExit(f"unknown modes {sorted(unknown)}: choose from {', '.join(MODES)}")
+    if args.quick:
+        return Setup(args.device, "quick", modes, (1, 5), 4, 8, 64, 1, not args.no_compile)
+    return Setup(args.device, "qwen2.5-7b", modes, tuple(int(m) for m in args.ms.split(",")), args.concurrency,
+                 args.new, args.prefill, 256 * 2**20, not args.no_compile)
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    setup = setup_of(args)
+    import transformers
+    import triton
+
+    if setup.device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        name, memory = props.name, props.total_memory / 2**30
+    else:
+        name, memory = platform.processor() or "cpu", 0.0
+    header = (f"device: {name} ({memory:.0f} GiB); torch {torch.__version__}, transformers {transformers.__version__}, "
+              f"triton {triton.__version__}")
+    print(header, flush=True)
+    lines = [f"### {setup.shape}: bf16 vs FP8 vs int4 (random weights)", "",
+             f"Command: `python3 bench/quant_bench.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
+             header, ""]
+    started = time.perf_counter()
+    if args.only != "engine":
+        print("[kernels]", flush=True)
+        rows = kernel_rows(setup)
+        lines += ["| product N x K | M | weights | path | µs | GB/s | TFLOP/s | error vs reference (norm / max) | "
+                  "error vs bf16 weights |", "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | --- |", *rows, ""]
+        print(f"[kernels] {time.perf_counter() - started:.0f}s", flush=True)
+    if args.only != "kernels":
+        print("[engine]", flush=True)
+        figures = engine_rows(setup)
+        lines += engine_table(figures, setup)
+        missing = [m for m in setup.modes if m not in {f.mode for f in figures}]
+        if missing:
+            lines += ["", f"Failed modes: {', '.join(missing)} (traceback above)"]
+    lines += ["", f"Total {time.perf_counter() - started:.0f}s"]
+    text = "\n".join(lines) + "\n"
+    print("\n" + text, flush=True)
+    if args.out:
+        args.out.write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

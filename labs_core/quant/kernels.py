@@ -1,0 +1,305 @@
+"""Products with quantized weights on CUDA: y = x @ W^T (+ b), W stored as formats.py describes.
+
+One custom op, `labs::quant_linear`, picks the kernel by the row count M of x at run time (opaque to
+torch.compile and to CUDA graphs, which capture one M each):
+- M == 1 (batch-1 decode): a Triton GEMV that reads the quantized weight once, dequantizes in
+  registers and accumulates in float32. A decode step is a read of every weight, so bytes are time.
+- M <= GEMM_MAX_M (FP8) or any M > 1 (int4): a Triton GEMM that dequantizes each weight tile in
+  registers to the activations' dtype and multiplies with tl.dot (weight-only: activations stay bf16).
+- FP8, M > GEMM_MAX_M (large batches, prefill): activations quantized per token to e4m3 and
+  `torch._scaled_mm` (Hopper's FP8 tensor cores, row-wise scales), bf16 out.
+Each path has a switch (`paths`), set by `check_paths` at load against the dequantize-then-matmul
+reference; a path that disagrees (or fails) is off, and its products go through that reference.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+from labs_core.quant import formats
+
+try:
+    import triton
+    import triton.language as tl
+except ImportError:  # CPU-only installs: the reference path everywhere
+    triton = None
+
+log = logging.getLogger(__name__)
+
+FP8, INT4 = 0, 1
+GEMM_MAX_M = 64  # FP8: up to here the weight-only GEMM (weight-bound, more exact); above, _scaled_mm
+# GEMV tiling: rows per program, inputs per step (FP8: bytes; int4: groups of 128 per step)
+FP8_GEMV = dict(BLOCK_N=8, BLOCK_K=1024, num_warps=4, num_stages=3)
+INT4_GEMV = dict(BLOCK_N=8, GROUPS_PER_STEP=4, num_warps=4, num_stages=3)
+# Relative error (‖y - ref‖ / ‖ref‖) a path may show against the reference: weight-only paths round
+# only the bf16 output and the accumulation order (~3e-3); FP8 activations add e4m3 rounding (~3e-2).
+TOLERANCE = {"gemv": 1e-2, "gemm": 1e-2, "scaled_mm": 6e-2}
+
+
+@dataclass
+class Paths:
+    """Which kernels may run (all until check_paths says otherwise); keyed 'fp8_gemv', 'int4_gemm'..."""
+
+    on: dict[str, bool] = field(default_factory=lambda: {f"{f}_{p}": True for f in ("fp8", "int4")
+                                                        for p in ("gemv", "gemm", "scaled_mm")})
+
+    def __call__(self, fmt: int, path: str) -> bool:
+        return self.on.get(f"{'fp8' if fmt == FP8 else 'int4'}_{path}", False)
+
+
+paths = Paths()
+
+
+if triton is not None:
+    @triton.jit
+    def fp8_gemv_kernel(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, N, K: tl.constexpr, HAS_BIAS: tl.constexpr,
+                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+        """y[n] = scale[n] * sum_k x[k] * q[n, k] (+ b[n]) for BLOCK_N rows of an e4m3 [N, K] weight."""
+        rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_ok = rows < N
+        acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            cols = k0 + tl.arange(0, BLOCK_K)
+            col_ok = cols < K
+            w = tl.load(w_ptr + rows[:, None].to(tl.int64) * K + cols[None, :],
+                        mask=row_ok[:, None] & col_ok[None, :], other=0.0, eviction_policy="evict_first")
+            x = tl.load(x_ptr + cols, mask=col_ok, other=0.0)
+            acc += w.to(tl.float32) * x[None, :].to(tl.float32)
+        y = tl.sum(acc, axis=1) * tl.load(s_ptr + rows, mask=row_ok, other=0.0)
+        if HAS_BIAS:
+            y += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+        tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=row_ok)
+
+    @triton.jit
+    def int4_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr, N, K: tl.constexpr, GROUP: tl.constexpr,
+                         HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, GROUPS_PER_STEP: tl.constexpr):
+        """y[n] = sum_g s[n, g] * sum_{k in g} (q[n, k] - z[n, g]) * x[k] (+ b[n]) for BLOCK_N rows.
+
+        Each step reads GROUPS_PER_STEP groups of every row: GROUP / 8 words a group. Nibble j of
+        word i holds input 8 i + j, so it meets x at a stride of 8. A nibble becomes a float
+        without a conversion instruction: (nibble | 0x4B000000) read as float32 is 2^23 + nibble."""
+        WORDS: tl.constexpr = GROUP // 8
+        NG: tl.constexpr = K // GROUP
+        rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_ok = rows < N
+        words = tl.arange(0, WORDS)
+        acc = tl.zeros([BLOCK_N, WORDS], dtype=tl.float32)
+        for g0 in range(0, NG, GROUPS_PER_STEP):
+            for gi in tl.static_range(GROUPS_PER_STEP):
+                g = g0 + gi
+                g_ok = g < NG
+                ok = row_ok & g_ok
+                w = tl.load(w_ptr + rows[:, None].to(tl.int64) * (K // 8) + g * WORDS + words[None, :],
+                            mask=ok[:, None], other=0, eviction_policy="evict_first")
+                s = tl.load(s_ptr + rows * NG + g, mask=ok, other=0.0).to(tl.float32)
+                z = tl.load(z_ptr + rows * NG + g, mask=ok, other=0.0).to(tl.float32) + 8388608.0
+                part = tl.zeros([BLOCK_N, WORDS], dtype=tl.float32)
+                for j in tl.static_range(8):
+                    x = tl.load(x_ptr + (g * GROUP + j) + words * 8, mask=g_ok, other=0.0).to(tl.float32)
+                    q = (((w >> (4 * j)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
+                    part += (q - z[:, None]) * x[None, :]
+                acc += part * s[:, None]
+        y = tl.sum(acc, axis=1)
+        if HAS_BIAS:
+            y += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+        tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=row_ok)
+
+    @triton.jit
+    def wq_gemm_kernel(x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_ym,
+                       FMT: tl.constexpr, GROUP: tl.constexpr, HAS_BIAS: tl.constexpr,
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+        """y = x @ dequant(W)^T: each [BLOCK_K, BLOCK_N] weight tile dequantized in registers to x's
+        dtype, then tl.dot. int4: BLOCK_K divides GROUP, so one group (scale, zero) per tile row."""
+        pid_m = tl.program_id(1)
+        pid_n = tl.program_id(0)
+        rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        rk = tl.arange(0, BLOCK_K)
+        m_ok = rm < M
+        n_ok = rn < N
+        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            ks = k0 + rk
+            k_ok = ks < K
+            x = tl.load(x_ptr + rm[:, None].to(tl.int64) * stride_xm + ks[None, :],
+                        mask=m_ok[:, None] & k_ok[None, :], other=0.0)
+            if FMT == 0:
+                w = tl.load(w_ptr + rn[None, :].to(tl.int64) * K + ks[:, None],
+                            mask=n_ok[None, :] & k_ok[:, None], other=0.0)
+                w = w.to(x.dtype)
+            else:
+                packed = tl.load(w_ptr + rn[None, :].to(tl.int64) * (K // 8) + (ks // 8)[:, None],
+                                 mask=n_ok[None, :] & k_ok[:, None], other=0)
+                q = ((packed >> ((ks % 8) * 4)[:, None]) & 0xF).to(tl.float32)
+                g = k0 // GROUP
+                s = tl.load(s_ptr + rn * (K // GROUP) + g, mask=n_ok, other=0.0).to(tl.float32)
+                z = tl.load(z_ptr + rn * (K // GROUP) + g, mask=n_ok, other=0.0).to(tl.float32)
+                w = ((q - z[None, :]) * s[None, :]).to(x.dtype)
+            acc = tl.dot(x, w, acc)
+        if FMT == 0:
+            acc = acc * tl.load(s_ptr + rn, mask=n_ok, other=0.0)[None, :]
+        if HAS_BIAS:
+            acc += tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
+        tl.store(y_ptr + rm[:, None].to(tl.int64) * stride_ym + rn[None, :], acc.to(y_ptr.dtype.element_ty),
+                 mask=m_ok[:, None] & n_ok[None, :])
+
+
+def gemm_tiles(m: int, fmt: int) -> dict[str, int]:
+    """Tile shape for M rows: small M is weight-bound (narrow N tiles, so many programs share the
+    read); large M is arithmetic-bound (square tiles)."""
+    block_k = 64 if fmt == INT4 else 128
+    if m <= 16:
+        return dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=block_k, num_warps=4, num_stages=4)
+    if m <= 64:
+        return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=block_k, num_warps=4, num_stages=4)
+    if m <= 256:
+        return dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=64, num_warps=4, num_stages=4)
+    return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=8, num_stages=3)
+
+
+def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+                bias: torch.Tensor | None, fmt: int, group: int) -> torch.Tensor:
+    """x: [K] contiguous; returns [N] in x's dtype."""
+    n = qweight.shape[0]
+    k = x.shape[-1]
+    out = torch.empty(n, device=x.device, dtype=x.dtype)
+    b = bias if bias is not None else x
+    if fmt == FP8:
+        c = FP8_GEMV
+        fp8_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, b, out, n, k, HAS_BIAS=bias is not None,
+                                                         **c)
+    else:
+        c = INT4_GEMV
+        int4_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, zeros, b, out, n, k, GROUP=group,
+                                                          HAS_BIAS=bias is not None, **c)
+    return out
+
+
+def launch_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+                bias: torch.Tensor | None, fmt: int, group: int, tiles: dict[str, int] | None = None) -> torch.Tensor:
+    """x: [M, K] with unit stride along K; returns [M, N] in x's dtype."""
+    m, k = x.shape
+    n = qweight.shape[0]
+    t = tiles or gemm_tiles(m, fmt)
+    out = torch.empty(m, n, device=x.device, dtype=x.dtype)
+    grid = (triton.cdiv(n, t["BLOCK_N"]), triton.cdiv(m, t["BLOCK_M"]))
+    wq_gemm_kernel[grid](x, qweight, scales, zeros if zeros is not None else scales, bias if bias is not None else x,
+                         out, m, n, k, x.stride(0), out.stride(0), FMT=fmt, GROUP=group, HAS_BIAS=bias is not None,
+                         **t)
+    return out
+
+
+def quantize_rows_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Activations to e4m3 with one float32 scale per row (token): (xq [M, K], scales [M, 1])."""
+    scale = x.abs().amax(dim=1, keepdim=True).float().clamp_min(1e-12) / formats.FP8_MAX
+    return (x.float() / scale).clamp(-formats.FP8_MAX, formats.FP8_MAX).to(formats.FP8_DTYPE), scale
+
+
+def scaled_mm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """FP8 x FP8 on the tensor cores: row-wise scales (per token for x, per channel for W)."""
+    xq, xs = quantize_rows_fp8(x)
+    out = torch._scaled_mm(xq, qweight.t(), scale_a=xs, scale_b=scales.view(1, -1), out_dtype=x.dtype)
+    return out if bias is None else out + bias
+
+
+def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+              bias: torch.Tensor | None, fmt: int) -> torch.Tensor:
+    """Dequantize the whole weight to x's dtype, then F.linear: the CPU path and every kernel's yardstick."""
+    if fmt == FP8:
+        w = formats.dequantize_fp8(qweight, scales, x.dtype)
+    else:
+        w = formats.dequantize_int4(qweight, scales, zeros, x.dtype)
+    return F.linear(x, w, bias)
+
+
+def path_for(m: int, fmt: int, dtype: torch.dtype) -> str:
+    """The kernel that serves M rows (before the switches are consulted)."""
+    if m == 1:
+        return "gemv"
+    if fmt == INT4 or m <= GEMM_MAX_M or dtype != torch.bfloat16:
+        return "gemm"
+    return "scaled_mm"
+
+
+def run_path(path: str, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+             bias: torch.Tensor | None, fmt: int, group: int) -> torch.Tensor:
+    if path == "gemv":
+        return launch_gemv(x.reshape(-1).contiguous(), qweight, scales, zeros, bias, fmt, group).view(1, -1)
+    if path == "gemm":
+        return launch_gemm(x.contiguous(), qweight, scales, zeros, bias, fmt, group)
+    if path == "scaled_mm":
+        return scaled_mm(x.contiguous(), qweight, scales, bias)
+    return reference(x, qweight, scales, zeros, bias, fmt)
+
+
+# (typing.Optional and no postponed annotations in the op's hints: its schema is read from them)
+@torch.library.custom_op("labs::quant_linear", mutates_args=())
+def quant_linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
+                 bias: Optional[torch.Tensor], fmt: int, group: int) -> torch.Tensor:
+    """x [M, K] -> [M, N] through the kernel for M (the reference where that kernel is switched off)."""
+    path = path_for(x.shape[0], fmt, x.dtype)
+    if triton is None or not x.is_cuda or not paths(fmt, path):
+        path = "reference"
+    return run_path(path, x, qweight, scales, zeros, bias, fmt, group)
+
+
+@quant_linear.register_fake
+def _(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
+      bias: Optional[torch.Tensor], fmt: int, group: int) -> torch.Tensor:
+    return x.new_empty(x.shape[0], qweight.shape[0])
+
+
+def relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
+    """‖got - ref‖ / ‖ref‖ in float64; NaN or Inf anywhere counts as infinitely wrong."""
+    got, ref = got.double(), ref.double()
+    if not torch.isfinite(got).all():
+        return float("inf")
+    return float((got - ref).norm() / ref.norm().clamp_min(1e-30))
+
+
+def check_path(path: str, fmt: int, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+               group: int, m: int, dtype: torch.dtype = torch.bfloat16, seed: int = 0) -> float:
+    """One path's relative error against the float32 reference product on fresh random inputs."""
+    k = qweight.shape[1] * (8 if fmt == INT4 else 1)
+    gen = torch.Generator(device=qweight.device).manual_seed(seed)
+    x = torch.randn(m, k, device=qweight.device, generator=gen).to(dtype)
+    ref = reference(x.float(), qweight, scales, zeros, None, fmt)
+    return relative_error(run_path(path, x, qweight, scales, zeros, None, fmt, group), ref)
+
+
+def check_paths(layers: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor | None, int]],
+                dtype: torch.dtype = torch.bfloat16) -> dict[str, float]:
+    """Run each kernel path once on each distinct weight shape given ((fmt, qweight, scales, zeros,
+    group) of the loaded model's layers) against the reference; switch off any path over its
+    tolerance or that raises. Returns the worst error per path (inf: failed)."""
+    worst: dict[str, float] = {}
+    seen: set[tuple] = set()
+    for fmt, qweight, scales, zeros, group in layers:
+        key = (fmt, tuple(qweight.shape))
+        if key in seen:
+            continue
+        seen.add(key)
+        for path, m in (("gemv", 1), ("gemm", 7), ("gemm", 40), ("scaled_mm", 300), ("gemm", 300)):
+            if (fmt == INT4 and path == "scaled_mm") or (fmt == FP8 and path == "gemm" and m > GEMM_MAX_M):
+                continue
+            name = f"{'fp8' if fmt == FP8 else 'int4'}_{path}"
+            try:
+                error = check_path(path, fmt, qweight, scales, zeros, group, m, dtype, seed=len(seen) * 10 + m)
+            except Exception as exc:  # a kernel that cannot run here is one that is off
+                log.warning("%s failed on %s: %s: %s", name, tuple(qweight.shape), type(exc).__name__, exc)
+                error = float("inf")
+            worst[name] = max(worst.get(name, 0.0), error)
+    for name, error in worst.items():
+        ok = error < TOLERANCE[name.split("_", 1)[1]]
+        paths.on[name] = ok
+        if not ok:
+            log.warning("%s differs from the dequantize-then-matmul reference (relative error %.1e): "
+                        "its products go through the reference", name, error)
+        else:
+            log.info("%s against the reference: relative error %.1e", name, error)
+    return worst
