@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import os
 import platform
 import statistics
 import sys
@@ -61,6 +62,8 @@ class Setup:
     prefill: int
     rotate_bytes: int
     compile: bool
+    sweep: bool = True
+    repeats: int = 10
 
 
 def products(config: dict[str, int]) -> dict[str, tuple[int, int]]:
@@ -111,8 +114,20 @@ def errors(got: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
     return float(diff.norm() / ref.norm()), float(diff.abs().max() / ref.abs().max())
 
 
-def kernel_rows(setup: Setup) -> list[str]:
-    """The kernel table's rows (markdown), printed as they come."""
+def cpu_path(m: int) -> str:
+    """On the CPU: the GEMV under Triton's interpreter (TRITON_INTERPRET=1, as tests run), else the
+    reference (the interpreter has no bf16 tl.dot, so the GEMM stays out)."""
+    return "gemv" if m == 1 and os.environ.get("TRITON_INTERPRET") == "1" else "reference"
+
+
+def config_name(config: dict[str, int]) -> str:
+    short = {"BLOCK_N": "n", "BLOCK_K": "k", "GROUPS_PER_STEP": "g", "num_warps": "w", "num_stages": "s"}
+    return "GEMV " + " ".join(f"{short[k]}{v}" for k, v in config.items())
+
+
+def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float]) -> list[str]:
+    """The kernel table's rows (markdown), printed as they come. `sweep` collects, per (mode,
+    candidate GEMV tiling), the summed M = 1 time over a layer's products."""
     dev = setup.device
     cfg = SHAPES[setup.shape]
     rows: list[str] = []
@@ -137,13 +152,20 @@ def kernel_rows(setup: Setup) -> list[str]:
             if m == 1 and dev == "cuda" and gemv.triton is not None:
                 impls.append(("bf16", "Triton GEMV", lambda w: gemv.launch_gemv(x[0], w, None)))
             for mode, q in quant.items():
-                path = kernels.path_for(m, q.fmt, x.dtype) if dev == "cuda" else "reference"
+                path = kernels.path_for(m, q.fmt, x.dtype) if dev == "cuda" else cpu_path(m)
                 impls.append((mode, path, lambda w, p=path: kernels.run_path(p, x, w.qweight, w.scales, w.zeros, None,
                                                                                 w.fmt, w.group)))
+                if path == "gemv" and setup.sweep:
+                    for i, c in enumerate(kernels.GEMV_CANDIDATES[q.fmt]):
+                        impls.append((mode, f"{config_name(c)} #{i}", lambda w, c=c: kernels.launch_gemv(
+                            x[0], w.qweight, w.scales, w.zeros, None, w.fmt, w.group, config=c)))
             for mode, path, call in impls:
                 ws = weights[mode]
                 try:
-                    us = time_us(lambda: [call(w) for w in ws], len(ws), dev)
+                    us = time_us(lambda: [call(w) for w in ws], len(ws), dev, setup.repeats)
+                    if "#" in path:
+                        key = (mode, int(path.rsplit("#", 1)[1]))
+                        sweep[key] = sweep.get(key, 0.0) + us
                     got = call(ws[0]).float().reshape(m, n)
                     if mode == "bf16":
                         err, fmt_err = errors(got, ref_bf16), errors(got, ref_bf16)
@@ -280,6 +302,24 @@ def engine_table(figures: list[EngineFigures], setup: Setup) -> list[str]:
     return lines
 
 
+def pick_gemv(sweep: dict[tuple[str, int], float]) -> list[str]:
+    """Set the fastest GEMV tiling per format (summed over a layer's products) for the engine run."""
+    lines = []
+    for mode, fmt in (("fp8", kernels.FP8), ("int4", kernels.INT4)):
+        timed = {i: us for (m, i), us in sweep.items() if m == mode}
+        if not timed:
+            continue
+        best = min(timed, key=timed.get)
+        config = kernels.GEMV_CANDIDATES[fmt][best]
+        if mode == "fp8":
+            kernels.FP8_GEMV = config
+        else:
+            kernels.INT4_GEMV = config
+        lines.append(f"{mode} GEMV tiling for the engine: {config_name(config)} (#{best}: {timed[best]:,.1f} µs a "
+                     f"layer; default #0: {timed.get(0, float('nan')):,.1f} µs)")
+    return lines + [""] if lines else []
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("kernels", "engine"), default=None)
@@ -289,6 +329,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--new", type=int, default=NEW)
     parser.add_argument("--prefill", type=int, default=4096)
     parser.add_argument("--no-compile", action="store_true", help="engine without torch.compile (faster warm-up)")
+    parser.add_argument("--no-sweep", action="store_true", help="time only the default GEMV tiling at M = 1")
     parser.add_argument("--quick", action="store_true", help="tiny shape and counts: the script's logic")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=None)
@@ -301,9 +342,9 @@ def setup_of(args: argparse.Namespace) -> Setup:
     if unknown:
         raise SystemExit(f"unknown modes {sorted(unknown)}: choose from {', '.join(MODES)}")
     if args.quick:
-        return Setup(args.device, "quick", modes, (1, 5), 4, 8, 64, 1, not args.no_compile)
+        return Setup(args.device, "quick", modes, (1, 5), 4, 8, 64, 1, not args.no_compile, not args.no_sweep, 2)
     return Setup(args.device, "qwen2.5-7b", modes, tuple(int(m) for m in args.ms.split(",")), args.concurrency,
-                 args.new, args.prefill, 256 * 2**20, not args.no_compile)
+                 args.new, args.prefill, 256 * 2**20, not args.no_compile, not args.no_sweep)
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -326,9 +367,11 @@ def main(argv: list[str] | None = None) -> str:
     started = time.perf_counter()
     if args.only != "engine":
         print("[kernels]", flush=True)
-        rows = kernel_rows(setup)
+        sweep: dict[tuple[str, int], float] = {}
+        rows = kernel_rows(setup, sweep)
         lines += ["| product N x K | M | weights | path | µs | GB/s | TFLOP/s | error vs reference (norm / max) | "
                   "error vs bf16 weights |", "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | --- |", *rows, ""]
+        lines += pick_gemv(sweep)
         print(f"[kernels] {time.perf_counter() - started:.0f}s", flush=True)
     if args.only != "kernels":
         print("[engine]", flush=True)

@@ -34,8 +34,19 @@ log = logging.getLogger(__name__)
 FP8, INT4 = 0, 1
 GEMM_MAX_M = 64  # FP8: up to here the weight-only GEMM (weight-bound, more exact); above, _scaled_mm
 # GEMV tiling: rows per program, inputs per step (FP8: bytes; int4: groups of 128 per step)
+# (x is re-read once per BLOCK_N rows: more rows a program, less x traffic against the weight's)
 FP8_GEMV = dict(BLOCK_N=8, BLOCK_K=1024, num_warps=4, num_stages=3)
-INT4_GEMV = dict(BLOCK_N=8, GROUPS_PER_STEP=4, num_warps=4, num_stages=3)
+INT4_GEMV = dict(BLOCK_N=16, GROUPS_PER_STEP=4, num_warps=4, num_stages=3)
+# Alternatives bench/quant_bench.py times at M = 1 (the best can be set for its engine run)
+GEMV_CANDIDATES = {
+    FP8: [FP8_GEMV, dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=3),
+          dict(BLOCK_N=8, BLOCK_K=512, num_warps=4, num_stages=4), dict(BLOCK_N=16, BLOCK_K=512, num_warps=8, num_stages=3),
+          dict(BLOCK_N=4, BLOCK_K=2048, num_warps=8, num_stages=2)],
+    INT4: [INT4_GEMV, dict(BLOCK_N=8, GROUPS_PER_STEP=4, num_warps=4, num_stages=3),
+           dict(BLOCK_N=16, GROUPS_PER_STEP=8, num_warps=8, num_stages=3),
+           dict(BLOCK_N=32, GROUPS_PER_STEP=2, num_warps=4, num_stages=4),
+           dict(BLOCK_N=8, GROUPS_PER_STEP=8, num_warps=4, num_stages=2)],
+}
 # Relative error (‖y - ref‖ / ‖ref‖) a path may show against the reference: weight-only paths round
 # only the bf16 output and the accumulation order (~3e-3); FP8 activations add e4m3 rounding (~3e-2).
 TOLERANCE = {"gemv": 1e-2, "gemm": 1e-2, "scaled_mm": 6e-2}
@@ -80,31 +91,32 @@ if triton is not None:
                          HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, GROUPS_PER_STEP: tl.constexpr):
         """y[n] = sum_g s[n, g] * sum_{k in g} (q[n, k] - z[n, g]) * x[k] (+ b[n]) for BLOCK_N rows.
 
-        Each step reads GROUPS_PER_STEP groups of every row: GROUP / 8 words a group. Nibble j of
-        word i holds input 8 i + j, so it meets x at a stride of 8. A nibble becomes a float
-        without a conversion instruction: (nibble | 0x4B000000) read as float32 is 2^23 + nibble."""
+        A step reads a [BLOCK_N, GROUPS_PER_STEP, GROUP / 8] tile of words (contiguous along the
+        last two axes: wide loads). Nibble j of word i of a group holds input 8 i + j, so it meets x
+        at a stride of 8. A nibble becomes a float without a conversion instruction:
+        (nibble | 0x4B000000) read as float32 is 2^23 + nibble, and 2^23 is folded into the zero."""
         WORDS: tl.constexpr = GROUP // 8
         NG: tl.constexpr = K // GROUP
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         row_ok = rows < N
         words = tl.arange(0, WORDS)
-        acc = tl.zeros([BLOCK_N, WORDS], dtype=tl.float32)
+        steps = tl.arange(0, GROUPS_PER_STEP)
+        acc = tl.zeros([BLOCK_N, GROUPS_PER_STEP, WORDS], dtype=tl.float32)
         for g0 in range(0, NG, GROUPS_PER_STEP):
-            for gi in tl.static_range(GROUPS_PER_STEP):
-                g = g0 + gi
-                g_ok = g < NG
-                ok = row_ok & g_ok
-                w = tl.load(w_ptr + rows[:, None].to(tl.int64) * (K // 8) + g * WORDS + words[None, :],
-                            mask=ok[:, None], other=0, eviction_policy="evict_first")
-                s = tl.load(s_ptr + rows * NG + g, mask=ok, other=0.0).to(tl.float32)
-                z = tl.load(z_ptr + rows * NG + g, mask=ok, other=0.0).to(tl.float32) + 8388608.0
-                part = tl.zeros([BLOCK_N, WORDS], dtype=tl.float32)
-                for j in tl.static_range(8):
-                    x = tl.load(x_ptr + (g * GROUP + j) + words * 8, mask=g_ok, other=0.0).to(tl.float32)
-                    q = (((w >> (4 * j)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
-                    part += (q - z[:, None]) * x[None, :]
-                acc += part * s[:, None]
-        y = tl.sum(acc, axis=1)
+            g = g0 + steps  # [GPS]
+            ok = row_ok[:, None] & (g < NG)[None, :]  # [BN, GPS]
+            w = tl.load(w_ptr + rows[:, None, None].to(tl.int64) * (K // 8) + (g * WORDS)[None, :, None]
+                        + words[None, None, :], mask=ok[:, :, None], other=0, eviction_policy="evict_first")
+            s = tl.load(s_ptr + rows[:, None] * NG + g[None, :], mask=ok, other=0.0).to(tl.float32)
+            z = tl.load(z_ptr + rows[:, None] * NG + g[None, :], mask=ok, other=0.0).to(tl.float32) + 8388608.0
+            part = tl.zeros([BLOCK_N, GROUPS_PER_STEP, WORDS], dtype=tl.float32)
+            for j in tl.static_range(8):
+                x = tl.load(x_ptr + (g * GROUP + j)[:, None] + words[None, :] * 8, mask=(g < NG)[:, None],
+                            other=0.0).to(tl.float32)  # [GPS, WORDS]
+                q = (((w >> (4 * j)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
+                part += (q - z[:, :, None]) * x[None, :, :]
+            acc += part * s[:, :, None]
+        y = tl.sum(tl.sum(acc, axis=2), axis=1)
         if HAS_BIAS:
             y += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
         tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=row_ok)
@@ -163,18 +175,18 @@ def gemm_tiles(m: int, fmt: int) -> dict[str, int]:
 
 
 def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
-                bias: torch.Tensor | None, fmt: int, group: int) -> torch.Tensor:
-    """x: [K] contiguous; returns [N] in x's dtype."""
+                bias: torch.Tensor | None, fmt: int, group: int, config: dict[str, int] | None = None) -> torch.Tensor:
+    """x: [K] contiguous; returns [N] in x's dtype. `config`: a tiling (default FP8_GEMV / INT4_GEMV)."""
     n = qweight.shape[0]
     k = x.shape[-1]
     out = torch.empty(n, device=x.device, dtype=x.dtype)
     b = bias if bias is not None else x
     if fmt == FP8:
-        c = FP8_GEMV
+        c = config or FP8_GEMV
         fp8_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, b, out, n, k, HAS_BIAS=bias is not None,
                                                          **c)
     else:
-        c = INT4_GEMV
+        c = config or INT4_GEMV
         int4_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, zeros, b, out, n, k, GROUP=group,
                                                           HAS_BIAS=bias is not None, **c)
     return out
