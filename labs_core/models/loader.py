@@ -116,6 +116,7 @@ def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any,
         check_kernels(model)
     else:
         quantize_cpu.quantize(model, quantization)
+    model.labs_quantization_mode = quantization  # model info (ModelFacts)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer, device if not options.device_map else options.device_map

@@ -9,7 +9,8 @@ torch.compile and to CUDA graphs, which capture one M each):
 - FP8, M > GEMM_MAX_M (large batches, prefill): activations quantized per token to e4m3 and
   `torch._scaled_mm` (Hopper's FP8 tensor cores, row-wise scales), bf16 out.
 Each path has a switch (`paths`), set by `check_paths` at load against the dequantize-then-matmul
-reference; a path that disagrees (or fails) is off, and its products go through that reference.
+reference; a path that disagrees (or fails) is off, and its products go to the next candidate
+(`candidates`: the GEMM, then the reference itself).
 """
 
 from __future__ import annotations
@@ -229,13 +230,18 @@ def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zero
     return F.linear(x, w, bias)
 
 
-def path_for(m: int, fmt: int, dtype: torch.dtype) -> str:
-    """The kernel that serves M rows (before the switches are consulted)."""
+def candidates(m: int, fmt: int, dtype: torch.dtype) -> tuple[str, ...]:
+    """The kernels that may serve M rows, best first; the first switched on runs (the reference last)."""
     if m == 1:
-        return "gemv"
+        return ("gemv", "gemm", "reference")
     if fmt == INT4 or m <= GEMM_MAX_M or dtype != torch.bfloat16:
-        return "gemm"
-    return "scaled_mm"
+        return ("gemm", "reference")
+    return ("scaled_mm", "gemm", "reference")
+
+
+def path_for(m: int, fmt: int, dtype: torch.dtype) -> str:
+    """The kernel that serves M rows when every path is on."""
+    return candidates(m, fmt, dtype)[0]
 
 
 def run_path(path: str, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
@@ -253,10 +259,10 @@ def run_path(path: str, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Te
 @torch.library.custom_op("labs::quant_linear", mutates_args=())
 def quant_linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
                  bias: Optional[torch.Tensor], fmt: int, group: int) -> torch.Tensor:
-    """x [M, K] -> [M, N] through the kernel for M (the reference where that kernel is switched off)."""
-    path = path_for(x.shape[0], fmt, x.dtype)
-    if triton is None or not x.is_cuda or not paths(fmt, path):
-        path = "reference"
+    """x [M, K] -> [M, N] through the first kernel for M that is switched on (the reference on the CPU)."""
+    path = "reference"
+    if triton is not None and x.is_cuda:
+        path = next(p for p in candidates(x.shape[0], fmt, x.dtype) if p == "reference" or paths(fmt, p))
     return run_path(path, x, qweight, scales, zeros, bias, fmt, group)
 
 
@@ -297,7 +303,8 @@ def check_paths(layers: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor
             continue
         seen.add(key)
         for path, m in (("gemv", 1), ("gemm", 7), ("gemm", 40), ("scaled_mm", 300), ("gemm", 300)):
-            if (fmt == INT4 and path == "scaled_mm") or (fmt == FP8 and path == "gemm" and m > GEMM_MAX_M):
+            # (the GEMM at 300 rows too: it stands in for FP8's _scaled_mm if that is off)
+            if fmt == INT4 and path == "scaled_mm":
                 continue
             name = f"{'fp8' if fmt == FP8 else 'int4'}_{path}"
             try:

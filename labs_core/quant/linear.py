@@ -203,6 +203,20 @@ def weight_bytes(model: Any) -> int:
     return total
 
 
+def quantized_parameters(model: Any) -> int:
+    """Weights held in quantized buffers (not parameters), counted as the parameters they stand for;
+    quantize_cpu.py's layers included."""
+    from labs_core.models.quantize_cpu import Int4Linear, Int8Linear
+
+    count = 0
+    for m in model.modules():
+        if isinstance(m, (QuantLinear, Int8Linear, Int4Linear)):
+            count += m.in_features * m.out_features
+        if isinstance(m, QuantLinear) and m.bias is not None:  # a buffer here (a Parameter in quantize_cpu's)
+            count += m.bias.numel()
+    return count
+
+
 def quant_layers(model: Any) -> list[QuantLinear]:
     return [m for m in model.modules() if isinstance(m, QuantLinear)]
 

@@ -68,3 +68,21 @@ def test_weight_bytes_shrink_by_the_format():
         quantize_model(model, mode, "cpu")
         weights = (weight_bytes(model) - rest) / (linear_bytes / 4)
         assert per_weight < weights < per_weight * 1.3  # + scales (and int4's zeros)
+
+
+def test_model_info_reports_quantization_and_weight_memory():
+    from labs_core.models.chat_model import ModelFacts
+    from labs_gateway.convert.models import model_json
+    from labs_core.proto import models_pb2
+
+    model = tiny_model()
+    float_facts = ModelFacts.of(model, "cpu")
+    quantize_model(model, "int4", "cpu")
+    model.labs_quantization_mode = "int4"  # as the loader sets it
+    facts = ModelFacts.of(model, "cpu")
+    assert facts.quantization == "int4" and float_facts.quantization == "none"
+    assert facts.parameter_count == float_facts.parameter_count  # quantized weights still count as parameters
+    assert facts.weight_bytes == weight_bytes(model) < float_facts.weight_bytes
+    info = models_pb2.ModelInfo(name="m", quantization=facts.quantization, weight_bytes=facts.weight_bytes)
+    assert model_json(info)["labs"]["quantization"] == "int4"
+    assert model_json(info)["labs"]["weight_bytes"] == facts.weight_bytes
