@@ -121,7 +121,7 @@ def cpu_path(m: int) -> str:
 
 
 def config_name(config: dict[str, int]) -> str:
-    short = {"BLOCK_N": "n", "BLOCK_K": "k", "GROUPS_PER_STEP": "g", "num_warps": "w", "num_stages": "s"}
+    short = {"BLOCK_N": "n", "BLOCK_K": "k", "BLOCKS_PER_STEP": "b", "num_warps": "w", "num_stages": "s"}
     return "GEMV " + " ".join(f"{short[k]}{v}" for k, v in config.items())
 
 

@@ -61,9 +61,9 @@ def spec_of(config: Any) -> CheckpointSpec:
         raise PreconditionFailed(f"quant_method {method!r}: only {', '.join(METHODS)} checkpoints are converted")
     if bits != 4:
         raise PreconditionFailed(f"{method} checkpoint with {bits}-bit weights: only 4 bits are supported")
-    if not isinstance(group, int) or group <= 0 or group % 64:
-        raise PreconditionFailed(f"{method} checkpoint with group_size {group}: a multiple of 64 is needed "
-                                 "(per-channel -1 is not supported)")
+    if not isinstance(group, int) or not (group in (32, 64) or (group > 0 and group % 128 == 0)):
+        raise PreconditionFailed(f"{method} checkpoint with group_size {group}: 32, 64 or a multiple of 128 is "
+                                 "needed (per-channel -1 is not supported)")
     if method == "awq" and str(qc.get("version", "gemm")).lower() != "gemm":
         raise PreconditionFailed(f"AWQ version {qc.get('version')!r}: only the 'gemm' packing is supported")
     if method == "gptq":

@@ -7,9 +7,11 @@ FP8: `qweight` float8_e4m3fn [N, K] row-major; `scales` float32 [N], W[n] = qwei
 int4 (W4A16): asymmetric with an integer zero point per group of `group` (128) inputs, as AWQ and
 GPTQ store it, so their checkpoints convert without loss: W[n, k] = (q[n, k] - z[n, g]) * s[n, g],
 g = k // group, q and z in 0..15.
-- `qweight` int32 [N, K / 8]: eight 4-bit values per word along K, value k % 8 in bits
-  4 * (k % 8) .. 4 * (k % 8) + 3 (plain order, unlike AWQ's interleave); rows are output channels,
-  so a row of the weight is contiguous (the GEMV reads it like the bf16 one).
+- `qweight` int32 [N, K / 8], K a multiple of 128: each row (output channel) is blocks of 128
+  inputs in 16 words; word i of block b holds, in bits 4j..4j+3, input 128 b + 16 j + i. So nibble
+  j of a block's 16 words is 16 consecutive inputs: the kernels take a block's words in one wide
+  load and multiply nibble j with 16 contiguous activations (a tl.dot of K = 16 in the GEMM), with
+  no interleaving to undo. Rows are contiguous (the GEMV reads them as the bf16 one does).
 - `scales` float16 [N, K / group]; `zeros` float16 [N, K / group] (small integers: exact).
 float16 scales keep 3 more mantissa bits than bfloat16; both kernels and the reference compute in float32.
 """
@@ -21,6 +23,7 @@ import torch
 FP8_DTYPE = torch.float8_e4m3fn
 FP8_MAX = 448.0
 INT4_GROUP = 128
+BLOCK = 128  # int4 packing block: 16 words of 8 nibbles
 SCALE_DTYPE = torch.float16
 SHIFTS = torch.arange(0, 32, 4, dtype=torch.int32)  # nibble j of a word: bits 4j..4j+3
 
@@ -38,26 +41,28 @@ def dequantize_fp8(qweight: torch.Tensor, scales: torch.Tensor, dtype: torch.dty
 
 
 def pack_int4(q: torch.Tensor) -> torch.Tensor:
-    """[N, K] integers in 0..15 -> int32 [N, K / 8], value k % 8 in bits 4 * (k % 8)."""
+    """[N, K] integers in 0..15 -> int32 [N, K / 8]: input 128 b + 16 j + i in nibble j of word 16 b + i."""
     n, k = q.shape
-    if k % 8:
-        raise ValueError(f"int4 packing needs K divisible by 8, got {k}")
-    words = (q.to(torch.int64).reshape(n, k // 8, 8) << SHIFTS.to(q.device, torch.int64)).sum(dim=-1)
+    if k % BLOCK:
+        raise ValueError(f"int4 packing needs K divisible by {BLOCK}, got {k}")
+    nibbles = q.to(torch.int64).reshape(n, k // BLOCK, 8, 16)  # [n, b, j, i]
+    words = (nibbles << SHIFTS.to(q.device, torch.int64)[None, None, :, None]).sum(dim=2).reshape(n, k // 8)
     return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)  # two's complement
 
 
 def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
     """int32 [N, K / 8] -> int32 [N, K] values 0..15 (the inverse of pack_int4)."""
     n, kp = packed.shape
-    return ((packed[..., None] >> SHIFTS.to(packed.device)) & 0xF).reshape(n, kp * 8)
+    words = packed.reshape(n, kp // 16, 1, 16)
+    return ((words >> SHIFTS.to(packed.device)[None, None, :, None]) & 0xF).reshape(n, kp * 8)
 
 
 def quantize_int4(weight: torch.Tensor, group: int = INT4_GROUP) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Round-to-nearest int4 (qweight, scales, zeros), asymmetric: each group's [min, max] (widened
     to include 0, so zero stays exact) over 15 steps, zero point rounded to an integer."""
     n, k = weight.shape
-    if k % group:
-        raise ValueError(f"int4 groups of {group} need K divisible by {group}, got {k}")
+    if k % group or k % BLOCK:
+        raise ValueError(f"int4 needs K divisible by the group ({group}) and by {BLOCK}, got {k}")
     w = weight.float().reshape(n, k // group, group)
     low = w.amin(dim=-1).clamp(max=0)
     high = w.amax(dim=-1).clamp(min=0)

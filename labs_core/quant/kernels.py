@@ -34,19 +34,19 @@ log = logging.getLogger(__name__)
 
 FP8, INT4 = 0, 1
 GEMM_MAX_M = 64  # FP8: up to here the weight-only GEMM (weight-bound, more exact); above, _scaled_mm
-# GEMV tiling: rows per program, inputs per step (FP8: bytes; int4: groups of 128 per step)
+# GEMV tiling: rows per program, inputs per step (FP8: bytes; int4: blocks of 128 inputs per step)
 # (x is re-read once per BLOCK_N rows: more rows a program, less x traffic against the weight's)
 FP8_GEMV = dict(BLOCK_N=8, BLOCK_K=1024, num_warps=4, num_stages=3)
-INT4_GEMV = dict(BLOCK_N=16, GROUPS_PER_STEP=4, num_warps=4, num_stages=3)
+INT4_GEMV = dict(BLOCK_N=16, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3)
 # Alternatives bench/quant_bench.py times at M = 1 (the best can be set for its engine run)
 GEMV_CANDIDATES = {
     FP8: [FP8_GEMV, dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=3),
           dict(BLOCK_N=8, BLOCK_K=512, num_warps=4, num_stages=4), dict(BLOCK_N=16, BLOCK_K=512, num_warps=8, num_stages=3),
           dict(BLOCK_N=4, BLOCK_K=2048, num_warps=8, num_stages=2)],
-    INT4: [INT4_GEMV, dict(BLOCK_N=8, GROUPS_PER_STEP=4, num_warps=4, num_stages=3),
-           dict(BLOCK_N=16, GROUPS_PER_STEP=8, num_warps=8, num_stages=3),
-           dict(BLOCK_N=32, GROUPS_PER_STEP=2, num_warps=4, num_stages=4),
-           dict(BLOCK_N=8, GROUPS_PER_STEP=8, num_warps=4, num_stages=2)],
+    INT4: [INT4_GEMV, dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3),
+           dict(BLOCK_N=16, BLOCKS_PER_STEP=8, num_warps=8, num_stages=3),
+           dict(BLOCK_N=32, BLOCKS_PER_STEP=2, num_warps=4, num_stages=4),
+           dict(BLOCK_N=8, BLOCKS_PER_STEP=8, num_warps=4, num_stages=2)],
 }
 # Relative error (‖y - ref‖ / ‖ref‖) a path may show against the reference: weight-only paths round
 # only the bf16 output and the accumulation order (~3e-3); FP8 activations add e4m3 rounding (~3e-2).
@@ -89,34 +89,47 @@ if triton is not None:
 
     @triton.jit
     def int4_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr, N, K: tl.constexpr, GROUP: tl.constexpr,
-                         HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, GROUPS_PER_STEP: tl.constexpr):
-        """y[n] = sum_g s[n, g] * sum_{k in g} (q[n, k] - z[n, g]) * x[k] (+ b[n]) for BLOCK_N rows.
+                         HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCKS_PER_STEP: tl.constexpr):
+        """y[n] = sum_k s[n, g(k)] * (q[n, k] - z[n, g(k)]) * x[k] (+ b[n]) for BLOCK_N rows.
 
-        A step reads a [BLOCK_N, GROUPS_PER_STEP, GROUP / 8] tile of words (contiguous along the
-        last two axes: wide loads). Nibble j of word i of a group holds input 8 i + j, so it meets x
-        at a stride of 8. A nibble becomes a float without a conversion instruction:
-        (nibble | 0x4B000000) read as float32 is 2^23 + nibble, and 2^23 is folded into the zero."""
-        WORDS: tl.constexpr = GROUP // 8
+        A step reads a [BLOCK_N, BLOCKS_PER_STEP, 16] tile of words (contiguous along the last two
+        axes: wide loads); nibble j of a block's words is inputs 16 j .. 16 j + 15 of the block
+        (formats.py), so it meets 16 contiguous activations. A nibble becomes a float without a
+        conversion instruction: (nibble | 0x4B000000) read as float32 is 2^23 + nibble, and the
+        2^23 is folded into the zero point."""
+        NB: tl.constexpr = K // 128
         NG: tl.constexpr = K // GROUP
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         row_ok = rows < N
-        words = tl.arange(0, WORDS)
-        steps = tl.arange(0, GROUPS_PER_STEP)
-        acc = tl.zeros([BLOCK_N, GROUPS_PER_STEP, WORDS], dtype=tl.float32)
-        for g0 in range(0, NG, GROUPS_PER_STEP):
-            g = g0 + steps  # [GPS]
-            ok = row_ok[:, None] & (g < NG)[None, :]  # [BN, GPS]
-            w = tl.load(w_ptr + rows[:, None, None].to(tl.int64) * (K // 8) + (g * WORDS)[None, :, None]
+        words = tl.arange(0, 16)
+        blocks = tl.arange(0, BLOCKS_PER_STEP)
+        acc = tl.zeros([BLOCK_N, BLOCKS_PER_STEP, 16], dtype=tl.float32)
+        for b0 in range(0, NB, BLOCKS_PER_STEP):
+            b = b0 + blocks  # [BPS]
+            b_ok = b < NB
+            ok = row_ok[:, None] & b_ok[None, :]  # [BN, BPS]
+            w = tl.load(w_ptr + rows[:, None, None].to(tl.int64) * (K // 8) + (b * 16)[None, :, None]
                         + words[None, None, :], mask=ok[:, :, None], other=0, eviction_policy="evict_first")
-            s = tl.load(s_ptr + rows[:, None] * NG + g[None, :], mask=ok, other=0.0).to(tl.float32)
-            z = tl.load(z_ptr + rows[:, None] * NG + g[None, :], mask=ok, other=0.0).to(tl.float32) + 8388608.0
-            part = tl.zeros([BLOCK_N, GROUPS_PER_STEP, WORDS], dtype=tl.float32)
-            for j in tl.static_range(8):
-                x = tl.load(x_ptr + (g * GROUP + j)[:, None] + words[None, :] * 8, mask=(g < NG)[:, None],
-                            other=0.0).to(tl.float32)  # [GPS, WORDS]
-                q = (((w >> (4 * j)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
-                part += (q - z[:, :, None]) * x[None, :, :]
-            acc += part * s[:, :, None]
+            if GROUP >= 128:  # one group for the whole block
+                g = (b * 128) // GROUP
+                s = tl.load(s_ptr + rows[:, None] * NG + g[None, :], mask=ok, other=0.0).to(tl.float32)
+                z = tl.load(z_ptr + rows[:, None] * NG + g[None, :], mask=ok, other=0.0).to(tl.float32) + 8388608.0
+                part = tl.zeros([BLOCK_N, BLOCKS_PER_STEP, 16], dtype=tl.float32)
+                for j in tl.static_range(8):
+                    x = tl.load(x_ptr + (b * 128 + 16 * j)[:, None] + words[None, :], mask=b_ok[:, None],
+                                other=0.0).to(tl.float32)  # [BPS, 16]
+                    q = (((w >> (4 * j)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
+                    part += (q - z[:, :, None]) * x[None, :, :]
+                acc += part * s[:, :, None]
+            else:  # groups of 16..64 inputs: a (scale, zero) per nibble position
+                for j in tl.static_range(8):
+                    g = (b * 128 + 16 * j) // GROUP
+                    s = tl.load(s_ptr + rows[:, None] * NG + g[None, :], mask=ok, other=0.0).to(tl.float32)
+                    z = tl.load(z_ptr + rows[:, None] * NG + g[None, :], mask=ok, other=0.0).to(tl.float32)
+                    x = tl.load(x_ptr + (b * 128 + 16 * j)[:, None] + words[None, :], mask=b_ok[:, None],
+                                other=0.0).to(tl.float32)
+                    q = (((w >> (4 * j)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
+                    acc += (q - (z + 8388608.0)[:, :, None]) * s[:, :, None] * x[None, :, :]
         y = tl.sum(tl.sum(acc, axis=2), axis=1)
         if HAS_BIAS:
             y += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
@@ -126,50 +139,61 @@ if triton is not None:
     def wq_gemm_kernel(x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_ym,
                        FMT: tl.constexpr, GROUP: tl.constexpr, HAS_BIAS: tl.constexpr,
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-        """y = x @ dequant(W)^T: each [BLOCK_K, BLOCK_N] weight tile dequantized in registers to x's
-        dtype, then tl.dot. int4: BLOCK_K divides GROUP, so one group (scale, zero) per tile row."""
+        """y^T = dequant(W) @ x^T, tile by tile: each weight tile is dequantized in registers to x's
+        dtype and is the left operand of tl.dot ([BLOCK_N, k] x [k, BLOCK_M]: weight rows fill the
+        matrix units' long side, so a few activation rows waste little). int4: a step is one block
+        of 128 inputs (BLOCK_K is ignored), eight dots of k = 16, one per nibble position."""
         pid_m = tl.program_id(1)
         pid_n = tl.program_id(0)
         rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        rk = tl.arange(0, BLOCK_K)
         m_ok = rm < M
         n_ok = rn < N
-        acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            ks = k0 + rk
-            k_ok = ks < K
-            x = tl.load(x_ptr + rm[:, None].to(tl.int64) * stride_xm + ks[None, :],
-                        mask=m_ok[:, None] & k_ok[None, :], other=0.0)
-            if FMT == 0:
-                w = tl.load(w_ptr + rn[None, :].to(tl.int64) * K + ks[:, None],
-                            mask=n_ok[None, :] & k_ok[:, None], other=0.0)
-                w = w.to(x.dtype)
-            else:
-                packed = tl.load(w_ptr + rn[None, :].to(tl.int64) * (K // 8) + (ks // 8)[:, None],
-                                 mask=n_ok[None, :] & k_ok[:, None], other=0)
-                q = ((packed >> ((ks % 8) * 4)[:, None]) & 0xF).to(tl.float32)
-                g = k0 // GROUP
-                s = tl.load(s_ptr + rn * (K // GROUP) + g, mask=n_ok, other=0.0).to(tl.float32)
-                z = tl.load(z_ptr + rn * (K // GROUP) + g, mask=n_ok, other=0.0).to(tl.float32)
-                w = ((q - z[None, :]) * s[None, :]).to(x.dtype)
-            acc = tl.dot(x, w, acc)
+        acc = tl.zeros([BLOCK_N, BLOCK_M], dtype=tl.float32)
         if FMT == 0:
-            acc = acc * tl.load(s_ptr + rn, mask=n_ok, other=0.0)[None, :]
+            rk = tl.arange(0, BLOCK_K)
+            for k0 in range(0, K, BLOCK_K):
+                ks = k0 + rk
+                k_ok = ks < K
+                w = tl.load(w_ptr + rn[:, None].to(tl.int64) * K + ks[None, :], mask=n_ok[:, None] & k_ok[None, :],
+                            other=0.0)
+                xt = tl.load(x_ptr + rm[None, :].to(tl.int64) * stride_xm + ks[:, None],
+                             mask=m_ok[None, :] & k_ok[:, None], other=0.0)
+                acc = tl.dot(w.to(xt.dtype), xt, acc)
+            acc = acc * tl.load(s_ptr + rn, mask=n_ok, other=0.0)[:, None]
+        else:
+            words = tl.arange(0, 16)
+            NG = K // GROUP
+            for k0 in range(0, K, 128):
+                packed = tl.load(w_ptr + rn[:, None].to(tl.int64) * (K // 8) + (k0 // 8 + words)[None, :],
+                                 mask=n_ok[:, None], other=0)  # [BN, 16] words
+                if GROUP >= 128:
+                    g = k0 // GROUP
+                    s = tl.load(s_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32)
+                    z = tl.load(z_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32) + 8388608.0
+                for j in tl.static_range(8):
+                    if GROUP < 128:
+                        g = (k0 + 16 * j) // GROUP
+                        s = tl.load(s_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32)
+                        z = tl.load(z_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32) + 8388608.0
+                    xt = tl.load(x_ptr + rm[None, :].to(tl.int64) * stride_xm + (k0 + 16 * j + words)[:, None],
+                                 mask=m_ok[None, :], other=0.0)  # [16, BM]
+                    q = (((packed >> (4 * j)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
+                    w = ((q - z[:, None]) * s[:, None]).to(xt.dtype)
+                    acc = tl.dot(w, xt, acc)
         if HAS_BIAS:
-            acc += tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[None, :]
-        tl.store(y_ptr + rm[:, None].to(tl.int64) * stride_ym + rn[None, :], acc.to(y_ptr.dtype.element_ty),
-                 mask=m_ok[:, None] & n_ok[None, :])
+            acc += tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[:, None]
+        tl.store(y_ptr + rm[None, :].to(tl.int64) * stride_ym + rn[:, None], acc.to(y_ptr.dtype.element_ty),
+                 mask=m_ok[None, :] & n_ok[:, None])
 
 
 def gemm_tiles(m: int, fmt: int) -> dict[str, int]:
-    """Tile shape for M rows: small M is weight-bound (narrow N tiles, so many programs share the
-    read); large M is arithmetic-bound (square tiles)."""
-    block_k = 64 if fmt == INT4 else 128
+    """Tile shape for M rows (BLOCK_N weight rows x BLOCK_M activation rows): small M is
+    weight-bound (the activation side as narrow as tl.dot allows, 16), large M arithmetic-bound."""
     if m <= 16:
-        return dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=block_k, num_warps=4, num_stages=4)
+        return dict(BLOCK_M=16, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4)
     if m <= 64:
-        return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=block_k, num_warps=4, num_stages=4)
+        return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4)
     if m <= 256:
         return dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=64, num_warps=4, num_stages=4)
     return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=8, num_stages=3)

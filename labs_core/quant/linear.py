@@ -59,7 +59,7 @@ def supported(in_features: int, out_features: int, mode: str, group: int = forma
     """Shapes the kernels take: FP8's _scaled_mm wants multiples of 16; int4, whole groups."""
     if mode == "fp8":
         return in_features % 16 == 0 and out_features % 16 == 0
-    return in_features % group == 0
+    return in_features % group == 0 and in_features % formats.BLOCK == 0
 
 
 class QuantLinear(nn.Module):

@@ -8,17 +8,22 @@ import torch.nn.functional as F
 from labs_core.quant import formats, kernels
 
 
-def test_int4_packing_round_trips_and_puts_value_k_in_nibble_k_mod_8():
+def test_int4_packing_round_trips_and_puts_16_consecutive_inputs_in_one_nibble_position():
     gen = torch.Generator().manual_seed(0)
-    q = torch.randint(0, 16, (6, 64), generator=gen, dtype=torch.int32)
+    q = torch.randint(0, 16, (6, 256), generator=gen, dtype=torch.int32)
     packed = formats.pack_int4(q)
-    assert packed.dtype == torch.int32 and packed.shape == (6, 8)
+    assert packed.dtype == torch.int32 and packed.shape == (6, 32)
     assert torch.equal(formats.unpack_int4(packed), q)
-    one = torch.zeros(1, 8, dtype=torch.int32)
-    one[0, 7] = 15  # the top nibble: the word's sign bit
-    assert formats.pack_int4(one).item() == -(2**28)  # 0xF0000000 as int32
-    one[0, 7], one[0, 2] = 0, 9
-    assert formats.pack_int4(one).item() == 9 << 8
+    one = torch.zeros(1, 256, dtype=torch.int32)
+    one[0, 128 + 16 * 7 + 5] = 15  # block 1, nibble 7 (the word's sign bit), word 5
+    expected = torch.zeros(1, 32, dtype=torch.int32)
+    expected[0, 16 + 5] = -(2**28)  # 0xF0000000 as int32
+    assert torch.equal(formats.pack_int4(one), expected)
+    one.zero_()
+    one[0, 16 * 2 + 9] = 9
+    assert formats.pack_int4(one)[0, 9].item() == 9 << 8
+    with pytest.raises(ValueError, match="divisible by 128"):
+        formats.pack_int4(torch.zeros(1, 64, dtype=torch.int32))
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -7,7 +7,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from labs_core.quant import kernels  # noqa: E402
+from labs_core.quant import formats, kernels  # noqa: E402
 from labs_core.quant.linear import QuantTensors  # noqa: E402
 from tests.support import patch_triton_interpreter  # noqa: E402
 
@@ -17,13 +17,17 @@ if kernels.triton is None:
 
 
 def weights(mode, n, k, seed):
+    """mode: fp8, int4 (groups of 128) or int4g64 (groups of 64, as some AWQ checkpoints)."""
     gen = torch.Generator().manual_seed(seed)
     w = torch.randn(n, k, generator=gen) * 0.05
+    if mode == "int4g64":
+        return QuantTensors(kernels.INT4, *formats.quantize_int4(w, group=64), group=64), gen
     return QuantTensors.quantize(w, mode), gen
 
 
 @pytest.mark.parametrize("mode,n,k,bias", [("fp8", 37, 300 // 16 * 16, False), ("fp8", 40, 2080, True),
-                                           ("int4", 37, 384, True), ("int4", 48, 640, False)])
+                                           ("int4", 37, 384, True), ("int4", 48, 640, False),
+                                           ("int4g64", 24, 640, True)])
 def test_gemv_matches_reference(mode, n, k, bias):
     t, gen = weights(mode, n, k, n + k)
     b = torch.randn(n, generator=gen) if bias else None
@@ -35,7 +39,7 @@ def test_gemv_matches_reference(mode, n, k, bias):
 
 
 @pytest.mark.parametrize("mode,m,n,k", [("fp8", 5, 40, 256), ("fp8", 33, 70, 384), ("int4", 3, 48, 256),
-                                        ("int4", 20, 80, 384)])
+                                        ("int4", 20, 80, 384), ("int4g64", 17, 40, 256)])
 def test_gemm_matches_reference(mode, m, n, k):
     # float32 activations: the interpreter's tl.dot has no bf16 (the GPU check at load covers bf16)
     t, gen = weights(mode, n, k, m + n)
