@@ -255,7 +255,7 @@ def engine_rows(setup: Setup) -> list[EngineFigures]:
             if mode == "bf16":
                 model, checks = base, ""
             else:
-                model = copy.deepcopy(base)
+                model = copy_model(base, setup)
                 quantize_model(model, mode, setup.device)
                 worst = check_kernels(model)
                 checks = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
@@ -270,6 +270,15 @@ def engine_rows(setup: Setup) -> list[EngineFigures]:
             if setup.device == "cuda":
                 torch.cuda.empty_cache()
     return results
+
+
+def copy_model(base: Any, setup: Setup) -> Any:
+    """The bf16 model again (same seed: same weights) to quantize; a copy on the device is quickest."""
+    try:
+        return copy.deepcopy(base)
+    except Exception as exc:  # an unforeseen attribute that cannot be copied: build it again
+        print(f"  deepcopy failed ({type(exc).__name__}: {exc}); building the model again", flush=True)
+        return eb.make_model(setup.shape) if setup.shape in eb.SHAPES else make_quick_model(setup.device)
 
 
 def make_quick_model(device: str) -> Any:
