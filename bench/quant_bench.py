@@ -121,8 +121,10 @@ def cpu_path(m: int) -> str:
 
 
 def config_name(config: dict[str, int]) -> str:
-    short = {"BLOCK_N": "n", "BLOCK_K": "k", "BLOCKS_PER_STEP": "b", "num_warps": "w", "num_stages": "s"}
-    return "GEMV " + " ".join(f"{short[k]}{v}" for k, v in config.items())
+    short = {"BLOCK_M": "m", "BLOCK_N": "n", "BLOCK_K": "k", "BLOCKS_PER_STEP": "b", "num_warps": "w",
+             "num_stages": "s"}
+    kind = "GEMM" if config.get("GEMM") else "GEMV"
+    return kind + " " + " ".join(f"{short[k]}{v}" for k, v in config.items() if k in short)
 
 
 def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float]) -> list[str]:

@@ -48,6 +48,13 @@ GEMV_CANDIDATES = {
            dict(BLOCK_N=32, BLOCKS_PER_STEP=2, num_warps=4, num_stages=4),
            dict(BLOCK_N=8, BLOCKS_PER_STEP=8, num_warps=4, num_stages=2)],
 }
+# The GEMM on one row (15 of its 16 activation rows masked) as a GEMV: dequantizing to bf16 for the
+# matrix units may cost fewer instructions a weight than float32 arithmetic on the CUDA cores.
+for _fmt in (FP8, INT4):
+    GEMV_CANDIDATES[_fmt] += [dict(GEMM=1, BLOCK_M=16, BLOCK_N=16, BLOCK_K=256 if _fmt == FP8 else 128, num_warps=4,
+                                   num_stages=4),
+                              dict(GEMM=1, BLOCK_M=16, BLOCK_N=32, BLOCK_K=256 if _fmt == FP8 else 128, num_warps=4,
+                                   num_stages=4)]
 # Relative error (‖y - ref‖ / ‖ref‖) a path may show against the reference: weight-only paths round
 # only the bf16 output and the accumulation order (~3e-3); FP8 activations add e4m3 rounding (~3e-2).
 TOLERANCE = {"gemv": 1e-2, "gemm": 1e-2, "scaled_mm": 6e-2}
@@ -203,17 +210,20 @@ def gemm_tiles(m: int, fmt: int) -> dict[str, int]:
 
 def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
                 bias: torch.Tensor | None, fmt: int, group: int, config: dict[str, int] | None = None) -> torch.Tensor:
-    """x: [K] contiguous; returns [N] in x's dtype. `config`: a tiling (default FP8_GEMV / INT4_GEMV)."""
+    """x: [K] contiguous; returns [N] in x's dtype. `config`: a tiling (default FP8_GEMV / INT4_GEMV);
+    one with GEMM=1 runs the GEMM kernel on the single row."""
+    c = config or (FP8_GEMV if fmt == FP8 else INT4_GEMV)
+    if c.get("GEMM"):
+        tiles = {key: value for key, value in c.items() if key != "GEMM"}
+        return launch_gemm(x.view(1, -1), qweight, scales, zeros, bias, fmt, group, tiles=tiles).view(-1)
     n = qweight.shape[0]
     k = x.shape[-1]
     out = torch.empty(n, device=x.device, dtype=x.dtype)
     b = bias if bias is not None else x
     if fmt == FP8:
-        c = config or FP8_GEMV
         fp8_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, b, out, n, k, HAS_BIAS=bias is not None,
                                                          **c)
     else:
-        c = config or INT4_GEMV
         int4_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, zeros, b, out, n, k, GROUP=group,
                                                           HAS_BIAS=bias is not None, **c)
     return out

@@ -84,3 +84,14 @@ def test_check_switches_off_a_path_that_disagrees(monkeypatch):
     assert worst["fp8_gemv"] > 0.05 and not kernels.paths.on["fp8_gemv"]
     assert worst["fp8_gemm"] < 1e-3 and kernels.paths.on["fp8_gemm"]
     assert "fp8_scaled_mm" in worst
+
+
+@pytest.mark.parametrize("mode", ["fp8", "int4"])
+def test_every_gemv_candidate_computes_the_same_product(mode):
+    """The tilings quant_bench may pick for the engine (GEMM-as-GEMV ones included), float32 x."""
+    t, gen = weights(mode, 40, 384, 11)
+    x = torch.randn(384, generator=gen)
+    ref = kernels.reference(x[None], t.qweight, t.scales, t.zeros, None, t.fmt)[0]
+    for config in kernels.GEMV_CANDIDATES[t.fmt]:
+        got = kernels.launch_gemv(x, t.qweight, t.scales, t.zeros, None, t.fmt, t.group, config=config)
+        assert kernels.relative_error(got, ref) < 1e-5, config
