@@ -3,6 +3,7 @@
     python3 bench/quant_bench.py                      # kernels, then the engine (7B shape), ~5 min on an H200
     python3 bench/quant_bench.py --only kernels       # the kernel table alone (~1-2 min)
     python3 bench/quant_bench.py --only engine --modes bf16,int4
+    python3 bench/quant_bench.py --check --only check # greedy tokens of a small quantized model (~1-2 min)
     python3 bench/quant_bench.py --quick --device cpu # a tiny CPU run of the script's logic (tests/bench)
 
 Model: the Qwen2.5-7B shape (hidden 3584, intermediate 18944, 28 layers, 28 heads, 4 KV heads, vocab
@@ -41,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench.engine_bench as eb  # noqa: E402
 from labs_core.engine import gemv  # noqa: E402
 from labs_core.quant import kernels  # noqa: E402
-from labs_core.quant.linear import QuantTensors, check_kernels, quantize_model, weight_bytes  # noqa: E402
+from labs_core.quant.linear import (QuantTensors, check_kernels, dequantize_into, quantize_model,  # noqa: E402
+                                    weight_bytes)
 
 SHAPES = {"qwen2.5-7b": eb.SHAPES["qwen2.5-7b"],
           "quick": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
@@ -283,6 +285,54 @@ def copy_model(base: Any, setup: Setup) -> Any:
         return eb.make_model(setup.shape) if setup.shape in eb.SHAPES else make_quick_model(setup.device)
 
 
+def check_greedy(setup: Setup) -> list[str]:
+    """The issue's correctness target through the whole engine path (kernels, fusion, compile,
+    graphs): greedy tokens of a small float32 model quantized to each mode equal HF generate's on a
+    float32 copy holding the same quantized weights dequantized."""
+    from labs_core.engine.outputs import ChoiceDelta
+
+    eb.DEVICE = setup.device
+    lines = ["| check | mode | equal | tokens equal before the first difference |", "| --- | --- | ---: | --- |"]
+    for mode in [m for m in setup.modes if m != "bf16"]:
+        kernels.paths.on = kernels.Paths().on
+        if setup.shape in eb.SHAPES:
+            model = eb.make_model("qwen2.5-0.5b", dtype=torch.float32, num_hidden_layers=4, initializer_range=0.2)
+        else:
+            model = make_quick_model(setup.device).float()
+        reference = copy.deepcopy(model)
+        quantize_model(model, mode, setup.device)
+        check_kernels(model)
+        dequantize_into(reference, model)
+        vocab = model.config.vocab_size
+        batch = eb.prompts(6, 40, vocab, seed=7)
+        expected = []
+        for p in batch:
+            out = reference.generate(torch.tensor([p], device=setup.device), max_new_tokens=24, do_sample=False)
+            expected.append(out[0, len(p):].tolist())
+        engine, _ = eb.build_engine(model, eb.synthetic_tokenizer(vocab), 8, 256)
+        got: dict[str, list[int]] = {}
+        for group in ([0], [1], [2], [3, 4, 5]):  # alone (prefill graphs), then together
+            for i in group:
+                engine.add_request(eb.engine_request(f"x{i}", batch[i], 24))
+            while engine.has_work:
+                for rid, events in engine.step():
+                    for e in events:
+                        if isinstance(e, ChoiceDelta):
+                            got.setdefault(rid, []).extend(e.token_ids)
+        agree = [next((k for k, (a, b) in enumerate(zip(got[f"x{i}"], expected[i])) if a != b), 24)
+                 for i in range(len(batch))]
+        line = (f"| greedy == dequantized float32 (HF generate) | {mode} | "
+                f"{sum(a == 24 for a in agree)} of {len(batch)} | {agree} |")
+        print(line, flush=True)
+        lines.append(line)
+        engine.runner.restore_attention()
+        del model, reference, engine
+        gc.collect()
+        if setup.device == "cuda":
+            torch.cuda.empty_cache()
+    return lines + [""]
+
+
 def make_quick_model(device: str) -> Any:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -333,7 +383,8 @@ def pick_gemv(sweep: dict[tuple[str, int], float]) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("kernels", "engine"), default=None)
+    parser.add_argument("--only", choices=("kernels", "engine", "check"), default=None,
+                        help="one part (check: implies --check)")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--ms", default="1,16,256,4096", help="row counts of the kernel table")
     parser.add_argument("--concurrency", type=int, default=256)
@@ -341,6 +392,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prefill", type=int, default=4096)
     parser.add_argument("--no-compile", action="store_true", help="engine without torch.compile (faster warm-up)")
     parser.add_argument("--no-sweep", action="store_true", help="time only the default GEMV tiling at M = 1")
+    parser.add_argument("--check", action="store_true",
+                        help="first: greedy tokens of a small quantized float32 model == its dequantized copy's")
     parser.add_argument("--quick", action="store_true", help="tiny shape and counts: the script's logic")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=None)
@@ -376,7 +429,15 @@ def main(argv: list[str] | None = None) -> str:
              f"Command: `python3 bench/quant_bench.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
              header, ""]
     started = time.perf_counter()
-    if args.only != "engine":
+    if args.check or args.only == "check":
+        print("[check]", flush=True)
+        try:
+            lines += check_greedy(setup)
+        except Exception as exc:
+            traceback.print_exc()
+            lines += [f"Check failed: {type(exc).__name__}: {exc}", ""]
+        print(f"[check] {time.perf_counter() - started:.0f}s", flush=True)
+    if args.only in (None, "kernels"):
         print("[kernels]", flush=True)
         sweep: dict[tuple[str, int], float] = {}
         rows = kernel_rows(setup, sweep)
@@ -384,7 +445,7 @@ def main(argv: list[str] | None = None) -> str:
                   "error vs bf16 weights |", "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | --- |", *rows, ""]
         lines += pick_gemv(sweep)
         print(f"[kernels] {time.perf_counter() - started:.0f}s", flush=True)
-    if args.only != "kernels":
+    if args.only in (None, "engine"):
         print("[engine]", flush=True)
         figures = engine_rows(setup)
         lines += engine_table(figures, setup)

@@ -144,12 +144,13 @@ if triton is not None:
 
     @triton.jit
     def wq_gemm_kernel(x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_ym,
-                       FMT: tl.constexpr, GROUP: tl.constexpr, HAS_BIAS: tl.constexpr,
+                       FMT: tl.constexpr, GROUP: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
         """y^T = dequant(W) @ x^T, tile by tile: each weight tile is dequantized in registers to x's
         dtype and is the left operand of tl.dot ([BLOCK_N, k] x [k, BLOCK_M]: weight rows fill the
         matrix units' long side, so a few activation rows waste little). int4: a step is one block
-        of 128 inputs (BLOCK_K is ignored), eight dots of k = 16, one per nibble position."""
+        of 128 inputs (BLOCK_K is ignored), eight dots of k = 16, one per nibble position. IEEE:
+        float32 activations multiply in float32 (tl.dot's default for them is tf32)."""
         pid_m = tl.program_id(1)
         pid_n = tl.program_id(0)
         rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -166,7 +167,10 @@ if triton is not None:
                             other=0.0)
                 xt = tl.load(x_ptr + rm[None, :].to(tl.int64) * stride_xm + ks[:, None],
                              mask=m_ok[None, :] & k_ok[:, None], other=0.0)
-                acc = tl.dot(w.to(xt.dtype), xt, acc)
+                if IEEE:
+                    acc = tl.dot(w.to(xt.dtype), xt, acc, input_precision="ieee")
+                else:
+                    acc = tl.dot(w.to(xt.dtype), xt, acc)
             acc = acc * tl.load(s_ptr + rn, mask=n_ok, other=0.0)[:, None]
         else:
             words = tl.arange(0, 16)
@@ -187,7 +191,10 @@ if triton is not None:
                                  mask=m_ok[None, :], other=0.0)  # [16, BM]
                     q = (((packed >> (4 * j)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
                     w = ((q - z[:, None]) * s[:, None]).to(xt.dtype)
-                    acc = tl.dot(w, xt, acc)
+                    if IEEE:
+                        acc = tl.dot(w, xt, acc, input_precision="ieee")
+                    else:
+                        acc = tl.dot(w, xt, acc)
         if HAS_BIAS:
             acc += tl.load(b_ptr + rn, mask=n_ok, other=0.0).to(tl.float32)[:, None]
         tl.store(y_ptr + rm[None, :].to(tl.int64) * stride_ym + rn[:, None], acc.to(y_ptr.dtype.element_ty),
@@ -239,7 +246,7 @@ def launch_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, ze
     grid = (triton.cdiv(n, t["BLOCK_N"]), triton.cdiv(m, t["BLOCK_M"]))
     wq_gemm_kernel[grid](x, qweight, scales, zeros if zeros is not None else scales, bias if bias is not None else x,
                          out, m, n, k, x.stride(0), out.stride(0), FMT=fmt, GROUP=group, HAS_BIAS=bias is not None,
-                         **t)
+                         IEEE=x.dtype == torch.float32, **t)
     return out
 
 

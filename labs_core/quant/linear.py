@@ -217,6 +217,27 @@ def quantized_parameters(model: Any) -> int:
     return count
 
 
+def dequantize_into(float_model: Any, quantized: Any) -> int:
+    """Copy each quantized layer's weight, dequantized, into the Linear of the same name of an
+    unquantized copy of the model (the correctness reference: the same quantized weights in
+    float32); returns the layers copied."""
+    copied = 0
+    for name, module in quantized.named_modules():
+        if isinstance(module, FusedMember):
+            group = module.group
+            start = sum(group.sizes[:module.index])
+            weight = group.fused.tensors.dequantize()[start:start + module.out_features]
+        elif isinstance(module, QuantLinear) and not name.endswith(".fused"):  # .fused: a group's own
+            weight = module.tensors.dequantize()
+        else:
+            continue
+        target = float_model.get_submodule(name)
+        with torch.no_grad():
+            target.weight.copy_(weight.to(target.weight.device, target.weight.dtype))
+        copied += 1
+    return copied
+
+
 def quant_layers(model: Any) -> list[QuantLinear]:
     return [m for m in model.modules() if isinstance(m, QuantLinear)]
 
