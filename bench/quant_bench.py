@@ -163,12 +163,16 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float]) -> list[str]:
                     for i, c in enumerate(kernels.GEMV_CANDIDATES[q.fmt]):
                         impls.append((mode, f"{config_name(c)} #{i}", lambda w, c=c: kernels.launch_gemv(
                             x[0], w.qweight, w.scales, w.zeros, None, w.fmt, w.group, config=c)))
+                if path == "gemm" and m == 256 and setup.sweep:
+                    for i, c in enumerate(kernels.GEMM_CANDIDATES_256):
+                        impls.append((mode, f"GEMM {config_name(c)[5:]} #{i}", lambda w, c=c: kernels.launch_gemm(
+                            x, w.qweight, w.scales, w.zeros, None, w.fmt, w.group, tiles=c)))
             for mode, path, call in impls:
                 ws = weights[mode]
                 try:
                     us = time_us(lambda: [call(w) for w in ws], len(ws), dev, setup.repeats)
                     if "#" in path:
-                        key = (mode, int(path.rsplit("#", 1)[1]))
+                        key = (mode if m == 1 else f"{mode}@{m}", int(path.rsplit("#", 1)[1]))
                         sweep[key] = sweep.get(key, 0.0) + us
                     got = call(ws[0]).float().reshape(m, n)
                     if mode == "bf16":
@@ -182,7 +186,7 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float]) -> list[str]:
                 except Exception as exc:  # one failing kernel must not lose the table
                     traceback.print_exc()
                     if "#" in path:  # a tiling that fails on any product is never picked
-                        sweep[(mode, int(path.rsplit("#", 1)[1]))] = float("inf")
+                        sweep[(mode if m == 1 else f"{mode}@{m}", int(path.rsplit("#", 1)[1]))] = float("inf")
                     row = f"| {name} {n}x{k} | {m} | {mode} | {path} | failed: {type(exc).__name__}: {exc} | | | | |"
                 print(row, flush=True)
                 rows.append(row)
@@ -390,6 +394,12 @@ def pick_gemv(sweep: dict[tuple[str, int], float]) -> list[str]:
             kernels.INT4_GEMV = config
         lines.append(f"{mode} GEMV tiling for the engine: {config_name(config)} (#{best}: {timed[best]:,.1f} µs a "
                      f"layer; default #0: {timed.get(0, float('nan')):,.1f} µs)")
+    timed = {i: us for (m, i), us in sweep.items() if m == "int4@256"}
+    if timed and min(timed.values()) < float("inf"):
+        best = min(timed, key=timed.get)
+        kernels.GEMM_TILES[256] = kernels.GEMM_CANDIDATES_256[best]
+        lines.append(f"int4 GEMM tiles for 65..256 rows: {config_name(kernels.GEMM_TILES[256])[5:]} (#{best}: "
+                     f"{timed[best]:,.1f} µs a layer at 256 rows; default #0: {timed.get(0, float('nan')):,.1f} µs)")
     return lines + [""] if lines else []
 
 

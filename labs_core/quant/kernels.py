@@ -201,18 +201,26 @@ if triton is not None:
                  mask=m_ok[None, :] & n_ok[:, None])
 
 
+# GEMM tiles by row-count bucket (BLOCK_N weight rows x BLOCK_M activation rows): small M is
+# weight-bound (the activation side as narrow as tl.dot allows, 16), large M arithmetic-bound. With
+# N = 3584 (the 7B's o and down products), 64-row weight tiles give 56 programs a column of M tiles,
+# so up to 256 rows there are 56 x 4 programs for the 132 multiprocessors of an H100/H200.
+GEMM_TILES = {
+    16: dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=128, num_warps=4, num_stages=4),
+    64: dict(BLOCK_M=32, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4),
+    256: dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4),
+    0: dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=8, num_stages=3),  # 0: above 256
+}
+# Alternatives bench/quant_bench.py times for the 256-row bucket (256 concurrent decode)
+GEMM_CANDIDATES_256 = [GEMM_TILES[256], dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=128, num_warps=4, num_stages=3),
+                       dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3),
+                       dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, num_warps=8, num_stages=3),
+                       dict(BLOCK_M=32, BLOCK_N=128, BLOCK_K=128, num_warps=4, num_stages=4)]
+
+
 def gemm_tiles(m: int, fmt: int) -> dict[str, int]:
-    """Tile shape for M rows (BLOCK_N weight rows x BLOCK_M activation rows): small M is
-    weight-bound (the activation side as narrow as tl.dot allows, 16), large M arithmetic-bound."""
-    # (N = 3584, the 7B's o and down products: 64-row tiles give 56 programs a column of M tiles,
-    # so up to 256 rows there are 56 x 4 programs for the 132 multiprocessors of an H100/H200)
-    if m <= 16:
-        return dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=128, num_warps=4, num_stages=4)
-    if m <= 64:
-        return dict(BLOCK_M=32, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4)
-    if m <= 256:
-        return dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4)
-    return dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=8, num_stages=3)
+    """Tile shape for M rows: the smallest bucket that holds M."""
+    return next((GEMM_TILES[b] for b in (16, 64, 256) if m <= b), GEMM_TILES[0])
 
 
 def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
