@@ -129,9 +129,42 @@ def config_name(config: dict[str, int]) -> str:
     return kind + " " + " ".join(f"{short[k]}{v}" for k, v in config.items() if k in short)
 
 
-def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float]) -> list[str]:
+@dataclass
+class Ceilings:
+    """Measured on the device: copy bandwidth (bytes read + written per second) and the matrix
+    product rates of bf16 (cuBLAS) and FP8 (_scaled_mm), in FLOP/s. A kernel's floor is the larger
+    of its weight bytes over the bandwidth and its FLOPs over the rate it runs at."""
+
+    bandwidth: float = float("nan")
+    bf16: float = float("nan")
+    fp8: float = float("nan")
+
+    @classmethod
+    def measure(cls, device: str) -> "Ceilings":
+        if device != "cuda":
+            return cls()
+        n = 8192
+        a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+        b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+        bf16 = 2 * n**3 / (time_us(lambda: a @ b, 1, device) * 1e-6)
+        fp8 = float("nan")
+        try:
+            qa, sa = kernels.quantize_rows_fp8(a)
+            qb, sb = kernels.quantize_rows_fp8(b)
+            fp8 = 2 * n**3 / (time_us(lambda: torch._scaled_mm(qa, qb.t(), scale_a=sa, scale_b=sb.view(1, -1),
+                                                              out_dtype=torch.bfloat16), 1, device) * 1e-6)
+        except Exception as exc:
+            print(f"FP8 rate not measured: {type(exc).__name__}: {exc}", flush=True)
+        return cls(eb.copy_bandwidth(), bf16, fp8)
+
+    def floor_us(self, nbytes: int, flops: int, path: str) -> float:
+        rate = self.fp8 if path == "scaled_mm" else self.bf16
+        return max(nbytes / self.bandwidth, flops / rate) * 1e6
+
+
+def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Ceilings = Ceilings()) -> list[str]:
     """The kernel table's rows (markdown), printed as they come. `sweep` collects, per (mode,
-    candidate GEMV tiling), the summed M = 1 time over a layer's products."""
+    candidate tiling), the summed time over a layer's products (M = 1, and int4 at M = 256)."""
     dev = setup.device
     cfg = SHAPES[setup.shape]
     rows: list[str] = []
@@ -181,13 +214,15 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float]) -> list[str]:
                         q = quant[mode]
                         err = errors(got, kernels.reference(x.float(), q.qweight, q.scales, q.zeros, None, q.fmt))
                         fmt_err = errors(got, ref_bf16)
-                    row = (f"| {name} {n}x{k} | {m} | {mode} | {path} | {us:,.1f} | {nbytes[mode] / us / 1e3:,.0f} | "
-                           f"{flops / us / 1e6:,.1f} | {err[0]:.1e} / {err[1]:.1e} | {fmt_err[0]:.1e} |")
+                    floor = ceilings.floor_us(nbytes[mode], flops, path)
+                    row = (f"| {name} {n}x{k} | {m} | {mode} | {path} | {us:,.1f} | {floor / us:.0%} | "
+                           f"{nbytes[mode] / us / 1e3:,.0f} | {flops / us / 1e6:,.1f} | {err[0]:.1e} / {err[1]:.1e} | "
+                           f"{fmt_err[0]:.1e} |")
                 except Exception as exc:  # one failing kernel must not lose the table
                     traceback.print_exc()
                     if "#" in path:  # a tiling that fails on any product is never picked
                         sweep[(mode if m == 1 else f"{mode}@{m}", int(path.rsplit("#", 1)[1]))] = float("inf")
-                    row = f"| {name} {n}x{k} | {m} | {mode} | {path} | failed: {type(exc).__name__}: {exc} | | | | |"
+                    row = f"| {name} {n}x{k} | {m} | {mode} | {path} | failed: {type(exc).__name__}: {exc} | | | | | |"
                 print(row, flush=True)
                 rows.append(row)
         del weights, quant, base
@@ -462,9 +497,15 @@ def main(argv: list[str] | None = None) -> str:
     if args.only in (None, "kernels"):
         print("[kernels]", flush=True)
         sweep: dict[tuple[str, int], float] = {}
-        rows = kernel_rows(setup, sweep)
-        lines += ["| product N x K | M | weights | path | µs | GB/s | TFLOP/s | error vs reference (norm / max) | "
-                  "error vs bf16 weights |", "| --- | ---: | --- | --- | ---: | ---: | ---: | --- | --- |", *rows, ""]
+        ceilings = Ceilings.measure(setup.device)
+        lines += [f"Ceilings measured here: copy {ceilings.bandwidth / 1e12:.2f} TB/s, bf16 matmul "
+                  f"{ceilings.bf16 / 1e12:.0f} TFLOP/s, FP8 _scaled_mm {ceilings.fp8 / 1e12:.0f} TFLOP/s "
+                  "(8192^3); floor = max(weight bytes / copy bandwidth, FLOPs / the path's matmul rate)", ""]
+        print(lines[-2], flush=True)
+        rows = kernel_rows(setup, sweep, ceilings)
+        lines += ["| product N x K | M | weights | path | µs | floor / time | GB/s of weights | TFLOP/s | "
+                  "error vs reference (norm / max) | error vs bf16 weights |",
+                  "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- |", *rows, ""]
         lines += pick_gemv(sweep)
         print(f"[kernels] {time.perf_counter() - started:.0f}s", flush=True)
     if args.only in (None, "engine"):
