@@ -68,7 +68,9 @@ def wait_ready(client: CoreClient, console: Console, alive: Callable[[], None] =
                 if m.name not in model_tasks:
                     model_tasks[m.name] = progress.add_task("", total=1)
                 state = MODEL_STATES.get(m.state, "?")
-                facts = ", ".join(x for x in (m.dtype, m.serving_path) if x)
+                quant = m.quantization if m.quantization not in ("", "none") else ""
+                size = f"{m.weight_bytes / 2**30:.1f} GiB" if m.weight_bytes else ""
+                facts = ", ".join(x for x in (m.dtype, quant, size, m.serving_path) if x)
                 detail = f" on {m.device} ({facts})" if m.ready and m.device else ""
                 progress.update(model_tasks[m.name], description=f"model {m.name}: {state}{detail}",
                                 completed=int(m.ready))

@@ -47,10 +47,11 @@ class ModelSettings:
     revision: str = setting("", "LABS_REVISION", "Hub revision (branch, tag or commit) for hub models")
     torch_dtype: str = setting("auto", "LABS_TORCH_DTYPE", "Weights dtype: bf16, fp16, fp32 or auto", choices=DTYPES)
     device: str = setting("auto", "LABS_DEVICE", "cpu, cuda, cuda:N or auto (GPU when there is one)")
-    quantization: str = setting("auto", "LABS_QUANTIZATION", "Weight-only quantization: none, int8, int4 or auto "
-                                "(auto: on the CPU, a GGUF stays quantized as its file is: int4 for Q4 files, else int8; "
-                                "int8/int4 are CPU-only for now)",
-                                choices=("none", "int8", "int4", "auto"))
+    quantization: str = setting("auto", "LABS_QUANTIZATION", "Weight quantization: none, int8, int4, fp8, awq, gptq "
+                                "or auto. CPU: int8/int4 (auto: a GGUF stays quantized as its file is). GPU: fp8 "
+                                "(e4m3 from a float checkpoint), int4 (the checkpoint's AWQ/GPTQ, else round-to-"
+                                "nearest, groups of 128), auto (what the checkpoint carries, else none)",
+                                choices=("none", "int8", "int4", "fp8", "awq", "gptq", "auto"))
     device_map: str = setting("", "LABS_DEVICE_MAP", "transformers device_map for multi-GPU (e.g. auto); empty: one device")
     trust_remote_code: bool = setting(False, "LABS_TRUST_REMOTE_CODE", "Allow model repos to run their own code")
     cache_dir: str = setting("", "LABS_CACHE_DIR", "Where GGUF weights converted on first load are kept "

@@ -43,6 +43,8 @@ class EngineInfo:
     max_num_batched_tokens: int
     block_size: int
     num_blocks: int
+    quantization: str = "none"
+    weight_bytes: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 

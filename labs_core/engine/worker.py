@@ -79,7 +79,8 @@ def build(spec: WorkerSpec) -> tuple[Any, wire.EngineInfo]:
                            architecture=facts.architecture, parameter_count=facts.parameter_count,
                            max_num_seqs=config.max_num_seqs, max_waiting=config.max_waiting,
                            max_num_batched_tokens=config.max_num_batched_tokens, block_size=config.block_size,
-                           num_blocks=engine.blocks.num_blocks)
+                           num_blocks=engine.blocks.num_blocks, quantization=facts.quantization,
+                           weight_bytes=facts.weight_bytes)
     return engine, info
 
 

@@ -99,7 +99,8 @@ def load_chat_model(name: str, source: ModelSource, settings: Settings) -> ChatM
         except PagedUnsupported as exc:
             log.warning("%s: not served by the engine process (%s); loading it in this process", source.spec, exc)
         else:
-            facts = ModelFacts(info.dtype, info.device, info.architecture, info.parameter_count)
+            facts = ModelFacts(info.dtype, info.device, info.architecture, info.parameter_count, info.quantization,
+                               info.weight_bytes)
             return ChatModel(name, source.spec, facts, tokenizer, backend, info.max_model_len, tags)
     model, tokenizer, device = load_causal_lm(source, load_options(settings))
     max_len = context_length(model, tokenizer, m.max_model_len)

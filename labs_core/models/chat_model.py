@@ -70,6 +70,8 @@ class ChatModelInfo:
     has_chat_template: bool
     reasoning: bool
     serving_path: str
+    quantization: str = "none"
+    weight_bytes: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,12 +83,17 @@ class ModelFacts:
     device: str
     architecture: str
     parameter_count: int
+    quantization: str = "none"
+    weight_bytes: int = 0
 
     @classmethod
     def of(cls, model: Any, device: str) -> "ModelFacts":
+        from labs_core.quant.linear import quantized_parameters, weight_bytes
+
         return cls(dtype=str(model.dtype).removeprefix("torch."), device=device,
                    architecture=(model.config.architectures or [type(model).__name__])[0],
-                   parameter_count=sum(p.numel() for p in model.parameters()))
+                   parameter_count=sum(p.numel() for p in model.parameters()) + quantized_parameters(model),
+                   quantization=getattr(model, "labs_quantization_mode", "none"), weight_bytes=weight_bytes(model))
 
 
 class ChatModel:
@@ -108,7 +115,7 @@ class ChatModel:
             name=name, source=source, dtype=facts.dtype, device=facts.device, context_length=max_model_len,
             architecture=facts.architecture, parameter_count=facts.parameter_count,
             has_chat_template=bool(getattr(tokenizer, "chat_template", None)), reasoning=self.uses_reasoning,
-            serving_path=backend.serving_path)
+            serving_path=backend.serving_path, quantization=facts.quantization, weight_bytes=facts.weight_bytes)
 
     async def start(self, on_failure: Callable[[str], None]) -> None:
         """On the event loop, once loaded: a backend in another process connects here, and reports

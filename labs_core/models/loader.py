@@ -35,7 +35,7 @@ class LoadOptions:
     revision: str = ""
     trust_remote_code: bool = False
     cache_dir: str = ""  # converted GGUF weights; "" = gguf_cache.cache_root(), "off" = none
-    quantization: str = "none"  # none | int8 | int4 | auto (quantize_cpu.py)
+    quantization: str = "none"  # none | int8 | int4 | fp8 | awq | gptq | auto (quant/modes.py)
 
 
 def resolve_device(device: str) -> str:
@@ -77,11 +77,14 @@ def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any,
     with IMPORT_LOCK:
         from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401 (AutoTokenizer: see IMPORT_LOCK)
     from labs_core.models import quantize_cpu
+    from labs_core.quant import modes
 
     device = resolve_device(options.device)
     dtype = resolve_dtype(options.dtype, device)
-    quantization = quantize_cpu.resolve_mode(options.quantization, options.device_map or device,
-                                             gguf_file=source.gguf_file)
+    on_gpu = device.startswith("cuda") and not options.device_map
+    checkpoint = _quantized_checkpoint(source, options) if on_gpu else None
+    quantization = modes.resolve(options.quantization, options.device_map or device, gguf_file=source.gguf_file,
+                                 checkpoint_method=checkpoint[0] if checkpoint else "")
     cached = _gguf_cache(source, options, dtype)
     if cached is not None and gguf_cache.is_complete(cached):
         log.info("loading %s from its converted copy %s", source.spec, cached)
@@ -90,6 +93,8 @@ def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any,
     kwargs = _common_kwargs(source, options)
     if options.device_map:
         kwargs["device_map"] = options.device_map
+    if quantization in ("awq", "gptq"):  # transformers gets the float architecture; we read the int4 tensors
+        kwargs["config"] = checkpoint[1]
     log.info("loading %s (%s, %s)%s", source.spec, dtype, options.device_map or device,
              " and converting it (once: the result is cached)" if cached is not None else "")
     with contextlib.ExitStack() as stack:
@@ -100,13 +105,55 @@ def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any,
         tokenizer = load_tokenizer(source, options)
     if cached is not None:
         gguf_cache.save(model, tokenizer, cached)
+    if on_gpu and quantization != "none":
+        _quantize_on_gpu(model, quantization, device, source, options, checkpoint)
     if not options.device_map:
         model = model.to(device)
     model.eval()
-    quantize_cpu.quantize(model, quantization)
+    if on_gpu and quantization != "none":
+        from labs_core.quant.linear import check_kernels
+
+        check_kernels(model)
+    else:
+        quantize_cpu.quantize(model, quantization)
+    model.labs_quantization_mode = quantization  # model info (ModelFacts)
     if model.generation_config is not None and model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer, device if not options.device_map else options.device_map
+
+
+def _quantized_checkpoint(source: ModelSource, options: LoadOptions) -> tuple[str, Any, Any] | None:
+    """(quant_method, config, CheckpointSpec) of a checkpoint that carries a quantization_config;
+    for AWQ/GPTQ the config has it removed (transformers builds the float architecture; we read
+    the int4 tensors) and the spec says how to convert them. None when there is none."""
+    if source.gguf_file:
+        return None
+    from transformers import AutoConfig
+
+    from labs_core.quant import checkpoints
+
+    config = AutoConfig.from_pretrained(source.location, **_common_kwargs(source, options))
+    method = checkpoints.method_of(config)
+    if not method:
+        return None
+    if method not in checkpoints.METHODS:
+        return method, config, None
+    spec = checkpoints.spec_of(config)  # refuse what cannot be converted before loading anything
+    del config.quantization_config
+    return method, config, spec
+
+
+def _quantize_on_gpu(model: Any, mode: str, device: str, source: ModelSource, options: LoadOptions,
+                     checkpoint: tuple[str, Any, Any] | None) -> None:
+    """Replace the Linear layers by quantized ones on the GPU, layer by layer (quant/linear.py)."""
+    from labs_core.quant import checkpoints
+    from labs_core.quant.linear import quantize_model
+
+    tensors = None
+    if mode in checkpoints.METHODS and checkpoint is not None:
+        directory = checkpoints.local_directory(source.location, options.revision, source.is_local)
+        tensors = checkpoints.CheckpointTensors(directory, checkpoint[2])
+    quantize_model(model, "fp8" if mode == "fp8" else "int4", device, source=tensors)
 
 
 def _gguf_cache(source: ModelSource, options: LoadOptions, dtype: Any) -> Path | None:

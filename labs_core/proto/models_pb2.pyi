@@ -23,7 +23,7 @@ MODEL_STATE_READY: ModelState
 MODEL_STATE_FAILED: ModelState
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "source", "kind", "state", "ready", "context_length", "dtype", "device", "serving_path", "architecture", "parameter_count", "created", "error", "embedding_dimensions", "has_chat_template", "reasoning", "is_default")
+    __slots__ = ("name", "source", "kind", "state", "ready", "context_length", "dtype", "device", "serving_path", "architecture", "parameter_count", "created", "error", "embedding_dimensions", "has_chat_template", "reasoning", "is_default", "quantization", "weight_bytes")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,8 @@ class ModelInfo(_message.Message):
     HAS_CHAT_TEMPLATE_FIELD_NUMBER: _ClassVar[int]
     REASONING_FIELD_NUMBER: _ClassVar[int]
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     source: str
     kind: _common_pb2.ModelKind
@@ -58,7 +60,9 @@ class ModelInfo(_message.Message):
     has_chat_template: bool
     reasoning: bool
     is_default: bool
-    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.ModelKind, str]] = ..., state: _Optional[_Union[ModelState, str]] = ..., ready: _Optional[bool] = ..., context_length: _Optional[int] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., serving_path: _Optional[str] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., created: _Optional[int] = ..., error: _Optional[str] = ..., embedding_dimensions: _Optional[int] = ..., has_chat_template: _Optional[bool] = ..., reasoning: _Optional[bool] = ..., is_default: _Optional[bool] = ...) -> None: ...
+    quantization: str
+    weight_bytes: int
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.ModelKind, str]] = ..., state: _Optional[_Union[ModelState, str]] = ..., ready: _Optional[bool] = ..., context_length: _Optional[int] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., serving_path: _Optional[str] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., created: _Optional[int] = ..., error: _Optional[str] = ..., embedding_dimensions: _Optional[int] = ..., has_chat_template: _Optional[bool] = ..., reasoning: _Optional[bool] = ..., is_default: _Optional[bool] = ..., quantization: _Optional[str] = ..., weight_bytes: _Optional[int] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

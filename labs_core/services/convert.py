@@ -176,6 +176,8 @@ def model_info(entry: ModelEntry) -> models_pb2.ModelInfo:
         info.parameter_count = details.parameter_count
         info.has_chat_template = details.has_chat_template
         info.reasoning = details.reasoning
+        info.quantization = details.quantization
+        info.weight_bytes = details.weight_bytes
     elif details is not None:  # embedding models fill what they have
         for name in ("context_length", "dtype", "device", "architecture", "parameter_count",
                      "embedding_dimensions"):

@@ -1,0 +1,527 @@
+"""Quantized weights on one GPU: bf16 against FP8 and int4 (issue 22), kernels and engine, one run.
+
+    python3 bench/quant_bench.py                      # kernels, then the engine (7B shape), ~5 min on an H200
+    python3 bench/quant_bench.py --only kernels       # the kernel table alone (~1-2 min)
+    python3 bench/quant_bench.py --only engine --modes bf16,int4
+    python3 bench/quant_bench.py --check --only check # greedy tokens of a small quantized model (~1-2 min)
+    python3 bench/quant_bench.py --quick --device cpu # a tiny CPU run of the script's logic (tests/bench)
+
+Model: the Qwen2.5-7B shape (hidden 3584, intermediate 18944, 28 layers, 28 heads, 4 KV heads, vocab
+152064) with random bf16 weights, quantized at load as LABS_QUANTIZATION=fp8 / int4 would (round to
+nearest from the bf16 weights; the LM head and the embedding stay bf16). The engine alone (as in
+bench/engine_bench.py): one stream (prompt 128, 256 new tokens, ignore_eos, median of 2), 256
+concurrent requests of the same shape, and a 4,096-token prefill.
+
+Kernel table: for each product of a layer (fused q/k/v, o, fused gate/up, down) and row counts M
+(1: batch-1 decode; 16; 256: 256 concurrent decode; 4096: prefill), the time of bf16 cuBLAS and of
+the path the FP8 / int4 op takes for that M, and the achieved GB/s over the weight bytes (the
+weights rotate over enough copies that L2 cannot hold them); then each path's error against the
+dequantize-then-matmul reference (‖y - ref‖ / ‖ref‖ and max |y - ref| / max |ref|) and the format's
+own error against the bf16 weights' product. Prints markdown tables (and writes them to --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import os
+import platform
+import statistics
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bench.engine_bench as eb  # noqa: E402
+from labs_core.engine import gemv  # noqa: E402
+from labs_core.quant import kernels  # noqa: E402
+from labs_core.quant.linear import (QuantTensors, check_kernels, dequantize_into, quantize_model,  # noqa: E402
+                                    weight_bytes)
+
+SHAPES = {"qwen2.5-7b": eb.SHAPES["qwen2.5-7b"],
+          "quick": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=2, vocab_size=512, tie_word_embeddings=False,
+                        max_position_embeddings=4096)}
+MODES = ("bf16", "fp8", "int4")
+PROMPT, NEW = 128, 256
+
+
+@dataclass
+class Setup:
+    device: str
+    shape: str
+    modes: tuple[str, ...]
+    ms: tuple[int, ...]
+    concurrency: int
+    new: int
+    prefill: int
+    rotate_bytes: int
+    compile: bool
+    sweep: bool = True
+    repeats: int = 10
+
+
+def products(config: dict[str, int]) -> dict[str, tuple[int, int]]:
+    """(N, K) of one layer's products after fusion."""
+    h, i = config["hidden_size"], config["intermediate_size"]
+    kv = config["num_key_value_heads"] * h // config["num_attention_heads"]
+    return {"qkv": (h + 2 * kv, h), "o": (h, h), "gate_up": (2 * i, h), "down": (h, i)}
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_us(fn: Callable[[], Any], calls: int, device: str, repeats: int = 10) -> float:
+    """Median time of one call: `fn` makes `calls` calls (one per weight copy); on CUDA it is
+    captured in a graph and replayed (no launch gaps), timed with events."""
+    fn()
+    sync(device)
+    if device != "cuda":
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        return statistics.median(times) / calls * 1e6
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    graph.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) * 1e3)
+    del graph
+    return statistics.median(times) / calls
+
+
+def errors(got: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """(‖got - ref‖ / ‖ref‖, max |got - ref| / max |ref|), float64."""
+    got, ref = got.double(), ref.double()
+    diff = got - ref
+    return float(diff.norm() / ref.norm()), float(diff.abs().max() / ref.abs().max())
+
+
+def cpu_path(m: int) -> str:
+    """On the CPU: the GEMV under Triton's interpreter (TRITON_INTERPRET=1, as tests run), else the
+    reference (the interpreter has no bf16 tl.dot, so the GEMM stays out)."""
+    return "gemv" if m == 1 and os.environ.get("TRITON_INTERPRET") == "1" else "reference"
+
+
+def config_name(config: dict[str, int]) -> str:
+    short = {"BLOCK_M": "m", "BLOCK_N": "n", "BLOCK_K": "k", "BLOCKS_PER_STEP": "b", "num_warps": "w",
+             "num_stages": "s"}
+    kind = "GEMM" if config.get("GEMM") else "GEMV"
+    return kind + " " + " ".join(f"{short[k]}{v}" for k, v in config.items() if k in short)
+
+
+@dataclass
+class Ceilings:
+    """Measured on the device: copy bandwidth (bytes read + written per second) and the matrix
+    product rates of bf16 (cuBLAS) and FP8 (_scaled_mm), in FLOP/s. A kernel's floor is the larger
+    of its weight bytes over the bandwidth and its FLOPs over the rate it runs at."""
+
+    bandwidth: float = float("nan")
+    bf16: float = float("nan")
+    fp8: float = float("nan")
+
+    @classmethod
+    def measure(cls, device: str) -> "Ceilings":
+        if device != "cuda":
+            return cls()
+        n = 8192
+        a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+        b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+        bf16 = 2 * n**3 / (time_us(lambda: a @ b, 1, device) * 1e-6)
+        fp8 = float("nan")
+        try:
+            qa, sa = kernels.quantize_rows_fp8(a)
+            qb, sb = kernels.quantize_rows_fp8(b)
+            fp8 = 2 * n**3 / (time_us(lambda: torch._scaled_mm(qa, qb.t(), scale_a=sa, scale_b=sb.view(1, -1),
+                                                              out_dtype=torch.bfloat16), 1, device) * 1e-6)
+        except Exception as exc:
+            print(f"FP8 rate not measured: {type(exc).__name__}: {exc}", flush=True)
+        return cls(eb.copy_bandwidth(), bf16, fp8)
+
+    def floor_us(self, nbytes: int, flops: int, path: str) -> float:
+        rate = self.fp8 if path == "scaled_mm" else self.bf16
+        return max(nbytes / self.bandwidth, flops / rate) * 1e6
+
+
+def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Ceilings = Ceilings()) -> list[str]:
+    """The kernel table's rows (markdown), printed as they come. `sweep` collects, per (mode,
+    candidate tiling), the summed time over a layer's products (M = 1, and int4 at M = 256)."""
+    dev = setup.device
+    cfg = SHAPES[setup.shape]
+    rows: list[str] = []
+    gen = torch.Generator(device=dev).manual_seed(0)
+    for name, (n, k) in products(cfg).items():
+        base = torch.randn(n, k, device=dev, generator=gen).mul_(0.02).to(torch.bfloat16)
+        quant = {mode: QuantTensors.quantize(base, mode) for mode in ("fp8", "int4")}
+        nbytes = {"bf16": base.numel() * 2,
+                  **{m: sum(t.numel() * t.element_size() for t in (q.qweight, q.scales, q.zeros) if t is not None)
+                     for m, q in quant.items()}}
+        copies = {m: max(1, -(-setup.rotate_bytes // b)) for m, b in nbytes.items()}
+        weights: dict[str, list[Any]] = {"bf16": [base] + [base.clone() for _ in range(copies["bf16"] - 1)]}
+        for mode, q in quant.items():
+            weights[mode] = [q] + [QuantTensors(q.fmt, q.qweight.clone(), q.scales.clone(),
+                                                None if q.zeros is None else q.zeros.clone(), q.group)
+                                   for _ in range(copies[mode] - 1)]
+        for m in setup.ms:
+            x = torch.randn(m, k, device=dev, generator=gen).to(torch.bfloat16)
+            ref_bf16 = F.linear(x.float(), base.float())
+            flops = 2 * m * n * k
+            impls: list[tuple[str, str, Callable[[Any], Any]]] = [("bf16", "cuBLAS", lambda w: F.linear(x, w))]
+            if m == 1 and dev == "cuda" and gemv.triton is not None:
+                impls.append(("bf16", "Triton GEMV", lambda w: gemv.launch_gemv(x[0], w, None)))
+            for mode, q in quant.items():
+                path = kernels.path_for(m, q.fmt, x.dtype) if dev == "cuda" else cpu_path(m)
+                impls.append((mode, path, lambda w, p=path: kernels.run_path(p, x, w.qweight, w.scales, w.zeros, None,
+                                                                                w.fmt, w.group)))
+                if path == "gemv" and setup.sweep:
+                    for i, c in enumerate(kernels.GEMV_CANDIDATES[q.fmt]):
+                        impls.append((mode, f"{config_name(c)} #{i}", lambda w, c=c: kernels.launch_gemv(
+                            x[0], w.qweight, w.scales, w.zeros, None, w.fmt, w.group, config=c)))
+                if path == "gemm" and m == 256 and setup.sweep:
+                    for i, c in enumerate(kernels.GEMM_CANDIDATES_256):
+                        impls.append((mode, f"GEMM {config_name(c)[5:]} #{i}", lambda w, c=c: kernels.launch_gemm(
+                            x, w.qweight, w.scales, w.zeros, None, w.fmt, w.group, tiles=c)))
+            for mode, path, call in impls:
+                ws = weights[mode]
+                try:
+                    us = time_us(lambda: [call(w) for w in ws], len(ws), dev, setup.repeats)
+                    if "#" in path:
+                        key = (mode if m == 1 else f"{mode}@{m}", int(path.rsplit("#", 1)[1]))
+                        sweep[key] = sweep.get(key, 0.0) + us
+                    got = call(ws[0]).float().reshape(m, n)
+                    if mode == "bf16":
+                        err, fmt_err = errors(got, ref_bf16), errors(got, ref_bf16)
+                    else:
+                        q = quant[mode]
+                        err = errors(got, kernels.reference(x.float(), q.qweight, q.scales, q.zeros, None, q.fmt))
+                        fmt_err = errors(got, ref_bf16)
+                    floor = ceilings.floor_us(nbytes[mode], flops, path)
+                    row = (f"| {name} {n}x{k} | {m} | {mode} | {path} | {us:,.1f} | {floor / us:.0%} | "
+                           f"{nbytes[mode] / us / 1e3:,.0f} | {flops / us / 1e6:,.1f} | {err[0]:.1e} / {err[1]:.1e} | "
+                           f"{fmt_err[0]:.1e} |")
+                except Exception as exc:  # one failing kernel must not lose the table
+                    traceback.print_exc()
+                    if "#" in path:  # a tiling that fails on any product is never picked
+                        sweep[(mode if m == 1 else f"{mode}@{m}", int(path.rsplit("#", 1)[1]))] = float("inf")
+                    row = f"| {name} {n}x{k} | {m} | {mode} | {path} | failed: {type(exc).__name__}: {exc} | | | | | |"
+                print(row, flush=True)
+                rows.append(row)
+        del weights, quant, base
+        gc.collect()
+        if dev == "cuda":
+            torch.cuda.empty_cache()
+    return rows
+
+
+@dataclass
+class EngineFigures:
+    mode: str
+    weight_gb: float
+    warmup_s: float
+    one_stream: float
+    concurrent: float
+    prefill: float
+    checks: str
+
+
+def build(model: Any, setup: Setup, vocab: int, compile: bool = True) -> tuple[Any, float]:
+    from labs_core.engine.builder import KVSizing, build_paged_engine
+    from labs_core.engine.engine import EngineConfig
+
+    max_len = max(setup.prefill, PROMPT + setup.new) + 64
+    blocks = setup.concurrency * (-(-(PROMPT + setup.new) // 16) + 1) + 2 * (-(-max_len // 16))
+    config = EngineConfig(block_size=16, max_num_seqs=setup.concurrency, max_num_batched_tokens=8192,
+                          max_model_len=max_len, max_waiting=4096, prefix_caching=False)
+    if setup.device == "cuda":
+        torch._dynamo.reset()
+    sync(setup.device)
+    started = time.perf_counter()
+    engine = build_paged_engine(model, eb.synthetic_tokenizer(vocab), setup.device, config,
+                                KVSizing(num_blocks=blocks, cpu_kv_cache_gib=0.25), [1],
+                                compile=compile and setup.compile and setup.device == "cuda").engine
+    sync(setup.device)
+    return engine, time.perf_counter() - started
+
+
+def run_engine(model: Any, mode: str, setup: Setup, checks: str) -> EngineFigures:
+    vocab = model.config.vocab_size
+    nbytes = weight_bytes(model)
+    original_attention = model.config._attn_implementation
+    try:
+        engine, warmup = build(model, setup, vocab)
+    except Exception:  # keep the lead's GPU run: the same engine without torch.compile, said in the table
+        if not (setup.compile and setup.device == "cuda"):
+            raise
+        traceback.print_exc()
+        print(f"  {mode}: the compiled build failed; building without torch.compile", flush=True)
+        model.set_attn_implementation(original_attention)  # the failed runner had put ours in
+        engine, warmup = build(model, setup, vocab, compile=False)
+        checks = (checks + "; " if checks else "") + "NOT compiled (compiled build failed)"
+    eb.drive(engine, [(0.0, eb.engine_request("w", eb.prompts(1, PROMPT, vocab)[0], 4))])
+    rates = []
+    for k in range(2):
+        trace, _ = eb.drive(engine, [(0.0, eb.engine_request(f"s{k}", eb.prompts(1, PROMPT, vocab, seed=k)[0],
+                                                             setup.new))])
+        times = next(iter(trace.token_times.values()))
+        rates.append((len(times) - 1) / (times[-1] - times[0]))
+    batch = eb.prompts(setup.concurrency, PROMPT, vocab, seed=7)
+    trace, elapsed = eb.drive(engine, [(0.0, eb.engine_request(f"c{i}", p, setup.new)) for i, p in enumerate(batch)])
+    concurrent = trace.tokens / elapsed
+    prefill = []
+    for k in range(2):
+        trace, _ = eb.drive(engine, [(0.0, eb.engine_request(f"l{k}", eb.prompts(1, setup.prefill, vocab, seed=k)[0],
+                                                             1))])
+        prefill.append(setup.prefill / eb.ttfts(trace)[0])
+    engine.runner.restore_attention()
+    figures = EngineFigures(mode, nbytes / 1e9, warmup, statistics.median(rates), concurrent, max(prefill), checks)
+    print(f"  {mode}: {figures}", flush=True)
+    return figures
+
+
+def engine_rows(setup: Setup) -> list[EngineFigures]:
+    eb.DEVICE = setup.device
+    started = time.perf_counter()
+    base = eb.make_model(setup.shape) if setup.shape in eb.SHAPES else make_quick_model(setup.device)
+    print(f"model {setup.shape}: {weight_bytes(base) / 1e9:.2f} GB bf16, built in {time.perf_counter() - started:.1f}s",
+          flush=True)
+    results = []
+    for mode in [m for m in setup.modes if m != "bf16"] + (["bf16"] if "bf16" in setup.modes else []):
+        try:
+            kernels.paths.on = kernels.Paths().on  # each mode's check decides for itself
+            if mode == "bf16":
+                model, checks = base, ""
+            else:
+                model = copy_model(base, setup)
+                quantize_model(model, mode, setup.device)
+                worst = check_kernels(model)
+                checks = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
+                if any(not kernels.paths.on[k] for k in worst):
+                    checks += " (paths off: " + ", ".join(k for k in worst if not kernels.paths.on[k]) + ")"
+            results.append(run_engine(model, mode, setup, checks))
+        except Exception:
+            traceback.print_exc()
+        finally:
+            model = None
+            gc.collect()
+            if setup.device == "cuda":
+                torch.cuda.empty_cache()
+    return results
+
+
+def copy_model(base: Any, setup: Setup) -> Any:
+    """The bf16 model again (same seed: same weights) to quantize; a copy on the device is quickest."""
+    try:
+        return copy.deepcopy(base)
+    except Exception as exc:  # an unforeseen attribute that cannot be copied: build it again
+        print(f"  deepcopy failed ({type(exc).__name__}: {exc}); building the model again", flush=True)
+        return eb.make_model(setup.shape) if setup.shape in eb.SHAPES else make_quick_model(setup.device)
+
+
+def check_greedy(setup: Setup) -> list[str]:
+    """The issue's correctness target through the whole engine path (kernels, fusion, compile,
+    graphs): greedy tokens of a small float32 model quantized to each mode equal HF generate's on a
+    float32 copy holding the same quantized weights dequantized."""
+    from labs_core.engine.outputs import ChoiceDelta
+
+    eb.DEVICE = setup.device
+    lines = ["| check | mode | equal | tokens equal before the first difference |", "| --- | --- | ---: | --- |"]
+    for mode in [m for m in setup.modes if m != "bf16"]:
+        kernels.paths.on = kernels.Paths().on
+        if setup.shape in eb.SHAPES:
+            model = eb.make_model("qwen2.5-0.5b", dtype=torch.float32, num_hidden_layers=4, initializer_range=0.2)
+        else:
+            model = make_quick_model(setup.device).float()
+        reference = copy.deepcopy(model)
+        quantize_model(model, mode, setup.device)
+        check_kernels(model)
+        dequantize_into(reference, model)
+        vocab = model.config.vocab_size
+        batch = eb.prompts(6, 40, vocab, seed=7)
+        expected = []
+        for p in batch:
+            out = reference.generate(torch.tensor([p], device=setup.device), max_new_tokens=24, do_sample=False)
+            expected.append(out[0, len(p):].tolist())
+        engine, _ = eb.build_engine(model, eb.synthetic_tokenizer(vocab), 8, 256)
+        got: dict[str, list[int]] = {}
+        for group in ([0], [1], [2], [3, 4, 5]):  # alone (prefill graphs), then together
+            for i in group:
+                engine.add_request(eb.engine_request(f"x{i}", batch[i], 24))
+            while engine.has_work:
+                for rid, events in engine.step():
+                    for e in events:
+                        if isinstance(e, ChoiceDelta):
+                            got.setdefault(rid, []).extend(e.token_ids)
+        agree = [next((k for k, (a, b) in enumerate(zip(got[f"x{i}"], expected[i])) if a != b), 24)
+                 for i in range(len(batch))]
+        line = (f"| greedy == dequantized float32 (HF generate) | {mode} | "
+                f"{sum(a == 24 for a in agree)} of {len(batch)} | {agree} |")
+        print(line, flush=True)
+        lines.append(line)
+        engine.runner.restore_attention()
+        del model, reference, engine
+        gc.collect()
+        if setup.device == "cuda":
+            torch.cuda.empty_cache()
+    return lines + [""]
+
+
+def make_quick_model(device: str) -> Any:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(**SHAPES["quick"])
+    config.eos_token_id = None
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen2ForCausalLM(config).to(torch.bfloat16).eval()
+    model.generation_config.eos_token_id = None
+    model.generation_config.pad_token_id = 0
+    return model
+
+
+def engine_table(figures: list[EngineFigures], setup: Setup) -> list[str]:
+    base = next((f for f in figures if f.mode == "bf16"), None)
+
+    def vs(value: float, ref: float | None) -> str:
+        return f"{value:,.1f} ({value / ref:.2f}x)" if ref else f"{value:,.1f}"
+
+    lines = [f"| mode | weights GB | warm-up s | 1 stream tok/s (x bf16) | GB/s of weights | "
+             f"{setup.concurrency} concurrent tok/s (x bf16) | {setup.prefill}-token prefill tok/s (x bf16) | "
+             "load-time kernel checks (rel. error) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for f in figures:
+        lines.append(f"| {f.mode} | {f.weight_gb:.2f} | {f.warmup_s:.0f} | {vs(f.one_stream, base and base.one_stream)} | "
+                     f"{f.one_stream * f.weight_gb:,.0f} | {vs(f.concurrent, base and base.concurrent)} | "
+                     f"{vs(f.prefill, base and base.prefill)} | {f.checks} |")
+    return lines
+
+
+def pick_gemv(sweep: dict[tuple[str, int], float]) -> list[str]:
+    """Set the fastest GEMV tiling per format (summed over a layer's products) for the engine run."""
+    lines = []
+    for mode, fmt in (("fp8", kernels.FP8), ("int4", kernels.INT4)):
+        timed = {i: us for (m, i), us in sweep.items() if m == mode}
+        if not timed or min(timed.values()) == float("inf"):
+            continue
+        best = min(timed, key=timed.get)
+        config = kernels.GEMV_CANDIDATES[fmt][best]
+        if mode == "fp8":
+            kernels.FP8_GEMV = config
+        else:
+            kernels.INT4_GEMV = config
+        lines.append(f"{mode} GEMV tiling for the engine: {config_name(config)} (#{best}: {timed[best]:,.1f} µs a "
+                     f"layer; default #0: {timed.get(0, float('nan')):,.1f} µs)")
+    timed = {i: us for (m, i), us in sweep.items() if m == "int4@256"}
+    if timed and min(timed.values()) < float("inf"):
+        best = min(timed, key=timed.get)
+        kernels.GEMM_TILES[256] = kernels.GEMM_CANDIDATES_256[best]
+        lines.append(f"int4 GEMM tiles for 65..256 rows: {config_name(kernels.GEMM_TILES[256])[5:]} (#{best}: "
+                     f"{timed[best]:,.1f} µs a layer at 256 rows; default #0: {timed.get(0, float('nan')):,.1f} µs)")
+    return lines + [""] if lines else []
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("kernels", "engine", "check"), default=None,
+                        help="one part (check: implies --check)")
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--ms", default="1,16,256,4096", help="row counts of the kernel table")
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--new", type=int, default=NEW)
+    parser.add_argument("--prefill", type=int, default=4096)
+    parser.add_argument("--no-compile", action="store_true", help="engine without torch.compile (faster warm-up)")
+    parser.add_argument("--no-sweep", action="store_true", help="time only the default GEMV tiling at M = 1")
+    parser.add_argument("--check", action="store_true",
+                        help="first: greedy tokens of a small quantized float32 model == its dequantized copy's")
+    parser.add_argument("--quick", action="store_true", help="tiny shape and counts: the script's logic")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--out", type=Path, default=None)
+    return parser.parse_args(argv)
+
+
+def setup_of(args: argparse.Namespace) -> Setup:
+    modes = tuple(m for m in args.modes.split(",") if m)
+    unknown = set(modes) - set(MODES)
+    if unknown:
+        raise SystemExit(f"unknown modes {sorted(unknown)}: choose from {', '.join(MODES)}")
+    if args.quick:
+        return Setup(args.device, "quick", modes, (1, 5), 4, 8, 64, 1, not args.no_compile, not args.no_sweep, 2)
+    return Setup(args.device, "qwen2.5-7b", modes, tuple(int(m) for m in args.ms.split(",")), args.concurrency,
+                 args.new, args.prefill, 256 * 2**20, not args.no_compile, not args.no_sweep)
+
+
+def main(argv: list[str] | None = None) -> str:
+    args = parse_args(argv)
+    setup = setup_of(args)
+    import transformers
+    import triton
+
+    if setup.device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        name, memory = props.name, props.total_memory / 2**30
+    else:
+        name, memory = platform.processor() or "cpu", 0.0
+    header = (f"device: {name} ({memory:.0f} GiB); torch {torch.__version__}, transformers {transformers.__version__}, "
+              f"triton {triton.__version__}")
+    print(header, flush=True)
+    lines = [f"### {setup.shape}: bf16 vs FP8 vs int4 (random weights)", "",
+             f"Command: `python3 bench/quant_bench.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
+             header, ""]
+    started = time.perf_counter()
+    if args.check or args.only == "check":
+        print("[check]", flush=True)
+        try:
+            lines += check_greedy(setup)
+        except Exception as exc:
+            traceback.print_exc()
+            lines += [f"Check failed: {type(exc).__name__}: {exc}", ""]
+        print(f"[check] {time.perf_counter() - started:.0f}s", flush=True)
+    if args.only in (None, "kernels"):
+        print("[kernels]", flush=True)
+        sweep: dict[tuple[str, int], float] = {}
+        ceilings = Ceilings.measure(setup.device)
+        lines += [f"Ceilings measured here: copy {ceilings.bandwidth / 1e12:.2f} TB/s, bf16 matmul "
+                  f"{ceilings.bf16 / 1e12:.0f} TFLOP/s, FP8 _scaled_mm {ceilings.fp8 / 1e12:.0f} TFLOP/s "
+                  "(8192^3); floor = max(weight bytes / copy bandwidth, FLOPs / the path's matmul rate)", ""]
+        print(lines[-2], flush=True)
+        rows = kernel_rows(setup, sweep, ceilings)
+        lines += ["| product N x K | M | weights | path | µs | floor / time | GB/s of weights | TFLOP/s | "
+                  "error vs reference (norm / max) | error vs bf16 weights |",
+                  "| --- | ---: | --- | --- | ---: | ---: | ---: | ---: | --- | --- |", *rows, ""]
+        lines += pick_gemv(sweep)
+        print(f"[kernels] {time.perf_counter() - started:.0f}s", flush=True)
+    if args.only in (None, "engine"):
+        print("[engine]", flush=True)
+        figures = engine_rows(setup)
+        lines += engine_table(figures, setup)
+        missing = [m for m in setup.modes if m not in {f.mode for f in figures}]
+        if missing:
+            lines += ["", f"Failed modes: {', '.join(missing)} (traceback above)"]
+    lines += ["", f"Total {time.perf_counter() - started:.0f}s"]
+    text = "\n".join(lines) + "\n"
+    print("\n" + text, flush=True)
+    if args.out:
+        args.out.write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    main()

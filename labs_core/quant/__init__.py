@@ -1,0 +1,9 @@
+"""Quantized weights on the GPU: FP8 (e4m3, a scale per output channel) and int4 weight-only
+(W4A16, groups of 128 inputs), their Triton kernels, and AWQ/GPTQ checkpoint conversion.
+
+- formats.py: quantize, pack and dequantize (plain torch; the reference every kernel is checked against)
+- kernels.py: Triton GEMV / GEMM and the `labs::quant_linear` custom op that picks one by row count
+- linear.py: QuantLinear (and fused q/k/v, gate/up groups) replacing a model's nn.Linear layers
+- checkpoints.py: AWQ and GPTQ tensors (qweight/qzeros/scales) converted to the int4 layout
+- modes.py: what LABS_QUANTIZATION means on a device for a checkpoint
+"""

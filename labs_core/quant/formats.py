@@ -1,0 +1,81 @@
+"""Weight formats: how a [N, K] float weight (N outputs, K inputs) is stored quantized, in plain
+torch. `dequantize_*` is the reference every kernel is checked against (kernels.py).
+
+FP8: `qweight` float8_e4m3fn [N, K] row-major; `scales` float32 [N], W[n] = qweight[n] * scales[n]
+(scale = the row's largest magnitude / 448, e4m3's largest finite value).
+
+int4 (W4A16): asymmetric with an integer zero point per group of `group` (128) inputs, as AWQ and
+GPTQ store it, so their checkpoints convert without loss: W[n, k] = (q[n, k] - z[n, g]) * s[n, g],
+g = k // group, q and z in 0..15.
+- `qweight` int32 [N, K / 8], K a multiple of 128: each row (output channel) is blocks of 128
+  inputs in 16 words; word i of block b holds, in bits 4j..4j+3, input 128 b + 16 j + i. So nibble
+  j of a block's 16 words is 16 consecutive inputs: the kernels take a block's words in one wide
+  load and multiply nibble j with 16 contiguous activations (a tl.dot of K = 16 in the GEMM), with
+  no interleaving to undo. Rows are contiguous (the GEMV reads them as the bf16 one does).
+- `scales` float16 [N, K / group]; `zeros` float16 [N, K / group] (small integers: exact).
+float16 scales keep 3 more mantissa bits than bfloat16; both kernels and the reference compute in float32.
+"""
+
+from __future__ import annotations
+
+import torch
+
+FP8_DTYPE = torch.float8_e4m3fn
+FP8_MAX = 448.0
+INT4_GROUP = 128
+BLOCK = 128  # int4 packing block: 16 words of 8 nibbles
+SCALE_DTYPE = torch.float16
+SHIFTS = torch.arange(0, 32, 4, dtype=torch.int32)  # nibble j of a word: bits 4j..4j+3
+
+
+def quantize_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(qweight e4m3 [N, K], scales float32 [N]): one scale per output channel."""
+    w = weight.float()
+    scales = w.abs().amax(dim=1).clamp_min(1e-12) / FP8_MAX
+    q = (w / scales[:, None]).clamp(-FP8_MAX, FP8_MAX).to(FP8_DTYPE)
+    return q, scales
+
+
+def dequantize_fp8(qweight: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    return (qweight.float() * scales.float()[:, None]).to(dtype)
+
+
+def pack_int4(q: torch.Tensor) -> torch.Tensor:
+    """[N, K] integers in 0..15 -> int32 [N, K / 8]: input 128 b + 16 j + i in nibble j of word 16 b + i."""
+    n, k = q.shape
+    if k % BLOCK:
+        raise ValueError(f"int4 packing needs K divisible by {BLOCK}, got {k}")
+    nibbles = q.to(torch.int64).reshape(n, k // BLOCK, 8, 16)  # [n, b, j, i]
+    words = (nibbles << SHIFTS.to(q.device, torch.int64)[None, None, :, None]).sum(dim=2).reshape(n, k // 8)
+    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)  # two's complement
+
+
+def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
+    """int32 [N, K / 8] -> int32 [N, K] values 0..15 (the inverse of pack_int4)."""
+    n, kp = packed.shape
+    words = packed.reshape(n, kp // 16, 1, 16)
+    return ((words >> SHIFTS.to(packed.device)[None, None, :, None]) & 0xF).reshape(n, kp * 8)
+
+
+def quantize_int4(weight: torch.Tensor, group: int = INT4_GROUP) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Round-to-nearest int4 (qweight, scales, zeros), asymmetric: each group's [min, max] (widened
+    to include 0, so zero stays exact) over 15 steps, zero point rounded to an integer."""
+    n, k = weight.shape
+    if k % group or k % BLOCK:
+        raise ValueError(f"int4 needs K divisible by the group ({group}) and by {BLOCK}, got {k}")
+    w = weight.float().reshape(n, k // group, group)
+    low = w.amin(dim=-1).clamp(max=0)
+    high = w.amax(dim=-1).clamp(min=0)
+    scales = ((high - low) / 15).clamp_min(1e-8).to(SCALE_DTYPE).float()  # round once: q uses the stored scale
+    zeros = torch.round(-low / scales).clamp(0, 15)
+    q = torch.round(w / scales[..., None] + zeros[..., None]).clamp(0, 15).reshape(n, k)
+    return pack_int4(q), scales.to(SCALE_DTYPE), zeros.to(SCALE_DTYPE)
+
+
+def dequantize_int4(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    n = qweight.shape[0]
+    q = unpack_int4(qweight).float()
+    group = q.shape[1] // scales.shape[1]
+    w = (q.reshape(n, -1, group) - zeros.float()[..., None]) * scales.float()[..., None]
+    return w.reshape(n, -1).to(dtype)

@@ -1,0 +1,251 @@
+"""QuantLinear: a Linear layer whose weight is stored quantized (formats.py), computed through
+`labs::quant_linear` (kernels.py); and `quantize_model`, which puts them in a loaded model's place.
+
+Fusion composes with quantization: both formats keep one row of the weight per output channel
+(FP8: a scale per row; int4: groups along the row), so the q/k/v and gate/up siblings' quantized
+weights are concatenated along the rows into one QuantLinear (one read, one launch), and each
+sibling becomes a FusedMember that hands back its slice (as engine/fusion.py does for float weights).
+The LM head stays in the model's dtype (as in AWQ/GPTQ checkpoints and vLLM's FP8), and with it the
+input embedding (a lookup reads only the rows it needs).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from labs_core.engine.fusion import GROUPS
+from labs_core.quant import formats, kernels
+
+log = logging.getLogger(__name__)
+
+MODES = {"fp8": kernels.FP8, "int4": kernels.INT4}
+
+
+@dataclass
+class QuantTensors:
+    """One layer's quantized weight: fmt (kernels.FP8 / INT4), qweight, scales, zeros (int4), group."""
+
+    fmt: int
+    qweight: torch.Tensor
+    scales: torch.Tensor
+    zeros: torch.Tensor | None = None
+    group: int = formats.INT4_GROUP
+
+    @classmethod
+    def quantize(cls, weight: torch.Tensor, mode: str) -> "QuantTensors":
+        if mode == "fp8":
+            return cls(kernels.FP8, *formats.quantize_fp8(weight), group=0)
+        return cls(kernels.INT4, *formats.quantize_int4(weight))
+
+    @classmethod
+    def concat(cls, parts: list["QuantTensors"]) -> "QuantTensors":
+        first = parts[0]
+        zeros = None if first.zeros is None else torch.cat([p.zeros for p in parts])
+        return cls(first.fmt, torch.cat([p.qweight for p in parts]), torch.cat([p.scales for p in parts]), zeros,
+                   first.group)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        if self.fmt == kernels.FP8:
+            return formats.dequantize_fp8(self.qweight, self.scales, dtype)
+        return formats.dequantize_int4(self.qweight, self.scales, self.zeros, dtype)
+
+
+def supported(in_features: int, out_features: int, mode: str, group: int = formats.INT4_GROUP) -> bool:
+    """Shapes the kernels take: FP8's _scaled_mm wants multiples of 16; int4, whole groups."""
+    if mode == "fp8":
+        return in_features % 16 == 0 and out_features % 16 == 0
+    return in_features % group == 0 and in_features % formats.BLOCK == 0
+
+
+class QuantLinear(nn.Module):
+    def __init__(self, tensors: QuantTensors, bias: torch.Tensor | None = None):
+        super().__init__()
+        self.fmt, self.group = tensors.fmt, tensors.group
+        self.out_features = tensors.qweight.shape[0]
+        self.in_features = tensors.qweight.shape[1] * (8 if tensors.fmt == kernels.INT4 else 1)
+        self.register_buffer("qweight", tensors.qweight)
+        self.register_buffer("scales", tensors.scales)
+        self.register_buffer("zeros", tensors.zeros)
+        self.register_buffer("bias", bias)
+
+    @property
+    def tensors(self) -> QuantTensors:
+        return QuantTensors(self.fmt, self.qweight, self.scales, self.zeros, self.group)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, self.in_features)
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        out = kernels.quant_linear(flat, self.qweight, self.scales, self.zeros, bias, self.fmt, self.group)
+        return out.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        fmt = "fp8" if self.fmt == kernels.FP8 else f"int4 g{self.group}"
+        return f"in_features={self.in_features}, out_features={self.out_features}, {fmt}"
+
+
+class _Group:
+    """The fused product of sibling layers; members ask it for their slice of the last product."""
+
+    def __init__(self, fused: QuantLinear, sizes: list[int]):
+        self.fused, self.sizes = fused, sizes
+        self.outputs: tuple[torch.Tensor, ...] = ()
+
+    def forward(self, index: int, x: torch.Tensor) -> torch.Tensor:
+        if index == 0:
+            self.outputs = self.fused(x).split(self.sizes, dim=-1)
+        out = self.outputs[index]
+        if index == len(self.sizes) - 1:
+            self.outputs = ()
+        return out
+
+
+class FusedMember(nn.Module):
+    """Stands in for one of q/k/v (gate/up); relies on the siblings being called in order on the
+    same input, which the builder's probe checks against the model's own forward."""
+
+    def __init__(self, group: _Group, index: int):
+        super().__init__()
+        self.index, self.out_features = index, group.sizes[index]
+        self.in_features = group.fused.in_features
+        if index == 0:
+            self.fused = group.fused  # registered once, so its buffers move and count once
+        self.__dict__["group"] = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.group.forward(self.index, x)
+
+
+@dataclass(frozen=True)
+class QuantSummary:
+    mode: str
+    layers: int
+    fused_groups: int
+    weight_bytes: int  # every parameter and buffer of the model after quantization
+
+
+TensorSource = Callable[[str, nn.Linear], QuantTensors]
+
+
+def quantize_model(model: Any, mode: str, device: torch.device | str, source: TensorSource | None = None,
+                   fuse: bool = True) -> QuantSummary:
+    """Replace the model's Linear layers (the LM head excepted) with QuantLinear on `device`, one at a
+    time (so a model loaded on the CPU never has its float weights on the GPU). `source(name,
+    linear)` gives a layer's quantized tensors (a checkpoint's, checkpoints.py); by default the
+    layer's float weight is quantized (round to nearest)."""
+    if mode not in MODES:
+        raise ValueError(f"quantization {mode!r}: one of {', '.join(MODES)}")
+    head = model.get_output_embeddings()
+
+    def tensors(name: str, linear: nn.Linear) -> QuantTensors:
+        if source is not None:
+            t = source(name, linear)
+            return QuantTensors(t.fmt, t.qweight.to(device), t.scales.to(device),
+                                None if t.zeros is None else t.zeros.to(device), t.group)
+        return QuantTensors.quantize(linear.weight.detach().to(device), mode)
+
+    def bias(linear: nn.Linear) -> torch.Tensor | None:
+        return None if linear.bias is None else linear.bias.detach().to(device)
+
+    has = getattr(source, "has", None)  # a checkpoint quantizes some layers, not all
+    group = getattr(getattr(source, "spec", None), "group", formats.INT4_GROUP)
+
+    def ok(name: str, linear: Any) -> bool:
+        return (type(linear) is nn.Linear and linear is not head and (has is None or has(name))
+                and supported(linear.in_features, linear.out_features, mode, group))
+
+    layers = fused = 0
+    for parent_name, parent in list(model.named_modules()):
+        prefix = f"{parent_name}." if parent_name else ""
+        for names in GROUPS if fuse else ():
+            members = [getattr(parent, n, None) for n in names]
+            if not all(ok(prefix + n, m) for n, m in zip(names, members)):
+                continue
+            if len({m.in_features for m in members}) != 1:
+                continue
+            if len({m.bias is None for m in members}) != 1:
+                continue
+            parts = [tensors(prefix + n, m) for n, m in zip(names, members)]
+            biases = [bias(m) for m in members]
+            layer = QuantLinear(QuantTensors.concat(parts), None if biases[0] is None else torch.cat(biases))
+            shared = _Group(layer, [m.out_features for m in members])
+            for index, n in enumerate(names):
+                setattr(parent, n, FusedMember(shared, index))
+            layers += len(names)
+            fused += 1
+        for name, child in list(parent.named_children()):
+            if ok(prefix + name, child):
+                setattr(parent, name, QuantLinear(tensors(prefix + name, child), bias(child)))
+                layers += 1
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+    summary = QuantSummary(mode, layers, fused, weight_bytes(model))
+    model.labs_quantization = summary
+    log.info("quantized %d linear layers to %s (%d fused groups): %.2f GiB of weights", layers, mode, fused,
+             summary.weight_bytes / 2**30)
+    return summary
+
+
+def weight_bytes(model: Any) -> int:
+    """Bytes of every parameter and buffer, each storage counted once (tied weights, views)."""
+    seen: set[int] = set()
+    total = 0
+    for t in list(model.parameters()) + list(model.buffers()):
+        key = t.untyped_storage().data_ptr() if t.device.type != "meta" else id(t)
+        if key in seen:
+            continue
+        seen.add(key)
+        total += t.numel() * t.element_size()
+    return total
+
+
+def quantized_parameters(model: Any) -> int:
+    """Weights held in quantized buffers (not parameters), counted as the parameters they stand for;
+    quantize_cpu.py's layers included."""
+    from labs_core.models.quantize_cpu import Int4Linear, Int8Linear
+
+    count = 0
+    for m in model.modules():
+        if isinstance(m, (QuantLinear, Int8Linear, Int4Linear)):
+            count += m.in_features * m.out_features
+        if isinstance(m, QuantLinear) and m.bias is not None:  # a buffer here (a Parameter in quantize_cpu's)
+            count += m.bias.numel()
+    return count
+
+
+def dequantize_into(float_model: Any, quantized: Any) -> int:
+    """Copy each quantized layer's weight, dequantized, into the Linear of the same name of an
+    unquantized copy of the model (the correctness reference: the same quantized weights in
+    float32); returns the layers copied."""
+    copied = 0
+    for name, module in quantized.named_modules():
+        if isinstance(module, FusedMember):
+            group = module.group
+            start = sum(group.sizes[:module.index])
+            weight = group.fused.tensors.dequantize()[start:start + module.out_features]
+        elif isinstance(module, QuantLinear) and not name.endswith(".fused"):  # .fused: a group's own
+            weight = module.tensors.dequantize()
+        else:
+            continue
+        target = float_model.get_submodule(name)
+        with torch.no_grad():
+            target.weight.copy_(weight.to(target.weight.device, target.weight.dtype))
+        copied += 1
+    return copied
+
+
+def quant_layers(model: Any) -> list[QuantLinear]:
+    return [m for m in model.modules() if isinstance(m, QuantLinear)]
+
+
+def check_kernels(model: Any, dtype: torch.dtype | None = None) -> dict[str, float]:
+    """The load-time check: every kernel path on each distinct layer shape of the model against
+    the dequantize-then-matmul reference (kernels.check_paths); paths that disagree are switched off."""
+    layers = [(m.fmt, m.qweight, m.scales, m.zeros, m.group) for m in quant_layers(model)]
+    if not layers or not layers[0][1].is_cuda or kernels.triton is None:
+        return {}
+    return kernels.check_paths(layers, dtype or getattr(model, "dtype", torch.bfloat16))

@@ -1,0 +1,40 @@
+"""bench/quant_bench.py's logic on the CPU with a tiny shape: the kernel table (reference path),
+the engine for bf16, FP8 and int4, and the GEMV tiling choice (the GPU run is the same script)."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.quant_bench import kernels, pick_gemv
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def test_quick_cpu_run_fills_both_tables(tmp_path):
+    out = tmp_path / "quant.md"
+    env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(ROOT)}  # reference path: seconds, not minutes
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "quant_bench.py"), "--quick", "--device", "cpu",
+                          "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    text = out.read_text()
+    for mode in ("bf16", "fp8", "int4"):
+        assert f"| qkv 256x128 | 1 | {mode} |" in text
+        assert f"\n| {mode} | " in text, f"no engine row for {mode}"
+    assert "failed" not in text and "Failed modes" not in text
+    assert "| fp8 | " in text and "x)" in text  # ratios against bf16
+
+
+def test_fastest_gemv_tiling_is_kept_for_the_engine(monkeypatch):
+    monkeypatch.setattr(kernels, "FP8_GEMV", kernels.FP8_GEMV)
+    monkeypatch.setattr(kernels, "INT4_GEMV", kernels.INT4_GEMV)
+    monkeypatch.setattr(kernels, "GEMM_TILES", dict(kernels.GEMM_TILES))
+    lines = pick_gemv({("fp8", 0): 30.0, ("fp8", 2): 20.0, ("int4", 0): 10.0, ("int4", 1): 12.0,
+                       ("int4@256", 0): 50.0, ("int4@256", 3): 40.0, ("int4@256", 4): float("inf")})
+    assert kernels.FP8_GEMV is kernels.GEMV_CANDIDATES[kernels.FP8][2]
+    assert kernels.INT4_GEMV is kernels.GEMV_CANDIDATES[kernels.INT4][0]
+    assert kernels.GEMM_TILES[256] is kernels.GEMM_CANDIDATES_256[3]
+    assert "#2: 20.0 µs" in lines[0] and "#0: 10.0 µs" in lines[1] and "#3: 40.0 µs" in lines[2]

@@ -1,0 +1,68 @@
+"""The quantized formats in plain torch: packing round trips, the round-to-nearest error bounds,
+and the reference product (what every kernel is checked against) against float32 matmuls."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from labs_core.quant import formats, kernels
+
+
+def test_int4_packing_round_trips_and_puts_16_consecutive_inputs_in_one_nibble_position():
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randint(0, 16, (6, 256), generator=gen, dtype=torch.int32)
+    packed = formats.pack_int4(q)
+    assert packed.dtype == torch.int32 and packed.shape == (6, 32)
+    assert torch.equal(formats.unpack_int4(packed), q)
+    one = torch.zeros(1, 256, dtype=torch.int32)
+    one[0, 128 + 16 * 7 + 5] = 15  # block 1, nibble 7 (the word's sign bit), word 5
+    expected = torch.zeros(1, 32, dtype=torch.int32)
+    expected[0, 16 + 5] = -(2**28)  # 0xF0000000 as int32
+    assert torch.equal(formats.pack_int4(one), expected)
+    one.zero_()
+    one[0, 16 * 2 + 9] = 9
+    assert formats.pack_int4(one)[0, 9].item() == 9 << 8
+    with pytest.raises(ValueError, match="divisible by 128"):
+        formats.pack_int4(torch.zeros(1, 64, dtype=torch.int32))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_int4_round_to_nearest_is_within_half_a_step(seed):
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(32, 512, generator=gen) * 0.05
+    w[3, :128] = torch.rand(128, generator=gen) + 0.5  # a group of one sign: zero widened into its range
+    qweight, scales, zeros = formats.quantize_int4(w)
+    assert scales.shape == zeros.shape == (32, 4) and scales.dtype == torch.float16
+    assert torch.equal(zeros, zeros.round()) and zeros.min() >= 0 and zeros.max() <= 15
+    back = formats.dequantize_int4(qweight, scales, zeros)
+    step = scales.float().repeat_interleave(128, dim=1)
+    assert ((back - w).abs() <= step * 0.5 * (1 + 1e-3)).all()
+    relative = float((back - w).norm() / w.norm())
+    assert 0.03 < relative < 0.15  # 16 levels over a Gaussian group's range: ~0.1
+
+
+def test_fp8_round_trip_error_and_per_channel_scales():
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(16, 256, generator=gen) * torch.logspace(-3, 1, 16)[:, None]  # rows of very different sizes
+    q, scales = formats.quantize_fp8(w)
+    assert q.dtype == torch.float8_e4m3fn and scales.shape == (16,)
+    assert torch.allclose(q.float().abs().amax(dim=1), torch.full((16,), 448.0))  # each row spans the range
+    back = formats.dequantize_fp8(q, scales)
+    assert ((back - w).abs() <= w.abs() * 2**-4 + scales[:, None] * 2**-9).all()  # 3 mantissa bits
+    assert float((back - w).norm() / w.norm()) < 0.04
+
+
+@pytest.mark.parametrize("mode", ["fp8", "int4"])
+def test_reference_product_is_the_dequantized_matmul(mode):
+    from labs_core.quant.linear import QuantTensors
+
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(24, 256, generator=gen) * 0.02
+    b = torch.randn(24, generator=gen)
+    t = QuantTensors.quantize(w, mode)
+    x = torch.randn(5, 256, generator=gen, dtype=torch.float64).float()
+    got = kernels.reference(x, t.qweight, t.scales, t.zeros, b, t.fmt)
+    want = (x.double() @ t.dequantize(torch.float64).T + b.double()).float()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # and the quantized product stays near the float one (the format's own error)
+    assert kernels.relative_error(got, F.linear(x, w, b)) < (0.01 if mode == "fp8" else 0.05)

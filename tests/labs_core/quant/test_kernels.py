@@ -1,0 +1,97 @@
+"""The Triton kernels (GEMV for FP8 and int4, the dequantizing GEMM) against the
+dequantize-then-matmul reference, run by Triton's interpreter on the CPU (TRITON_INTERPRET=1, set
+in tests/conftest.py); the op's choice of kernel by row count; the load-time check switching a path off."""
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from labs_core.quant import formats, kernels  # noqa: E402
+from labs_core.quant.linear import QuantTensors  # noqa: E402
+from tests.support import patch_triton_interpreter  # noqa: E402
+
+patch_triton_interpreter()
+if kernels.triton is None:
+    pytest.skip("triton is not importable here", allow_module_level=True)
+
+
+def weights(mode, n, k, seed):
+    """mode: fp8, int4 (groups of 128) or int4g64 (groups of 64, as some AWQ checkpoints)."""
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(n, k, generator=gen) * 0.05
+    if mode == "int4g64":
+        return QuantTensors(kernels.INT4, *formats.quantize_int4(w, group=64), group=64), gen
+    return QuantTensors.quantize(w, mode), gen
+
+
+@pytest.mark.parametrize("mode,n,k,bias", [("fp8", 37, 300 // 16 * 16, False), ("fp8", 40, 2080, True),
+                                           ("int4", 37, 384, True), ("int4", 48, 640, False),
+                                           ("int4g64", 24, 640, True)])
+def test_gemv_matches_reference(mode, n, k, bias):
+    t, gen = weights(mode, n, k, n + k)
+    b = torch.randn(n, generator=gen) if bias else None
+    x = torch.randn(k, generator=gen).to(torch.bfloat16)
+    got = kernels.launch_gemv(x, t.qweight, t.scales, t.zeros, b, t.fmt, t.group)
+    assert got.shape == (n,) and got.dtype == torch.bfloat16
+    ref = kernels.reference(x.float()[None], t.qweight, t.scales, t.zeros, b, t.fmt)[0]
+    assert kernels.relative_error(got, ref) < 5e-3  # bf16 output rounding
+
+
+@pytest.mark.parametrize("mode,m,n,k", [("fp8", 5, 40, 256), ("fp8", 33, 70, 384), ("int4", 3, 48, 256),
+                                        ("int4", 20, 80, 384), ("int4g64", 17, 40, 256)])
+def test_gemm_matches_reference(mode, m, n, k):
+    # float32 activations: the interpreter's tl.dot has no bf16 (the GPU check at load covers bf16)
+    t, gen = weights(mode, n, k, m + n)
+    b = torch.randn(n, generator=gen)
+    x = torch.randn(m, k, generator=gen)
+    got = kernels.launch_gemm(x, t.qweight, t.scales, t.zeros, b, t.fmt, t.group)
+    ref = kernels.reference(x, t.qweight, t.scales, t.zeros, b, t.fmt)
+    assert got.shape == (m, n)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_paths_by_row_count():
+    assert kernels.path_for(1, kernels.FP8, torch.bfloat16) == "gemv"
+    assert kernels.path_for(64, kernels.FP8, torch.bfloat16) == "gemm"
+    assert kernels.path_for(65, kernels.FP8, torch.bfloat16) == "scaled_mm"
+    assert kernels.path_for(65, kernels.FP8, torch.float16) == "gemm"  # row-wise _scaled_mm gives bf16 only
+    assert kernels.path_for(4096, kernels.INT4, torch.bfloat16) == "gemm"
+    # a path the load-time check switched off hands its rows to the next: _scaled_mm to the GEMM
+    assert kernels.candidates(300, kernels.FP8, torch.bfloat16) == ("scaled_mm", "gemm", "reference")
+    assert kernels.candidates(1, kernels.INT4, torch.bfloat16) == ("gemv", "gemm", "reference")
+
+
+def test_op_on_cpu_is_the_reference():
+    t, gen = weights("int4", 16, 128, 9)
+    x = torch.randn(3, 128, generator=gen)
+    got = kernels.quant_linear(x, t.qweight, t.scales, t.zeros, None, t.fmt, t.group)
+    torch.testing.assert_close(got, kernels.reference(x, t.qweight, t.scales, t.zeros, None, t.fmt))
+
+
+def test_check_switches_off_a_path_that_disagrees(monkeypatch):
+    t, _ = weights("fp8", 32, 256, 4)
+    monkeypatch.setattr(kernels, "paths", kernels.Paths())
+    real = kernels.run_path
+
+    def broken_gemv(path, *args):
+        out = real(path, *args)
+        return out * 1.1 if path == "gemv" else out  # 10% off: over any tolerance
+
+    monkeypatch.setattr(kernels, "run_path", broken_gemv)
+    # run through the interpreter's kernels; _scaled_mm is CUDA-only here and fails: switched off too
+    worst = kernels.check_paths([(t.fmt, t.qweight, t.scales, t.zeros, t.group)], dtype=torch.float32)
+    assert worst["fp8_gemv"] > 0.05 and not kernels.paths.on["fp8_gemv"]
+    assert worst["fp8_gemm"] < 1e-3 and kernels.paths.on["fp8_gemm"]
+    assert "fp8_scaled_mm" in worst
+
+
+@pytest.mark.parametrize("mode", ["fp8", "int4"])
+def test_every_gemv_candidate_computes_the_same_product(mode):
+    """The tilings quant_bench may pick for the engine (GEMM-as-GEMV ones included), float32 x."""
+    t, gen = weights(mode, 40, 384, 11)
+    x = torch.randn(384, generator=gen)
+    ref = kernels.reference(x[None], t.qweight, t.scales, t.zeros, None, t.fmt)[0]
+    for config in kernels.GEMV_CANDIDATES[t.fmt]:
+        got = kernels.launch_gemv(x, t.qweight, t.scales, t.zeros, None, t.fmt, t.group, config=config)
+        assert kernels.relative_error(got, ref) < 1e-5, config
