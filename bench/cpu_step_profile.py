@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import logging
 import os
 import pstats
 import statistics
@@ -101,17 +102,26 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     environ = dict(kv.split("=", 1) for kv in args.env)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("labs_core.engine.builder").setLevel(logging.INFO)
     t = time.perf_counter()
     engine = build(args.quantization, environ)
     print(f"built in {time.perf_counter() - t:.1f}s; torch threads {torch.get_num_threads()}", flush=True)
     step_times(engine, 16, "warm-up")
-    medians = []
-    for r in range(args.repeats):
-        times = step_times(engine, args.new, f"r{r}")
-        medians.append(statistics.median(times))
-        print(f"repeat {r}: median step {medians[-1] * 1e3:.2f} ms = {1 / medians[-1]:.1f} tok/s", flush=True)
-    print(f"median of medians: {statistics.median(medians) * 1e3:.2f} ms = "
-          f"{1 / statistics.median(medians):.1f} tok/s", flush=True)
+    decoder = engine.runner.cpu_decoder
+    print(f"lean CPU decode forward: {decoder is not None}", flush=True)
+    variants = {"lean": decoder, "transformers": None} if decoder is not None else {"transformers": None}
+    medians: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(args.repeats):  # interleaved, so a busy moment hits both
+        for name, choice in variants.items():
+            engine.runner.cpu_decoder = choice
+            medians[name].append(statistics.median(step_times(engine, args.new, f"{name}{r}")))
+            print(f"repeat {r} {name}: median step {medians[name][-1] * 1e3:.2f} ms", flush=True)
+    engine.runner.cpu_decoder = decoder
+    for name, values in medians.items():
+        m = statistics.median(values)
+        print(f"{name}: median of medians {m * 1e3:.2f} ms = {1 / m:.1f} tok/s "
+              f"(range {min(values) * 1e3:.2f}-{max(values) * 1e3:.2f})", flush=True)
     split(engine, args.new)
     if args.profile:
         add(engine, "prof", args.new)

@@ -105,6 +105,8 @@ class ModelRunner:
         self.prefill_graphs = None
         # torch.compile of the decode forward (elementwise ops fused around our attention).
         self.compiled_forward = None
+        # CPU: the lean decode forward (cpu_decode.py), set by the builder once it matched the model's.
+        self.cpu_decoder = None
         self.attn_name = attention.ATTENTION_NAME
         self.original_attn_implementation = model.config._attn_implementation
         attention.register()
@@ -225,6 +227,8 @@ class ModelRunner:
         meta = self.metadata(host, shape)
         dev = self.device
         ids = ahead_ids.to(dev) if ahead_ids is not None else torch.from_numpy(host.ids).to(dev)
+        if self.cpu_decoder is not None and shape.decode_only and len(host.logit_rows) == len(host.ids):
+            return self.cpu_decoder(ids, torch.from_numpy(host.positions), meta)
         return self.call_model(ids[None], torch.from_numpy(host.positions).to(dev)[None],
                                meta, torch.from_numpy(host.logit_rows).to(dev))
 
