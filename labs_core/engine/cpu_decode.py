@@ -54,9 +54,11 @@ def product(module: nn.Module) -> Product:
 
 
 def fused_product(modules: list[nn.Module]) -> Product:
-    """One product for sibling projections of the same input (their outputs concatenated): int4
-    weights and their scales concatenate along the output rows; float ones likewise. Checked
-    against the separate products; the separate ones (one call each) when it differs."""
+    """One product for sibling projections of the same input (their outputs concatenated): the
+    weights (int8, int4 packed, or float) and their scales concatenate along the output rows.
+    Checked against the separate products; the separate ones (one call each) when it differs. The
+    members' weights become views into the fused one (no second copy); int4 scales stay copied
+    (the kernel needs them contiguous)."""
     separate = [product(m) for m in modules]
 
     def each(x: torch.Tensor) -> torch.Tensor:
@@ -67,23 +69,44 @@ def fused_product(modules: list[nn.Module]) -> Product:
         return each
     if any(getattr(m, "bias", None) is not None for m in modules):
         return each
-    kind = kinds.pop()
-    if kind is Int4Linear:
-        fused = Int4Linear.__new__(Int4Linear)
-        nn.Module.__init__(fused)
-        fused.in_features, fused.group, fused.bias = modules[0].in_features, modules[0].group, None
-        fused.out_features = sum(m.out_features for m in modules)
-        fused.weight = torch.cat([m.weight for m in modules], dim=0)
-        fused.scales_and_zeros = torch.cat([m.scales_and_zeros for m in modules], dim=1)
-    elif kind is nn.Linear:
-        fused = nn.Linear(modules[0].in_features, sum(m.out_features for m in modules), bias=False)
-        fused.weight = nn.Parameter(torch.cat([m.weight.detach() for m in modules], dim=0), requires_grad=False)
-    else:
+    fused = _concatenated(kinds.pop(), modules)
+    if fused is None:
         return each
     one = product(fused)
     x = torch.randn(2, modules[0].in_features, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        return one if torch.equal(one(x), each(x)) else each
+        if not torch.equal(one(x), each(x)):
+            return each
+    offset = 0
+    for m in modules:
+        rows = slice(offset, offset + m.out_features)
+        if type(m) is nn.Linear:
+            m.weight.data = fused.weight.data[rows]
+        else:
+            m.weight = fused.weight[rows]
+        offset += m.out_features
+    return one
+
+
+def _concatenated(kind: type, modules: list[nn.Module]) -> nn.Module | None:
+    """A module of `kind` whose output rows are the members' in order (None: a kind it cannot join)."""
+    k, n = modules[0].in_features, sum(m.out_features for m in modules)
+    if kind is nn.Linear:
+        fused = nn.Linear(k, n, bias=False)
+        fused.weight = nn.Parameter(torch.cat([m.weight.detach() for m in modules]), requires_grad=False)
+        return fused
+    if kind not in (Int4Linear, Int8Linear):
+        return None
+    fused = kind.__new__(kind)
+    nn.Module.__init__(fused)
+    fused.in_features, fused.out_features, fused.bias = k, n, None
+    fused.weight = torch.cat([m.weight for m in modules])
+    if kind is Int4Linear:
+        fused.group = modules[0].group
+        fused.scales_and_zeros = torch.cat([m.scales_and_zeros for m in modules], dim=1)
+    else:
+        fused.scales = torch.cat([m.scales for m in modules])
+    return fused
 
 
 @dataclass

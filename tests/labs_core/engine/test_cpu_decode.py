@@ -103,11 +103,18 @@ def test_fused_product_equals_the_separate_products(kind):
         assert torch.allclose(separate, torch.cat([m(x) for m in members], dim=-1), atol=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["float", "int4"])
-def test_siblings_share_one_product(kind):
-    make = Int4Linear if kind == "int4" else (lambda m: m)
-    fused = fused_product([make(nn.Linear(128, n, bias=False)) for n in (128, 64, 64)])
-    assert fused.__name__ != "each"  # one kernel call, not one per member
+@pytest.mark.parametrize("kind", ["float", "int8", "int4"])
+def test_siblings_share_one_product_and_its_weights(kind):
+    make = {"float": lambda m: m, "int8": Int8Linear, "int4": Int4Linear}[kind]
+    members = [make(nn.Linear(128, n, bias=False)) for n in (128, 64, 64)]
+    x = torch.randn(3, 128)
+    with torch.inference_mode():
+        before = [m(x) for m in members]
+        fused = fused_product(members)
+        assert fused.__name__ != "each"  # one kernel call, not one per member
+        assert all(torch.equal(m(x), b) for m, b in zip(members, before))  # the model's own path unchanged
+    storage = {m.weight.untyped_storage().data_ptr() for m in members}
+    assert len(storage) == 1  # the members' weights are views into the fused one
 
 
 def test_siblings_with_biases_keep_their_own_products():
