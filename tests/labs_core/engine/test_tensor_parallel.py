@@ -89,6 +89,9 @@ def rank_main(rank: int, world: int, port: int, model_dir: str, out: str, from_c
         channel = StepChannel(tp)
         if rank != 0:
             follow(model, channel, "cpu")
+            # Every collective was waited for (an unwaited one stays in torch's registry, holding its
+            # tensors: a leak that grows with each step).
+            assert torch._C._distributed_c10d._get_work_registry_size() == 0
             return
         runner = ModelRunner(model, 4, 256, "cpu", (tokenizer.eos_token_id,), steps=channel)
         engine = LLMEngine(runner, tokenizer, EngineConfig(block_size=4, max_model_len=1024, run_ahead=False),
