@@ -11,7 +11,8 @@ the values; no checkpoint is read): each rank builds the model on the meta devic
 and fills it from a seed of (parameter name, rank), so no rank ever holds the full model. TP 1 of
 the 72B does not fit one H200 (145 GB of weights) and is skipped with the reason. TP 1 is the
 plain single-GPU engine (fusion, GEMV, run-ahead on); TP > 1 is what LABS_TENSOR_PARALLEL_SIZE
-serves (those are off there, tensor_parallel.py says why).
+serves (run-ahead on; fusion and the GEMV off, builder.py says why). Run-ahead is on on the CPU
+too (--quick), so the CPU run takes the GPU run's path through the engine.
 
 Each (TP size) runs as its own group of processes, one a GPU (NCCL for tensors, gloo for rank 0's
 step messages; gloo alone on CPU), which runs its jobs in turn; a job that fails or hangs is
@@ -77,6 +78,7 @@ class Options:
     ttft_runs: int
     compile: bool
     graphs: bool
+    run_ahead: bool = True
     init_std: float = 0.02
 
 
@@ -199,7 +201,8 @@ def build_engine(model: Any, vocab: int, device: torch.device, options: Options,
     from labs_core.engine.engine import EngineConfig
 
     config = EngineConfig(block_size=16, max_num_seqs=max_num_seqs, max_num_batched_tokens=8192,
-                          max_model_len=max_model_len, max_waiting=4096, prefix_caching=False)
+                          max_model_len=max_model_len, max_waiting=4096, prefix_caching=False,
+                          run_ahead=options.run_ahead)
     sizing = KVSizing(gpu_memory_fraction=0.9) if device.type == "cuda" else KVSizing(cpu_kv_cache_gib=0.25)
     return build_paged_engine(model, synthetic_tokenizer(vocab), str(device), config, sizing, [1],
                               cuda_graphs=options.graphs, compile=options.compile, steps=steps).engine
@@ -240,6 +243,7 @@ def run_speed(result: JobResult, engine: Any, vocab: int, options: Options, weig
                f"{trace.tokens} tokens in {elapsed:.1f}s; preemptions {engine.scheduler.num_preemptions - before}")
     if trace.tokens != n * new:
         result.errors.append(f"{n} concurrent: {trace.tokens} tokens, not {n * new}")
+    result.add("steps run ahead", engine.steps_ahead, "steps", "decode steps queued before the last was read")
     assert engine.blocks.num_used_blocks == 0 and not engine.scheduler.running
 
 
@@ -510,6 +514,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ttft-runs", type=int, default=10)
     parser.add_argument("--no-compile", action="store_true", help="no torch.compile of the decode forward")
     parser.add_argument("--no-graphs", action="store_true", help="no CUDA graphs (eager steps)")
+    parser.add_argument("--no-run-ahead", action="store_true", help="read each step's tokens before the next")
     parser.add_argument("--job-timeout", type=float, default=420.0,
                         help="seconds a job may run before its group counts as hung")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
@@ -535,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no GPU visible; --device cpu (or --quick) runs on the CPU with gloo")
     options = Options(args.device, args.new, args.concurrency, args.ttft_runs,
                       compile=args.device == "cuda" and not args.no_compile,
-                      graphs=args.device == "cuda" and not args.no_graphs)
+                      graphs=args.device == "cuda" and not args.no_graphs, run_ahead=not args.no_run_ahead)
     groups, skipped = plan_jobs(shapes, sizes, args.check, args.device, gpus)
     for line in skipped:
         print(f"skipped: {line}", flush=True)

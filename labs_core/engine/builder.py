@@ -189,13 +189,13 @@ def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineCo
 
     `steps` (tensor parallel rank 0): every runner call is announced to the other ranks. The probe
     against the model's own attention, fusion and the GEMV run the model outside the runner, so they
-    are skipped there; run-ahead too (the other ranks have no sampled tokens on their device)."""
+    are skipped there. Run-ahead works: rank 0 broadcasts the drawn tokens device to device
+    (ModelRunner.forward_step)."""
     check_supported(model)
     dev = torch.device(device)
     layout = kv_layout(model)
     if steps is not None:
         fuse = use_gemv_products = False
-        config = dataclasses.replace(config, run_ahead=False)
     if dev.type == "cuda":  # decode is a pass over the weights: fewer, larger products
         if fuse:
             log.info("fused %d projection groups", fuse_if_exact(model, len(tokenizer)))

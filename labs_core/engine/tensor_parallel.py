@@ -58,6 +58,13 @@ class TensorParallel:
     def all_gather_last(self, x: torch.Tensor) -> torch.Tensor:
         return funcol.all_gather_tensor(x.contiguous(), x.dim() - 1, self.group)
 
+    def broadcast_ids(self, ids: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
+        """Rank 0's `ids` (n token ids on its device) on every rank, device to device: a step run
+        ahead takes its input tokens from the previous step's sampling, which only rank 0 does."""
+        out = ids.to(torch.int64).contiguous() if self.rank == 0 else torch.empty(n, dtype=torch.int64, device=device)
+        dist.broadcast(out, src=dist.get_global_rank(self.group, 0), group=self.group)
+        return out
+
 
 @dataclass(frozen=True)
 class ShardPlan:
@@ -343,7 +350,7 @@ def follow(model: nn.Module, channel: StepChannel, device: torch.device | str) -
             return
         name, args = message
         if name == "init":
-            runner = ModelRunner(model, *args, device=device)
+            runner = ModelRunner(model, *args, device=device, tp=channel.tp)
             continue
         out = getattr(runner, name)(*args)
         if isinstance(out, funcol.AsyncCollectiveTensor):

@@ -80,5 +80,7 @@ def test_quick_run_with_check_on_cpu_gloo():
     for tp in (1, 2):
         assert f"| tiny: 1 stream decode | TP {tp} |" in table
         assert f"| tiny: 8 concurrent output | TP {tp} |" in table
+        ahead = next(line for line in table.splitlines() if line.startswith(f"| tiny: steps run ahead | TP {tp} |"))
+        assert float(ahead.split("|")[3]) > 0  # the GPU run's path: steps queued ahead, at TP 2 too
     assert "| check: greedy == TP 1 (float32) | TP 2 | 6.00 | of 6 |" in table
     assert "preemptions 0" in table and "Not run or failed" not in table

@@ -64,7 +64,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rank_main(rank: int, world: int, port: int, model_dir: str, out: str, from_checkpoint: bool) -> None:
+def rank_main(rank: int, world: int, port: int, model_dir: str, out: str, from_checkpoint: bool,
+              run_ahead: bool = False) -> None:
     """One rank: rank 0 runs the engine, the others follow its steps."""
     import torch.distributed as dist
     from transformers import AutoTokenizer
@@ -94,11 +95,12 @@ def rank_main(rank: int, world: int, port: int, model_dir: str, out: str, from_c
             assert torch._C._distributed_c10d._get_work_registry_size() == 0
             return
         runner = ModelRunner(model, 4, 256, "cpu", (tokenizer.eos_token_id,), steps=channel)
-        engine = LLMEngine(runner, tokenizer, EngineConfig(block_size=4, max_model_len=1024, run_ahead=False),
+        engine = LLMEngine(runner, tokenizer, EngineConfig(block_size=4, max_model_len=1024, run_ahead=run_ahead),
                            eos_token_ids=[tokenizer.eos_token_id])
         results = run_to_completion(engine, [request(f"r{i}", p, max_tokens=n, temperature=0, ignore_eos=True)
                                              for i, (p, n) in enumerate(zip(PROMPTS, NEW_TOKENS))])
         channel.stop()
+        assert (engine.steps_ahead > 0) == run_ahead
         Path(out).write_text(json.dumps({rid: r.token_ids[0] for rid, r in results.items()}))
     finally:
         dist.destroy_process_group()
@@ -112,9 +114,10 @@ def single_process_tokens(model_dir: Path) -> dict[str, list[int]]:
     return {rid: r.token_ids[0] for rid, r in results.items()}
 
 
-def tensor_parallel_tokens(model_dir: Path, world: int, tmp_path: Path, from_checkpoint: bool) -> dict[str, list[int]]:
+def tensor_parallel_tokens(model_dir: Path, world: int, tmp_path: Path, from_checkpoint: bool,
+                           run_ahead: bool = False) -> dict[str, list[int]]:
     out = tmp_path / "tokens.json"
-    mp.start_processes(rank_main, args=(world, free_port(), str(model_dir), str(out), from_checkpoint),
+    mp.start_processes(rank_main, args=(world, free_port(), str(model_dir), str(out), from_checkpoint, run_ahead),
                        nprocs=world, start_method="spawn")
     return json.loads(out.read_text())
 
@@ -145,6 +148,13 @@ def test_two_ranks_give_the_tokens_of_one_process_llama_split_in_memory(tmp_path
 
 def test_two_ranks_give_the_tokens_of_one_process_qwen2_read_shard_by_shard(qwen_like_dir, tmp_path):
     assert tensor_parallel_tokens(qwen_like_dir, 2, tmp_path, True) == single_process_tokens(qwen_like_dir)
+
+
+def test_two_ranks_running_a_step_ahead_give_the_tokens_of_one_process(qwen_like_dir, tmp_path):
+    """Run-ahead: rank 0 feeds the tokens it drew on its device to the next step; the other ranks get
+    them by a broadcast (without it they would embed placeholder ids and the tokens would differ)."""
+    assert tensor_parallel_tokens(qwen_like_dir, 2, tmp_path, True, run_ahead=True) == \
+        single_process_tokens(qwen_like_dir)
 
 
 def child_pids(pid: int) -> list[int]:
