@@ -157,6 +157,38 @@ def test_two_ranks_running_a_step_ahead_give_the_tokens_of_one_process(qwen_like
         single_process_tokens(qwen_like_dir)
 
 
+def idle_rank(rank: int, port: int, out: str) -> None:
+    """Rank 0 stays idle past the collective timeout, sends one step, then dies; rank 1 records what
+    its waits gave."""
+    import datetime
+    import time
+
+    from labs_core.engine import tp_group
+    from labs_core.engine.tensor_parallel import StepChannel
+
+    tp_group.COLLECTIVE_TIMEOUT = datetime.timedelta(seconds=2)
+    channel = StepChannel(tp_group.join(tp_group.GroupSpec(2, port, Path("."), torch.float32, "cpu"), rank))
+    if rank == 0:
+        time.sleep(4)  # an idle server: no step for twice the collective timeout
+        channel.send(("step", ()))
+        time.sleep(1)
+        os._exit(0)  # dies without its stop message
+    got = [channel.receive()]
+    started = time.monotonic()
+    try:
+        channel.receive()
+    except RuntimeError:
+        got.append(time.monotonic() - started)
+    Path(out).write_text(json.dumps(got))
+
+
+def test_a_rank_waits_out_an_idle_rank0_and_fails_at_once_when_it_dies(tmp_path):
+    out = tmp_path / "waits.json"
+    mp.start_processes(idle_rank, args=(free_port(), str(out)), nprocs=2, start_method="spawn")
+    step, failed_after = json.loads(out.read_text())
+    assert step == ["step", []] and failed_after < 10  # not the idle timeout: the closed socket
+
+
 def child_pids(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
