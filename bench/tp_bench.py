@@ -11,7 +11,7 @@ the values; no checkpoint is read): each rank builds the model on the meta devic
 and fills it from a seed of (parameter name, rank), so no rank ever holds the full model. TP 1 of
 the 72B does not fit one H200 (145 GB of weights) and is skipped with the reason. TP 1 is the
 plain single-GPU engine (fusion, GEMV, run-ahead on); TP > 1 is what LABS_TENSOR_PARALLEL_SIZE
-serves (run-ahead on; fusion and the GEMV off, builder.py says why). Run-ahead is on on the CPU
+serves (run-ahead and fusion on; the GEMV off, builder.py says why). Run-ahead is on on the CPU
 too (--quick), so the CPU run takes the GPU run's path through the engine.
 
 Each (TP size) runs as its own group of processes, one a GPU (NCCL for tensors, gloo for rank 0's
@@ -33,7 +33,6 @@ import argparse
 import gc
 import json
 import multiprocessing
-import os
 import platform
 import queue
 import statistics
@@ -79,6 +78,7 @@ class Options:
     compile: bool
     graphs: bool
     run_ahead: bool = True
+    fuse: bool = True
     init_std: float = 0.02
 
 
@@ -205,7 +205,8 @@ def build_engine(model: Any, vocab: int, device: torch.device, options: Options,
                           run_ahead=options.run_ahead)
     sizing = KVSizing(gpu_memory_fraction=0.9) if device.type == "cuda" else KVSizing(cpu_kv_cache_gib=0.25)
     return build_paged_engine(model, synthetic_tokenizer(vocab), str(device), config, sizing, [1],
-                              cuda_graphs=options.graphs, compile=options.compile, steps=steps).engine
+                              cuda_graphs=options.graphs, compile=options.compile, fuse=options.fuse,
+                              steps=steps).engine
 
 
 def sync(device: torch.device) -> None:
@@ -403,7 +404,8 @@ def run_group(size: int, jobs: list[Job], options: Options, job_timeout: float) 
         if not finished and jobs:
             reason = (f"hung for {job_timeout:.0f}s" if all(p.exitcode is None for p in procs)
                       else f"lost a rank (exit codes {[p.exitcode for p in procs]})")
-            print(f"[TP {size}] the group {reason} during {jobs[0].shape}; a fresh group runs the next jobs", flush=True)
+            print(f"[TP {size}] the group {reason} during {jobs[0].shape}; a fresh group runs the next jobs",
+                  flush=True)
             out.append(JobResult(jobs[0], errors=[f"{jobs[0].shape} TP {size}: the group {reason}"]))
             jobs = jobs[1:]
         for proc in procs:
@@ -476,7 +478,8 @@ def markdown(results: list[JobResult], skipped: list[str], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plan_jobs(shapes: list[str], sizes: list[int], check: bool, device: str, gpus: int) -> tuple[dict[int, list[Job]], list[str]]:
+def plan_jobs(shapes: list[str], sizes: list[int], check: bool, device: str,
+              gpus: int) -> tuple[dict[int, list[Job]], list[str]]:
     """Jobs grouped by TP size (check first), and the lines saying what is skipped and why."""
     skipped: list[str] = []
     groups: dict[int, list[Job]] = {}
@@ -515,6 +518,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-compile", action="store_true", help="no torch.compile of the decode forward")
     parser.add_argument("--no-graphs", action="store_true", help="no CUDA graphs (eager steps)")
     parser.add_argument("--no-run-ahead", action="store_true", help="read each step's tokens before the next")
+    parser.add_argument("--no-fusion", action="store_true", help="leave q/k/v and gate/up unfused (every TP size)")
     parser.add_argument("--job-timeout", type=float, default=420.0,
                         help="seconds a job may run before its group counts as hung")
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
@@ -540,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("no GPU visible; --device cpu (or --quick) runs on the CPU with gloo")
     options = Options(args.device, args.new, args.concurrency, args.ttft_runs,
                       compile=args.device == "cuda" and not args.no_compile,
-                      graphs=args.device == "cuda" and not args.no_graphs, run_ahead=not args.no_run_ahead)
+                      graphs=args.device == "cuda" and not args.no_graphs, run_ahead=not args.no_run_ahead,
+                      fuse=not args.no_fusion)
     groups, skipped = plan_jobs(shapes, sizes, args.check, args.device, gpus)
     for line in skipped:
         print(f"skipped: {line}", flush=True)

@@ -125,6 +125,16 @@ class ModelRunner:
         self.kv = allocate_kv_cache(self.layout, num_blocks + 1, self.block_size, self.device)
         self.null_block = num_blocks
 
+    def fuse_projections(self) -> int:
+        """Fuse q/k/v and gate/up (fusion.py) on every tensor-parallel rank; returns groups fused.
+        builder.fuse_if_exact's check runs the model outside the runner, which the other ranks
+        would not follow; the families TP supports call those siblings in order on one input,
+        which is all fusion needs."""
+        from labs_core.engine.fusion import fuse_projections
+
+        self._announce("fuse_projections")
+        return fuse_projections(self.model)
+
     def restore_attention(self) -> None:
         """Give the model its own attention back (when the paged path is refused)."""
         self.model.set_attn_implementation(self.original_attn_implementation)

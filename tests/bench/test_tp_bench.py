@@ -46,7 +46,8 @@ def test_whole_mode_gives_every_tp_size_the_same_weights_and_shard_mode_differs_
                 rows = p.split(name)[1]
                 shape = list(full_shape)
                 shape[dim] = rows.stop - rows.start
-                parts.append((rows, random_tensors(p, torch.float32, torch.device("cpu"), 0.2, True)(name, tuple(shape))))
+                tensor_of = random_tensors(p, torch.float32, torch.device("cpu"), 0.2, True)
+                parts.append((rows, tensor_of(name, tuple(shape))))
             for rows, part in parts:
                 assert torch.equal(part, full.narrow(dim, rows.start, rows.stop - rows.start)), (name, size)
     a, b = (random_tensors(plan(2, r), torch.bfloat16, torch.device("cpu"), 0.02, False) for r in (0, 1))

@@ -65,7 +65,7 @@ def free_port() -> int:
 
 
 def rank_main(rank: int, world: int, port: int, model_dir: str, out: str, from_checkpoint: bool,
-              run_ahead: bool = False) -> None:
+              run_ahead: bool = False, fuse: bool = False) -> None:
     """One rank: rank 0 runs the engine, the others follow its steps."""
     import torch.distributed as dist
     from transformers import AutoTokenizer
@@ -90,11 +90,14 @@ def rank_main(rank: int, world: int, port: int, model_dir: str, out: str, from_c
         channel = StepChannel(tp)
         if rank != 0:
             follow(model, channel, "cpu")
+            assert ("forward" in attention.q_proj.__dict__) == fuse  # fused when rank 0 said so
             # Every collective was waited for (an unwaited one stays in torch's registry, holding its
             # tensors: a leak that grows with each step).
             assert torch._C._distributed_c10d._get_work_registry_size() == 0
             return
         runner = ModelRunner(model, 4, 256, "cpu", (tokenizer.eos_token_id,), steps=channel)
+        if fuse:
+            assert runner.fuse_projections() == 2 * model.config.num_hidden_layers
         engine = LLMEngine(runner, tokenizer, EngineConfig(block_size=4, max_model_len=1024, run_ahead=run_ahead),
                            eos_token_ids=[tokenizer.eos_token_id])
         results = run_to_completion(engine, [request(f"r{i}", p, max_tokens=n, temperature=0, ignore_eos=True)
@@ -115,9 +118,10 @@ def single_process_tokens(model_dir: Path) -> dict[str, list[int]]:
 
 
 def tensor_parallel_tokens(model_dir: Path, world: int, tmp_path: Path, from_checkpoint: bool,
-                           run_ahead: bool = False) -> dict[str, list[int]]:
+                           run_ahead: bool = False, fuse: bool = False) -> dict[str, list[int]]:
     out = tmp_path / "tokens.json"
-    mp.start_processes(rank_main, args=(world, free_port(), str(model_dir), str(out), from_checkpoint, run_ahead),
+    mp.start_processes(rank_main, args=(world, free_port(), str(model_dir), str(out), from_checkpoint, run_ahead,
+                                        fuse),
                        nprocs=world, start_method="spawn")
     return json.loads(out.read_text())
 
@@ -150,10 +154,11 @@ def test_two_ranks_give_the_tokens_of_one_process_qwen2_read_shard_by_shard(qwen
     assert tensor_parallel_tokens(qwen_like_dir, 2, tmp_path, True) == single_process_tokens(qwen_like_dir)
 
 
-def test_two_ranks_running_a_step_ahead_give_the_tokens_of_one_process(qwen_like_dir, tmp_path):
+def test_two_ranks_running_ahead_with_fused_projections_give_the_tokens_of_one_process(qwen_like_dir, tmp_path):
     """Run-ahead: rank 0 feeds the tokens it drew on its device to the next step; the other ranks get
-    them by a broadcast (without it they would embed placeholder ids and the tokens would differ)."""
-    assert tensor_parallel_tokens(qwen_like_dir, 2, tmp_path, True, run_ahead=True) == \
+    them by a broadcast (without it they would embed placeholder ids and the tokens would differ).
+    Fusion: every rank fuses its own q/k/v and gate/up shards when rank 0's runner says so."""
+    assert tensor_parallel_tokens(qwen_like_dir, 2, tmp_path, True, run_ahead=True, fuse=True) == \
         single_process_tokens(qwen_like_dir)
 
 
