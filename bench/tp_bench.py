@@ -33,9 +33,12 @@ import argparse
 import gc
 import json
 import multiprocessing
+import os
 import platform
 import queue
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -63,6 +66,9 @@ SHAPES = {
                  num_key_value_heads=2, vocab_size=2000, tie_word_embeddings=True, max_position_embeddings=2048),
 }
 PROMPT = 128
+# NVLink multicast stays off (the lent multi-GPU machines require it: it can take a shared host's GPUs
+# out of service); set here too in case the environment lost them. Spawned ranks inherit them.
+MULTICAST_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
 H200_BYTES = 139 * 2**30  # what one H200 offers (torch reports ~139.8 GiB)
 CHECK_NEW = 24
 
@@ -354,8 +360,9 @@ def device_facts(device: torch.device, options: Options) -> dict[str, Any]:
                                  python=platform.python_version())
     if options.device == "cuda":
         props = torch.cuda.get_device_properties(device)
-        facts.update(device=props.name, memory_gib=props.total_memory / 2**30,
-                     nccl=".".join(map(str, torch.cuda.nccl.version())), gpus=torch.cuda.device_count())
+        version = torch.cuda.nccl.version()
+        facts.update(device=props.name, memory_gib=props.total_memory / 2**30, gpus=torch.cuda.device_count(),
+                     nccl=".".join(map(str, version)) if isinstance(version, tuple) else str(version))
         try:
             import triton
 
@@ -453,7 +460,24 @@ def speedup_rows(results: list[JobResult]) -> list[Row]:
     return rows
 
 
-def markdown(results: list[JobResult], skipped: list[str], command: str) -> str:
+def machine_notes() -> list[str]:
+    """What explains TP figures beyond the GPU: the GPUs' links, /dev/shm (NCCL), the NCCL settings."""
+    notes = []
+    if os.path.isdir("/dev/shm"):
+        notes.append(f"/dev/shm {shutil.disk_usage('/dev/shm').total / 2**30:.0f} GiB")
+    notes.append(", ".join(f"{k}={os.environ.get(k, '')}" for k in MULTICAST_OFF))
+    lines = [f"- {'; '.join(notes)}"]
+    try:
+        topo = subprocess.run(["nvidia-smi", "topo", "-m"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        topo = ""
+    matrix = [t.rstrip() for t in topo.split("Legend")[0].splitlines() if t.strip()]
+    if matrix:
+        lines += ["", "`nvidia-smi topo -m` (the GPUs' links):", "", "```", *matrix[:12], "```"]
+    return lines
+
+
+def markdown(results: list[JobResult], skipped: list[str], command: str, notes: list[str] = ()) -> str:
     facts = next((r.facts for r in results if r.facts.get("device")), {})
     bandwidths = next((r.facts["bandwidths"] for r in results if r.facts.get("bandwidths")), [])
     versions = ", ".join(f"{k} {facts[k]}" for k in ("torch", "transformers", "triton", "nccl", "python") if k in facts)
@@ -469,6 +493,7 @@ def markdown(results: list[JobResult], skipped: list[str], command: str) -> str:
                          f"{r.facts['weight_bytes'] / 1e9:.1f} GB ({r.facts['local_bytes'] / 1e9:.1f} GB a rank)")
     if not bandwidths:
         lines.append("- no GPU: no bandwidth figures")
+    lines += notes
     lines += ["", "| scenario | system | value | unit | note |", "| --- | --- | ---: | --- | --- |"]
     rows = [row for r in results for row in r.rows] + speedup_rows(results) + check_rows(results)
     lines += [f"| {r.scenario} | {r.system} | {r.value:,.2f} | {r.unit} | {r.note} |" for r in rows]
@@ -534,6 +559,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    for key, value in MULTICAST_OFF.items():
+        os.environ.setdefault(key, value)
     shapes = [s for s in args.shapes.split(",") if s]
     unknown = [s for s in shapes if s not in SHAPES]
     if unknown:
@@ -559,7 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         results += run_group(size, jobs, options, args.job_timeout)
         print(f"[TP {size}] {time.perf_counter() - group_started:.0f}s", flush=True)
     command = "python3 bench/tp_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = markdown(results, skipped, command.strip())
+    text = markdown(results, skipped, command.strip(), machine_notes() if args.device == "cuda" else [])
     print(f"\nwall {time.perf_counter() - started:.0f}s\n\n{text}", flush=True)
     if args.out:
         args.out.write_text(text)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from bench.engine_bench import Row
-from bench.tp_bench import Job, JobResult, check_rows, plan_jobs, random_tensors, speedup_rows
+from bench.tp_bench import Job, JobResult, check_rows, markdown, plan_jobs, random_tensors, speedup_rows
 from labs_core.engine.tensor_parallel import ShardPlan
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,6 +70,9 @@ def test_speedups_and_check_are_computed_against_tp1_of_the_same_run():
         ("7b: 1 stream decode, TP 2 / TP 1", 1.7), ("7b: 256 concurrent output, TP 2 / TP 1", 0.9)]
     [row] = check_rows(results)
     assert (row.value, row.unit) == (1, "of 2") and row.note.endswith("[3, 1]")
+    text = markdown(results, ["TP 4: this machine has 2 GPU(s)"], "python3 bench/tp_bench.py", ["- /dev/shm 8 GiB"])
+    assert "| 7b: 1 stream decode, TP 2 / TP 1 | TP 2 | 1.70 | x |  |" in text
+    assert "- /dev/shm 8 GiB" in text and "- TP 4: this machine has 2 GPU(s)" in text
 
 
 def test_quick_run_with_check_on_cpu_gloo():
