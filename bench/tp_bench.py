@@ -149,22 +149,21 @@ def random_tensors(plan: Any, dtype: torch.dtype, device: torch.device, std: flo
             return (torch.randn(shape, generator=generator, device=device) * std).to(dtype)
         dim, rows = spec
         full = list(shape)
-        full[dim] = plan.vocab_size if name.split(".")[-2] in ("embed_tokens", "lm_head") else _full_rows(plan, name)
+        full[dim] = _full_rows(plan, name)
         generator.manual_seed(seed_of(name, 0))
         tensor = torch.randn(full, generator=generator, device=device) * std
-        if rows.stop > full[dim]:
-            raise ValueError(f"{name}: rows {rows} outside {full}")
-        out = tensor.narrow(dim, rows.start, rows.stop - rows.start)
-        if out.shape[dim] < shape[dim]:  # the last rank's vocabulary slice is short: no padding rows here
-            raise ValueError(f"{name}: {tuple(out.shape)} for {shape}")
-        return out.to(dtype).clone()
+        return tensor.narrow(dim, rows.start, rows.stop - rows.start).to(dtype, memory_format=torch.contiguous_format,
+                                                                          copy=True)
 
     return tensor_of
 
 
 def _full_rows(plan: Any, name: str) -> int:
+    """The unsplit size of the dimension `name` is split along."""
     owner = name.split(".")[-2]
-    if owner == "q_proj" or owner == "o_proj":
+    if owner in ("embed_tokens", "lm_head"):
+        return plan.vocab_size
+    if owner in ("q_proj", "o_proj"):
         return plan.num_heads * plan.head_dim
     if owner in ("k_proj", "v_proj"):
         return plan.num_kv_heads * plan.head_dim

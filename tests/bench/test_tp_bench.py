@@ -50,6 +50,7 @@ def test_whole_mode_gives_every_tp_size_the_same_weights_and_shard_mode_differs_
                 parts.append((rows, tensor_of(name, tuple(shape))))
             for rows, part in parts:
                 assert torch.equal(part, full.narrow(dim, rows.start, rows.stop - rows.start)), (name, size)
+                assert part.is_contiguous()  # a strided weight would make every product slow
     a, b = (random_tensors(plan(2, r), torch.bfloat16, torch.device("cpu"), 0.02, False) for r in (0, 1))
     name = "model.layers.0.mlp.gate_proj.weight"
     assert a(name, (256, 256)).dtype == torch.bfloat16
