@@ -101,6 +101,7 @@ class JobResult:
     errors: list[str] = field(default_factory=list)
     tokens: dict[str, list[int]] = field(default_factory=dict)  # --check: greedy tokens per request
     facts: dict[str, Any] = field(default_factory=dict)  # device, bandwidths, weight bytes
+    raised: bool = False  # the job ended in an exception: the other ranks may be stuck in a collective
 
     def add(self, scenario: str, value: float, unit: str, note: str = "") -> None:
         system = f"TP {self.job.tp}"
@@ -305,6 +306,7 @@ def run_job(job: Job, options: Options, tp: Any, channel: Any, device: torch.dev
     except Exception as exc:  # reported; the followers are told to stop (if they still can hear)
         traceback.print_exc()
         result.errors.append(f"{job.shape} TP {job.tp}: {type(exc).__name__}: {exc}")
+        result.raised = True
     finally:
         if channel is not None:
             channel.stop()
@@ -341,6 +343,9 @@ def rank_main(rank: int, size: int, port: int, jobs: list[Job], options: Options
             if result is not None:
                 result.facts.update(facts)
                 results.put(asdict(result))
+                if result.raised and tp is not None:  # the parent starts a fresh group for the next jobs
+                    results.put("restart")
+                    return
             gc.collect()
             if options.device == "cuda":
                 torch._dynamo.reset()
@@ -393,7 +398,7 @@ def run_group(size: int, jobs: list[Job], options: Options, job_timeout: float) 
         procs = [ctx.Process(target=rank_main, args=(rank, size, port, jobs, options, results)) for rank in range(size)]
         for proc in procs:
             proc.start()
-        finished, deadline = False, time.monotonic() + job_timeout
+        finished, deadline, item = False, time.monotonic() + job_timeout, None
         while not finished and time.monotonic() < deadline:
             try:
                 item = results.get(timeout=2.0)
@@ -403,11 +408,13 @@ def run_group(size: int, jobs: list[Job], options: Options, job_timeout: float) 
                 continue
             if item == "done":
                 finished = True
+            elif item == "restart":
+                break
             else:
                 out.append(to_result(item))
                 jobs = jobs[1:]
                 deadline = time.monotonic() + job_timeout
-        if not finished and jobs:
+        if not finished and jobs and item != "restart":
             reason = (f"hung for {job_timeout:.0f}s" if all(p.exitcode is None for p in procs)
                       else f"lost a rank (exit codes {[p.exitcode for p in procs]})")
             print(f"[TP {size}] the group {reason} during {jobs[0].shape}; a fresh group runs the next jobs",
@@ -424,7 +431,7 @@ def run_group(size: int, jobs: list[Job], options: Options, job_timeout: float) 
 
 def to_result(item: dict[str, Any]) -> JobResult:
     return JobResult(Job(**item["job"]), [Row(**r) for r in item["rows"]], item["errors"], item["tokens"],
-                     item["facts"])
+                     item["facts"], item["raised"])
 
 
 # -- the report --------------------------------------------------------------------------------------
