@@ -45,7 +45,7 @@ import traceback
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -387,9 +387,11 @@ def free_port() -> int:
     return port()
 
 
-def run_group(size: int, jobs: list[Job], options: Options, job_timeout: float) -> list[JobResult]:
+def run_group(size: int, jobs: list[Job], options: Options, job_timeout: float,
+              on_result: Callable[[JobResult], None] = lambda r: None) -> list[JobResult]:
     """Run `jobs` on a group of `size` processes; a job that fails the group (a dead rank, a hang
-    past job_timeout) is reported, and a fresh group runs the jobs after it."""
+    past job_timeout) is reported, and a fresh group runs the jobs after it. `on_result` sees each
+    job's result as it comes."""
     ctx = multiprocessing.get_context("spawn")
     out: list[JobResult] = []
     while jobs:
@@ -412,6 +414,7 @@ def run_group(size: int, jobs: list[Job], options: Options, job_timeout: float) 
                 break
             else:
                 out.append(to_result(item))
+                on_result(out[-1])
                 jobs = jobs[1:]
                 deadline = time.monotonic() + job_timeout
         if not finished and jobs and item != "restart":
@@ -420,6 +423,7 @@ def run_group(size: int, jobs: list[Job], options: Options, job_timeout: float) 
             print(f"[TP {size}] the group {reason} during {jobs[0].shape}; a fresh group runs the next jobs",
                   flush=True)
             out.append(JobResult(jobs[0], errors=[f"{jobs[0].shape} TP {size}: the group {reason}"]))
+            on_result(out[-1])
             jobs = jobs[1:]
         for proc in procs:
             proc.join(timeout=30 if finished else 0)
@@ -585,18 +589,24 @@ def main(argv: list[str] | None = None) -> int:
     print("Weights are random (no checkpoint is read): speed figures only; --check's tokens compare TP sizes "
           "with each other, not with a real model.", flush=True)
     started = time.perf_counter()
+    command = ("python3 bench/tp_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])).strip()
+    notes = machine_notes() if args.device == "cuda" else []
     results: list[JobResult] = []
+
+    def save(result: JobResult) -> None:
+        """After every job, so a run cut short (a time limit) keeps what it measured."""
+        results.append(result)
+        if args.out:
+            args.out.write_text(markdown(results, skipped, command, notes))
+            args.out.with_suffix(".json").write_text(json.dumps([asdict(r) for r in results], indent=1))
+
     for size, jobs in groups.items():
         print(f"[TP {size}] jobs: {', '.join(j.shape for j in jobs)}", flush=True)
         group_started = time.perf_counter()
-        results += run_group(size, jobs, options, args.job_timeout)
+        run_group(size, jobs, options, args.job_timeout, save)
         print(f"[TP {size}] {time.perf_counter() - group_started:.0f}s", flush=True)
-    command = "python3 bench/tp_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = markdown(results, skipped, command.strip(), machine_notes() if args.device == "cuda" else [])
+    text = markdown(results, skipped, command, notes)
     print(f"\nwall {time.perf_counter() - started:.0f}s\n\n{text}", flush=True)
-    if args.out:
-        args.out.write_text(text)
-        args.out.with_suffix(".json").write_text(json.dumps([asdict(r) for r in results], indent=1))
     failed = any(r.errors for r in results) or any(row.value != int(row.unit.split()[-1])
                                                    for row in check_rows(results))
     return 1 if failed else 0

@@ -76,10 +76,11 @@ def test_speedups_and_check_are_computed_against_tp1_of_the_same_run():
     assert "- /dev/shm 8 GiB" in text and "- TP 4: this machine has 2 GPU(s)" in text
 
 
-def test_quick_run_with_check_on_cpu_gloo():
+def test_quick_run_with_check_on_cpu_gloo(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "bench/tp_bench.py", "--quick", "--check"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=240)
+    out = tmp_path / "tp.md"
+    done = subprocess.run([sys.executable, "bench/tp_bench.py", "--quick", "--check", "--out", str(out)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = done.stdout[done.stdout.index("| scenario |"):]
     for tp in (1, 2):
@@ -89,3 +90,4 @@ def test_quick_run_with_check_on_cpu_gloo():
         assert float(ahead.split("|")[3]) > 0  # the GPU run's path: steps queued ahead, at TP 2 too
     assert "| check: greedy == TP 1 (float32) | TP 2 | 6.00 | of 6 |" in table
     assert "preemptions 0" in table and "Not run or failed" not in table
+    assert out.read_text().endswith(table)  # written as the jobs came in: the same table at the end
