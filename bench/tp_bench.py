@@ -459,14 +459,17 @@ def check_rows(results: list[JobResult]) -> list[Row]:
 
 
 def speedup_rows(results: list[JobResult]) -> list[Row]:
-    """TP n / TP 1 for the same shape in this run."""
+    """TP n / the smallest TP size of the same shape in this run (TP 1; TP 2 for the 72B)."""
     value = {(r.job.shape, r.job.tp, row.scenario.split(": ", 1)[1]): row.value
              for r in results for row in r.rows}
     rows = []
     for (shape, tp, scenario), v in sorted(value.items()):
-        base = value.get((shape, 1, scenario))
-        if tp > 1 and base and (scenario == "1 stream decode" or scenario.endswith("concurrent output")):
-            rows.append(Row(f"{shape}: {scenario}, TP {tp} / TP 1", f"TP {tp}", v / base, "x", ""))
+        if not (scenario == "1 stream decode" or scenario.endswith("concurrent output")):
+            continue
+        smallest = min(t for (s, t, c) in value if s == shape and c == scenario)
+        if tp > smallest and value[(shape, smallest, scenario)]:
+            rows.append(Row(f"{shape}: {scenario}, TP {tp} / TP {smallest}", f"TP {tp}",
+                            v / value[(shape, smallest, scenario)], "x", ""))
     return rows
 
 

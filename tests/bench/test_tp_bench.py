@@ -58,16 +58,18 @@ def test_whole_mode_gives_every_tp_size_the_same_weights_and_shard_mode_differs_
     assert torch.equal(a("model.norm.weight", (256,)), torch.ones(256, dtype=torch.bfloat16))
 
 
-def test_speedups_and_check_are_computed_against_tp1_of_the_same_run():
+def test_speedups_and_check_are_computed_against_the_smallest_tp_of_the_same_run():
     def result(shape, tp, rows=(), tokens=None):
         return JobResult(Job(shape, tp), [Row(f"{shape}: {s}", f"TP {tp}", v, "tok/s") for s, v in rows],
                          tokens=tokens or {})
 
     results = [result("7b", 1, [("1 stream decode", 100.0), ("256 concurrent output", 1000.0)]),
                result("7b", 2, [("1 stream decode", 170.0), ("256 concurrent output", 900.0)]),
+               result("72b", 2, [("1 stream decode", 20.0)]), result("72b", 4, [("1 stream decode", 35.0)]),
                result("check", 1, tokens={"x0": [1, 2, 3], "x1": [4, 5]}),
                result("check", 2, tokens={"x0": [1, 2, 3], "x1": [4, 6]})]
     assert [(r.scenario, r.value) for r in speedup_rows(results)] == [
+        ("72b: 1 stream decode, TP 4 / TP 2", 1.75),  # no TP 1 of the 72B: against the smallest size run
         ("7b: 1 stream decode, TP 2 / TP 1", 1.7), ("7b: 256 concurrent output, TP 2 / TP 1", 0.9)]
     [row] = check_rows(results)
     assert (row.value, row.unit) == (1, "of 2") and row.note.endswith("[3, 1]")
