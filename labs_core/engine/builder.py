@@ -229,13 +229,14 @@ def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineCo
 
     `steps` (tensor parallel rank 0): every runner call is announced to the other ranks. The probe
     against the model's own attention, fusion and the GEMV run the model outside the runner, so they
-    are skipped there; run-ahead too (the other ranks have no sampled tokens on their device)."""
+    are skipped there, and fusion is made on every rank through the runner instead. Run-ahead
+    works: rank 0 broadcasts the drawn tokens device to device (ModelRunner.forward_step)."""
     check_supported(model)
     dev = torch.device(device)
     layout = kv_layout(model)
+    fuse_every_rank = fuse and steps is not None and dev.type == "cuda"
     if steps is not None:
         fuse = use_gemv_products = False
-        config = dataclasses.replace(config, run_ahead=False)
     if dev.type == "cuda":  # decode is a pass over the weights: fewer, larger products
         if fuse:
             log.info("fused %d projection groups", fuse_if_exact(model, len(tokenizer)))
@@ -244,6 +245,8 @@ def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineCo
     useful_tokens = config.max_num_seqs * config.max_model_len
     probe_blocks = max(-(-max(config.max_num_batched_tokens, 2 * PROBE_TOKENS) // config.block_size) + 1, 8)
     runner = ModelRunner(model, config.block_size, probe_blocks, dev, tuple(eos_token_ids), steps=steps)
+    if fuse_every_rank:
+        log.info("fused %d projection groups on every rank", runner.fuse_projections())
     try:
         if steps is None:
             probe(model, runner, len(tokenizer))

@@ -69,19 +69,22 @@ class StepShape:
     decode_only: bool
     single_sampling: bool  # one sequence, sampling: a prefill graph can run it
     all_logits: bool = False
+    ahead: bool = False  # the input tokens are on rank 0's device (a step run ahead), not in the host ids
 
     @classmethod
     def of(cls, batch: ScheduledBatch, all_logits: bool = False) -> "StepShape":
         return cls(tuple(batch.num_new_tokens), batch.is_decode_only,
-                   len(batch.seqs) == 1 and batch.samples(0), all_logits)
+                   len(batch.seqs) == 1 and batch.samples(0), all_logits, batch.ahead)
 
 
 class ModelRunner:
     def __init__(self, model: Any, block_size: int, num_blocks: int, device: torch.device | str,
-                 eos_token_ids: tuple[int, ...] = (), steps: Any = None):
+                 eos_token_ids: tuple[int, ...] = (), steps: Any = None, tp: Any = None):
         self.model = model
         # Tensor parallel rank 0: a tensor_parallel.StepChannel the other ranks follow; else None.
         self.steps = steps
+        # Tensor parallel (any rank): this process's tensor_parallel.TensorParallel; else None.
+        self.tp = tp if tp is not None else getattr(steps, "tp", None)
         self._announce("init", block_size, num_blocks)
         self.device = torch.device(device)
         self.block_size = block_size
@@ -125,6 +128,16 @@ class ModelRunner:
         self.kv = None
         self.kv = allocate_kv_cache(self.layout, num_blocks + 1, self.block_size, self.device)
         self.null_block = num_blocks
+
+    def fuse_projections(self) -> int:
+        """Fuse q/k/v and gate/up (fusion.py) on every tensor-parallel rank; returns groups fused.
+        builder.fuse_if_exact's check runs the model outside the runner, which the other ranks
+        would not follow; the families TP supports call those siblings in order on one input,
+        which is all fusion needs."""
+        from labs_core.engine.fusion import fuse_projections
+
+        self._announce("fuse_projections")
+        return fuse_projections(self.model)
 
     def restore_attention(self) -> None:
         """Give the model its own attention back (when the paged path is refused)."""
@@ -221,6 +234,8 @@ class ModelRunner:
         """The forward of one step from its host arrays (tensor-parallel ranks other than 0 start here)."""
         if self.cpu_threads:
             torch.set_num_threads(self.step_threads(shape))
+        if shape.ahead and self.tp is not None:  # every rank needs the tokens rank 0 drew on its device
+            ahead_ids = self.tp.broadcast_ids(ahead_ids, len(host.ids), self.device)
         if self.graphs is not None and not shape.all_logits:
             if shape.decode_only and len(shape.query_lens) <= self.graphs.max_batch:
                 return self.graphs.run(host.ids, host.positions, host.slots, host.tables, host.context_lens,
