@@ -1,8 +1,13 @@
 """Tensor-parallel engine speed: engine_bench's scenarios at TP 1, 2 and 4 in one run.
 
-    python3 bench/tp_bench.py --tp 1,2 --shapes 7b --check           # x2 machine
-    python3 bench/tp_bench.py --tp 1,2,4 --shapes 7b,72b --check     # x4 machine
-    python3 bench/tp_bench.py --quick --check                        # CPU, gloo: the script's logic
+    python3 bench/tp_bench.py --tp 2 --shapes "" --check       # first: the NCCL path, small and quick
+    python3 bench/tp_bench.py --tp 1,2 --shapes 7b --check     # 7B at TP 1 and 2 (x2 or x4)
+    python3 bench/tp_bench.py --tp 4 --shapes 72b              # the 72B ceiling target (x4)
+    python3 bench/tp_bench.py --tp 1,2,4 --shapes 7b,72b       # everything, where 10 minutes allow
+    python3 bench/tp_bench.py --quick --check                  # CPU, gloo: the script's logic
+
+If a GPU-only part fails (NCCL inside CUDA graphs, compile), --no-graphs, --no-compile,
+--no-run-ahead and --no-fusion take it out; --out FILE is rewritten after every job.
 
 Scenarios (bench/engine_bench.py's): one stream, prompt 128, 256 new tokens, ignore_eos (decode
 tok/s, median of 3; TTFT, p50 of 10), and 256 concurrent requests of the same lengths (output tok/s,
