@@ -1,7 +1,9 @@
 """Tool calls read out of a choice's text, as a stream: the serving process runs each choice's
 deltas through a ToolCallReader, which moves call text out of `text` into `tool_calls` parts shaped
 like OpenAI's stream (a call's first part has index, id and name with arguments "", later parts
-append to its arguments). Pure Python.
+append to its arguments). A named function and `required` stream their arguments as they are
+generated; with `auto` a call goes out whole once the choice ends (the model's free text may turn
+out not to be a call). Pure Python.
 
 Formats a model may call tools in with tool_choice auto (request.ToolParsing.format):
 - hermes (Qwen 2.5/3, Hermes, and models whose template knows no tools: we describe them so):
@@ -118,6 +120,66 @@ def _json_values(text: str) -> list[Any]:
     return values
 
 
+CALL_HEAD = re.compile(r'\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*')
+
+
+class CallListScanner:
+    """Streams the calls of a `required` answer as they are generated. The grammar fixes the shape
+    (`[{"name": ..., "arguments": {...}}, ...]` or one such object, name first), so a call's index,
+    id and name go out as soon as its name is complete, then its arguments' text as it comes; the
+    end of the arguments is found by bracket depth outside strings."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.pos = 0  # what is scanned
+        self.index = -1  # the call being read
+        self.in_arguments = False
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False
+
+    def feed(self, new: str) -> list[ToolCallPart]:
+        self.text += new
+        parts: list[ToolCallPart] = []
+        while True:
+            if not self.in_arguments:
+                head = CALL_HEAD.search(self.text, self.pos)
+                if head is None:
+                    return parts
+                self.index += 1
+                parts.append(ToolCallPart(self.index, new_call_id(), json.loads(f'"{head.group(1)}"'), ""))
+                self.pos, self.in_arguments, self.depth = head.end(), True, 0
+            start, end = self.pos, self._arguments_end()
+            if end > start:
+                parts.append(ToolCallPart(self.index, arguments=self.text[start:end]))
+            self.pos = end
+            if self.in_arguments:  # the arguments go on in a later delta
+                return parts
+
+    def _arguments_end(self) -> int:
+        """Scan from pos; where the arguments value ends (in_arguments turns False), or the text's end."""
+        text = self.text
+        for i in range(self.pos, len(text)):
+            c = text[i]
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif c == "\\":
+                    self.escaped = True
+                elif c == '"':
+                    self.in_string = False
+            elif c == '"':
+                self.in_string = True
+            elif c in "{[":
+                self.depth += 1
+            elif c in "}]":
+                self.depth -= 1
+                if self.depth == 0:
+                    self.in_arguments = False
+                    return i + 1
+        return len(text)
+
+
 class ToolCallReader:
     """One choice's deltas in, the same deltas with call text moved into `tool_calls` out."""
 
@@ -128,6 +190,7 @@ class ToolCallReader:
         self.spoke = False  # auto: text went out (a llama3 call must come first)
         self.started = False  # named: the call's first part went out
         self.made_calls = False
+        self.calls = CallListScanner()  # required: the calls as they are generated
 
     def feed(self, delta: ChoiceDelta) -> ChoiceDelta:
         mode = self.parsing.mode
@@ -140,13 +203,14 @@ class ToolCallReader:
             if delta.text:
                 parts.append(ToolCallPart(0, arguments=delta.text))
         elif mode == "required":
-            self.buffer += delta.text
-            if delta.finish_reason:
-                text, parts = self._finish_buffer(json_list=True)
+            parts = self.calls.feed(delta.text)
+            self.made_calls = self.made_calls or bool(parts)
+            if delta.finish_reason and not self.made_calls:  # cut before a call's name: the text, not nothing
+                text = self.calls.text
         else:
             text = self._auto(delta.text)
             if delta.finish_reason:
-                tail, parts = self._finish_buffer(json_list=False)
+                tail, parts = self._finish_buffer()
                 text += tail
         finish = delta.finish_reason
         if finish == "stop" and self.made_calls:
@@ -175,15 +239,10 @@ class ToolCallReader:
         self.spoke = self.spoke or bool(out.strip())
         return out
 
-    def _finish_buffer(self, json_list: bool) -> tuple[str, list[ToolCallPart]]:
+    def _finish_buffer(self) -> tuple[str, list[ToolCallPart]]:
         """The held text at the end: calls when it parses, else text as it was."""
         text, self.buffer = self.buffer, ""
-        if json_list:
-            calls = [ParsedCall(c["name"], json.dumps(c["arguments"], ensure_ascii=False))
-                     for value in _json_values(text) for c in (value if isinstance(value, list) else [value])
-                     if isinstance(c, dict) and c.get("name") in self.parsing.tool_names]
-        else:
-            calls = parse_calls(text, self.parsing.format, self.parsing.tool_names) if self.calling else []
+        calls = parse_calls(text, self.parsing.format, self.parsing.tool_names) if self.calling else []
         if not calls:
             return text, []
         self.made_calls = True

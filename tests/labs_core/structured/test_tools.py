@@ -68,6 +68,29 @@ def test_named_streams_argument_fragments_and_required_reads_the_list():
     assert (text, calls, finish) == ('[{"name": "f", "argu', [], "length")
 
 
+def test_required_streams_each_call_as_it_is_generated():
+    """Index, id and name as soon as the name is complete, then the arguments' text as it comes,
+    whatever the deltas' boundaries; braces and quotes inside strings do not end the arguments."""
+    answer = ('[{"name": "f", "arguments": {"q": "a } b \\" ] {", "n": [1, {"k": []}]}}, '
+              '{"name": "get_weather", "arguments": {}}]')
+    for size in (1, 3, 7, len(answer)):
+        reader = ToolCallReader(ToolParsing("required", tool_names=NAMES))
+        pieces = [answer[i:i + size] for i in range(0, len(answer), size)]
+        parts = [p for piece in pieces for p in reader.feed(ChoiceDelta(0, piece)).tool_calls]
+        last = reader.feed(ChoiceDelta(0, "", finish_reason="stop"))
+        assert last.finish_reason == "tool_calls" and not last.tool_calls
+        heads = [p for p in parts if p.id]
+        assert [(p.index, p.name, p.arguments) for p in heads] == [(0, "f", ""), (1, "get_weather", "")]
+        args = ["".join(p.arguments for p in parts if p.index == i and not p.id) for i in (0, 1)]
+        assert json.loads(args[0]) == {"q": 'a } b " ] {', "n": [1, {"k": []}]} and json.loads(args[1]) == {}
+        assert parts.index(heads[1]) > max(i for i, p in enumerate(parts) if p.index == 0)
+    reader = ToolCallReader(ToolParsing("required", tool_names=NAMES))
+    first = reader.feed(ChoiceDelta(0, '{"name": "f", "arguments": {"x": '))  # one object: parallel calls off
+    assert [(p.name, p.arguments) for p in first.tool_calls] == [("f", ""), ("", '{"x": ')]
+    cut = reader.feed(ChoiceDelta(0, "12", finish_reason="length"))  # cut by max_tokens: what was made, as OpenAI
+    assert cut.finish_reason == "length" and [p.arguments for p in cut.tool_calls] == ["12"] and cut.text == ""
+
+
 def test_plan_checks():
     tools = [ToolSpec("f", parameters={"type": "object", "properties": {"x": {"type": "integer"}}})]
     assert plan(StructuredRequest(tools=tools), chat=True).parsing.mode == "auto"
