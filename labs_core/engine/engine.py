@@ -124,7 +124,7 @@ class LLMEngine:
                            arrival_time=request.arrival_time, waits_for=seqs[0] if seqs else None)
             seqs.append(seq)
         streams = [ChoiceStream(i, self.tokenizer, request.prompt_ids, params, request.reasoning,
-                                request.prompt_text_tail) for i in range(params.n)]
+                                request.prompt_text_tail, request.keep_special_tokens) for i in range(params.n)]
         state = self.requests[request.request_id] = RequestState(request, seqs, streams)
         if request.constraint is None:
             for seq in seqs:

@@ -129,7 +129,7 @@ class GenerateBackend:
     async def _one_choice(self, request: EngineRequest, index: int):
         params = request.params
         stream = ChoiceStream(index, self.tokenizer, request.prompt_ids, params, request.reasoning,
-                              request.prompt_text_tail)
+                              request.prompt_text_tail, request.keep_special_tokens)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop_event = threading.Event()

@@ -139,3 +139,37 @@ def test_tools_and_tool_history_go_through_the_chat_template(tokenizer_dir):
     tokenizer.chat_template = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
     plain = render(tokenizer, history[:1], tools_prompt=hermes_system_prompt((tool,)))
     assert plain.startswith("system: You may call one or more functions") and '"get_time"' in plain
+
+
+def test_mistral_marker_survives_detokenization_when_it_is_a_special_token(tokenizer_dir):
+    """Mistral's tokenizers make [TOOL_CALLS] a special token, which decoding drops: the engine keeps
+    it in the text of requests whose tools are read in that format, so the calls are found."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from labs_core.engine.choice_stream import ChoiceStream
+    from labs_core.engine.params import SamplingParams
+    from labs_core.models.chat_model import ChatModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["[TOOL_CALLS]"]})
+    marker = tokenizer.convert_tokens_to_ids("[TOOL_CALLS]")
+    parsing = ToolParsing("auto", "mistral", tool_names=NAMES)
+    kept = ChatModel._kept_markers(SimpleNamespace(tokenizer=tokenizer), parsing)
+    assert kept == (marker,)
+    assert ChatModel._kept_markers(SimpleNamespace(tokenizer=tokenizer), ToolParsing("auto", "hermes")) == ()
+    answer = tokenizer.encode("Sure.", add_special_tokens=False) + [marker] + tokenizer.encode(
+        '[{"name": "f", "arguments": {"x": 2}}]', add_special_tokens=False)
+
+    def stream_text(keep):
+        stream = ChoiceStream(0, tokenizer, [], SamplingParams(max_tokens=64), keep_special_tokens=keep)
+        deltas = [stream.add([t]) for t in answer] + [stream.finish("stop")]
+        return deltas
+
+    assert "[TOOL_CALLS]" not in "".join(d.text for d in stream_text(()))  # what decoding alone gives
+    reader = ToolCallReader(parsing)
+    out = [reader.feed(d) for d in stream_text(kept)]
+    assert "".join(d.text for d in out) == "Sure."
+    calls = [(p.name, p.arguments) for d in out for p in d.tool_calls]
+    assert calls == [("f", ""), ("", '{"x": 2}')] and out[-1].finish_reason == "tool_calls"
