@@ -20,6 +20,7 @@ from labs_core.engine.metrics import EngineMetrics
 from labs_core.engine.model_runner import ModelRunner
 from labs_core.engine.outputs import (RequestDone, StreamEvent, Timings, TokenLogprob, TopLogprob,
                                       Usage)
+from labs_core.engine.reasoning import reasoning_gate
 from labs_core.engine.request import EngineRequest
 from labs_core.engine.sampler import SamplerOutput
 from labs_core.engine.scheduler import ScheduledBatch, Scheduler, SchedulerConfig
@@ -162,22 +163,12 @@ class LLMEngine:
                 log.exception("grammar compile failed for %s", state.request.request_id)
                 events += self.abort_request(state.request.request_id)
                 continue
-            gate = self._reasoning_gate(state.request)
+            gate = reasoning_gate(self.tokenizer, state.request)
             for seq in state.seqs:
                 seq.grammar = self.grammars.matcher(compiled, state.request.constraint, gate)
                 self.scheduler.add(seq)
         self.compiling = still
         return events
-
-    def _reasoning_gate(self, request: EngineRequest) -> int | None:
-        """The end-of-reasoning token when the prompt opened a thinking block (Qwen3, DeepSeek-R1
-        templates): the constraint then applies to the answer after it. None (constrained from the
-        first token) when nothing was opened or the end tag is not one token."""
-        tags = request.reasoning
-        if tags is None or not request.prompt_text_tail.rstrip().endswith(tags.start):
-            return None
-        ids = self.tokenizer.encode(tags.end, add_special_tokens=False)
-        return ids[0] if len(ids) == 1 else None
 
     def abort_request(self, request_id: str) -> list[tuple[str, list[StreamEvent]]]:
         """Cancel a request: its sequences are freed now; returns its final events."""

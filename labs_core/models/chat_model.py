@@ -134,9 +134,6 @@ class ChatModel:
         structured = Plan()
         if request.structured is not None:
             structured = plan(request.structured, chat=request.messages is not None, tool_format=self.tool_format)
-            if structured.constraint is not None and self.backend.serving_path != "paged":
-                raise InvalidRequest("structured output needs the paged engine; this model is served by "
-                                     f"{self.backend.serving_path}", param=structured.constraint.param)
         if request.messages is not None:
             tools = [t.as_template() for t in structured.tools]
             text = chat_template.render(
