@@ -1,9 +1,11 @@
 """Tool calls read out of a choice's text, as a stream: the serving process runs each choice's
 deltas through a ToolCallReader, which moves call text out of `text` into `tool_calls` parts shaped
 like OpenAI's stream (a call's first part has index, id and name with arguments "", later parts
-append to its arguments). A named function and `required` stream their arguments as they are
-generated; with `auto` a call goes out whole once the choice ends (the model's free text may turn
-out not to be a call). Pure Python.
+append to its arguments). Calls stream as they are generated: a named function's arguments, and
+for `required` and `auto` (once the model's call marker or JSON began) each call's name as soon as
+its arguments begin, then their text; calls the scanner cannot follow (Mistral's `name[ARGS]`,
+arguments given as a string) go out whole when the choice ends, and call-looking text that holds
+no call to a known tool comes out as text. Pure Python.
 
 Formats a model may call tools in with tool_choice auto (request.ToolParsing.format):
 - hermes (Qwen 2.5/3, Hermes, and models whose template knows no tools: we describe them so):
@@ -120,20 +122,26 @@ def _json_values(text: str) -> list[Any]:
     return values
 
 
-CALL_HEAD = re.compile(r'\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*')
+CALL_HEAD = re.compile(r'\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"(?:arguments|parameters)"\s*:\s*')
 
 
-class CallListScanner:
-    """Streams the calls of a `required` answer as they are generated. The grammar fixes the shape
-    (`[{"name": ..., "arguments": {...}}, ...]` or one such object, name first), so a call's index,
-    id and name go out as soon as its name is complete, then its arguments' text as it comes; the
-    end of the arguments is found by bracket depth outside strings."""
+class CallScanner:
+    """Streams tool calls out of JSON text as it is generated: a call's index, id and name as soon as
+    its arguments begin (`{"name": ..., "arguments": {` or Llama's "parameters"), then their text
+    as it comes; the end of the arguments is found by bracket depth outside strings. For
+    `required` the grammar fixes that shape; in a model's free text (`auto`) a call to an unknown
+    tool is skipped, and arguments that are not an object stop the scan (`stuck`: the text is then
+    parsed whole at the end)."""
 
-    def __init__(self) -> None:
+    def __init__(self, names: tuple[str, ...] | None = None) -> None:
+        self.names = names
         self.text = ""
         self.pos = 0  # what is scanned
-        self.index = -1  # the call being read
+        self.index = -1  # the last call sent
         self.in_arguments = False
+        self.name: str | None = None  # the call whose arguments' first character is awaited
+        self.skipping = False  # in the arguments of a call to an unknown tool
+        self.stuck = False
         self.depth = 0
         self.in_string = False
         self.escaped = False
@@ -141,20 +149,33 @@ class CallListScanner:
     def feed(self, new: str) -> list[ToolCallPart]:
         self.text += new
         parts: list[ToolCallPart] = []
-        while True:
+        while not self.stuck:
             if not self.in_arguments:
                 head = CALL_HEAD.search(self.text, self.pos)
                 if head is None:
                     return parts
-                self.index += 1
-                parts.append(ToolCallPart(self.index, new_call_id(), json.loads(f'"{head.group(1)}"'), ""))
+                self.name = json.loads(f'"{head.group(1)}"')
+                self.skipping = self.names is not None and self.name not in self.names
                 self.pos, self.in_arguments, self.depth = head.end(), True, 0
+            if self.depth == 0 and self.name is not None:  # the value's first character: an object, or give up
+                rest = self.text[self.pos:]
+                self.pos += len(rest) - len(rest.lstrip())
+                if self.pos == len(self.text):
+                    return parts
+                if self.text[self.pos] != "{":
+                    self.stuck = True
+                    return parts
+                if not self.skipping:
+                    self.index += 1
+                    parts.append(ToolCallPart(self.index, new_call_id(), self.name, ""))
+                self.name = None
             start, end = self.pos, self._arguments_end()
-            if end > start:
+            if end > start and not self.skipping:
                 parts.append(ToolCallPart(self.index, arguments=self.text[start:end]))
             self.pos = end
             if self.in_arguments:  # the arguments go on in a later delta
                 return parts
+        return parts
 
     def _arguments_end(self) -> int:
         """Scan from pos; where the arguments value ends (in_arguments turns False), or the text's end."""
@@ -190,7 +211,9 @@ class ToolCallReader:
         self.spoke = False  # auto: text went out (a llama3 call must come first)
         self.started = False  # named: the call's first part went out
         self.made_calls = False
-        self.calls = CallListScanner()  # required: the calls as they are generated
+        # required, and auto once a call began: the calls as they are generated
+        self.calls = CallScanner(None if parsing.mode == "required" else parsing.tool_names)
+        self.scanned = 0  # auto: how much of the buffer the scanner has
 
     def feed(self, delta: ChoiceDelta) -> ChoiceDelta:
         mode = self.parsing.mode
@@ -209,9 +232,14 @@ class ToolCallReader:
                 text = self.calls.text
         else:
             text = self._auto(delta.text)
+            if self.calling:
+                parts = self.calls.feed(self.buffer[self.scanned:])
+                self.scanned = len(self.buffer)
+                self.made_calls = self.made_calls or bool(parts)
             if delta.finish_reason:
-                tail, parts = self._finish_buffer()
+                tail, rest = self._finish_buffer()
                 text += tail
+                parts += rest
         finish = delta.finish_reason
         if finish == "stop" and self.made_calls:
             finish = "tool_calls"
@@ -240,14 +268,18 @@ class ToolCallReader:
         return out
 
     def _finish_buffer(self) -> tuple[str, list[ToolCallPart]]:
-        """The held text at the end: calls when it parses, else text as it was."""
+        """The held text at the end: the calls the scanner could not stream (whole), else the
+        text as it was when no call was found."""
         text, self.buffer = self.buffer, ""
+        sent = self.calls.index + 1
+        if sent and not self.calls.stuck:
+            return "", []
         calls = parse_calls(text, self.parsing.format, self.parsing.tool_names) if self.calling else []
-        if not calls:
+        if not calls and not sent:
             return text, []
         self.made_calls = True
         parts: list[ToolCallPart] = []
-        for i, call in enumerate(calls):
+        for i, call in enumerate(calls[sent:], start=sent):
             parts += [ToolCallPart(i, new_call_id(), call.name, ""), ToolCallPart(i, arguments=call.arguments)]
         return "", parts
 

@@ -171,5 +171,35 @@ def test_mistral_marker_survives_detokenization_when_it_is_a_special_token(token
     reader = ToolCallReader(parsing)
     out = [reader.feed(d) for d in stream_text(kept)]
     assert "".join(d.text for d in out) == "Sure."
-    calls = [(p.name, p.arguments) for d in out for p in d.tool_calls]
-    assert calls == [("f", ""), ("", '{"x": 2}')] and out[-1].finish_reason == "tool_calls"
+    parts = [p for d in out for p in d.tool_calls]
+    assert [p.name for p in parts if p.id] == ["f"] and out[-1].finish_reason == "tool_calls"
+    assert "".join(p.arguments for p in parts) == '{"x": 2}'
+    assert len([p for d in out[:-1] for p in d.tool_calls]) > 2  # streamed while generated, not at the end
+
+
+def test_auto_calls_stream_as_generated_and_fall_back_to_whole_calls():
+    def feed_all(fmt, pieces):
+        reader = ToolCallReader(ToolParsing("auto", fmt, tool_names=NAMES))
+        out = [reader.feed(ChoiceDelta(0, p)) for p in pieces] + [reader.feed(ChoiceDelta(0, "", finish_reason="stop"))]
+        return out
+
+    answer = 'Let me check.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par}is"}}\n</tool_call>'
+    out = feed_all("hermes", [answer[i:i + 4] for i in range(0, len(answer), 4)])
+    assert "".join(d.text for d in out) == "Let me check."
+    before_end = [p for d in out[:-1] for p in d.tool_calls]
+    assert before_end[0].name == "get_weather" and before_end[0].id and len(before_end) > 3  # streamed
+    assert "".join(p.arguments for p in before_end) == '{"city": "Par}is"}' and not out[-1].tool_calls
+    assert out[-1].finish_reason == "tool_calls"
+
+    # arguments given as a string: not followed while streaming, parsed whole at the end (after the first call)
+    two = ('<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>'
+           '<tool_call>{"name": "get_weather", "arguments": "{\\"city\\": \\"Oslo\\"}"}</tool_call>')
+    out = feed_all("hermes", [two[i:i + 5] for i in range(0, len(two), 5)])
+    parts = [p for d in out for p in d.tool_calls]
+    assert [(p.index, p.name) for p in parts if p.id] == [(0, "f"), (1, "get_weather")]
+    assert json.loads("".join(p.arguments for p in parts if p.index == 1)) == {"city": "Oslo"}
+    assert [p for p in out[-1].tool_calls if p.id][0].name == "get_weather"  # the whole call came at the end
+
+    # Mistral's name[ARGS]{...}: nothing to follow while streaming, the whole call at the end
+    out = feed_all("mistral", ["[TOOL_CALLS]f[ARGS]", '{"x": 2}'])
+    assert [(p.name, p.arguments) for p in out[-1].tool_calls] == [("f", ""), ("", '{"x": 2}')]
