@@ -71,6 +71,23 @@ def test_quantized_linear_close_to_float(make, tolerance):
     assert float((got - expected).abs().max() / expected.abs().max()) < tolerance
 
 
+@pytest.mark.parametrize("out_features, nibbles", [(64, True), (40, False)])
+def test_int8_planes_give_the_int8_products(out_features, nibbles):
+    """Two 4-bit planes through the int4 kernel reproduce the int8 weights' product (to the bf16
+    rounding of the output); shapes the int4 kernel cannot take keep the int8 kernel."""
+    torch.manual_seed(2)
+    linear = nn.Linear(256, out_features, bias=False)
+    layer = Int8Linear(linear)
+    assert layer.nibbles is nibbles
+    w = linear.weight.detach()
+    scale = (w.abs().amax(dim=1) / 127).to(torch.bfloat16).float()
+    exact_weights = torch.round(w / (w.abs().amax(dim=1) / 127)[:, None]).clamp(-127, 127) * scale[:, None]
+    x = torch.randn(4, 256).to(torch.bfloat16).float()
+    expected = x @ exact_weights.T
+    got = layer(x)
+    assert float((got - expected).abs().max() / expected.abs().max()) < 8e-3  # bf16 output rounding
+
+
 def test_modes_per_device():
     assert resolve_mode("auto", "cpu", "SmolLM2-135M-Instruct.Q4_1.gguf") == "int4"
     assert resolve_mode("auto", "cpu", "model-IQ4_XS.gguf") == "int4"
