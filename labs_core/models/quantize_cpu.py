@@ -46,12 +46,11 @@ class Int8Linear(nn.Module):
         w = linear.weight.detach().float()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         scale = w.abs().amax(dim=1).clamp_min(1e-12) / 127
-        q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int32)
+        q = torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8)
         scale = scale.to(ACT_DTYPE)
         self.nibbles = self.out_features % 16 == 0 and self.in_features % INT4_GROUP == 0
-        if self.nibbles:
-            low = q & 15
-            planes = torch.cat([(q - low) // 16 + 8, low], dim=1)  # [N, 2K], each 0..15
+        if self.nibbles:  # in int8 (0.25 s for the default model's head; int32 arithmetic took 1.2 s)
+            planes = torch.cat([(q >> 4) + 8, q & 15], dim=1).to(torch.int32)  # [N, 2K], each 0..15
             self.register_buffer("weight", torch.ops.aten._convert_weight_to_int4pack_for_cpu(planes, 1))
             groups = self.in_features // INT4_GROUP
             s = scale.float()[None, :].expand(groups, -1)
@@ -59,7 +58,7 @@ class Int8Linear(nn.Module):
             zeros = torch.cat([torch.zeros_like(s), 8 * s])
             self.register_buffer("scales_and_zeros", torch.stack([scales, zeros], dim=-1).contiguous().to(ACT_DTYPE))
         else:
-            self.register_buffer("weight", q.to(torch.int8))
+            self.register_buffer("weight", q)
             self.register_buffer("scales", scale)
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float(), requires_grad=False)
 
