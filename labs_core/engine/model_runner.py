@@ -219,8 +219,18 @@ class ModelRunner:
     @torch.inference_mode()
     def forward_step(self, host: HostBatch, shape: StepShape, ahead_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The forward of one step from its host arrays (tensor-parallel ranks other than 0 start here)."""
-        if self.cpu_threads:
-            torch.set_num_threads(self.step_threads(shape))
+        threads = self.step_threads(shape) if self.cpu_threads else 0
+        if threads and threads != self.cpu_threads:
+            # Restored after the forward: torch's count is process-wide state that threads starting
+            # later (the embedding model's) take as theirs.
+            torch.set_num_threads(threads)
+            try:
+                return self._forward_step(host, shape, ahead_ids)
+            finally:
+                torch.set_num_threads(self.cpu_threads)
+        return self._forward_step(host, shape, ahead_ids)
+
+    def _forward_step(self, host: HostBatch, shape: StepShape, ahead_ids: torch.Tensor | None) -> torch.Tensor:
         if self.graphs is not None and not shape.all_logits:
             if shape.decode_only and len(shape.query_lens) <= self.graphs.max_batch:
                 return self.graphs.run(host.ids, host.positions, host.slots, host.tables, host.context_lens,
