@@ -6,8 +6,8 @@ memory speed; int8 weights read a quarter, int4 an eighth. The products take bf1
 fast path of both kernels on AVX-512 BF16 CPUs) and give float32 back, so the rest of the model
 (norms, attention, the KV cache, the embedding lookup) is untouched.
 
-- int8: one scale per output row (symmetric); the products through the int4 kernel on two 4-bit
-  planes of the int8 weights (the same values, faster than `aten._weight_int8pack_mm`; Int8Linear).
+- int8: one scale per output row (symmetric), `aten._weight_int8pack_mm`; a large weight (the LM
+  head) through the int4 kernel on two 4-bit planes of the same int8 values (faster there; Int8Linear).
 - int4: a scale and an offset per group of 32 inputs (asymmetric), `aten._weight_int4pack_mm_for_cpu`.
   A GGUF Q4_1 tensor (groups of 32, scale and minimum) comes back as the same values (bar the bf16
   rounding of scales). The LM head stays int8 in both modes, as GGUF files keep it at 8 bits or more.
