@@ -15,6 +15,7 @@ from typing import Any
 
 from labs_core.config import Settings, engine_limits
 from labs_core.engine.choice_stream import ReasoningTags
+from labs_core.models import progress
 from labs_core.models.chat_model import ChatModel, ModelFacts, context_length
 from labs_core.models.loader import LoadOptions, load_causal_lm, load_tokenizer, resolve_device
 from labs_core.models.source import ModelSource
@@ -52,6 +53,8 @@ def build_paged(model: Any, tokenizer: Any, device: str, max_len: int, settings:
     log.info("engine limits on %s: %d sequences, %d tokens a step", device, max_num_seqs, max_num_batched_tokens)
     sizing = KVSizing(num_blocks=e.num_kv_blocks, cpu_kv_cache_gib=e.cpu_kv_cache_gib,
                       gpu_memory_fraction=e.kv_cache_memory_fraction)
+    warm_up = " (KV cache, CUDA graphs, compile: a minute or two)" if device.startswith("cuda") else " (KV cache)"
+    progress.report("building the engine" + warm_up)
     return build_paged_engine(model, tokenizer, device, config, sizing, eos_token_ids(model, tokenizer),
                               cuda_graphs=e.cuda_graphs, compile=e.compile, steps=steps,
                               cpu_decode=e.cpu_decode)

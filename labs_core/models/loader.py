@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from labs_core.errors import PreconditionFailed
-from labs_core.models import gguf_cache
+from labs_core.models import gguf_cache, progress
 from labs_core.models.source import ModelSource
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,8 @@ def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any,
         kwargs["config"] = checkpoint[1]
     log.info("loading %s (%s, %s)%s", source.spec, dtype, options.device_map or device,
              " and converting it (once: the result is cached)" if cached is not None else "")
+    progress.report("reading the GGUF file and converting its weights (once: cached for later starts)"
+                    if source.gguf_file else f"loading weights ({str(dtype).removeprefix('torch.')})")
     with contextlib.ExitStack() as stack:
         if source.gguf_file:
             stack.enter_context(gguf_cache.fast_gguf_reads())
@@ -104,7 +106,10 @@ def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any,
             model = AutoModelForCausalLM.from_pretrained(source.location, dtype=dtype, **kwargs)
         tokenizer = load_tokenizer(source, options)
     if cached is not None:
+        progress.report("saving the converted weights for later starts")
         gguf_cache.save(model, tokenizer, cached)
+    if quantization != "none":
+        progress.report(f"quantizing the weights ({quantization})")
     if on_gpu and quantization != "none":
         _quantize_on_gpu(model, quantization, device, source, options, checkpoint)
     if not options.device_map:

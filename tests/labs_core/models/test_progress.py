@@ -52,3 +52,21 @@ def test_phases_from_the_engine_process_reach_the_loading_thread():
     assert seen == ["building the engine", "capturing CUDA graphs"] and backend.info.device == "cuda:0"
     ours.close()
     theirs.close()
+
+
+def test_a_real_load_reports_its_phases_in_process_and_from_the_engine_process(tiny_llama_dir):
+    import asyncio as aio
+
+    from labs_core.models.chat_loader import load_chat_model
+    from labs_core.models.source import resolve
+    from tests.support import core_settings
+
+    for engine_process in ("false", "true"):
+        settings = core_settings(tiny_llama_dir, engine={"engine_process": engine_process})
+        seen: list[str] = []
+        with progress.reporting_to(seen.append):
+            chat = load_chat_model("tiny", resolve(str(tiny_llama_dir)), settings)
+        assert seen[0].startswith("loading weights") and seen[-1].startswith("building the engine"), seen
+        if engine_process == "true":  # the child process's reports crossed the socket
+            assert type(chat.backend).__name__ == "EngineProcess"
+            aio.run(chat.backend.close())
