@@ -41,7 +41,8 @@ INT4_GEMV = dict(BLOCK_N=16, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3)
 # Alternatives bench/quant_bench.py times at M = 1 (the best can be set for its engine run)
 GEMV_CANDIDATES = {
     FP8: [FP8_GEMV, dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=3),
-          dict(BLOCK_N=8, BLOCK_K=512, num_warps=4, num_stages=4), dict(BLOCK_N=16, BLOCK_K=512, num_warps=8, num_stages=3),
+          dict(BLOCK_N=8, BLOCK_K=512, num_warps=4, num_stages=4),
+          dict(BLOCK_N=16, BLOCK_K=512, num_warps=8, num_stages=3),
           dict(BLOCK_N=4, BLOCK_K=2048, num_warps=8, num_stages=2)],
     INT4: [INT4_GEMV, dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3),
            dict(BLOCK_N=16, BLOCKS_PER_STEP=8, num_warps=8, num_stages=3),

@@ -46,8 +46,10 @@ class QuantTensors:
     def concat(cls, parts: list["QuantTensors"]) -> "QuantTensors":
         first = parts[0]
         zeros = None if first.zeros is None else torch.cat([p.zeros for p in parts])
-        return cls(first.fmt, torch.cat([p.qweight for p in parts]), torch.cat([p.scales for p in parts]), zeros,
-                   first.group)
+        # (as bytes: not every torch build concatenates float8 tensors)
+        qweight = torch.cat([p.qweight.view(torch.uint8) if p.qweight.element_size() == 1 else p.qweight
+                             for p in parts]).view(first.qweight.dtype)
+        return cls(first.fmt, qweight, torch.cat([p.scales for p in parts]), zeros, first.group)
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         if self.fmt == kernels.FP8:
