@@ -50,6 +50,7 @@ SHAPES = {"qwen2.5-7b": eb.SHAPES["qwen2.5-7b"],
                         num_key_value_heads=2, vocab_size=512, tie_word_embeddings=False,
                         max_position_embeddings=4096)}
 MODES = ("bf16", "fp8", "int4")
+EXTRA_MODES = ("fp8+head", "int4+head")  # the LM head quantized to FP8 as well (--modes ...,int4+head)
 PROMPT, NEW = 128, 256
 
 
@@ -294,7 +295,8 @@ def run_engine(model: Any, mode: str, setup: Setup, checks: str) -> EngineFigure
         prefill.append(setup.prefill / eb.ttfts(trace)[0])
     engine.runner.restore_attention()
     embedding = model.get_input_embeddings().weight
-    tied = embedding.data_ptr() == model.get_output_embeddings().weight.data_ptr()
+    head_weight = getattr(model.get_output_embeddings(), "weight", None)  # None: a quantized head
+    tied = head_weight is not None and embedding.data_ptr() == head_weight.data_ptr()
     read = nbytes - (0 if tied else embedding.numel() * embedding.element_size())
     figures = EngineFigures(mode, nbytes / 1e9, warmup, statistics.median(rates), concurrent, max(prefill), checks,
                             read / 1e9)
@@ -316,7 +318,8 @@ def engine_rows(setup: Setup) -> list[EngineFigures]:
                 model, checks = base, ""
             else:
                 model = copy_model(base, setup)
-                quantize_model(model, mode, setup.device)
+                quantize_model(model, mode.removesuffix("+head"), setup.device,
+                               head="fp8" if mode.endswith("+head") else "none")
                 worst = check_kernels(model)
                 checks = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
                 if any(not kernels.paths.on[k] for k in worst):
@@ -349,7 +352,7 @@ def check_greedy(setup: Setup) -> list[str]:
 
     eb.DEVICE = setup.device
     lines = ["| check | mode | equal | tokens equal before the first difference |", "| --- | --- | ---: | --- |"]
-    for mode in [m for m in setup.modes if m != "bf16"]:
+    for mode in [m for m in setup.modes if m in ("fp8", "int4")]:
         kernels.paths.on = kernels.Paths().on
         if setup.shape in eb.SHAPES:
             model = eb.make_model("qwen2.5-0.5b", dtype=torch.float32, num_hidden_layers=4, initializer_range=0.2)
@@ -448,7 +451,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("kernels", "engine", "check"), default=None,
                         help="one part (check: implies --check)")
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help=f"engine modes, of {', '.join(MODES + EXTRA_MODES)} (+head: the LM head in FP8 too)")
     parser.add_argument("--ms", default="1,16,256,4096", help="row counts of the kernel table")
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--new", type=int, default=NEW)
@@ -465,9 +469,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def setup_of(args: argparse.Namespace) -> Setup:
     modes = tuple(m for m in args.modes.split(",") if m)
-    unknown = set(modes) - set(MODES)
+    unknown = set(modes) - set(MODES) - set(EXTRA_MODES)
     if unknown:
-        raise SystemExit(f"unknown modes {sorted(unknown)}: choose from {', '.join(MODES)}")
+        raise SystemExit(f"unknown modes {sorted(unknown)}: choose from {', '.join(MODES + EXTRA_MODES)}")
     if args.quick:
         return Setup(args.device, "quick", modes, (1, 5), 4, 8, 64, 1, not args.no_compile, not args.no_sweep, 2)
     return Setup(args.device, "qwen2.5-7b", modes, tuple(int(m) for m in args.ms.split(",")), args.concurrency,
