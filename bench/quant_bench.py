@@ -2,7 +2,7 @@
 
     python3 bench/quant_bench.py                      # kernels, then the engine (7B shape), ~5 min on an H200
     python3 bench/quant_bench.py --only kernels       # the kernel table alone (~1-2 min)
-    python3 bench/quant_bench.py --only engine --modes bf16,int4
+    python3 bench/quant_bench.py --only engine --modes bf16,int4,int4+head   # +head: LM head in FP8 too
     python3 bench/quant_bench.py --check --only check # greedy tokens of a small quantized model (~1-2 min)
     python3 bench/quant_bench.py --quick --device cpu # a tiny CPU run of the script's logic (tests/bench)
 
