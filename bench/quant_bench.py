@@ -1,6 +1,6 @@
 """Quantized weights on one GPU: bf16 against FP8 and int4 (issue 22), kernels and engine, one run.
 
-    python3 bench/quant_bench.py                      # kernels, then the engine (7B shape), ~5 min on an H200
+    python3 bench/quant_bench.py                      # kernels, then the engine (7B shape), ~4-5 min on an H200
     python3 bench/quant_bench.py --only kernels       # the kernel table alone (~1-2 min)
     python3 bench/quant_bench.py --only engine --modes bf16,int4,int4+head   # +head: LM head in FP8 too
     python3 bench/quant_bench.py --check --only check # greedy tokens of a small quantized model (~1-2 min)
@@ -127,7 +127,8 @@ def config_name(config: dict[str, int]) -> str:
     short = {"BLOCK_M": "m", "BLOCK_N": "n", "BLOCK_K": "k", "BLOCKS_PER_STEP": "b", "num_warps": "w",
              "num_stages": "s"}
     kind = "GEMM" if config.get("GEMM") else "GEMV"
-    return kind + " " + " ".join(f"{short[k]}{v}" for k, v in config.items() if k in short)
+    name = kind + " " + " ".join(f"{short[k]}{v}" for k, v in config.items() if k in short)
+    return name + (" 1-FMA" if config.get("ONE_FMA") else "")
 
 
 @dataclass
@@ -191,16 +192,20 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
                 impls.append(("bf16", "Triton GEMV", lambda w: gemv.launch_gemv(x[0], w, None)))
             for mode, q in quant.items():
                 path = kernels.path_for(m, q.fmt, x.dtype) if dev == "cuda" else cpu_path(m)
-                impls.append((mode, path, lambda w, p=path: kernels.run_path(p, x, w.qweight, w.scales, w.zeros, None,
-                                                                                w.fmt, w.group)))
-                if path == "gemv" and setup.sweep:
-                    for i, c in enumerate(kernels.GEMV_CANDIDATES[q.fmt]):
-                        impls.append((mode, f"{config_name(c)} #{i}", lambda w, c=c: kernels.launch_gemv(
-                            x[0], w.qweight, w.scales, w.zeros, None, w.fmt, w.group, config=c)))
-                if path == "gemm" and m == 256 and setup.sweep:
-                    for i, c in enumerate(kernels.GEMM_CANDIDATES_256):
-                        impls.append((mode, f"GEMM {config_name(c)[5:]} #{i}", lambda w, c=c: kernels.launch_gemm(
-                            x, w.qweight, w.scales, w.zeros, None, w.fmt, w.group, tiles=c)))
+                others = []  # the other kernels that could serve these rows, for comparison
+                if dev == "cuda" and m > 1:
+                    others = [p for p in (("gemm",) if q.fmt == kernels.INT4 else ("gemm", "scaled_mm")) if p != path]
+                for p in [path] + others:
+                    impls.append((mode, p, lambda w, p=p: kernels.run_path(p, x, w.qweight, w.scales, w.zeros, None,
+                                                                           w.fmt, w.group)))
+                    if p == "gemv" and setup.sweep:
+                        for i, c in enumerate(kernels.GEMV_CANDIDATES[q.fmt]):
+                            impls.append((mode, f"{config_name(c)} #{i}", lambda w, c=c: kernels.launch_gemv(
+                                x[0], w.qweight, w.scales, w.zeros, None, w.fmt, w.group, config=c)))
+                    if p == "gemm" and m == 256 and q.fmt == kernels.INT4 and setup.sweep:
+                        for i, c in enumerate(kernels.GEMM_CANDIDATES_256):
+                            impls.append((mode, f"GEMM {config_name(c)[5:]} #{i}", lambda w, c=c: kernels.launch_gemm(
+                                x, w.qweight, w.scales, w.zeros, None, w.fmt, w.group, tiles=c)))
             for mode, path, call in impls:
                 ws = weights[mode]
                 try:
@@ -451,7 +456,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("kernels", "engine", "check"), default=None,
                         help="one part (check: implies --check)")
-    parser.add_argument("--modes", default=",".join(MODES),
+    parser.add_argument("--modes", default=",".join(MODES + EXTRA_MODES),
                         help=f"engine modes, of {', '.join(MODES + EXTRA_MODES)} (+head: the LM head in FP8 too)")
     parser.add_argument("--ms", default="1,16,256,4096", help="row counts of the kernel table")
     parser.add_argument("--concurrency", type=int, default=256)
