@@ -128,7 +128,8 @@ def config_name(config: dict[str, int]) -> str:
              "num_stages": "s"}
     kind = "GEMM" if config.get("GEMM") else "GEMV"
     name = kind + " " + " ".join(f"{short[k]}{v}" for k, v in config.items() if k in short)
-    return name + (" 1-FMA" if config.get("ONE_FMA") else "")
+    return (name + (" 1-FMA" if config.get("ONE_FMA") else "")
+            + (f" split-K to {config['SPLIT_PROGRAMS']} programs" if config.get("SPLIT_PROGRAMS") else ""))
 
 
 @dataclass

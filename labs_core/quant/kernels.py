@@ -53,7 +53,11 @@ GEMV_CANDIDATES = {
            dict(BLOCK_N=4, BLOCKS_PER_STEP=4, num_warps=2, num_stages=3, ONE_FMA=True),
            dict(BLOCK_N=4, BLOCKS_PER_STEP=8, num_warps=2, num_stages=3, ONE_FMA=True),
            dict(BLOCK_N=8, BLOCKS_PER_STEP=8, num_warps=4, num_stages=2, ONE_FMA=True),
-           dict(BLOCK_N=16, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3)],
+           dict(BLOCK_N=16, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3),
+           # split K until ~1,056 programs (8 a multiprocessor on an H100/H200) run
+           dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3, SPLIT_PROGRAMS=1056),
+           dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3, ONE_FMA=True, SPLIT_PROGRAMS=1056),
+           dict(BLOCK_N=4, BLOCKS_PER_STEP=4, num_warps=2, num_stages=3, ONE_FMA=True, SPLIT_PROGRAMS=2112)],
 }
 # Relative error (‖y - ref‖ / ‖ref‖) a path may show against the reference: weight-only paths round
 # only the bf16 output and the accumulation order (~3e-3); FP8 activations add e4m3 rounding (~3e-2).
@@ -97,14 +101,17 @@ if triton is not None:
     @triton.jit
     def int4_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr, N, K: tl.constexpr, GROUP: tl.constexpr,
                          HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCKS_PER_STEP: tl.constexpr,
-                         ONE_FMA: tl.constexpr = False):
+                         ONE_FMA: tl.constexpr = False, BLOCKS_PER_SPLIT: tl.constexpr = 0):
         """y[n] = sum_k s[n, g(k)] * (q[n, k] - z[n, g(k)]) * x[k] (+ b[n]) for BLOCK_N rows.
 
         A step reads a [BLOCK_N, BLOCKS_PER_STEP, 16] tile of words (contiguous along the last two
         axes: wide loads); nibble j of a block's words is inputs 16 j .. 16 j + 15 of the block
         (formats.py), so it meets 16 contiguous activations. A nibble becomes a float without a
         conversion instruction: (nibble | 0x4B000000) read as float32 is 2^23 + nibble, and the
-        2^23 is folded into the zero point."""
+        2^23 is folded into the zero point.
+
+        Split K (BLOCKS_PER_SPLIT > 0): program (i, s) covers blocks s * BLOCKS_PER_SPLIT onwards
+        and writes its float32 partial sums to y[s, rows] (no bias); the host adds the splits."""
         NB: tl.constexpr = K // 128
         NG: tl.constexpr = K // GROUP
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -112,9 +119,15 @@ if triton is not None:
         words = tl.arange(0, 16)
         blocks = tl.arange(0, BLOCKS_PER_STEP)
         acc = tl.zeros([BLOCK_N, BLOCKS_PER_STEP, 16], dtype=tl.float32)
-        for b0 in range(0, NB, BLOCKS_PER_STEP):
+        if BLOCKS_PER_SPLIT > 0:
+            b_lo = tl.program_id(1) * BLOCKS_PER_SPLIT
+            b_hi = tl.minimum(b_lo + BLOCKS_PER_SPLIT, NB)
+        else:
+            b_lo = 0
+            b_hi = NB
+        for b0 in range(b_lo, b_hi, BLOCKS_PER_STEP):
             b = b0 + blocks  # [BPS]
-            b_ok = b < NB
+            b_ok = b < b_hi
             ok = row_ok[:, None] & b_ok[None, :]  # [BN, BPS]
             w = tl.load(w_ptr + rows[:, None, None].to(tl.int64) * (K // 8) + (b * 16)[None, :, None]
                         + words[None, None, :], mask=ok[:, :, None], other=0, eviction_policy="evict_first")
@@ -158,9 +171,12 @@ if triton is not None:
                     q = (((w >> (4 * j)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
                     acc += (q - (z + 8388608.0)[:, :, None]) * s[:, :, None] * x[None, :, :]
         y = tl.sum(tl.sum(acc, axis=2), axis=1)
-        if HAS_BIAS:
-            y += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
-        tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=row_ok)
+        if BLOCKS_PER_SPLIT > 0:
+            tl.store(y_ptr + tl.program_id(1) * N + rows, y, mask=row_ok)
+        else:
+            if HAS_BIAS:
+                y += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+            tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=row_ok)
 
     @triton.jit
     def wq_gemm_kernel(x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_ym,
@@ -298,9 +314,29 @@ def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, ze
         fp8_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, b, out, n, k, HAS_BIAS=bias is not None,
                                                          **c)
     else:
-        int4_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, zeros, b, out, n, k, GROUP=group,
-                                                          HAS_BIAS=bias is not None, **c)
+        c = dict(c)
+        programs = triton.cdiv(n, c["BLOCK_N"])
+        splits = split_k(programs, k // formats.BLOCK, c.pop("SPLIT_PROGRAMS", 0), c["BLOCKS_PER_STEP"])
+        if splits > 1:  # partial sums in float32, added here (one more small kernel)
+            per_split = -(-(k // formats.BLOCK) // splits)
+            per_split = -(-per_split // c["BLOCKS_PER_STEP"]) * c["BLOCKS_PER_STEP"]
+            splits = -(-(k // formats.BLOCK) // per_split)
+            partial = torch.empty(splits, n, device=x.device, dtype=torch.float32)
+            int4_gemv_kernel[(programs, splits)](x, qweight, scales, zeros, b, partial, n, k, GROUP=group,
+                                                 HAS_BIAS=False, BLOCKS_PER_SPLIT=per_split, **c)
+            y = partial.sum(dim=0)
+            return (y if bias is None else y + bias.float()).to(x.dtype)
+        int4_gemv_kernel[(programs,)](x, qweight, scales, zeros, b, out, n, k, GROUP=group,
+                                      HAS_BIAS=bias is not None, **c)
     return out
+
+
+def split_k(programs: int, blocks: int, target: int, blocks_per_step: int) -> int:
+    """How many ways to split K so that about `target` programs run (0: no split): the long-K, few-row
+    products (the 7B's down: 448 programs of 148 blocks each) otherwise leave the SMs latency-bound."""
+    if target <= 0 or programs >= target:
+        return 1
+    return max(1, min(-(-target // programs), blocks // max(blocks_per_step, 1)))
 
 
 def launch_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,

@@ -138,3 +138,16 @@ def test_fused_int4_dequantization_and_dequant_mm(mode):
     b = torch.randn(40, generator=gen)
     torch.testing.assert_close(kernels.dequant_mm(x, t.qweight, t.scales, t.zeros, b),
                                kernels.reference(x, t.qweight, t.scales, t.zeros, b, t.fmt))
+
+
+@pytest.mark.parametrize("one_fma", [False, True])
+def test_int4_gemv_split_k_adds_its_partial_sums(one_fma):
+    t, gen = weights("int4", 24, 2048, 13)  # 16 blocks of 128: 4 splits of 4 blocks
+    x = torch.randn(2048, generator=gen)
+    b = torch.randn(24, generator=gen)
+    config = dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3, ONE_FMA=one_fma, SPLIT_PROGRAMS=1056)
+    assert kernels.split_k(3, 16, 1056, 4) == 4
+    got = kernels.launch_gemv(x, t.qweight, t.scales, t.zeros, b, t.fmt, t.group, config=config)
+    ref = kernels.reference(x[None], t.qweight, t.scales, t.zeros, b, t.fmt)[0]
+    assert got.shape == (24,) and kernels.relative_error(got, ref) < 1e-5
+    assert config["SPLIT_PROGRAMS"] == 1056  # the candidate itself is left as it was
