@@ -388,7 +388,8 @@ def dequant_mm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
 
 def scaled_mm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """FP8 x FP8 on the tensor cores: row-wise scales (per token for x, per channel for W). On CUDA
-    the activations are quantized by one Triton kernel (torch's six ops cost 25 us at 256 rows)."""
+    the activations are quantized by one Triton kernel (torch's six ops made q/k/v at 256 rows 44 us
+    against bf16's 16 on an H200)."""
     xq, xs = quantize_rows_fp8_fused(x) if x.is_cuda and triton is not None else quantize_rows_fp8(x)
     out = torch._scaled_mm(xq, qweight.t(), scale_a=xs, scale_b=scales.view(1, -1), out_dtype=x.dtype)
     return out if bias is None else out + bias
