@@ -6,8 +6,9 @@ torch.compile and to CUDA graphs, which capture one M each):
   registers and accumulates in float32. A decode step is a read of every weight, so bytes are time.
 - FP8, 1 < M <= GEMM_MAX_M: a Triton GEMM that dequantizes each weight tile in registers to the
   activations' dtype and multiplies with tl.dot (weight-only: activations stay bf16).
-- int4, M > 1: the weight dequantized to bf16 in one Triton pass, then cuBLAS (`dequant_mm`): on an
-  H200 it beat the in-register GEMM above (which stays as its fallback) by 1.5-3x at 16-4096 rows.
+- int4, M > 1: the weight dequantized to bf16 in one Triton pass, then cuBLAS (`dequant_mm`). On the
+  first H200 run the in-register GEMM above (now its fallback) was 3-4x slower than bf16 cuBLAS at
+  256 rows; this costs cuBLAS's time plus a pass of 2.5 bytes a weight (not measured yet).
 - FP8, M > GEMM_MAX_M (large batches, prefill): activations quantized per token to e4m3 (one Triton
   kernel) and `torch._scaled_mm` (Hopper's FP8 tensor cores, row-wise scales), bf16 out.
 Each path has a switch (`paths`), set by `check_paths` at load against the dequantize-then-matmul
@@ -382,7 +383,7 @@ def dequantize_int4_fused(qweight: torch.Tensor, scales: torch.Tensor, zeros: to
 def dequant_mm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
                bias: torch.Tensor | None) -> torch.Tensor:
     """int4 for many rows: the weight dequantized to x's dtype in one pass (2.5 bytes a weight of
-    traffic), then cuBLAS. Beat the in-register dequantizing GEMM at 16 and 256 rows on an H200."""
+    traffic), then cuBLAS; replaced the in-register GEMM, 3-4x off bf16 at 256 rows on an H200."""
     return F.linear(x, dequantize_int4_fused(qweight, scales, zeros, x.dtype), bias)
 
 
