@@ -4,6 +4,7 @@ GGUF) with the default embedding model loaded too.
 
     python3 bench/cpu_bench.py --out bench/runs/cpu.md
     python3 bench/cpu_bench.py --modes int8 --new 32 --concurrency 1,4     # quicker
+    python3 bench/cpu_bench.py --modes int4,int4:LABS_CPU_DECODE=false --starts 1   # A/B in one run
 
 Figures: time from `labs-core` start to health SERVING (both models loaded), first with an empty
 GGUF cache (LABS_CACHE_DIR) then cached; one stream's decode tok/s (tokens after the first over the
@@ -151,15 +152,27 @@ async def measure_served(address: str, new_tokens: int, repeats: int, concurrenc
             figures.concurrent_tok_s[n] = total_tok_s(list(streams))
 
 
+def mode_env(spec: str) -> dict[str, str]:
+    """A --modes entry, `QUANTIZATION[:KEY=VALUE[+KEY=VALUE...]]`, as the core's environment."""
+    mode, _, extra = spec.partition(":")
+    env = {"LABS_QUANTIZATION": mode}
+    for item in filter(None, extra.split("+")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--modes entry {spec!r}: {item!r} is not KEY=VALUE")
+        env[key] = value
+    return env
+
+
 def start_core(mode: str, cache_dir: Path, logs: Path, threads: int, timeout: float) -> tuple[Any, float]:
     from tests.reliability.processes import CoreProcess, base_env, free_port
 
     port = free_port()
     env = base_env(LABS_GRPC_HOST="127.0.0.1", LABS_GRPC_PORT=str(port), LABS_DEVICE="cpu",
-                   LABS_QUANTIZATION=mode, LABS_CACHE_DIR=str(cache_dir), LABS_FINANCE_CHAT="false",
-                   LABS_LOG_LEVEL="info", **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+                   LABS_CACHE_DIR=str(cache_dir), LABS_FINANCE_CHAT="false", LABS_LOG_LEVEL="info",
+                   **({"OMP_NUM_THREADS": str(threads)} if threads else {}), **mode_env(mode))
     started = time.perf_counter()
-    core = CoreProcess(env, logs / f"core-{mode}.log").start()
+    core = CoreProcess(env, logs / f"core-{mode.replace(':', '-').replace('+', '-')}.log").start()
     core.wait_health(timeout=timeout)
     return core, time.perf_counter() - started
 
@@ -205,7 +218,9 @@ def markdown(args: argparse.Namespace, hf_tok_s: float, prompt_tokens: int, rows
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--modes", default="none,int8,int4", help="LABS_QUANTIZATION values, comma separated")
+    p.add_argument("--modes", default="none,int8,int4",
+                   help="LABS_QUANTIZATION values, comma separated; each may add core settings as "
+                        "int4:LABS_CPU_DECODE=false+OMP_NUM_THREADS=1")
     p.add_argument("--new", type=int, default=128, help="new tokens a stream")
     p.add_argument("--repeats", type=int, default=3, help="single streams measured (median)")
     p.add_argument("--concurrency", default="16", help="concurrent stream counts, comma separated")

@@ -384,6 +384,11 @@ def served(api: str, target: str, scenario: Scenario, vocab: int, processes: int
 
 # -- servers ------------------------------------------------------------------------------------
 
+# The load generator yields the CPU to the servers when both want it: on a deployment the clients run
+# elsewhere, and on the bench host 16+ client processes would otherwise take cores the engine step needs.
+CLIENT_NICENESS = 10
+
+
 def start_core(model_dir: Path, args: argparse.Namespace, engine_process: str, logs: Path) -> Any:
     from tests.reliability.processes import CoreProcess, core_env, free_port
 
@@ -498,7 +503,7 @@ def main() -> None:
     header = (f"Device: {device_name}; {os.cpu_count()} CPU cores; torch {torch.__version__}, transformers "
               f"{transformers.__version__}, python {platform.python_version()}; engine: max_num_seqs "
               f"{args.max_num_seqs}, max_num_batched_tokens {args.max_batched_tokens}; clients: "
-              f"{args.client_processes} processes; gateway workers {args.gateway_workers}; "
+              f"{args.client_processes} processes (nice {CLIENT_NICENESS}); gateway workers {args.gateway_workers}; "
               f"LABS_ENGINE_PROCESS={args.engine_process}")
     print(header, flush=True)
     work = Path(tempfile.mkdtemp(prefix="served-bench-"))
@@ -539,7 +544,8 @@ def run_served(args: argparse.Namespace, scenarios: list[Scenario], vocab: int, 
     count a gateway and its SSE figures. The first configuration also runs the biggest scenario with
     twice the client processes."""
     processes = args.client_processes
-    with multiprocessing.get_context("spawn").Pool(processes * 2) as pool:
+    with multiprocessing.get_context("spawn").Pool(processes * 2, initializer=os.nice,
+                                                   initargs=(CLIENT_NICENESS,)) as pool:
         for n, engine_process in enumerate(args.engine_process.split(",")):
             core = start_core(args.model_dir, args, engine_process, work)
             suffix = "" if n == 0 else f" (LABS_ENGINE_PROCESS={engine_process})"

@@ -72,6 +72,8 @@ def wait_ready(client: CoreClient, console: Console, alive: Callable[[], None] =
                 size = f"{m.weight_bytes / 2**30:.1f} GiB" if m.weight_bytes else ""
                 facts = ", ".join(x for x in (m.dtype, quant, size, m.serving_path) if x)
                 detail = f" on {m.device} ({facts})" if m.ready and m.device else ""
+                if m.loading_phase and not m.ready:
+                    detail = f": {m.loading_phase}"
                 progress.update(model_tasks[m.name], description=f"model {m.name}: {state}{detail}",
                                 completed=int(m.ready))
                 if m.state == 4:

@@ -100,6 +100,8 @@ class EngineSettings:
     prefix_caching: bool = setting(True, "LABS_PREFIX_CACHING", "Reuse KV blocks of repeated prompt prefixes")
     cuda_graphs: bool = setting(True, "LABS_CUDA_GRAPHS", "Capture CUDA graphs for decode (GPU only)")
     compile: bool = setting(True, "LABS_COMPILE", "torch.compile the forward around our attention (GPU only)")
+    cpu_decode: bool = setting(True, "LABS_CPU_DECODE", "CPU: decode steps of Llama-family models through the "
+                               "lean forward, once it matched the model's at start (off: the model's own)")
     engine_process: str = setting("auto", "LABS_ENGINE_PROCESS",
                                   "Run the engine in a process of its own, apart from gRPC (auto: on GPUs)",
                                   choices=("auto", "true", "false"))

@@ -54,13 +54,16 @@ class EmbeddingModel:
 
     @classmethod
     def load(cls, source: ModelSource, device: str = "auto", trust_remote_code: bool = False) -> "EmbeddingModel":
+        from labs_core.models import progress
         from labs_core.models.loader import IMPORT_LOCK, WEIGHTS_LOCK, resolve_device
 
+        progress.report("importing sentence-transformers")
         with IMPORT_LOCK:
             from sentence_transformers import SentenceTransformer
 
         resolved = resolve_device(device)
         log.info("loading embedding model %s on %s", source.spec, resolved)
+        progress.report(f"loading weights on {resolved}")
         try:
             with WEIGHTS_LOCK:
                 model = SentenceTransformer(source.location, device=resolved, trust_remote_code=trust_remote_code)

@@ -99,23 +99,38 @@ def reference_attention(meta: AttentionMetadata, layer: int, q: torch.Tensor, sc
 
 
 def batched_decode_attention(meta: AttentionMetadata, layer: int, q: torch.Tensor, scale: float) -> torch.Tensor:
-    """A decode-only batch in one product (CPU): every sequence's context gathered to the longest
-    one's width, positions past a sequence's length masked; grouped heads read their shared K/V
-    in place (no repeat). q [B, H, D] -> [B, H, D]. Unwritten slots hold zeros or old values
-    (the cache is zero-filled), which the mask drops."""
+    """A decode-only batch in one product (CPU): every sequence's context gathered by slot to the
+    longest one's length, positions past a sequence's length masked (one sequence: no mask);
+    grouped heads read their shared K/V in place (no repeat). q [B, H, D] -> [B, H, D]. The slots
+    and the mask are the same for every layer of the step, so they are made once."""
     k_cache, v_cache = meta.kv.keys[layer], meta.kv.values[layer]
-    batch, block_size = q.shape[0], k_cache.shape[1]
-    width = -(-max(meta.context_lens_host) // block_size)
-    tables = meta.block_tables[:, :width]
-    k = k_cache[tables].flatten(1, 2).transpose(1, 2)  # [B, Hkv, L, D]
-    v = v_cache[tables].flatten(1, 2).transpose(1, 2)
-    mask = meta.extra.get("decode_mask")
-    if mask is None:  # the same for every layer of the step
-        positions = torch.arange(width * block_size, device=q.device)
-        mask = meta.extra["decode_mask"] = (positions[None, :] < meta.context_lens[:, None].long())[:, None, None, :]
-    out = F.scaled_dot_product_attention(q[:, :, None, :], k, v, attn_mask=mask, scale=scale,
-                                         enable_gqa=q.shape[1] != k.shape[1])
+    batch = q.shape[0]
+    slots = meta.extra.get("decode_slots")
+    if slots is None:
+        slots, mask = decode_context(meta, k_cache.shape[1])
+        meta.extra["decode_slots"], meta.extra["decode_mask"] = slots, mask
+    mask = meta.extra["decode_mask"]
+    k = k_cache.view(-1, *k_cache.shape[2:]).index_select(0, slots).view(batch, -1, *k_cache.shape[2:])
+    v = v_cache.view(-1, *v_cache.shape[2:]).index_select(0, slots).view(batch, -1, *v_cache.shape[2:])
+    out = F.scaled_dot_product_attention(q[:, :, None, :], k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
+                                         scale=scale, enable_gqa=q.shape[1] != k.shape[2])
     return out[:, :, 0, :]
+
+
+def decode_context(meta: AttentionMetadata, block_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The cache slots of every sequence's context, [B * L] for L the longest context (shorter ones
+    padded with their own first slot), and the [B, 1, 1, L] mask of real positions (None when no
+    sequence is padded)."""
+    lengths = meta.context_lens_host
+    longest = max(lengths)
+    width = -(-longest // block_size)
+    positions = torch.arange(longest, device=meta.block_tables.device)
+    tables = meta.block_tables[:, :width].long()
+    slots = tables[:, positions // block_size] * block_size + positions % block_size  # [B, L]
+    if min(lengths) == longest:
+        return slots.reshape(-1), None
+    real = positions[None, :] < meta.context_lens[:, None].long()
+    return torch.where(real, slots, slots[:, :1]).reshape(-1), real[:, None, None, :]
 
 
 @torch.compiler.disable  # an opaque island: torch.compile fuses everything around it, not this

@@ -113,6 +113,45 @@ def probe(model: Any, runner: ModelRunner, vocab_size: int) -> None:
         raise PagedUnsupported(f"paged attention does not reproduce the model's logits (relative error {error:.2e})")
 
 
+def use_cpu_decoder_if_exact(model: Any, runner: ModelRunner, vocab_size: int, steps: int = 4) -> bool:
+    """Serve decode steps through the lean CPU forward (cpu_decode.py) when the model is one it
+    knows and it gives the model's own logits over a prefill and a few decode steps."""
+    from labs_core.engine.cpu_decode import CpuDecoder
+
+    reason = CpuDecoder.supports(model)
+    if reason is not None:
+        log.info("CPU decode through the model's own forward: %s", reason)
+        return False
+    decoder = CpuDecoder(model)
+    generator = torch.Generator().manual_seed(4)
+    ids = torch.randint(0, vocab_size, (PROBE_TOKENS // 2,), generator=generator).tolist()
+    blocks = BlockManager(runner.num_blocks, runner.block_size, enable_prefix_caching=False)
+    seq = Sequence(request_id="probe-decode", choice_index=0, token_ids=ids, params=SamplingParams(), seed=0)
+    error = 0.0
+    with torch.inference_mode():
+        blocks.allocate(seq, seq.num_tokens)
+        runner.forward(ScheduledBatch([seq], [seq.num_tokens]))
+        seq.num_computed_tokens = seq.num_tokens
+        for token in torch.randint(0, vocab_size, (steps,), generator=generator).tolist():
+            seq.token_ids.append(token)
+            blocks.allocate(seq, seq.num_tokens)
+            batch = ScheduledBatch([seq], [1])
+            expected = runner.forward(batch).float()
+            runner.cpu_decoder = decoder
+            try:
+                got = runner.forward(batch).float()
+            finally:
+                runner.cpu_decoder = None
+            error = max(error, relative_error(got, expected))
+            seq.num_computed_tokens += 1
+    if not error < 1e-3:
+        log.warning("the lean CPU decode forward differs from the model's (relative error %.1e): not used", error)
+        return False
+    runner.cpu_decoder = decoder
+    log.info("CPU decode steps through the lean forward (relative error %.1e)", error)
+    return True
+
+
 def first_layer_output(model: Any, ids: torch.Tensor) -> torch.Tensor:
     """The first decoder layer's output: what a change to the products shows in, before 20-odd
     layers of random bf16 weights amplify rounding into noise (a full-logits comparison of a
@@ -186,18 +225,20 @@ def warm_up_shapes(runner: ModelRunner) -> None:
 
 def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineConfig, sizing: KVSizing,
                        eos_token_ids: list[int], cuda_graphs: bool = True, compile: bool = False,
-                       use_gemv_products: bool = True, fuse: bool = True, steps: Any = None) -> AsyncEngine:
+                       use_gemv_products: bool = True, fuse: bool = True, steps: Any = None,
+                       cpu_decode: bool = True) -> AsyncEngine:
     """Probe the model on a small cache, size the real cache from what is left, capture graphs.
 
     `steps` (tensor parallel rank 0): every runner call is announced to the other ranks. The probe
     against the model's own attention, fusion and the GEMV run the model outside the runner, so they
-    are skipped there; run-ahead too (the other ranks have no sampled tokens on their device)."""
+    are skipped there, and fusion is made on every rank through the runner instead. Run-ahead
+    works: rank 0 broadcasts the drawn tokens device to device (ModelRunner.forward_step)."""
     check_supported(model)
     dev = torch.device(device)
     layout = kv_layout(model)
+    fuse_every_rank = fuse and steps is not None and dev.type == "cuda"
     if steps is not None:
         fuse = use_gemv_products = False
-        config = dataclasses.replace(config, run_ahead=False)
     if dev.type == "cuda":  # decode is a pass over the weights: fewer, larger products
         if fuse:
             log.info("fused %d projection groups", fuse_if_exact(model, len(tokenizer)))
@@ -206,12 +247,16 @@ def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineCo
     useful_tokens = config.max_num_seqs * config.max_model_len
     probe_blocks = max(-(-max(config.max_num_batched_tokens, 2 * PROBE_TOKENS) // config.block_size) + 1, 8)
     runner = ModelRunner(model, config.block_size, probe_blocks, dev, tuple(eos_token_ids), steps=steps)
+    if fuse_every_rank:
+        log.info("fused %d projection groups on every rank", runner.fuse_projections())
     try:
         if steps is None:
             probe(model, runner, len(tokenizer))
     except Exception:
         runner.restore_attention()
         raise
+    if dev.type == "cpu" and steps is None and cpu_decode:
+        use_cpu_decoder_if_exact(model, runner, len(tokenizer))
     reserve = activation_peak_bytes(runner, config, runner.vocab_size) if dev.type == "cuda" else 0
     runner.kv = None  # release the probe cache before sizing the real one
     if dev.type == "cuda":

@@ -23,10 +23,12 @@ class ReasoningTags:
 
 class ChoiceStream:
     def __init__(self, index: int, tokenizer: Any, prompt_ids: Sequence[int], params: SamplingParams,
-                 reasoning: ReasoningTags | None = None, prompt_text_tail: str = ""):
+                 reasoning: ReasoningTags | None = None, prompt_text_tail: str = "",
+                 keep_special_tokens: Sequence[int] = ()):
         self.index = index
         self.params = params
         self.detokenizer = IncrementalDetokenizer(tokenizer, prompt_ids)
+        self.kept = {t: tokenizer.convert_ids_to_tokens(t) for t in keep_special_tokens}
         self.stops = StopStringMatcher(params.stop)
         self.splitter = None
         if reasoning is not None:
@@ -45,6 +47,8 @@ class ChoiceStream:
         for token_id in token_ids:
             self.num_tokens += 1
             piece = self.detokenizer.add(token_id)
+            if token_id in self.kept:  # decoded as nothing (special): its text goes out after what came before
+                piece += self.kept[token_id]
             out, stop = self.stops.feed(piece, allow_stop=self.num_tokens >= self.params.min_tokens)
             raw.append(out)
             if self.splitter is not None and self.splitter.in_reasoning:

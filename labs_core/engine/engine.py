@@ -20,6 +20,7 @@ from labs_core.engine.metrics import EngineMetrics
 from labs_core.engine.model_runner import ModelRunner
 from labs_core.engine.outputs import (RequestDone, StreamEvent, Timings, TokenLogprob, TopLogprob,
                                       Usage)
+from labs_core.engine.reasoning import reasoning_gate
 from labs_core.engine.request import EngineRequest
 from labs_core.engine.sampler import SamplerOutput
 from labs_core.engine.scheduler import ScheduledBatch, Scheduler, SchedulerConfig
@@ -124,7 +125,7 @@ class LLMEngine:
                            arrival_time=request.arrival_time, waits_for=seqs[0] if seqs else None)
             seqs.append(seq)
         streams = [ChoiceStream(i, self.tokenizer, request.prompt_ids, params, request.reasoning,
-                                request.prompt_text_tail) for i in range(params.n)]
+                                request.prompt_text_tail, request.keep_special_tokens) for i in range(params.n)]
         state = self.requests[request.request_id] = RequestState(request, seqs, streams)
         if request.constraint is None:
             for seq in seqs:
@@ -162,8 +163,9 @@ class LLMEngine:
                 log.exception("grammar compile failed for %s", state.request.request_id)
                 events += self.abort_request(state.request.request_id)
                 continue
+            gate = reasoning_gate(self.tokenizer, state.request)
             for seq in state.seqs:
-                seq.grammar = self.grammars.matcher(compiled, state.request.constraint)
+                seq.grammar = self.grammars.matcher(compiled, state.request.constraint, gate)
                 self.scheduler.add(seq)
         self.compiling = still
         return events

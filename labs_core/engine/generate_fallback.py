@@ -20,6 +20,7 @@ from transformers.generation.streamers import BaseStreamer
 from labs_core.engine.choice_stream import ChoiceStream
 from labs_core.engine.detokenizer import token_text
 from labs_core.engine.outputs import RequestDone, StreamEvent, Timings, TokenLogprob, TopLogprob, Usage
+from labs_core.engine.reasoning import reasoning_gate
 from labs_core.engine.request import EngineRequest
 from labs_core.errors import QueueFull
 
@@ -51,6 +52,24 @@ class _LogprobRecorder(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         self.steps.append(torch.log_softmax(scores[0].float(), dim=-1))
         return scores
+
+
+class _GrammarProcessor(LogitsProcessor):
+    """Constrained decoding under generate: the choice's matcher takes the token drawn last, then
+    masks the next logits (every processor before this one has run; temperature and top-p after)."""
+
+    def __init__(self, matcher: Any, prompt_len: int):
+        self.matcher, self.prompt_len = matcher, prompt_len
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        from labs_core.engine.sampler import unpack_bitmask
+        from labs_core.structured.grammar import fill_bitmask
+
+        if input_ids.shape[1] > self.prompt_len:
+            self.matcher.accept_token(int(input_ids[0, -1]))
+        vocab = scores.shape[-1]
+        allowed = unpack_bitmask(fill_bitmask([self.matcher], vocab).to(scores.device), vocab)
+        return scores.masked_fill(~allowed, float("-inf"))
 
 
 class _Stop(StoppingCriteria):
@@ -92,6 +111,7 @@ class GenerateBackend:
         self.finished = 0
         self.rejected = 0
         self.eos_ids = list(eos_token_ids)
+        self.grammars: Any = None  # GrammarBackend, made on the first constrained request
 
     async def generate(self, request: EngineRequest) -> AsyncIterator[StreamEvent]:
         if self.waiting >= self.max_waiting + 1:
@@ -129,7 +149,7 @@ class GenerateBackend:
     async def _one_choice(self, request: EngineRequest, index: int):
         params = request.params
         stream = ChoiceStream(index, self.tokenizer, request.prompt_ids, params, request.reasoning,
-                              request.prompt_text_tail)
+                              request.prompt_text_tail, request.keep_special_tokens)
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
         stop_event = threading.Event()
@@ -138,11 +158,15 @@ class GenerateBackend:
         if params.presence_penalty or params.frequency_penalty:
             processors.append(_PenaltyProcessor(len(request.prompt_ids), params.presence_penalty,
                                                 params.frequency_penalty))
+        constrained = request.constraint is not None
+        if constrained:  # last: the mask sees the final scores (a complete grammar allows only EOS)
+            processors.append(_GrammarProcessor(await self._matcher(request), len(request.prompt_ids)))
         kwargs = dict(
             input_ids=torch.tensor([request.prompt_ids], device=self.model.device),
             attention_mask=torch.ones(1, len(request.prompt_ids), dtype=torch.long, device=self.model.device),
             max_new_tokens=params.max_tokens,
-            min_new_tokens=params.max_tokens if params.ignore_eos else params.min_tokens or None,
+            # a constrained choice ends when its grammar does: neither ignore_eos nor min_tokens ban EOS
+            min_new_tokens=None if constrained else params.max_tokens if params.ignore_eos else params.min_tokens or None,
             do_sample=not params.greedy,
             eos_token_id=sorted(set(self.eos_ids) | set(params.stop_token_ids)),
             pad_token_id=self.tokenizer.pad_token_id,
@@ -184,7 +208,7 @@ class GenerateBackend:
                     stop_event.set()
                     yield delta, tokens
                     continue
-                if item in kwargs["eos_token_id"] and not params.ignore_eos and tokens >= params.min_tokens:
+                if item in kwargs["eos_token_id"] and (constrained or not params.ignore_eos and tokens >= params.min_tokens):
                     delta = stream.finish("stop", delta)
                 yield delta, tokens
         finally:
@@ -192,6 +216,16 @@ class GenerateBackend:
             await asyncio.to_thread(thread.join)
         if not stream.finished:  # generate ended without EOS: max_tokens
             yield stream.finish("length"), tokens
+
+    async def _matcher(self, request: EngineRequest) -> Any:
+        """A new matcher of the request's constraint (compiled off the event loop, cached)."""
+        if self.grammars is None:
+            from labs_core.structured.grammar import GrammarBackend
+
+            self.grammars = GrammarBackend(self.tokenizer, self.model.config.get_text_config().vocab_size,
+                                           self.eos_ids)
+        compiled = await asyncio.wrap_future(self.grammars.compile(request.constraint))
+        return self.grammars.matcher(compiled, request.constraint, reasoning_gate(self.tokenizer, request))
 
     def _logprobs(self, recorder: _LogprobRecorder, step: int, token: int) -> list[TokenLogprob]:
         if step >= len(recorder.steps):

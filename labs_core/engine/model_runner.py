@@ -69,19 +69,22 @@ class StepShape:
     decode_only: bool
     single_sampling: bool  # one sequence, sampling: a prefill graph can run it
     all_logits: bool = False
+    ahead: bool = False  # the input tokens are on rank 0's device (a step run ahead), not in the host ids
 
     @classmethod
     def of(cls, batch: ScheduledBatch, all_logits: bool = False) -> "StepShape":
         return cls(tuple(batch.num_new_tokens), batch.is_decode_only,
-                   len(batch.seqs) == 1 and batch.samples(0), all_logits)
+                   len(batch.seqs) == 1 and batch.samples(0), all_logits, batch.ahead)
 
 
 class ModelRunner:
     def __init__(self, model: Any, block_size: int, num_blocks: int, device: torch.device | str,
-                 eos_token_ids: tuple[int, ...] = (), steps: Any = None):
+                 eos_token_ids: tuple[int, ...] = (), steps: Any = None, tp: Any = None):
         self.model = model
         # Tensor parallel rank 0: a tensor_parallel.StepChannel the other ranks follow; else None.
         self.steps = steps
+        # Tensor parallel (any rank): this process's tensor_parallel.TensorParallel; else None.
+        self.tp = tp if tp is not None else getattr(steps, "tp", None)
         self._announce("init", block_size, num_blocks)
         self.device = torch.device(device)
         self.block_size = block_size
@@ -107,6 +110,10 @@ class ModelRunner:
         self.prefill_graphs = None
         # torch.compile of the decode forward (elementwise ops fused around our attention).
         self.compiled_forward = None
+        # CPU: the lean decode forward (cpu_decode.py), set by the builder once it matched the model's.
+        self.cpu_decoder = None
+        # CPU: torch's threads as configured (OMP_NUM_THREADS or the physical cores); 0 elsewhere.
+        self.cpu_threads = torch.get_num_threads() if self.device.type == "cpu" else 0
         self.attn_name = attention.ATTENTION_NAME
         self.original_attn_implementation = model.config._attn_implementation
         attention.register()
@@ -123,6 +130,16 @@ class ModelRunner:
         self.kv = None
         self.kv = allocate_kv_cache(self.layout, num_blocks + 1, self.block_size, self.device)
         self.null_block = num_blocks
+
+    def fuse_projections(self) -> int:
+        """Fuse q/k/v and gate/up (fusion.py) on every tensor-parallel rank; returns groups fused.
+        builder.fuse_if_exact's check runs the model outside the runner, which the other ranks
+        would not follow; the families TP supports call those siblings in order on one input,
+        which is all fusion needs."""
+        from labs_core.engine.fusion import fuse_projections
+
+        self._announce("fuse_projections")
+        return fuse_projections(self.model)
 
     def restore_attention(self) -> None:
         """Give the model its own attention back (when the paged path is refused)."""
@@ -217,6 +234,10 @@ class ModelRunner:
     @torch.inference_mode()
     def forward_step(self, host: HostBatch, shape: StepShape, ahead_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The forward of one step from its host arrays (tensor-parallel ranks other than 0 start here)."""
+        if self.cpu_threads:
+            torch.set_num_threads(self.step_threads(shape))
+        if shape.ahead and self.tp is not None:  # every rank needs the tokens rank 0 drew on its device
+            ahead_ids = self.tp.broadcast_ids(ahead_ids, len(host.ids), self.device)
         if self.graphs is not None and not shape.all_logits:
             if shape.decode_only and len(shape.query_lens) <= self.graphs.max_batch:
                 return self.graphs.run(host.ids, host.positions, host.slots, host.tables, host.context_lens,
@@ -227,8 +248,19 @@ class ModelRunner:
         meta = self.metadata(host, shape)
         dev = self.device
         ids = ahead_ids.to(dev) if ahead_ids is not None else torch.from_numpy(host.ids).to(dev)
+        if self.cpu_decoder is not None and shape.decode_only and len(host.logit_rows) == len(host.ids):
+            return self.cpu_decoder(ids, torch.from_numpy(host.positions), meta)
         return self.call_model(ids[None], torch.from_numpy(host.positions).to(dev)[None],
                                meta, torch.from_numpy(host.logit_rows).to(dev))
+
+    def step_threads(self, shape: StepShape) -> int:
+        """CPU threads for a step. One sequence's decode step leaves a core to its stream's serving
+        work (gRPC, a client on the same machine), which otherwise preempts one of the step's
+        OpenMP threads while the others wait for it (2 cores, SmolLM2 int4, one stream: 46.5 tok/s
+        with 1 thread vs 39.7 with 2). Batches and prefills use every thread."""
+        if shape.decode_only and len(shape.query_lens) == 1:
+            return max(1, self.cpu_threads - 1)
+        return self.cpu_threads
 
     def call_model(self, ids: torch.Tensor, positions: torch.Tensor, meta: AttentionMetadata,
                    logit_rows: torch.Tensor | int) -> torch.Tensor:
@@ -263,6 +295,8 @@ class ModelRunner:
             from labs_core.structured.grammar import fill_bitmask
 
             bitmask = fill_bitmask([s.grammar for s in sampling], self.vocab_size)
+            if self.device.type == "cuda":  # from pageable memory the copy could wait for the forward
+                bitmask = bitmask.pin_memory()
             tensors.allowed_bitmask = bitmask.to(self.device, non_blocking=True)
         output = self.sampler(logits[:, :self.vocab_size], tensors)
         output.copy_to_host()

@@ -7,6 +7,8 @@ and DeepSeek-R1 templates do), so answers that merely mention the tag are left a
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ReasoningSplitter:
     def __init__(self, start_tag: str = "<think>", end_tag: str = "</think>", in_reasoning: bool = False):
@@ -62,3 +64,14 @@ def _partial_tag_suffix(text: str, tag: str) -> int:
         if text.endswith(tag[:k]):
             return k
     return 0
+
+
+def reasoning_gate(tokenizer: Any, request: Any) -> int | None:
+    """The end-of-reasoning token when the prompt opened a thinking block (Qwen3, DeepSeek-R1
+    templates): the constraint then applies to the answer after it. None (constrained from the
+    first token) when nothing was opened or the end tag is not one token."""
+    tags = request.reasoning
+    if tags is None or not request.prompt_text_tail.rstrip().endswith(tags.start):
+        return None
+    ids = tokenizer.encode(tags.end, add_special_tokens=False)
+    return ids[0] if len(ids) == 1 else None

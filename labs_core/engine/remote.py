@@ -28,6 +28,7 @@ from labs_core.engine.request import EngineRequest
 from labs_core.engine.request_stream import RequestStream
 from labs_core.engine.worker import WorkerSpec
 from labs_core.errors import ModelUnavailable, PreconditionFailed, QueueFull
+from labs_core.models import progress
 from labs_core.models.source import ModelSource
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,9 @@ class EngineProcess:
 
         try:
             reply = wire.recv_message(self.sock)
+            while reply[0] == "phase":  # what the child is doing, for ListModels while it loads
+                progress.report(reply[1])
+                reply = wire.recv_message(self.sock)
         except (EOFError, OSError):
             self.sock.close()
             code = self.process.wait()

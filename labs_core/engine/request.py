@@ -24,4 +24,7 @@ class EngineRequest:
     constraint: Constraint | None = None
     # How the serving process reads tool calls out of the text (the engine ignores it).
     tool_parsing: ToolParsing | None = None
+    # Special tokens whose text stays in the output, which otherwise drops special tokens (Mistral's
+    # [TOOL_CALLS], the marker its tool calls are read by).
+    keep_special_tokens: tuple[int, ...] = ()
     arrival_time: float = field(default_factory=time.monotonic)

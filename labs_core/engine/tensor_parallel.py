@@ -58,6 +58,13 @@ class TensorParallel:
     def all_gather_last(self, x: torch.Tensor) -> torch.Tensor:
         return funcol.all_gather_tensor(x.contiguous(), x.dim() - 1, self.group)
 
+    def broadcast_ids(self, ids: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor:
+        """Rank 0's `ids` (n token ids on its device) on every rank, device to device: a step run
+        ahead takes its input tokens from the previous step's sampling, which only rank 0 does."""
+        out = ids.to(torch.int64).contiguous() if self.rank == 0 else torch.empty(n, dtype=torch.int64, device=device)
+        dist.broadcast(out, src=dist.get_global_rank(self.group, 0), group=self.group)
+        return out
+
 
 @dataclass(frozen=True)
 class ShardPlan:
@@ -256,17 +263,42 @@ def shard_model(model: nn.Module, tp: TensorParallel) -> ShardPlan:
     return plan
 
 
+def build_local(config: Any, tp: TensorParallel | None, dtype: torch.dtype, device: torch.device | str,
+                tensor_of: Callable[[str, tuple[int, ...]], torch.Tensor]) -> nn.Module:
+    """This rank's share of a model of `config` (the whole model when `tp` is None): built without
+    memory (meta), split, then every parameter made from `tensor_of(name, local shape)`, one at a
+    time, so no rank ever holds more than its share (a checkpoint's slices, or random values)."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    if tp is not None:
+        _rebuild(model, ShardPlan.of(config, tp.rank, tp.size), tp, tensor_of)
+    for name, param in list(model.named_parameters()):
+        if param.device.type == "meta":
+            module_name, leaf = name.rsplit(".", 1)
+            setattr(model.get_submodule(module_name), leaf,
+                    nn.Parameter(tensor_of(name, tuple(param.shape)).to(device=device, dtype=dtype),
+                                 requires_grad=False))
+    if tp is None and getattr(model.config, "tie_word_embeddings", False):
+        model.lm_head.weight = model.get_input_embeddings().weight
+    rotary = _text_model(model).rotary_emb  # its frequencies are computed, not stored: compute them here
+    with torch.device(device):
+        _text_model(model).rotary_emb = type(rotary)(config=model.config)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.device.type == "meta"]
+    if left:
+        raise TensorParallelError(f"{type(model).__name__}: no values for {left[:4]}")
+    return model.eval()
+
+
 def load_sharded(path: str | Path, tp: TensorParallel, dtype: torch.dtype, device: torch.device | str) -> nn.Module:
-    """This rank's share of a safetensors checkpoint: the model is built without memory (meta),
-    split, and each tensor read as the slice this rank holds."""
+    """This rank's share of a safetensors checkpoint: each tensor read as the slice this rank holds."""
     from safetensors import safe_open
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     path = Path(path)
     config = AutoConfig.from_pretrained(path)
     plan = ShardPlan.of(config, tp.rank, tp.size)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     files = sorted(path.glob("*.safetensors"))
     index = path / "model.safetensors.index.json"
     where = (json.loads(index.read_text())["weight_map"] if index.exists()
@@ -285,16 +317,7 @@ def load_sharded(path: str | Path, tp: TensorParallel, dtype: torch.dtype, devic
             out = tensor[tuple(index)]
         return out.to(device=device, dtype=dtype)
 
-    _rebuild(model, plan, tp, read)
-    local = {n for n, p in model.named_parameters() if p.device.type == "meta"}
-    for name in local:
-        module_name, leaf = name.rsplit(".", 1)
-        module = model.get_submodule(module_name)
-        setattr(module, leaf, nn.Parameter(read(name), requires_grad=False))
-    rotary = _text_model(model).rotary_emb  # its frequencies are computed, not stored: compute them here
-    with torch.device(device):
-        _text_model(model).rotary_emb = type(rotary)(config=model.config)
-    return model.eval()
+    return build_local(config, tp, dtype, device, read)
 
 
 class StepChannel:
@@ -327,6 +350,10 @@ def follow(model: nn.Module, channel: StepChannel, device: torch.device | str) -
             return
         name, args = message
         if name == "init":
-            runner = ModelRunner(model, *args, device=device)
-        else:
-            getattr(runner, name)(*args)
+            runner = ModelRunner(model, *args, device=device, tp=channel.tp)
+            continue
+        out = getattr(runner, name)(*args)
+        if isinstance(out, funcol.AsyncCollectiveTensor):
+            # Rank 0 samples from the gathered logits (which waits for the gather); here nothing
+            # reads them, so wait explicitly: an unwaited collective is left in torch's work registry.
+            out.wait()

@@ -1,6 +1,6 @@
 """The processes of a tensor-parallel engine: the engine process is rank 0; it starts ranks 1..N-1
 (`python -m labs_core.engine.tp_group`), one a GPU, and they form one torch.distributed group
-(NCCL for the tensors on GPUs, plus a gloo group for rank 0's step messages; gloo alone on CPU).
+(NCCL for the tensors on GPUs, gloo on CPU, plus a gloo group for rank 0's step messages).
 
 Each rank reads only its shard of the checkpoint (tensor_parallel.load_sharded). A rank that dies
 makes the others fail at their next collective (gloo: at once; NCCL: within COLLECTIVE_TIMEOUT),
@@ -27,6 +27,10 @@ from labs_core.engine.tensor_parallel import StepChannel, TensorParallel, Tensor
 
 log = logging.getLogger(__name__)
 COLLECTIVE_TIMEOUT = datetime.timedelta(seconds=120)
+# Ranks 1..N-1 wait for rank 0's next step for as long as the server is idle, so the control group
+# has no practical timeout (with 120 s an idle server lost its ranks). A rank 0 that dies closes its
+# sockets, which fails that wait at once.
+IDLE_TIMEOUT = datetime.timedelta(days=365)
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ def join(spec: GroupSpec, rank: int) -> TensorParallel:
     backend = "nccl" if spec.device_type == "cuda" else "gloo"
     dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{spec.port}", rank=rank,
                             world_size=spec.size, timeout=COLLECTIVE_TIMEOUT)
-    control = dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT) if backend == "nccl" else None
+    control = dist.new_group(backend="gloo", timeout=IDLE_TIMEOUT)
     return TensorParallel(rank, spec.size, control=control)
 
 

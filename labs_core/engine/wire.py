@@ -6,7 +6,7 @@ outputs travel as one frame of plain tuples, about a microsecond per event to pa
 dataclasses would cost several.
 
 Serving -> engine: ("add", EngineRequest), ("abort", request_id), ("stop",).
-Engine -> serving: ("ready", EngineInfo), ("unsupported", reason), ("failed", reason),
+Engine -> serving: ("phase", text) while loading (progress.py), ("ready", EngineInfo), ("unsupported", reason), ("failed", reason),
 ("out", [(request_id, packed events)], stats | None), ("error", request_id, WireError),
 ("stats", stats).
 """

@@ -25,6 +25,7 @@ from typing import Any, Sequence
 
 from labs_core.config import Settings
 from labs_core.engine import wire
+from labs_core.models import progress
 from labs_core.models.source import ModelSource
 
 log = logging.getLogger("labs_core.engine.worker")
@@ -163,8 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s[engine]: %(message)s")
     from labs_core.engine.builder import PagedUnsupported
 
+    def send_phase(phase: str) -> None:
+        sock.sendall(wire.frame(("phase", phase)))
+
     try:
-        engine, info = build(spec)
+        with progress.reporting_to(send_phase):
+            engine, info = build(spec)
     except PagedUnsupported as exc:
         sock.sendall(wire.frame(("unsupported", str(exc))))
         return 0

@@ -53,7 +53,8 @@ def build_paged(model: Any, tokenizer: Any, device: str, max_len: int, settings:
     sizing = KVSizing(num_blocks=e.num_kv_blocks, cpu_kv_cache_gib=e.cpu_kv_cache_gib,
                       gpu_memory_fraction=e.kv_cache_memory_fraction)
     return build_paged_engine(model, tokenizer, device, config, sizing, eos_token_ids(model, tokenizer),
-                              cuda_graphs=e.cuda_graphs, compile=e.compile, steps=steps)
+                              cuda_graphs=e.cuda_graphs, compile=e.compile, steps=steps,
+                              cpu_decode=e.cpu_decode)
 
 
 def build_backend(model: Any, tokenizer: Any, device: str, max_len: int, settings: Settings) -> Any:

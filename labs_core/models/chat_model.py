@@ -17,7 +17,7 @@ from labs_core.errors import ContextTooLong, InvalidRequest
 from labs_core.models import chat_template
 from labs_core.models.chat_template import Message
 from labs_core.structured import tools as tool_calls
-from labs_core.structured.request import Plan, StructuredRequest, plan
+from labs_core.structured.request import Plan, StructuredRequest, ToolParsing, plan
 
 # Normalisers may merge a few characters into one token piece (Unicode composition), so a prompt
 # longer than context x longest token x this cannot fit, whatever the tokenizer makes of it.
@@ -134,9 +134,6 @@ class ChatModel:
         structured = Plan()
         if request.structured is not None:
             structured = plan(request.structured, chat=request.messages is not None, tool_format=self.tool_format)
-            if structured.constraint is not None and self.backend.serving_path != "paged":
-                raise InvalidRequest("structured output needs the paged engine; this model is served by "
-                                     f"{self.backend.serving_path}", param=structured.constraint.param)
         if request.messages is not None:
             tools = [t.as_template() for t in structured.tools]
             text = chat_template.render(
@@ -167,7 +164,17 @@ class ChatModel:
         return EngineRequest(request_id=request.request_id, prompt_ids=list(ids), params=params,
                              reasoning=self.reasoning_tags if split else None, prompt_text_tail=text_tail,
                              arrival_time=request.arrival_time, constraint=structured.constraint,
-                             tool_parsing=structured.parsing)
+                             tool_parsing=structured.parsing, keep_special_tokens=self._kept_markers(structured.parsing))
+
+    def _kept_markers(self, parsing: ToolParsing | None) -> tuple[int, ...]:
+        """The tool-call markers of the model's format that its tokenizer has as special tokens:
+        they must reach the serving process's ToolCallReader as text."""
+        if parsing is None or parsing.mode != "auto":
+            return ()
+        added = getattr(self.tokenizer, "added_tokens_decoder", {})  # id -> AddedToken
+        ids = (self.tokenizer.convert_tokens_to_ids(m) for m in tool_calls.MARKERS.get(parsing.format, ()))
+        return tuple(t for t in ids if t in added and added[t].special  # unknown markers map to unk
+                     and added[t].content in tool_calls.MARKERS[parsing.format])
 
     def _check_length(self, text: str, field: str) -> None:
         """Refuse at once a text that cannot fit the context in any tokenization: tokenizing megabytes

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from labs_core.errors import LabsError, ModelNotFound, ModelUnavailable
+from labs_core.models import progress
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,7 @@ class ModelEntry:
     is_default: bool = False
     state: ModelState = ModelState.NOT_LOADED
     error: str = ""
+    phase: str = ""  # while LOADING: what the loader is doing (progress.py)
     obj: Any = None
     ready_since: float = 0.0
     _load_task: asyncio.Task | None = field(default=None, repr=False)
@@ -91,18 +93,27 @@ class ModelRegistry:
         entry.state = ModelState.LOADING
         started = time.monotonic()
         try:
-            entry.obj = await asyncio.to_thread(entry.loader)
+            entry.obj = await asyncio.to_thread(self._run_loader, entry)
             start = getattr(entry.obj, "start", None)
             if start is not None:  # on the event loop, once loaded (a backend in another process connects)
                 await start(lambda reason: self.failed(entry, reason))
         except Exception as exc:  # the server stays up and says why
-            entry.state = ModelState.FAILED
+            entry.state, entry.phase = ModelState.FAILED, ""
             entry.error = exc.message if isinstance(exc, LabsError) else f"{type(exc).__name__}: {exc}"
             log.error("model %s failed to load: %s", entry.name, entry.error)
             return
-        entry.state = ModelState.READY
+        entry.state, entry.phase = ModelState.READY, ""
         entry.ready_since = time.time()
         log.info("model %s ready in %.1fs", entry.name, time.monotonic() - started)
+
+    @staticmethod
+    def _run_loader(entry: ModelEntry) -> Any:
+        """The entry's loader (in a worker thread), its progress reports landing on the entry."""
+        def note(phase: str) -> None:
+            entry.phase = phase
+
+        with progress.reporting_to(note):
+            return entry.loader()
 
     def failed(self, entry: ModelEntry, reason: str) -> None:
         """A ready model stopped working: it answers UNAVAILABLE with the reason from now on."""

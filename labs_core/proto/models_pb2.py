@@ -26,23 +26,23 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as labs_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14labs/v1/models.proto\x12\x07labs.v1\x1a\x14labs/v1/common.proto\"\xa6\x03\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12 \n\x04kind\x18\x03 \x01(\x0e\x32\x12.labs.v1.ModelKind\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.labs.v1.ModelState\x12\r\n\x05ready\x18\x05 \x01(\x08\x12\x16\n\x0e\x63ontext_length\x18\x06 \x01(\r\x12\r\n\x05\x64type\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x14\n\x0cserving_path\x18\t \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\n \x01(\t\x12\x17\n\x0fparameter_count\x18\x0b \x01(\x04\x12\x0f\n\x07\x63reated\x18\x0c \x01(\x03\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x1c\n\x14\x65mbedding_dimensions\x18\x0e \x01(\r\x12\x19\n\x11has_chat_template\x18\x0f \x01(\x08\x12\x11\n\treasoning\x18\x10 \x01(\x08\x12\x12\n\nis_default\x18\x11 \x01(\x08\x12\x14\n\x0cquantization\x18\x12 \x01(\t\x12\x14\n\x0cweight_bytes\x18\x13 \x01(\x04\"\x13\n\x11ListModelsRequest\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.labs.v1.ModelInfo\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*\x8d\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MODEL_STATE_NOT_LOADED\x10\x01\x12\x17\n\x13MODEL_STATE_LOADING\x10\x02\x12\x15\n\x11MODEL_STATE_READY\x10\x03\x12\x16\n\x12MODEL_STATE_FAILED\x10\x04\x32\x89\x01\n\x06Models\x12\x45\n\nListModels\x12\x1a.labs.v1.ListModelsRequest\x1a\x1b.labs.v1.ListModelsResponse\x12\x38\n\x08GetModel\x12\x18.labs.v1.GetModelRequest\x1a\x12.labs.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14labs/v1/models.proto\x12\x07labs.v1\x1a\x14labs/v1/common.proto\"\xbd\x03\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12 \n\x04kind\x18\x03 \x01(\x0e\x32\x12.labs.v1.ModelKind\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.labs.v1.ModelState\x12\r\n\x05ready\x18\x05 \x01(\x08\x12\x16\n\x0e\x63ontext_length\x18\x06 \x01(\r\x12\r\n\x05\x64type\x18\x07 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x08 \x01(\t\x12\x14\n\x0cserving_path\x18\t \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\n \x01(\t\x12\x17\n\x0fparameter_count\x18\x0b \x01(\x04\x12\x0f\n\x07\x63reated\x18\x0c \x01(\x03\x12\r\n\x05\x65rror\x18\r \x01(\t\x12\x1c\n\x14\x65mbedding_dimensions\x18\x0e \x01(\r\x12\x19\n\x11has_chat_template\x18\x0f \x01(\x08\x12\x11\n\treasoning\x18\x10 \x01(\x08\x12\x12\n\nis_default\x18\x11 \x01(\x08\x12\x14\n\x0cquantization\x18\x12 \x01(\t\x12\x14\n\x0cweight_bytes\x18\x13 \x01(\x04\x12\x15\n\rloading_phase\x18\x14 \x01(\t\"\x13\n\x11ListModelsRequest\"8\n\x12ListModelsResponse\x12\"\n\x06models\x18\x01 \x03(\x0b\x32\x12.labs.v1.ModelInfo\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*\x8d\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16MODEL_STATE_NOT_LOADED\x10\x01\x12\x17\n\x13MODEL_STATE_LOADING\x10\x02\x12\x15\n\x11MODEL_STATE_READY\x10\x03\x12\x16\n\x12MODEL_STATE_FAILED\x10\x04\x32\x89\x01\n\x06Models\x12\x45\n\nListModels\x12\x1a.labs.v1.ListModelsRequest\x1a\x1b.labs.v1.ListModelsResponse\x12\x38\n\x08GetModel\x12\x18.labs.v1.GetModelRequest\x1a\x12.labs.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'labs.v1.models_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELSTATE']._serialized_start=593
-  _globals['_MODELSTATE']._serialized_end=734
+  _globals['_MODELSTATE']._serialized_start=616
+  _globals['_MODELSTATE']._serialized_end=757
   _globals['_MODELINFO']._serialized_start=56
-  _globals['_MODELINFO']._serialized_end=478
-  _globals['_LISTMODELSREQUEST']._serialized_start=480
-  _globals['_LISTMODELSREQUEST']._serialized_end=499
-  _globals['_LISTMODELSRESPONSE']._serialized_start=501
-  _globals['_LISTMODELSRESPONSE']._serialized_end=557
-  _globals['_GETMODELREQUEST']._serialized_start=559
-  _globals['_GETMODELREQUEST']._serialized_end=590
-  _globals['_MODELS']._serialized_start=737
-  _globals['_MODELS']._serialized_end=874
+  _globals['_MODELINFO']._serialized_end=501
+  _globals['_LISTMODELSREQUEST']._serialized_start=503
+  _globals['_LISTMODELSREQUEST']._serialized_end=522
+  _globals['_LISTMODELSRESPONSE']._serialized_start=524
+  _globals['_LISTMODELSRESPONSE']._serialized_end=580
+  _globals['_GETMODELREQUEST']._serialized_start=582
+  _globals['_GETMODELREQUEST']._serialized_end=613
+  _globals['_MODELS']._serialized_start=760
+  _globals['_MODELS']._serialized_end=897
 # @@protoc_insertion_point(module_scope)

@@ -23,7 +23,7 @@ MODEL_STATE_READY: ModelState
 MODEL_STATE_FAILED: ModelState
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "source", "kind", "state", "ready", "context_length", "dtype", "device", "serving_path", "architecture", "parameter_count", "created", "error", "embedding_dimensions", "has_chat_template", "reasoning", "is_default", "quantization", "weight_bytes")
+    __slots__ = ("name", "source", "kind", "state", "ready", "context_length", "dtype", "device", "serving_path", "architecture", "parameter_count", "created", "error", "embedding_dimensions", "has_chat_template", "reasoning", "is_default", "quantization", "weight_bytes", "loading_phase")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,7 @@ class ModelInfo(_message.Message):
     IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOADING_PHASE_FIELD_NUMBER: _ClassVar[int]
     name: str
     source: str
     kind: _common_pb2.ModelKind
@@ -62,7 +63,8 @@ class ModelInfo(_message.Message):
     is_default: bool
     quantization: str
     weight_bytes: int
-    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.ModelKind, str]] = ..., state: _Optional[_Union[ModelState, str]] = ..., ready: _Optional[bool] = ..., context_length: _Optional[int] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., serving_path: _Optional[str] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., created: _Optional[int] = ..., error: _Optional[str] = ..., embedding_dimensions: _Optional[int] = ..., has_chat_template: _Optional[bool] = ..., reasoning: _Optional[bool] = ..., is_default: _Optional[bool] = ..., quantization: _Optional[str] = ..., weight_bytes: _Optional[int] = ...) -> None: ...
+    loading_phase: str
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., kind: _Optional[_Union[_common_pb2.ModelKind, str]] = ..., state: _Optional[_Union[ModelState, str]] = ..., ready: _Optional[bool] = ..., context_length: _Optional[int] = ..., dtype: _Optional[str] = ..., device: _Optional[str] = ..., serving_path: _Optional[str] = ..., architecture: _Optional[str] = ..., parameter_count: _Optional[int] = ..., created: _Optional[int] = ..., error: _Optional[str] = ..., embedding_dimensions: _Optional[int] = ..., has_chat_template: _Optional[bool] = ..., reasoning: _Optional[bool] = ..., is_default: _Optional[bool] = ..., quantization: _Optional[str] = ..., weight_bytes: _Optional[int] = ..., loading_phase: _Optional[str] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

@@ -165,7 +165,7 @@ def model_info(entry: ModelEntry) -> models_pb2.ModelInfo:
     info = models_pb2.ModelInfo(
         name=entry.name, source=entry.spec, kind=MODEL_KINDS[entry.kind], state=MODEL_STATES[entry.state],
         ready=entry.state is ModelState.READY, error=entry.error, is_default=entry.is_default,
-        created=int(entry.ready_since))
+        created=int(entry.ready_since), loading_phase=entry.phase)
     details = getattr(entry.obj, "info", None)
     if isinstance(details, ChatModelInfo):
         info.context_length = details.context_length

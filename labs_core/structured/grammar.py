@@ -36,6 +36,7 @@ class GrammarBackend:
         info = xgr.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size,
                                                   stop_token_ids=stop_token_ids or None)
         self.json_safe = json_safe_bits(info.decoded_vocab, vocab_size)
+        self.thinking = all_but(stop_token_ids, vocab_size)
         return xgr.GrammarCompiler(info, max_threads=1, cache_enabled=False)
 
     def compile(self, constraint: Constraint) -> Future:
@@ -56,9 +57,11 @@ class GrammarBackend:
             self.cache.popitem(last=False)
         return compiled
 
-    def matcher(self, compiled: Any, constraint: Constraint) -> "Matcher":
+    def matcher(self, compiled: Any, constraint: Constraint, gate: int | None = None) -> "Matcher":
+        """`gate`: the grammar applies from the token after this one (a thinking model's end of
+        reasoning), so the model thinks first and answers in the constrained form."""
         safe = self.json_safe if constraint.kind in JSON_KINDS else None
-        return Matcher(xgr.GrammarMatcher(compiled), safe)
+        return Matcher(xgr.GrammarMatcher(compiled), safe, gate, self.thinking if gate is not None else None)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -67,18 +70,33 @@ class GrammarBackend:
 class Matcher:
     """One choice's grammar state. `safe`: bits to keep in every mask (JSON: tokens without raw
     control characters; xgrammar 0.2.9 lets length-bounded JSON strings take them, which JSON
-    parsers refuse)."""
+    parsers refuse). `gate`: a thinking model's end-of-reasoning token; until it is drawn the
+    choice thinks freely (every token but the stop tokens: `thinking`) and the grammar waits."""
 
-    __slots__ = ("matcher", "safe")
+    __slots__ = ("matcher", "safe", "gate", "thinking")
 
-    def __init__(self, matcher: Any, safe: torch.Tensor | None):
-        self.matcher, self.safe = matcher, safe
+    def __init__(self, matcher: Any, safe: torch.Tensor | None, gate: int | None = None,
+                 thinking: torch.Tensor | None = None):
+        self.matcher, self.safe, self.gate, self.thinking = matcher, safe, gate, thinking
 
     def accept_token(self, token: int) -> bool:
+        if self.gate is not None:
+            if token == self.gate:
+                self.gate = None
+            return True
         return self.matcher.accept_token(token)
 
     def is_terminated(self) -> bool:
-        return self.matcher.is_terminated()
+        return self.gate is None and self.matcher.is_terminated()
+
+
+def all_but(banned: Sequence[int], vocab_size: int) -> torch.Tensor:
+    """A bitmask row allowing every token except `banned`."""
+    row = xgr.allocate_token_bitmask(1, vocab_size)[0]
+    for token in banned:
+        if 0 <= token < vocab_size:
+            row[token // 32] &= ~(1 << (token % 32)) if token % 32 != 31 else 0x7FFFFFFF
+    return row
 
 
 def json_safe_bits(decoded_vocab: Sequence[bytes], vocab_size: int) -> torch.Tensor:
@@ -95,14 +113,31 @@ def json_safe_bits(decoded_vocab: Sequence[bytes], vocab_size: int) -> torch.Ten
     return torch.where(packed >= 2**31, packed - 2**32, packed).to(torch.int32)
 
 
+_batch_matcher: Any = None
+
+
 def fill_bitmask(matchers: Sequence[Matcher | None], vocab_size: int) -> torch.Tensor:
     """[rows, ceil(vocab/32)] int32 on the host: bit t of a row set = token t allowed. Rows without
-    a matcher allow everything (-1)."""
+    a matcher allow everything (-1). Several rows are filled by xgrammar's batch matcher (its own
+    threads, without the GIL), and the JSON rows' safe bits are applied in one operation."""
+    global _batch_matcher
     bitmask = xgr.allocate_token_bitmask(len(matchers), vocab_size)  # all ones
-    for row, m in enumerate(matchers):
-        if m is not None and not m.matcher.is_terminated():
-            m.matcher.fill_next_token_bitmask(bitmask, row)
-            if m.safe is not None:
-                bitmask[row] &= m.safe
+    live = [(row, m) for row, m in enumerate(matchers)
+            if m is not None and m.gate is None and not m.matcher.is_terminated()]
+    thinking = [(row, m) for row, m in enumerate(matchers) if m is not None and m.gate is not None]
+    if len(live) == 1:
+        live[0][1].matcher.fill_next_token_bitmask(bitmask, live[0][0])
+    elif live:
+        if _batch_matcher is None:
+            _batch_matcher = xgr.BatchGrammarMatcher()
+        _batch_matcher.batch_fill_next_token_bitmask([m.matcher for _, m in live], bitmask,
+                                                     indices=[row for row, _ in live])
+    by_safe: dict[int, tuple[torch.Tensor, list[int]]] = {}
+    for row, m in live:
+        if m.safe is not None:
+            by_safe.setdefault(id(m.safe), (m.safe, []))[1].append(row)
+    for row, m in thinking:
+        by_safe.setdefault(id(m.thinking), (m.thinking, []))[1].append(row)
+    for safe, rows in by_safe.values():
+        bitmask[rows] &= safe
     return bitmask
-

@@ -1,7 +1,11 @@
 """Tool calls read out of a choice's text, as a stream: the serving process runs each choice's
 deltas through a ToolCallReader, which moves call text out of `text` into `tool_calls` parts shaped
 like OpenAI's stream (a call's first part has index, id and name with arguments "", later parts
-append to its arguments). Pure Python.
+append to its arguments). Calls stream as they are generated: a named function's arguments, and
+for `required` and `auto` (once the model's call marker or JSON began) each call's name as soon as
+its arguments begin, then their text; calls the scanner cannot follow (Mistral's `name[ARGS]`,
+arguments given as a string) go out whole when the choice ends, and call-looking text that holds
+no call to a known tool comes out as text. Pure Python.
 
 Formats a model may call tools in with tool_choice auto (request.ToolParsing.format):
 - hermes (Qwen 2.5/3, Hermes, and models whose template knows no tools: we describe them so):
@@ -118,6 +122,85 @@ def _json_values(text: str) -> list[Any]:
     return values
 
 
+CALL_HEAD = re.compile(r'\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"(?:arguments|parameters)"\s*:\s*')
+
+
+class CallScanner:
+    """Streams tool calls out of JSON text as it is generated: a call's index, id and name as soon as
+    its arguments begin (`{"name": ..., "arguments": {` or Llama's "parameters"), then their text
+    as it comes; the end of the arguments is found by bracket depth outside strings. For
+    `required` the grammar fixes that shape; in a model's free text (`auto`) a call to an unknown
+    tool is skipped, and arguments that are not an object stop the scan (`stuck`: the text is then
+    parsed whole at the end)."""
+
+    def __init__(self, names: tuple[str, ...] | None = None) -> None:
+        self.names = names
+        self.text = ""
+        self.pos = 0  # what is scanned
+        self.index = -1  # the last call sent
+        self.in_arguments = False
+        self.name: str | None = None  # the call whose arguments' first character is awaited
+        self.skipping = False  # in the arguments of a call to an unknown tool
+        self.stuck = False
+        self.depth = 0
+        self.in_string = False
+        self.escaped = False
+
+    def feed(self, new: str) -> list[ToolCallPart]:
+        self.text += new
+        parts: list[ToolCallPart] = []
+        while not self.stuck:
+            if not self.in_arguments:
+                head = CALL_HEAD.search(self.text, self.pos)
+                if head is None:
+                    return parts
+                self.name = json.loads(f'"{head.group(1)}"')
+                self.skipping = self.names is not None and self.name not in self.names
+                self.pos, self.in_arguments, self.depth = head.end(), True, 0
+            if self.depth == 0 and self.name is not None:  # the value's first character: an object, or give up
+                rest = self.text[self.pos:]
+                self.pos += len(rest) - len(rest.lstrip())
+                if self.pos == len(self.text):
+                    return parts
+                if self.text[self.pos] != "{":
+                    self.stuck = True
+                    return parts
+                if not self.skipping:
+                    self.index += 1
+                    parts.append(ToolCallPart(self.index, new_call_id(), self.name, ""))
+                self.name = None
+            start, end = self.pos, self._arguments_end()
+            if end > start and not self.skipping:
+                parts.append(ToolCallPart(self.index, arguments=self.text[start:end]))
+            self.pos = end
+            if self.in_arguments:  # the arguments go on in a later delta
+                return parts
+        return parts
+
+    def _arguments_end(self) -> int:
+        """Scan from pos; where the arguments value ends (in_arguments turns False), or the text's end."""
+        text = self.text
+        for i in range(self.pos, len(text)):
+            c = text[i]
+            if self.in_string:
+                if self.escaped:
+                    self.escaped = False
+                elif c == "\\":
+                    self.escaped = True
+                elif c == '"':
+                    self.in_string = False
+            elif c == '"':
+                self.in_string = True
+            elif c in "{[":
+                self.depth += 1
+            elif c in "}]":
+                self.depth -= 1
+                if self.depth == 0:
+                    self.in_arguments = False
+                    return i + 1
+        return len(text)
+
+
 class ToolCallReader:
     """One choice's deltas in, the same deltas with call text moved into `tool_calls` out."""
 
@@ -128,6 +211,9 @@ class ToolCallReader:
         self.spoke = False  # auto: text went out (a llama3 call must come first)
         self.started = False  # named: the call's first part went out
         self.made_calls = False
+        # required, and auto once a call began: the calls as they are generated
+        self.calls = CallScanner(None if parsing.mode == "required" else parsing.tool_names)
+        self.scanned = 0  # auto: how much of the buffer the scanner has
 
     def feed(self, delta: ChoiceDelta) -> ChoiceDelta:
         mode = self.parsing.mode
@@ -140,14 +226,20 @@ class ToolCallReader:
             if delta.text:
                 parts.append(ToolCallPart(0, arguments=delta.text))
         elif mode == "required":
-            self.buffer += delta.text
-            if delta.finish_reason:
-                text, parts = self._finish_buffer(json_list=True)
+            parts = self.calls.feed(delta.text)
+            self.made_calls = self.made_calls or bool(parts)
+            if delta.finish_reason and not self.made_calls:  # cut before a call's name: the text, not nothing
+                text = self.calls.text
         else:
             text = self._auto(delta.text)
+            if self.calling:
+                parts = self.calls.feed(self.buffer[self.scanned:])
+                self.scanned = len(self.buffer)
+                self.made_calls = self.made_calls or bool(parts)
             if delta.finish_reason:
-                tail, parts = self._finish_buffer(json_list=False)
+                tail, rest = self._finish_buffer()
                 text += tail
+                parts += rest
         finish = delta.finish_reason
         if finish == "stop" and self.made_calls:
             finish = "tool_calls"
@@ -175,20 +267,19 @@ class ToolCallReader:
         self.spoke = self.spoke or bool(out.strip())
         return out
 
-    def _finish_buffer(self, json_list: bool) -> tuple[str, list[ToolCallPart]]:
-        """The held text at the end: calls when it parses, else text as it was."""
+    def _finish_buffer(self) -> tuple[str, list[ToolCallPart]]:
+        """The held text at the end: the calls the scanner could not stream (whole), else the
+        text as it was when no call was found."""
         text, self.buffer = self.buffer, ""
-        if json_list:
-            calls = [ParsedCall(c["name"], json.dumps(c["arguments"], ensure_ascii=False))
-                     for value in _json_values(text) for c in (value if isinstance(value, list) else [value])
-                     if isinstance(c, dict) and c.get("name") in self.parsing.tool_names]
-        else:
-            calls = parse_calls(text, self.parsing.format, self.parsing.tool_names) if self.calling else []
-        if not calls:
+        sent = self.calls.index + 1
+        if sent and not self.calls.stuck:
+            return "", []
+        calls = parse_calls(text, self.parsing.format, self.parsing.tool_names) if self.calling else []
+        if not calls and not sent:
             return text, []
         self.made_calls = True
         parts: list[ToolCallPart] = []
-        for i, call in enumerate(calls):
+        for i, call in enumerate(calls[sent:], start=sent):
             parts += [ToolCallPart(i, new_call_id(), call.name, ""), ToolCallPart(i, arguments=call.arguments)]
         return "", parts
 

@@ -16,7 +16,7 @@ def model_json(m: models_pb2.ModelInfo) -> dict[str, Any]:
     details = {"kind": KINDS.get(m.kind, "unspecified"), "state": STATES.get(m.state, "unspecified"),
                "ready": m.ready, "is_default": m.is_default, "source": m.source}
     for name in ("context_length", "dtype", "device", "serving_path", "architecture", "parameter_count",
-                 "quantization", "weight_bytes", "embedding_dimensions", "error"):
+                 "quantization", "weight_bytes", "embedding_dimensions", "error", "loading_phase"):
         value = getattr(m, name)
         if value:
             details[name] = value

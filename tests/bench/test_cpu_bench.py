@@ -20,3 +20,15 @@ def test_table_rows_compare_with_hf():
                       concurrent_tok_s={16: 100.0})
     table = markdown(args, hf_tok_s=10.0, prompt_tokens=40, rows=[row], first_ready_s=12.0)
     assert "| int8 | 6.5 | 30.0 (3.00x) | 120 (100) | 100.0 (10.0x) | 0  |" in table
+
+
+def test_mode_entries_carry_core_settings():
+    from bench.cpu_bench import mode_env
+
+    assert mode_env("int4") == {"LABS_QUANTIZATION": "int4"}
+    assert mode_env("int4:LABS_CPU_DECODE=false+OMP_NUM_THREADS=1") == {
+        "LABS_QUANTIZATION": "int4", "LABS_CPU_DECODE": "false", "OMP_NUM_THREADS": "1"}
+    import pytest
+
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        mode_env("int4:LABS_CPU_DECODE")

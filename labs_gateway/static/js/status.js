@@ -5,6 +5,7 @@ import { getJSON } from "./api.js";
 import { $, errorBox, fmtCount, fmtInt, h } from "./dom.js";
 
 const REFRESH_MS = 10000;
+const LOADING_REFRESH_MS = 1000;
 const STATE_CLASS = { ready: "ok", loading: "warn", not_loaded: "", failed: "bad" };
 
 function pill(text, cls = "") {
@@ -24,6 +25,8 @@ export class StatusView {
       cores: $("#cores"), models: $("#models-table"), modelsError: $("#models-error"), baseUrl: $("#base-url"),
     };
     this.timer = 0;
+    this.fastTimer = 0;
+    this.loading = false;
     this.els.refresh.addEventListener("click", () => this.refresh());
     this.els.baseUrl.textContent = `${location.origin}/v1`;
     window.addEventListener("labs:keys", () => { if (this.timer) this.refresh(); });
@@ -33,10 +36,13 @@ export class StatusView {
     this.refresh();
     clearInterval(this.timer);
     this.timer = setInterval(() => this.refresh(), REFRESH_MS);
+    clearInterval(this.fastTimer);  // while a model loads, its phase moves on every second or two
+    this.fastTimer = setInterval(() => { if (this.loading) this.loadModels(); }, LOADING_REFRESH_MS);
   }
 
   hide() {
     clearInterval(this.timer);
+    clearInterval(this.fastTimer);
     this.timer = 0;
   }
 
@@ -88,13 +94,15 @@ export class StatusView {
           : x.reasoning ? `${x.kind} (thinking)` : x.kind || "–";
         return h("tr", { "data-model": m.id }, h("td", {}, h("strong", { text: m.id }), x.is_default ? " " : "",
           x.is_default ? h("span.badge", { text: "default" }) : null),
-        h("td", { text: kind }), h("td", {}, pill((x.state || "unknown").replace("_", " "), STATE_CLASS[x.state] ?? "")),
+        h("td", { text: kind }), h("td", {}, pill((x.state || "unknown").replace("_", " "), STATE_CLASS[x.state] ?? ""),
+          x.loading_phase ? h("span.muted", { text: ` ${x.loading_phase}` }) : null),
         h("td", { text: x.device || "–" }), h("td", { text: x.dtype || "–" }),
         h("td.num", { text: x.context_length ? fmtInt(x.context_length) : "–" }),
         h("td.num", { text: fmtCount(x.parameter_count) }), h("td", { text: x.serving_path || "–" }),
         h("td", { text: x.architecture || "–" }), h("td.wrap", { text: x.error ? `${x.source} (${x.error})` : x.source || "–" }));
       });
       body.replaceChildren(...(rows.length ? rows : [h("tr", {}, h("td.empty", { colspan: 10, text: "No models." }))]));
+      this.loading = (list.data || []).some((m) => m.labs?.state === "loading");
     } catch (error) {
       body.replaceChildren();
       this.els.modelsError.replaceChildren(errorBox(error, "Could not list the models:"));

@@ -19,3 +19,17 @@ def test_batched_decode_equals_reference():
     expected = reference_attention(meta, 0, q, 0.3, None, None)
     got = batched_decode_attention(meta, 0, q, 0.3)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_batched_decode_without_padding_equals_reference():
+    """Sequences of one context length (one sequence, typically) attend without a mask."""
+    torch.manual_seed(1)
+    kv = KVCache(keys=[torch.randn(12, 4, 2, 8)], values=[torch.randn(12, 4, 2, 8)])
+    tables = torch.tensor([[6, 2, 11], [1, 7, 3]], dtype=torch.int32)
+    meta = AttentionMetadata(kv=kv, slot_mapping=torch.zeros(2, dtype=torch.int64), block_tables=tables,
+                             context_lens=torch.tensor([10, 10], dtype=torch.int32), query_lens=[1, 1],
+                             context_lens_host=[10, 10], decode_only=True)
+    q = torch.randn(2, 6, 8)
+    got = batched_decode_attention(meta, 0, q, 0.3)
+    assert meta.extra["decode_mask"] is None
+    torch.testing.assert_close(got, reference_attention(meta, 0, q, 0.3, None, None), rtol=1e-5, atol=1e-5)

@@ -31,6 +31,7 @@ def test_default_model_greedy_equals_generate(smollm2):
     backend = build_backend(model, tokenizer, "cpu", 8192, settings)
     try:
         assert backend.serving_path == "paged"
+        assert backend.engine.runner.cpu_decoder is not None  # decode steps through cpu_decode.py
         out = run_to_completion(backend.engine, [request(f"q{k}", i, max_tokens=16, temperature=0, ignore_eos=True)
                                                  for k, i in enumerate(ids)])
         for k, exp in enumerate(expected):

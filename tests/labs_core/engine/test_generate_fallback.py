@@ -54,3 +54,34 @@ def test_stop_string_seed_and_logprobs(parts):
                                                      top_logprobs=3, ignore_eos=True))
     assert [e.token_id for e in logprobs] == tokens
     assert all(len(e.top) == 3 and e.top[0].token_id == e.token_id for e in logprobs)
+
+
+def test_constraints_hold_on_the_fallback_too(parts):
+    """Models only generate can serve get structured output as well: schema, regex and choice outputs
+    are valid whatever the random model prefers, with ignore_eos and min_tokens ending at the grammar."""
+    import dataclasses
+    import json
+    import re
+
+    import jsonschema_rs
+
+    from labs_core.structured import spec
+
+    model, tokenizer = parts
+    backend = GenerateBackend(model, tokenizer, max_waiting=4, eos_token_ids=[tokenizer.eos_token_id])
+    schema = {"type": "object", "additionalProperties": False, "required": ["name", "n"],
+              "properties": {"name": {"type": "string", "maxLength": 8}, "n": {"type": "integer", "minimum": 3}}}
+    ids = tokenizer("Answer:")["input_ids"]
+
+    def constrained(rid, constraint, **params):
+        params = {"max_tokens": 80, "temperature": 1.0, "seed": 2, **params}
+        return dataclasses.replace(request(rid, ids, **params), constraint=constraint)
+
+    text, tokens, done, finish, _ = run(backend, constrained("j", spec.json_schema(schema), ignore_eos=True,
+                                                             min_tokens=50))
+    jsonschema_rs.validate(schema, json.loads(text))
+    assert finish == "stop" and done.usage.completion_tokens == len(tokens) < 80
+    text, *_ = run(backend, constrained("r", spec.Constraint("regex", r"[0-9]{2}-[a-z]{3}")))
+    assert re.fullmatch(r"[0-9]{2}-[a-z]{3}", text)
+    text, *_ = run(backend, constrained("c", spec.choice(["red", "green"]), temperature=0.0))
+    assert text in ("red", "green")

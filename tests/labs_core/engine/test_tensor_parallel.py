@@ -64,7 +64,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rank_main(rank: int, world: int, port: int, model_dir: str, out: str, from_checkpoint: bool) -> None:
+def rank_main(rank: int, world: int, port: int, model_dir: str, out: str, from_checkpoint: bool,
+              run_ahead: bool = False, fuse: bool = False) -> None:
     """One rank: rank 0 runs the engine, the others follow its steps."""
     import torch.distributed as dist
     from transformers import AutoTokenizer
@@ -89,13 +90,20 @@ def rank_main(rank: int, world: int, port: int, model_dir: str, out: str, from_c
         channel = StepChannel(tp)
         if rank != 0:
             follow(model, channel, "cpu")
+            assert ("forward" in attention.q_proj.__dict__) == fuse  # fused when rank 0 said so
+            # Every collective was waited for (an unwaited one stays in torch's registry, holding its
+            # tensors: a leak that grows with each step).
+            assert torch._C._distributed_c10d._get_work_registry_size() == 0
             return
         runner = ModelRunner(model, 4, 256, "cpu", (tokenizer.eos_token_id,), steps=channel)
-        engine = LLMEngine(runner, tokenizer, EngineConfig(block_size=4, max_model_len=1024, run_ahead=False),
+        if fuse:
+            assert runner.fuse_projections() == 2 * model.config.num_hidden_layers
+        engine = LLMEngine(runner, tokenizer, EngineConfig(block_size=4, max_model_len=1024, run_ahead=run_ahead),
                            eos_token_ids=[tokenizer.eos_token_id])
         results = run_to_completion(engine, [request(f"r{i}", p, max_tokens=n, temperature=0, ignore_eos=True)
                                              for i, (p, n) in enumerate(zip(PROMPTS, NEW_TOKENS))])
         channel.stop()
+        assert (engine.steps_ahead > 0) == run_ahead
         Path(out).write_text(json.dumps({rid: r.token_ids[0] for rid, r in results.items()}))
     finally:
         dist.destroy_process_group()
@@ -109,9 +117,11 @@ def single_process_tokens(model_dir: Path) -> dict[str, list[int]]:
     return {rid: r.token_ids[0] for rid, r in results.items()}
 
 
-def tensor_parallel_tokens(model_dir: Path, world: int, tmp_path: Path, from_checkpoint: bool) -> dict[str, list[int]]:
+def tensor_parallel_tokens(model_dir: Path, world: int, tmp_path: Path, from_checkpoint: bool,
+                           run_ahead: bool = False, fuse: bool = False) -> dict[str, list[int]]:
     out = tmp_path / "tokens.json"
-    mp.start_processes(rank_main, args=(world, free_port(), str(model_dir), str(out), from_checkpoint),
+    mp.start_processes(rank_main, args=(world, free_port(), str(model_dir), str(out), from_checkpoint, run_ahead,
+                                        fuse),
                        nprocs=world, start_method="spawn")
     return json.loads(out.read_text())
 
@@ -142,6 +152,46 @@ def test_two_ranks_give_the_tokens_of_one_process_llama_split_in_memory(tmp_path
 
 def test_two_ranks_give_the_tokens_of_one_process_qwen2_read_shard_by_shard(qwen_like_dir, tmp_path):
     assert tensor_parallel_tokens(qwen_like_dir, 2, tmp_path, True) == single_process_tokens(qwen_like_dir)
+
+
+def test_two_ranks_running_ahead_with_fused_projections_give_the_tokens_of_one_process(qwen_like_dir, tmp_path):
+    """Run-ahead: rank 0 feeds the tokens it drew on its device to the next step; the other ranks get
+    them by a broadcast (without it they would embed placeholder ids and the tokens would differ).
+    Fusion: every rank fuses its own q/k/v and gate/up shards when rank 0's runner says so."""
+    assert tensor_parallel_tokens(qwen_like_dir, 2, tmp_path, True, run_ahead=True, fuse=True) == \
+        single_process_tokens(qwen_like_dir)
+
+
+def idle_rank(rank: int, port: int, out: str) -> None:
+    """Rank 0 stays idle past the collective timeout, sends one step, then dies; rank 1 records what
+    its waits gave."""
+    import datetime
+    import time
+
+    from labs_core.engine import tp_group
+    from labs_core.engine.tensor_parallel import StepChannel
+
+    tp_group.COLLECTIVE_TIMEOUT = datetime.timedelta(seconds=2)
+    channel = StepChannel(tp_group.join(tp_group.GroupSpec(2, port, Path("."), torch.float32, "cpu"), rank))
+    if rank == 0:
+        time.sleep(4)  # an idle server: no step for twice the collective timeout
+        channel.send(("step", ()))
+        time.sleep(1)
+        os._exit(0)  # dies without its stop message
+    got = [channel.receive()]
+    started = time.monotonic()
+    try:
+        channel.receive()
+    except RuntimeError:
+        got.append(time.monotonic() - started)
+    Path(out).write_text(json.dumps(got))
+
+
+def test_a_rank_waits_out_an_idle_rank0_and_fails_at_once_when_it_dies(tmp_path):
+    out = tmp_path / "waits.json"
+    mp.start_processes(idle_rank, args=(free_port(), str(out)), nprocs=2, start_method="spawn")
+    step, failed_after = json.loads(out.read_text())
+    assert step == ["step", []] and failed_after < 10  # not the idle timeout: the closed socket
 
 
 def child_pids(pid: int) -> list[int]:

@@ -113,3 +113,56 @@ def test_run_ahead_queues_constrained_forwards_early_and_changes_nothing(parts, 
         jsonschema_rs.validate(PERSON, json.loads(out[f"s{i}"].text[0]))
     assert (engine.steps_ahead >= 10) if step_mode else engine.steps_ahead == 0
     assert engine.blocks.num_used_blocks == 0
+
+
+def run_collecting(engine, req):
+    """(token ids, answer text, reasoning text, finish) of a one-choice request."""
+    from labs_core.engine.outputs import ChoiceDelta
+
+    engine.add_request(req)
+    ids, text, reasoning, finish = [], "", "", None
+    while engine.has_work:
+        for _, events in engine.step():
+            for e in events:
+                if isinstance(e, ChoiceDelta):
+                    ids += e.token_ids
+                    text, reasoning = text + e.text, reasoning + e.reasoning_text
+                    finish = e.finish_reason or finish
+    return ids, text, reasoning, finish
+
+
+def test_a_thinking_model_thinks_freely_then_answers_in_the_constrained_form(parts):
+    """When the prompt opened a thinking block, the grammar waits for the end-of-reasoning token:
+    the thinking is what the model would say anyway (stop tokens aside), the answer after it follows
+    the schema. A random model never says </think>: a token it draws (seeded) stands in for it."""
+    from labs_core.engine.choice_stream import ReasoningTags
+
+    model, tokenizer = parts
+    prompt = tokenizer("Answer:")["input_ids"]
+    free = run_to_completion(make_engine(model, tokenizer),
+                             [request("free", prompt, max_tokens=12, seed=3, ignore_eos=True)])["free"]
+    drawn = free.token_ids[0]
+    k = next(i for i in range(2, len(drawn)) if drawn[i] not in drawn[:i] and tokenizer.decode([drawn[i]]).strip()
+             and tokenizer.encode(tokenizer.decode([drawn[i]]), add_special_tokens=False) == [drawn[i]]
+             and tokenizer.decode([drawn[i]]) not in tokenizer.decode(drawn[:i]))
+    assert tokenizer.eos_token_id not in drawn[:k + 1]
+    end_tag = tokenizer.decode([drawn[k]])
+
+    def thinking(rid, max_tokens=120):
+        return dataclasses.replace(request(rid, prompt, max_tokens=max_tokens, seed=3),
+                                   constraint=spec.json_schema(PERSON), reasoning=ReasoningTags("<think>", end_tag),
+                                   prompt_text_tail="Answer:<think>\n")
+
+    ids, text, reasoning, finish = run_collecting(make_engine(model, tokenizer), thinking("t"))
+    assert ids[:k + 1] == drawn[:k + 1]  # thought freely up to and with the end token
+    assert reasoning.strip() == tokenizer.decode(drawn[:k]).strip()
+    jsonschema_rs.validate(PERSON, json.loads(text))
+    assert finish == "stop"
+
+    cut = run_collecting(make_engine(model, tokenizer), thinking("c", max_tokens=k))
+    assert cut[0] == drawn[:k] and cut[1] == "" and cut[3] == "length"  # still thinking when cut: no answer
+
+    opened_elsewhere = dataclasses.replace(thinking("n"), prompt_text_tail="Answer:")  # no block opened
+    ids, text, _, finish = run_collecting(make_engine(model, tokenizer), opened_elsewhere)
+    jsonschema_rs.validate(PERSON, json.loads(text))  # constrained from the first token
+    assert text.lstrip().startswith("{") and tokenizer.decode(ids, skip_special_tokens=True).strip() == text.strip()

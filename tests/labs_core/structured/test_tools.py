@@ -68,6 +68,29 @@ def test_named_streams_argument_fragments_and_required_reads_the_list():
     assert (text, calls, finish) == ('[{"name": "f", "argu', [], "length")
 
 
+def test_required_streams_each_call_as_it_is_generated():
+    """Index, id and name as soon as the name is complete, then the arguments' text as it comes,
+    whatever the deltas' boundaries; braces and quotes inside strings do not end the arguments."""
+    answer = ('[{"name": "f", "arguments": {"q": "a } b \\" ] {", "n": [1, {"k": []}]}}, '
+              '{"name": "get_weather", "arguments": {}}]')
+    for size in (1, 3, 7, len(answer)):
+        reader = ToolCallReader(ToolParsing("required", tool_names=NAMES))
+        pieces = [answer[i:i + size] for i in range(0, len(answer), size)]
+        parts = [p for piece in pieces for p in reader.feed(ChoiceDelta(0, piece)).tool_calls]
+        last = reader.feed(ChoiceDelta(0, "", finish_reason="stop"))
+        assert last.finish_reason == "tool_calls" and not last.tool_calls
+        heads = [p for p in parts if p.id]
+        assert [(p.index, p.name, p.arguments) for p in heads] == [(0, "f", ""), (1, "get_weather", "")]
+        args = ["".join(p.arguments for p in parts if p.index == i and not p.id) for i in (0, 1)]
+        assert json.loads(args[0]) == {"q": 'a } b " ] {', "n": [1, {"k": []}]} and json.loads(args[1]) == {}
+        assert parts.index(heads[1]) > max(i for i, p in enumerate(parts) if p.index == 0)
+    reader = ToolCallReader(ToolParsing("required", tool_names=NAMES))
+    first = reader.feed(ChoiceDelta(0, '{"name": "f", "arguments": {"x": '))  # one object: parallel calls off
+    assert [(p.name, p.arguments) for p in first.tool_calls] == [("f", ""), ("", '{"x": ')]
+    cut = reader.feed(ChoiceDelta(0, "12", finish_reason="length"))  # cut by max_tokens: what was made, as OpenAI
+    assert cut.finish_reason == "length" and [p.arguments for p in cut.tool_calls] == ["12"] and cut.text == ""
+
+
 def test_plan_checks():
     tools = [ToolSpec("f", parameters={"type": "object", "properties": {"x": {"type": "integer"}}})]
     assert plan(StructuredRequest(tools=tools), chat=True).parsing.mode == "auto"
@@ -116,3 +139,67 @@ def test_tools_and_tool_history_go_through_the_chat_template(tokenizer_dir):
     tokenizer.chat_template = "{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}"
     plain = render(tokenizer, history[:1], tools_prompt=hermes_system_prompt((tool,)))
     assert plain.startswith("system: You may call one or more functions") and '"get_time"' in plain
+
+
+def test_mistral_marker_survives_detokenization_when_it_is_a_special_token(tokenizer_dir):
+    """Mistral's tokenizers make [TOOL_CALLS] a special token, which decoding drops: the engine keeps
+    it in the text of requests whose tools are read in that format, so the calls are found."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from labs_core.engine.choice_stream import ChoiceStream
+    from labs_core.engine.params import SamplingParams
+    from labs_core.models.chat_model import ChatModel
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["[TOOL_CALLS]"]})
+    marker = tokenizer.convert_tokens_to_ids("[TOOL_CALLS]")
+    parsing = ToolParsing("auto", "mistral", tool_names=NAMES)
+    kept = ChatModel._kept_markers(SimpleNamespace(tokenizer=tokenizer), parsing)
+    assert kept == (marker,)
+    assert ChatModel._kept_markers(SimpleNamespace(tokenizer=tokenizer), ToolParsing("auto", "hermes")) == ()
+    answer = tokenizer.encode("Sure.", add_special_tokens=False) + [marker] + tokenizer.encode(
+        '[{"name": "f", "arguments": {"x": 2}}]', add_special_tokens=False)
+
+    def stream_text(keep):
+        stream = ChoiceStream(0, tokenizer, [], SamplingParams(max_tokens=64), keep_special_tokens=keep)
+        deltas = [stream.add([t]) for t in answer] + [stream.finish("stop")]
+        return deltas
+
+    assert "[TOOL_CALLS]" not in "".join(d.text for d in stream_text(()))  # what decoding alone gives
+    reader = ToolCallReader(parsing)
+    out = [reader.feed(d) for d in stream_text(kept)]
+    assert "".join(d.text for d in out) == "Sure."
+    parts = [p for d in out for p in d.tool_calls]
+    assert [p.name for p in parts if p.id] == ["f"] and out[-1].finish_reason == "tool_calls"
+    assert "".join(p.arguments for p in parts) == '{"x": 2}'
+    assert len([p for d in out[:-1] for p in d.tool_calls]) > 2  # streamed while generated, not at the end
+
+
+def test_auto_calls_stream_as_generated_and_fall_back_to_whole_calls():
+    def feed_all(fmt, pieces):
+        reader = ToolCallReader(ToolParsing("auto", fmt, tool_names=NAMES))
+        out = [reader.feed(ChoiceDelta(0, p)) for p in pieces] + [reader.feed(ChoiceDelta(0, "", finish_reason="stop"))]
+        return out
+
+    answer = 'Let me check.<tool_call>\n{"name": "get_weather", "arguments": {"city": "Par}is"}}\n</tool_call>'
+    out = feed_all("hermes", [answer[i:i + 4] for i in range(0, len(answer), 4)])
+    assert "".join(d.text for d in out) == "Let me check."
+    before_end = [p for d in out[:-1] for p in d.tool_calls]
+    assert before_end[0].name == "get_weather" and before_end[0].id and len(before_end) > 3  # streamed
+    assert "".join(p.arguments for p in before_end) == '{"city": "Par}is"}' and not out[-1].tool_calls
+    assert out[-1].finish_reason == "tool_calls"
+
+    # arguments given as a string: not followed while streaming, parsed whole at the end (after the first call)
+    two = ('<tool_call>{"name": "f", "arguments": {"a": 1}}</tool_call>'
+           '<tool_call>{"name": "get_weather", "arguments": "{\\"city\\": \\"Oslo\\"}"}</tool_call>')
+    out = feed_all("hermes", [two[i:i + 5] for i in range(0, len(two), 5)])
+    parts = [p for d in out for p in d.tool_calls]
+    assert [(p.index, p.name) for p in parts if p.id] == [(0, "f"), (1, "get_weather")]
+    assert json.loads("".join(p.arguments for p in parts if p.index == 1)) == {"city": "Oslo"}
+    assert [p for p in out[-1].tool_calls if p.id][0].name == "get_weather"  # the whole call came at the end
+
+    # Mistral's name[ARGS]{...}: nothing to follow while streaming, the whole call at the end
+    out = feed_all("mistral", ["[TOOL_CALLS]f[ARGS]", '{"x": 2}'])
+    assert [(p.name, p.arguments) for p in out[-1].tool_calls] == [("f", ""), ("", '{"x": 2}')]
