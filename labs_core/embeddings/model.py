@@ -1,6 +1,7 @@
 """A sentence-transformers model behind a small blocking interface: normalised vectors, token
 counts and token-id decoding. torch and sentence-transformers are imported in `load()` only, so
-importing this module stays cheap for the server and the registry.
+importing this module stays cheap for the server and the registry; the usual models run without
+sentence-transformers at all (lean.py).
 """
 
 from __future__ import annotations
@@ -54,14 +55,29 @@ class EmbeddingModel:
 
     @classmethod
     def load(cls, source: ModelSource, device: str = "auto", trust_remote_code: bool = False) -> "EmbeddingModel":
+        from labs_core.embeddings import lean
         from labs_core.models import progress
         from labs_core.models.loader import IMPORT_LOCK, WEIGHTS_LOCK, resolve_device
 
+        resolved = resolve_device(device)
+        plan = lean.plan(source.location) if source.is_local else None
+        if plan is not None:  # no sentence-transformers import (lean.py says why)
+            progress.report("importing transformers")
+            with IMPORT_LOCK:
+                from transformers import AutoModel, AutoTokenizer  # noqa: F401 (the lazy-import race: IMPORT_LOCK)
+            log.info("loading embedding model %s on %s (%s pooling, transformers alone)", source.spec, resolved,
+                     plan.pooling)
+            progress.report(f"loading weights on {resolved}")
+            try:
+                with WEIGHTS_LOCK:
+                    model = lean.LeanSentenceModel.load(plan, resolved, trust_remote_code=trust_remote_code)
+            except OSError as exc:
+                raise PreconditionFailed(f"cannot load embedding model {source.spec}: {exc}") from exc
+            return cls(model, resolved)
         progress.report("importing sentence-transformers")
         with IMPORT_LOCK:
             from sentence_transformers import SentenceTransformer
 
-        resolved = resolve_device(device)
         log.info("loading embedding model %s on %s", source.spec, resolved)
         progress.report(f"loading weights on {resolved}")
         try:
@@ -95,7 +111,9 @@ def _dtype_name(model: Any) -> str:
 
 
 def _architecture(model: Any) -> str:
-    transformer = getattr(model[0], "auto_model", None) if len(model) else None
+    transformer = getattr(model, "auto_model", None)  # LeanSentenceModel
+    if transformer is None:
+        transformer = getattr(model[0], "auto_model", None) if len(model) else None
     config = getattr(transformer, "config", None)
     architectures = getattr(config, "architectures", None) or []
     if architectures:

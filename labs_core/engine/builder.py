@@ -113,9 +113,10 @@ def probe(model: Any, runner: ModelRunner, vocab_size: int) -> None:
         raise PagedUnsupported(f"paged attention does not reproduce the model's logits (relative error {error:.2e})")
 
 
-def use_cpu_decoder_if_exact(model: Any, runner: ModelRunner, vocab_size: int, steps: int = 4) -> bool:
+def use_cpu_decoder_if_exact(model: Any, runner: ModelRunner, vocab_size: int, steps: int = 2) -> bool:
     """Serve decode steps through the lean CPU forward (cpu_decode.py) when the model is one it
-    knows and it gives the model's own logits over a prefill and a few decode steps."""
+    knows and it gives the model's own logits over a short prefill and a few decode steps (a
+    guard against an architecture that differs, so kept short: ~0.15 s of start on 2 cores)."""
     from labs_core.engine.cpu_decode import CpuDecoder
 
     reason = CpuDecoder.supports(model)
@@ -124,7 +125,7 @@ def use_cpu_decoder_if_exact(model: Any, runner: ModelRunner, vocab_size: int, s
         return False
     decoder = CpuDecoder(model)
     generator = torch.Generator().manual_seed(4)
-    ids = torch.randint(0, vocab_size, (PROBE_TOKENS // 2,), generator=generator).tolist()
+    ids = torch.randint(0, vocab_size, (PROBE_TOKENS // 3,), generator=generator).tolist()
     blocks = BlockManager(runner.num_blocks, runner.block_size, enable_prefix_caching=False)
     seq = Sequence(request_id="probe-decode", choice_index=0, token_ids=ids, params=SamplingParams(), seed=0)
     error = 0.0

@@ -31,22 +31,13 @@ Product = Callable[[torch.Tensor], torch.Tensor]
 def product(module: nn.Module) -> Product:
     """x [B, K] float32 -> x @ W^T (+ b) [B, N] float32, through the module's own kernel."""
     bias = getattr(module, "bias", None)
-    if type(module) is Int4Linear:
-        w, group, sz = module.weight, module.group, module.scales_and_zeros
-        mm = torch.ops.aten._weight_int4pack_mm_for_cpu
+    if type(module) in (Int4Linear, Int8Linear):
+        mm = module.product
 
-        def int4(x: torch.Tensor) -> torch.Tensor:
-            out = mm(x.to(ACT_DTYPE), w, group, sz).float()
+        def quantized(x: torch.Tensor) -> torch.Tensor:
+            out = mm(x.to(ACT_DTYPE)).float()
             return out if bias is None else out + bias
-        return int4
-    if type(module) is Int8Linear:
-        w, scales = module.weight, module.scales
-        mm8 = torch.ops.aten._weight_int8pack_mm
-
-        def int8(x: torch.Tensor) -> torch.Tensor:
-            out = mm8(x.to(ACT_DTYPE), w, scales).float()
-            return out if bias is None else out + bias
-        return int8
+        return quantized
     if type(module) is nn.Linear:
         weight = module.weight
         return lambda x: F.linear(x, weight, bias)
@@ -61,8 +52,8 @@ def fused_product(modules: list[nn.Module]) -> Product:
     """One product for sibling projections of the same input (their outputs concatenated): the
     weights (int8, int4 packed, or float) and their scales concatenate along the output rows.
     Checked against the separate products; the separate ones (one call each) when it differs. The
-    members' weights become views into the fused one (no second copy); int4 scales stay copied
-    (the kernel needs them contiguous)."""
+    members' weights become views into the fused one (no second copy); scales stay copied (the
+    int4 kernel needs them contiguous)."""
     separate = [product(m) for m in modules]
 
     def each(x: torch.Tensor) -> torch.Tensor:
@@ -101,12 +92,17 @@ def _concatenated(kind: type, modules: list[nn.Module]) -> nn.Module | None:
         return fused
     if kind not in (Int4Linear, Int8Linear):
         return None
+    if kind is Int8Linear and len({m.nibbles for m in modules}) != 1:
+        return None
     fused = kind.__new__(kind)
     nn.Module.__init__(fused)
     fused.in_features, fused.out_features, fused.bias = k, n, None
     fused.weight = torch.cat([m.weight for m in modules])
     if kind is Int4Linear:
         fused.group = modules[0].group
+    if kind is Int8Linear:
+        fused.nibbles = modules[0].nibbles
+    if hasattr(modules[0], "scales_and_zeros"):
         fused.scales_and_zeros = torch.cat([m.scales_and_zeros for m in modules], dim=1)
     else:
         fused.scales = torch.cat([m.scales for m in modules])

@@ -234,10 +234,20 @@ class ModelRunner:
     @torch.inference_mode()
     def forward_step(self, host: HostBatch, shape: StepShape, ahead_ids: torch.Tensor | None = None) -> torch.Tensor:
         """The forward of one step from its host arrays (tensor-parallel ranks other than 0 start here)."""
-        if self.cpu_threads:
-            torch.set_num_threads(self.step_threads(shape))
         if shape.ahead and self.tp is not None:  # every rank needs the tokens rank 0 drew on its device
             ahead_ids = self.tp.broadcast_ids(ahead_ids, len(host.ids), self.device)
+        threads = self.step_threads(shape) if self.cpu_threads else 0
+        if threads and threads != self.cpu_threads:
+            # Restored after the forward: torch's count is process-wide state that threads starting
+            # later (the embedding model's) take as theirs.
+            torch.set_num_threads(threads)
+            try:
+                return self._forward_step(host, shape, ahead_ids)
+            finally:
+                torch.set_num_threads(self.cpu_threads)
+        return self._forward_step(host, shape, ahead_ids)
+
+    def _forward_step(self, host: HostBatch, shape: StepShape, ahead_ids: torch.Tensor | None) -> torch.Tensor:
         if self.graphs is not None and not shape.all_logits:
             if shape.decode_only and len(shape.query_lens) <= self.graphs.max_batch:
                 return self.graphs.run(host.ids, host.positions, host.slots, host.tables, host.context_lens,
@@ -304,9 +314,13 @@ class ModelRunner:
 
 
 def allocate_kv_cache(layout: KVLayout, num_blocks: int, block_size: int, device: torch.device) -> KVCache:
+    """Zero-filled on a GPU. On the CPU left unwritten (filling 1 GiB took ~0.5 s of every start):
+    the CPU's attention reads only slots written before (attention.py pads a short context with its
+    own first slot), and a fresh allocation of this size comes from the OS as zero pages anyway."""
     shape = (num_blocks, block_size, layout.num_kv_heads, layout.head_dim)
-    return KVCache(keys=[torch.zeros(shape, dtype=layout.dtype, device=device) for _ in range(layout.num_layers)],
-                   values=[torch.zeros(shape, dtype=layout.dtype, device=device) for _ in range(layout.num_layers)])
+    make = torch.empty if device.type == "cpu" else torch.zeros
+    return KVCache(keys=[make(shape, dtype=layout.dtype, device=device) for _ in range(layout.num_layers)],
+                   values=[make(shape, dtype=layout.dtype, device=device) for _ in range(layout.num_layers)])
 
 
 def sampling_tensors(seqs: list[Sequence], vocab: int, device: torch.device,

@@ -130,6 +130,7 @@ def test_chat_loader_passes_trust_remote_code_only_when_configured(monkeypatch, 
 def test_embedding_loader_passes_trust_remote_code_only_when_configured(monkeypatch, env, expected):
     import sentence_transformers
 
+    from labs_core.embeddings import lean
     from labs_core.embeddings.entry import embedding_entries
 
     seen: dict[str, Any] = {}
@@ -138,7 +139,9 @@ def test_embedding_loader_passes_trust_remote_code_only_when_configured(monkeypa
         seen["trust_remote_code"] = kwargs.get("trust_remote_code", "not passed")
         raise Stop
 
+    # the default model runs without sentence-transformers (lean.py); others through it: both are checked
     monkeypatch.setattr(sentence_transformers, "SentenceTransformer", fake)
+    monkeypatch.setattr(lean.LeanSentenceModel, "load", fake)
     settings = Settings.from_layers([(ValueSource("env"), {"embeddings.embedding_device": "cpu", **env})])
     (entry,) = embedding_entries(settings)
     with pytest.raises(Stop):

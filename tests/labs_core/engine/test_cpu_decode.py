@@ -119,3 +119,17 @@ def test_siblings_share_one_product_and_its_weights(kind):
 
 def test_siblings_with_biases_keep_their_own_products():
     assert fused_product([nn.Linear(128, 64), nn.Linear(128, 64)]).__name__ == "each"
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_attention_reads_only_written_slots(lean, tokenizer):
+    """The CPU's KV cache is not zero-filled (model_runner.allocate_kv_cache): with NaN in every
+    slot at the start, prefill, batched decode of unequal lengths and the lean forward still give
+    generate's tokens."""
+    model = tiny("llama", tokenizer)
+    expected = [hf_greedy(model, ids, 12) for ids in PROMPTS]
+    engine = engine_for(model, tokenizer, cpu_decode=lean)
+    assert (engine.runner.cpu_decoder is not None) is lean
+    for cache in engine.runner.kv.keys + engine.runner.kv.values:
+        cache.fill_(float("nan"))
+    assert greedy(engine) == expected

@@ -29,5 +29,8 @@ def test_one_sequence_decode_leaves_a_core_to_serving(configured, one_decode, ba
     assert runner.step_threads(StepShape((1,), decode_only=True, single_sampling=True)) == one_decode
     assert runner.step_threads(StepShape((1, 1), decode_only=True, single_sampling=False)) == batch
     assert runner.step_threads(StepShape((9,), decode_only=False, single_sampling=True)) == configured
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(torch.get_num_threads()))
     run_to_completion(engine, [request("a", [5, 6, 7], max_tokens=3, temperature=0)])
-    assert torch.get_num_threads() == one_decode  # the last step decoded one sequence
+    assert seen == [configured, one_decode, one_decode]  # the prefill, then two decode steps
+    assert torch.get_num_threads() == configured  # restored after each step

@@ -10,6 +10,7 @@ from torch import nn
 
 from labs_core.errors import PreconditionFailed
 from labs_core.models.loader import LoadOptions, load_causal_lm
+from labs_core.models import quantize_cpu
 from labs_core.models.quantize_cpu import Int4Linear, Int8Linear, quantize, resolve_mode
 from labs_core.models.source import resolve
 from tests.support import SMOLLM2
@@ -69,6 +70,29 @@ def test_quantized_linear_close_to_float(make, tolerance):
     got = make(linear)(x)
     assert got.shape == expected.shape and got.dtype == torch.float32
     assert float((got - expected).abs().max() / expected.abs().max()) < tolerance
+
+
+@pytest.mark.parametrize("out_features, nibbles", [(64, True), (40, False)])
+def test_int8_planes_give_the_int8_products(out_features, nibbles, monkeypatch):
+    """Two 4-bit planes through the int4 kernel reproduce the int8 weights' product (to the bf16
+    rounding of the output); shapes the int4 kernel cannot take keep the int8 kernel."""
+    monkeypatch.setattr(quantize_cpu, "NIBBLE_MIN_ELEMENTS", 0)
+    torch.manual_seed(2)
+    linear = nn.Linear(256, out_features, bias=False)
+    layer = Int8Linear(linear)
+    assert layer.nibbles is nibbles
+    w = linear.weight.detach()
+    scale = (w.abs().amax(dim=1) / 127).to(torch.bfloat16).float()
+    exact_weights = torch.round(w / (w.abs().amax(dim=1) / 127)[:, None]).clamp(-127, 127) * scale[:, None]
+    x = torch.randn(4, 256).to(torch.bfloat16).float()
+    expected = x @ exact_weights.T
+    got = layer(x)
+    assert float((got - expected).abs().max() / expected.abs().max()) < 8e-3  # bf16 output rounding
+
+
+def test_only_large_int8_weights_run_as_planes():
+    assert not Int8Linear(nn.Linear(576, 1536, bias=False)).nibbles  # a decoder projection: int8 kernel
+    assert Int8Linear(nn.Linear(576, 8192, bias=False)).nibbles  # 4.7M weights, as an LM head
 
 
 def test_modes_per_device():
