@@ -1,8 +1,8 @@
 """Quantized weights on one GPU: bf16 against FP8 and int4 (issue 22), kernels and engine, one run.
 
-    python3 bench/quant_bench.py                      # kernels, then the engine (7B shape), ~5 min on an H200
+    python3 bench/quant_bench.py                      # kernels, then the engine (7B shape), ~4-5 min on an H200
     python3 bench/quant_bench.py --only kernels       # the kernel table alone (~1-2 min)
-    python3 bench/quant_bench.py --only engine --modes bf16,int4
+    python3 bench/quant_bench.py --only engine --modes bf16,int4,int4+head   # +head: LM head in FP8 too
     python3 bench/quant_bench.py --check --only check # greedy tokens of a small quantized model (~1-2 min)
     python3 bench/quant_bench.py --quick --device cpu # a tiny CPU run of the script's logic (tests/bench)
 
@@ -50,6 +50,7 @@ SHAPES = {"qwen2.5-7b": eb.SHAPES["qwen2.5-7b"],
                         num_key_value_heads=2, vocab_size=512, tie_word_embeddings=False,
                         max_position_embeddings=4096)}
 MODES = ("bf16", "fp8", "int4")
+EXTRA_MODES = ("fp8+head", "int4+head")  # the LM head quantized to FP8 as well (--modes ...,int4+head)
 PROMPT, NEW = 128, 256
 
 
@@ -126,7 +127,9 @@ def config_name(config: dict[str, int]) -> str:
     short = {"BLOCK_M": "m", "BLOCK_N": "n", "BLOCK_K": "k", "BLOCKS_PER_STEP": "b", "num_warps": "w",
              "num_stages": "s"}
     kind = "GEMM" if config.get("GEMM") else "GEMV"
-    return kind + " " + " ".join(f"{short[k]}{v}" for k, v in config.items() if k in short)
+    name = kind + " " + " ".join(f"{short[k]}{v}" for k, v in config.items() if k in short)
+    return (name + (" 1-FMA" if config.get("ONE_FMA") else "")
+            + (f" split-K to {config['SPLIT_PROGRAMS']} programs" if config.get("SPLIT_PROGRAMS") else ""))
 
 
 @dataclass
@@ -190,16 +193,20 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
                 impls.append(("bf16", "Triton GEMV", lambda w: gemv.launch_gemv(x[0], w, None)))
             for mode, q in quant.items():
                 path = kernels.path_for(m, q.fmt, x.dtype) if dev == "cuda" else cpu_path(m)
-                impls.append((mode, path, lambda w, p=path: kernels.run_path(p, x, w.qweight, w.scales, w.zeros, None,
-                                                                                w.fmt, w.group)))
-                if path == "gemv" and setup.sweep:
-                    for i, c in enumerate(kernels.GEMV_CANDIDATES[q.fmt]):
-                        impls.append((mode, f"{config_name(c)} #{i}", lambda w, c=c: kernels.launch_gemv(
-                            x[0], w.qweight, w.scales, w.zeros, None, w.fmt, w.group, config=c)))
-                if path == "gemm" and m == 256 and setup.sweep:
-                    for i, c in enumerate(kernels.GEMM_CANDIDATES_256):
-                        impls.append((mode, f"GEMM {config_name(c)[5:]} #{i}", lambda w, c=c: kernels.launch_gemm(
-                            x, w.qweight, w.scales, w.zeros, None, w.fmt, w.group, tiles=c)))
+                others = []  # the other kernels that could serve these rows, for comparison
+                if dev == "cuda" and m > 1:
+                    others = [p for p in (("gemm",) if q.fmt == kernels.INT4 else ("gemm", "scaled_mm")) if p != path]
+                for p in [path] + others:
+                    impls.append((mode, p, lambda w, p=p: kernels.run_path(p, x, w.qweight, w.scales, w.zeros, None,
+                                                                           w.fmt, w.group)))
+                    if p == "gemv" and setup.sweep:
+                        for i, c in enumerate(kernels.GEMV_CANDIDATES[q.fmt]):
+                            impls.append((mode, f"{config_name(c)} #{i}", lambda w, c=c: kernels.launch_gemv(
+                                x[0], w.qweight, w.scales, w.zeros, None, w.fmt, w.group, config=c)))
+                    if p == "gemm" and m == 256 and q.fmt == kernels.INT4 and setup.sweep:
+                        for i, c in enumerate(kernels.GEMM_CANDIDATES_256):
+                            impls.append((mode, f"GEMM {config_name(c)[5:]} #{i}", lambda w, c=c: kernels.launch_gemm(
+                                x, w.qweight, w.scales, w.zeros, None, w.fmt, w.group, tiles=c)))
             for mode, path, call in impls:
                 ws = weights[mode]
                 try:
@@ -241,6 +248,7 @@ class EngineFigures:
     concurrent: float
     prefill: float
     checks: str
+    read_gb: float = 0.0  # weights a decode step reads: all but the input embedding (a lookup)
 
 
 def build(model: Any, setup: Setup, vocab: int, compile: bool = True) -> tuple[Any, float]:
@@ -292,7 +300,12 @@ def run_engine(model: Any, mode: str, setup: Setup, checks: str) -> EngineFigure
                                                              1))])
         prefill.append(setup.prefill / eb.ttfts(trace)[0])
     engine.runner.restore_attention()
-    figures = EngineFigures(mode, nbytes / 1e9, warmup, statistics.median(rates), concurrent, max(prefill), checks)
+    embedding = model.get_input_embeddings().weight
+    head_weight = getattr(model.get_output_embeddings(), "weight", None)  # None: a quantized head
+    tied = head_weight is not None and embedding.data_ptr() == head_weight.data_ptr()
+    read = nbytes - (0 if tied else embedding.numel() * embedding.element_size())
+    figures = EngineFigures(mode, nbytes / 1e9, warmup, statistics.median(rates), concurrent, max(prefill), checks,
+                            read / 1e9)
     print(f"  {mode}: {figures}", flush=True)
     return figures
 
@@ -311,7 +324,8 @@ def engine_rows(setup: Setup) -> list[EngineFigures]:
                 model, checks = base, ""
             else:
                 model = copy_model(base, setup)
-                quantize_model(model, mode, setup.device)
+                quantize_model(model, mode.removesuffix("+head"), setup.device,
+                               head="fp8" if mode.endswith("+head") else "none")
                 worst = check_kernels(model)
                 checks = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
                 if any(not kernels.paths.on[k] for k in worst):
@@ -344,7 +358,7 @@ def check_greedy(setup: Setup) -> list[str]:
 
     eb.DEVICE = setup.device
     lines = ["| check | mode | equal | tokens equal before the first difference |", "| --- | --- | ---: | --- |"]
-    for mode in [m for m in setup.modes if m != "bf16"]:
+    for mode in [m for m in setup.modes if m in ("fp8", "int4")]:
         kernels.paths.on = kernels.Paths().on
         if setup.shape in eb.SHAPES:
             model = eb.make_model("qwen2.5-0.5b", dtype=torch.float32, num_hidden_layers=4, initializer_range=0.2)
@@ -403,14 +417,15 @@ def engine_table(figures: list[EngineFigures], setup: Setup) -> list[str]:
     def vs(value: float, ref: float | None) -> str:
         return f"{value:,.1f} ({value / ref:.2f}x)" if ref else f"{value:,.1f}"
 
-    lines = [f"| mode | weights GB | warm-up s | 1 stream tok/s (x bf16) | GB/s of weights | "
+    lines = [f"| mode | weights GB | warm-up s | 1 stream tok/s (x bf16) | GB/s (weights read a token) | "
              f"{setup.concurrency} concurrent tok/s (x bf16) | {setup.prefill}-token prefill tok/s (x bf16) | "
              "load-time kernel checks (rel. error) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for f in figures:
-        lines.append(f"| {f.mode} | {f.weight_gb:.2f} | {f.warmup_s:.0f} | {vs(f.one_stream, base and base.one_stream)} | "
-                     f"{f.one_stream * f.weight_gb:,.0f} | {vs(f.concurrent, base and base.concurrent)} | "
-                     f"{vs(f.prefill, base and base.prefill)} | {f.checks} |")
+        one = vs(f.one_stream, base and base.one_stream)
+        lines.append(f"| {f.mode} | {f.weight_gb:.2f} | {f.warmup_s:.0f} | {one} | {f.one_stream * f.read_gb:,.0f} | "
+                     f"{vs(f.concurrent, base and base.concurrent)} | {vs(f.prefill, base and base.prefill)} | "
+                     f"{f.checks} |")
     return lines
 
 
@@ -442,7 +457,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("kernels", "engine", "check"), default=None,
                         help="one part (check: implies --check)")
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default=",".join(MODES + EXTRA_MODES),
+                        help=f"engine modes, of {', '.join(MODES + EXTRA_MODES)} (+head: the LM head in FP8 too)")
     parser.add_argument("--ms", default="1,16,256,4096", help="row counts of the kernel table")
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--new", type=int, default=NEW)
@@ -459,9 +475,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def setup_of(args: argparse.Namespace) -> Setup:
     modes = tuple(m for m in args.modes.split(",") if m)
-    unknown = set(modes) - set(MODES)
+    unknown = set(modes) - set(MODES) - set(EXTRA_MODES)
     if unknown:
-        raise SystemExit(f"unknown modes {sorted(unknown)}: choose from {', '.join(MODES)}")
+        raise SystemExit(f"unknown modes {sorted(unknown)}: choose from {', '.join(MODES + EXTRA_MODES)}")
     if args.quick:
         return Setup(args.device, "quick", modes, (1, 5), 4, 8, 64, 1, not args.no_compile, not args.no_sweep, 2)
     return Setup(args.device, "qwen2.5-7b", modes, tuple(int(m) for m in args.ms.split(",")), args.concurrency,

@@ -190,15 +190,17 @@ def use_gemv_if_exact(model: Any, vocab_size: int) -> bool:
     if gemv.triton is None:
         return False
     ids = torch.randint(0, vocab_size, (1, 1), generator=torch.Generator().manual_seed(2)).to(model.device)
-    head = model.get_output_embeddings().weight
-    x = torch.randn(1, 1, head.shape[1], generator=torch.Generator().manual_seed(3)).to(head.device, head.dtype)
+    head_module = model.get_output_embeddings()
+    head = head_module.weight if type(head_module) is torch.nn.Linear else None  # else quantized (quant/)
     before = first_layer_output(model, ids)
     with torch.inference_mode():
-        head_before = torch.nn.functional.linear(x, head).float()
         gemv.switch.on = True
         gemv.use_gemv(model)
-        head_after = gemv.linear(x, head).float()
-    error = max(relative_error(first_layer_output(model, ids), before), relative_error(head_after, head_before))
+        error = relative_error(first_layer_output(model, ids), before)
+        if head is not None:
+            x = torch.randn(1, 1, head.shape[1], generator=torch.Generator().manual_seed(3)).to(head.device, head.dtype)
+            head_before = torch.nn.functional.linear(x, head).float()
+            error = max(error, relative_error(gemv.linear(x, head).float(), head_before))
     gemv.switch.on = False  # from now on only inside gemv.batch_one (the batch-1 decode graph)
     gemv.switch.allowed = error < PROBE_TOLERANCE.get(model.dtype, 8e-2) / 4
     if not gemv.switch.allowed:

@@ -41,6 +41,10 @@ def product(module: nn.Module) -> Product:
     if type(module) is nn.Linear:
         weight = module.weight
         return lambda x: F.linear(x, weight, bias)
+    from labs_core.quant.linear import FusedMember, QuantLinear
+
+    if isinstance(module, (QuantLinear, FusedMember)):  # GPU formats on the CPU: their reference path
+        return lambda x: module(x).float()  # (a FusedMember's group computes at its first member's call)
     raise TypeError(f"no decode product for {type(module).__name__}")
 
 

@@ -90,7 +90,9 @@ class ModelRunner:
         self.block_size = block_size
         self.layout = kv_layout(model)
         head = model.get_output_embeddings()
-        self.vocab_size = getattr(head, "vocab_size", None) or head.weight.shape[0]
+        # (a tensor-parallel head knows the whole vocabulary; a quantized one has no float weight)
+        self.vocab_size = (getattr(head, "vocab_size", None) or getattr(head, "out_features", None)
+                           or head.weight.shape[0])
         # One spare block past the usable ones: CUDA-graph padding rows write there.
         self.kv = allocate_kv_cache(self.layout, num_blocks + 1, block_size, self.device)
         self.null_block = num_blocks

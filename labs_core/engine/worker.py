@@ -45,6 +45,11 @@ def load_tensor_parallel(spec: WorkerSpec) -> tuple[Any, Any, str, Any]:
     from labs_core.models.loader import load_tokenizer, resolve_device, resolve_dtype
 
     options = load_options(spec.settings)
+    if options.quantization in ("fp8", "int4", "awq", "gptq"):
+        from labs_core.errors import PreconditionFailed
+
+        raise PreconditionFailed(f"LABS_QUANTIZATION={options.quantization} is not implemented with tensor "
+                                 "parallelism (LABS_TENSOR_PARALLEL_SIZE > 1): use none or auto")
     device = resolve_device(options.device)
     location = spec.source.location
     if not spec.source.is_local:  # the hub's files, downloaded once, then read shard by shard

@@ -46,8 +46,10 @@ class QuantTensors:
     def concat(cls, parts: list["QuantTensors"]) -> "QuantTensors":
         first = parts[0]
         zeros = None if first.zeros is None else torch.cat([p.zeros for p in parts])
-        return cls(first.fmt, torch.cat([p.qweight for p in parts]), torch.cat([p.scales for p in parts]), zeros,
-                   first.group)
+        # (as bytes: not every torch build concatenates float8 tensors)
+        qweight = torch.cat([p.qweight.view(torch.uint8) if p.qweight.element_size() == 1 else p.qweight
+                             for p in parts]).view(first.qweight.dtype)
+        return cls(first.fmt, qweight, torch.cat([p.scales for p in parts]), zeros, first.group)
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         if self.fmt == kernels.FP8:
@@ -132,14 +134,15 @@ TensorSource = Callable[[str, nn.Linear], QuantTensors]
 
 
 def quantize_model(model: Any, mode: str, device: torch.device | str, source: TensorSource | None = None,
-                   fuse: bool = True) -> QuantSummary:
+                   fuse: bool = True, head: str = "none") -> QuantSummary:
     """Replace the model's Linear layers (the LM head excepted) with QuantLinear on `device`, one at a
     time (so a model loaded on the CPU never has its float weights on the GPU). `source(name,
     linear)` gives a layer's quantized tensors (a checkpoint's, checkpoints.py); by default the
-    layer's float weight is quantized (round to nearest)."""
+    layer's float weight is quantized (round to nearest). `head`: "fp8" quantizes the LM head too
+    (an untied one: a quarter of int4's bytes a token on the 7B shape), "none" keeps it."""
     if mode not in MODES:
         raise ValueError(f"quantization {mode!r}: one of {', '.join(MODES)}")
-    head = model.get_output_embeddings()
+    lm_head = model.get_output_embeddings()
 
     def tensors(name: str, linear: nn.Linear) -> QuantTensors:
         if source is not None:
@@ -155,7 +158,7 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
     group = getattr(getattr(source, "spec", None), "group", formats.INT4_GROUP)
 
     def ok(name: str, linear: Any) -> bool:
-        return (type(linear) is nn.Linear and linear is not head and (has is None or has(name))
+        return (type(linear) is nn.Linear and linear is not lm_head and (has is None or has(name))
                 and supported(linear.in_features, linear.out_features, mode, group))
 
     layers = fused = 0
@@ -181,6 +184,11 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
             if ok(prefix + name, child):
                 setattr(parent, name, QuantLinear(tensors(prefix + name, child), bias(child)))
                 layers += 1
+    if (head == "fp8" and type(lm_head) is nn.Linear and supported(lm_head.in_features, lm_head.out_features, "fp8")
+            and lm_head.weight is not model.get_input_embeddings().weight):  # a tied head stays with the lookup
+        model.set_output_embeddings(QuantLinear(QuantTensors.quantize(lm_head.weight.detach().to(device), "fp8"),
+                                                bias(lm_head)))
+        layers += 1
     if torch.device(device).type == "cuda":
         torch.cuda.empty_cache()
     summary = QuantSummary(mode, layers, fused, weight_bytes(model))

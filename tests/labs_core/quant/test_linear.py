@@ -9,11 +9,11 @@ from torch import nn
 from labs_core.quant.linear import FusedMember, QuantLinear, dequantize_into, quantize_model, weight_bytes
 
 
-def tiny_model():
+def tiny_model(vocab=300):
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     config = Qwen2Config(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, vocab_size=300, tie_word_embeddings=False,
+                         num_key_value_heads=2, vocab_size=vocab, tie_word_embeddings=False,
                          max_position_embeddings=256, initializer_range=0.2)
     torch.manual_seed(0)
     return Qwen2ForCausalLM(config).eval()
@@ -69,3 +69,31 @@ def test_model_info_reports_quantization_and_weight_memory():
     info = models_pb2.ModelInfo(name="m", quantization=facts.quantization, weight_bytes=facts.weight_bytes)
     assert model_json(info)["labs"]["quantization"] == "int4"
     assert model_json(info)["labs"]["weight_bytes"] == facts.weight_bytes
+
+
+def test_fp8_head_serves_through_the_paged_engine():
+    """quantize_model(head="fp8"): the LM head becomes a QuantLinear too; the engine's builder (probe
+    included) and runner take a head without a float weight, and its greedy tokens equal HF generate's."""
+    from bench.engine_bench import synthetic_tokenizer
+    from labs_core.engine.builder import KVSizing, build_paged_engine
+    from labs_core.engine.engine import EngineConfig
+    from labs_core.engine.outputs import ChoiceDelta
+    from labs_core.engine.params import SamplingParams
+    from labs_core.engine.request import EngineRequest
+    from tests.labs_core.engine.harness import hf_greedy
+
+    model = tiny_model(vocab=320)  # FP8 products want multiples of 16
+    summary = quantize_model(model, "int4", "cpu", head="fp8")
+    assert isinstance(model.lm_head, QuantLinear) and summary.layers == 2 * 7 + 1
+    ids = [5, 17, 200, 42, 7, 99]
+    want = hf_greedy(model, ids, 8)
+    config = EngineConfig(block_size=4, max_num_seqs=4, max_num_batched_tokens=64, max_model_len=128)
+    engine = build_paged_engine(model, synthetic_tokenizer(320), "cpu", config, KVSizing(num_blocks=64), [1]).engine
+    engine.add_request(EngineRequest(request_id="r", prompt_ids=ids,
+                                     params=SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)))
+    got = []
+    while engine.has_work:
+        for _, events in engine.step():
+            got += [t for e in events if isinstance(e, ChoiceDelta) for t in e.token_ids]
+    assert engine.runner.vocab_size == 320
+    assert got == want
