@@ -32,6 +32,7 @@ def gemv(x: torch.Tensor, w: torch.Tensor, out: torch.Tensor, block_n: int, bloc
     """The engine's kernel (labs_core/engine/gemv.py) with a given tiling."""
     n, k = w.shape
     gemv_kernel[(triton.cdiv(n, block_n),)](x, w, x, out, n, k, HAS_BIAS=False, BLOCK_N=block_n, BLOCK_K=block_k,
+                                            s_ptr=x, HAS_SCALE=False,
                                             num_warps=warps, num_stages=stages)
     return out
 

@@ -46,8 +46,9 @@ def batch_one() -> Iterator[None]:
 if triton is not None:
     @triton.jit
     def gemv_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, K: tl.constexpr, HAS_BIAS: tl.constexpr,
-                     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-        """y[n] = sum_k x[k] * w[n, k] (+ b[n]) for BLOCK_N rows; w row-major [N, K]."""
+                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, s_ptr, HAS_SCALE: tl.constexpr):
+        """y[n] = (scale[n] *) sum_k x[k] * w[n, k] (+ b[n]) for BLOCK_N rows; w row-major [N, K], any
+        float type (bf16, or FP8 e4m3 with its per-row scales: quant/kernels.py)."""
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         row_ok = rows < N
         acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
@@ -59,6 +60,8 @@ if triton is not None:
             x = tl.load(x_ptr + cols, mask=col_ok, other=0.0)
             acc += w.to(tl.float32) * x[None, :].to(tl.float32)
         y = tl.sum(acc, axis=1)
+        if HAS_SCALE:
+            y = y * tl.load(s_ptr + rows, mask=row_ok, other=0.0)
         if HAS_BIAS:
             y += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
         tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=row_ok)
@@ -70,6 +73,7 @@ def launch_gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     out = torch.empty(n, device=x.device, dtype=x.dtype)
     gemv_kernel[(triton.cdiv(n, BLOCK_N),)](x, weight, bias if bias is not None else x, out, n, k,
                                              HAS_BIAS=bias is not None, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
+                                             s_ptr=x, HAS_SCALE=False,  # no scales: any pointer
                                              num_warps=NUM_WARPS, num_stages=NUM_STAGES)
     return out
 

@@ -30,6 +30,8 @@ from labs_core.quant import formats
 try:
     import triton
     import triton.language as tl
+
+    from labs_core.engine.gemv import gemv_kernel  # FP8 at batch 1: the bf16 GEMV with per-row scales
 except ImportError:  # CPU-only installs: the reference path everywhere
     triton = None
 
@@ -80,25 +82,6 @@ paths = Paths()
 
 
 if triton is not None:
-    @triton.jit
-    def fp8_gemv_kernel(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, N, K: tl.constexpr, HAS_BIAS: tl.constexpr,
-                        BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-        """y[n] = scale[n] * sum_k x[k] * q[n, k] (+ b[n]) for BLOCK_N rows of an e4m3 [N, K] weight."""
-        rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-        row_ok = rows < N
-        acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            cols = k0 + tl.arange(0, BLOCK_K)
-            col_ok = cols < K
-            w = tl.load(w_ptr + rows[:, None].to(tl.int64) * K + cols[None, :],
-                        mask=row_ok[:, None] & col_ok[None, :], other=0.0, eviction_policy="evict_first")
-            x = tl.load(x_ptr + cols, mask=col_ok, other=0.0)
-            acc += w.to(tl.float32) * x[None, :].to(tl.float32)
-        y = tl.sum(acc, axis=1) * tl.load(s_ptr + rows, mask=row_ok, other=0.0)
-        if HAS_BIAS:
-            y += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
-        tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=row_ok)
-
     @triton.jit
     def int4_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr, N, K: tl.constexpr, GROUP: tl.constexpr,
                          HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCKS_PER_STEP: tl.constexpr,
@@ -312,8 +295,8 @@ def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, ze
     out = torch.empty(n, device=x.device, dtype=x.dtype)
     b = bias if bias is not None else x
     if fmt == FP8:
-        fp8_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, b, out, n, k, HAS_BIAS=bias is not None,
-                                                         **c)
+        gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, b, out, n, k, HAS_BIAS=bias is not None,
+                                                     s_ptr=scales, HAS_SCALE=True, **c)
     else:
         c = dict(c)
         programs = triton.cdiv(n, c["BLOCK_N"])
