@@ -92,11 +92,9 @@ class Matcher:
 
 def all_but(banned: Sequence[int], vocab_size: int) -> torch.Tensor:
     """A bitmask row allowing every token except `banned`."""
-    row = xgr.allocate_token_bitmask(1, vocab_size)[0]
-    for token in banned:
-        if 0 <= token < vocab_size:
-            row[token // 32] &= ~(1 << (token % 32)) if token % 32 != 31 else 0x7FFFFFFF
-    return row
+    bits = torch.ones(vocab_size, dtype=torch.bool)
+    bits[[t for t in banned if 0 <= t < vocab_size]] = False
+    return pack_bits(bits)
 
 
 def json_safe_bits(decoded_vocab: Sequence[bytes], vocab_size: int) -> torch.Tensor:
@@ -106,6 +104,12 @@ def json_safe_bits(decoded_vocab: Sequence[bytes], vocab_size: int) -> torch.Ten
     for token, text in enumerate(decoded_vocab[:vocab_size]):
         if any(byte < 0x20 for byte in bytes(text)):
             bits[token] = False
+    return pack_bits(bits)
+
+
+def pack_bits(bits: torch.Tensor) -> torch.Tensor:
+    """[vocab] bool -> one bitmask row, xgrammar's layout: int32 words, bit t % 32 of word t // 32."""
+    vocab_size = bits.shape[0]
     words = -(-vocab_size // 32)
     padded = torch.zeros(words * 32, dtype=torch.int64)
     padded[:vocab_size] = bits.to(torch.int64)
