@@ -62,14 +62,12 @@ class _GrammarProcessor(LogitsProcessor):
         self.matcher, self.prompt_len = matcher, prompt_len
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        from labs_core.engine.sampler import unpack_bitmask
+        from labs_core.engine.sampler import mask_disallowed
         from labs_core.structured.grammar import fill_bitmask
 
         if input_ids.shape[1] > self.prompt_len:
             self.matcher.accept_token(int(input_ids[0, -1]))
-        vocab = scores.shape[-1]
-        allowed = unpack_bitmask(fill_bitmask([self.matcher], vocab).to(scores.device), vocab)
-        return scores.masked_fill(~allowed, float("-inf"))
+        return mask_disallowed(scores, fill_bitmask([self.matcher], scores.shape[-1]).to(scores.device))
 
 
 class _Stop(StoppingCriteria):

@@ -103,6 +103,11 @@ def unpack_bitmask(bitmask: torch.Tensor, vocab: int) -> torch.Tensor:
     return bits.view(bitmask.shape[0], -1)[:, :vocab].bool()
 
 
+def mask_disallowed(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
+    """-inf for every token a row's bitmask does not allow (constrained decoding)."""
+    return logits.masked_fill(~unpack_bitmask(bitmask, logits.shape[-1]), float("-inf"))
+
+
 def apply_penalties(logits: torch.Tensor, t: SamplingTensors) -> torch.Tensor:
     if t.seen_mask is not None and t.repetition_penalty is not None:
         p = t.repetition_penalty[:, None]
@@ -148,7 +153,7 @@ class Sampler:
         if t.banned is not None:
             logits = logits.masked_fill(t.banned, float("-inf"))
         if t.allowed_bitmask is not None:
-            logits = logits.masked_fill(~unpack_bitmask(t.allowed_bitmask, logits.shape[-1]), float("-inf"))
+            logits = mask_disallowed(logits, t.allowed_bitmask)
         greedy_ids = logits.argmax(dim=-1)
         if t.all_greedy:
             token_ids = greedy_ids
