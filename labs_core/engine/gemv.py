@@ -46,17 +46,29 @@ def batch_one() -> Iterator[None]:
 if triton is not None:
     @triton.jit
     def gemv_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, K: tl.constexpr, HAS_BIAS: tl.constexpr,
-                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, s_ptr, HAS_SCALE: tl.constexpr):
+                    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, s_ptr, HAS_SCALE: tl.constexpr,
+                    PREFETCH: tl.constexpr = False):
         """y[n] = (scale[n] *) sum_k x[k] * w[n, k] (+ b[n]) for BLOCK_N rows; w row-major [N, K], any
-        float type (bf16, or FP8 e4m3 with its per-row scales: quant/kernels.py)."""
+        float type (bf16, or FP8 e4m3 with its per-row scales: quant/kernels.py). PREFETCH: the next
+        step's weights are requested before this step's arithmetic (a load stays in flight)."""
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         row_ok = rows < N
+        w_rows = w_ptr + rows[:, None].to(tl.int64) * K
         acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
+        if PREFETCH:
+            cols = tl.arange(0, BLOCK_K)
+            w_next = tl.load(w_rows + cols[None, :], mask=row_ok[:, None] & (cols < K)[None, :], other=0.0,
+                             eviction_policy="evict_first")
         for k0 in range(0, K, BLOCK_K):
             cols = k0 + tl.arange(0, BLOCK_K)
             col_ok = cols < K
-            w = tl.load(w_ptr + rows[:, None].to(tl.int64) * K + cols[None, :],
-                        mask=row_ok[:, None] & col_ok[None, :], other=0.0, eviction_policy="evict_first")
+            if PREFETCH:
+                w = w_next
+                w_next = tl.load(w_rows + BLOCK_K + cols[None, :], mask=row_ok[:, None] & (cols + BLOCK_K < K)[None, :],
+                                 other=0.0, eviction_policy="evict_first")
+            else:
+                w = tl.load(w_rows + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0,
+                            eviction_policy="evict_first")
             x = tl.load(x_ptr + cols, mask=col_ok, other=0.0)
             acc += w.to(tl.float32) * x[None, :].to(tl.float32)
         y = tl.sum(acc, axis=1)

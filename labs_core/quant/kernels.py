@@ -60,8 +60,19 @@ GEMV_CANDIDATES = {
            # split K until ~1,056 programs (8 a multiprocessor on an H100/H200) run
            dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3, SPLIT_PROGRAMS=1056),
            dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3, ONE_FMA=True, SPLIT_PROGRAMS=1056),
-           dict(BLOCK_N=4, BLOCKS_PER_STEP=4, num_warps=2, num_stages=3, ONE_FMA=True, SPLIT_PROGRAMS=2112)],
+           dict(BLOCK_N=4, BLOCKS_PER_STEP=4, num_warps=2, num_stages=3, ONE_FMA=True, SPLIT_PROGRAMS=2112),
+           # the next step's words requested before this step's arithmetic (PREFETCH)
+           dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=1, PREFETCH=True),
+           dict(BLOCK_N=4, BLOCKS_PER_STEP=4, num_warps=2, num_stages=1, PREFETCH=True),
+           dict(BLOCK_N=8, BLOCKS_PER_STEP=8, num_warps=4, num_stages=1, PREFETCH=True),
+           dict(BLOCK_N=16, BLOCKS_PER_STEP=4, num_warps=8, num_stages=1, PREFETCH=True),
+           dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=1, PREFETCH=True, ONE_FMA=True),
+           dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=1, PREFETCH=True, SPLIT_PROGRAMS=1056)],
 }
+GEMV_CANDIDATES[FP8] += [dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=1, PREFETCH=True),
+                         dict(BLOCK_N=4, BLOCK_K=512, num_warps=2, num_stages=1, PREFETCH=True),
+                         dict(BLOCK_N=8, BLOCK_K=512, num_warps=4, num_stages=1, PREFETCH=True),
+                         dict(BLOCK_N=2, BLOCK_K=2048, num_warps=4, num_stages=1, PREFETCH=True)]
 # Relative error (‖y - ref‖ / ‖ref‖) a path may show against the reference: weight-only paths round
 # only the bf16 output and the accumulation order (~3e-3); FP8 activations add e4m3 rounding (~3e-2).
 TOLERANCE = {"gemv": 1e-2, "gemm": 1e-2, "dequant_mm": 1e-2, "scaled_mm": 6e-2}
@@ -85,7 +96,8 @@ if triton is not None:
     @triton.jit
     def int4_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr, N, K: tl.constexpr, GROUP: tl.constexpr,
                          HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCKS_PER_STEP: tl.constexpr,
-                         ONE_FMA: tl.constexpr = False, BLOCKS_PER_SPLIT: tl.constexpr = 0):
+                         ONE_FMA: tl.constexpr = False, BLOCKS_PER_SPLIT: tl.constexpr = 0,
+                         PREFETCH: tl.constexpr = False):
         """y[n] = sum_k s[n, g(k)] * (q[n, k] - z[n, g(k)]) * x[k] (+ b[n]) for BLOCK_N rows.
 
         A step reads a [BLOCK_N, BLOCKS_PER_STEP, 16] tile of words (contiguous along the last two
@@ -95,7 +107,10 @@ if triton is not None:
         2^23 is folded into the zero point.
 
         Split K (BLOCKS_PER_SPLIT > 0): program (i, s) covers blocks s * BLOCKS_PER_SPLIT onwards
-        and writes its float32 partial sums to y[s, rows] (no bias); the host adds the splits."""
+        and writes its float32 partial sums to y[s, rows] (no bias); the host adds the splits.
+        PREFETCH: the next step's words are requested before this step's arithmetic, so a
+        program keeps a load in flight while it computes (Triton does not pipeline loads that feed
+        no tl.dot)."""
         NB: tl.constexpr = K // 128
         NG: tl.constexpr = K // GROUP
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -109,12 +124,24 @@ if triton is not None:
         else:
             b_lo = 0
             b_hi = NB
+        w_rows = w_ptr + rows[:, None, None].to(tl.int64) * (K // 8) + words[None, None, :]
+        if PREFETCH:  # the first step's words; each step then loads the next one's before its arithmetic
+            b = b_lo + blocks
+            w_next = tl.load(w_rows + (b * 16)[None, :, None], mask=(row_ok[:, None] & (b < b_hi)[None, :])[:, :, None],
+                             other=0, eviction_policy="evict_first")
         for b0 in range(b_lo, b_hi, BLOCKS_PER_STEP):
             b = b0 + blocks  # [BPS]
             b_ok = b < b_hi
             ok = row_ok[:, None] & b_ok[None, :]  # [BN, BPS]
-            w = tl.load(w_ptr + rows[:, None, None].to(tl.int64) * (K // 8) + (b * 16)[None, :, None]
-                        + words[None, None, :], mask=ok[:, :, None], other=0, eviction_policy="evict_first")
+            if PREFETCH:
+                w = w_next
+                b_after = b + BLOCKS_PER_STEP
+                w_next = tl.load(w_rows + (b_after * 16)[None, :, None],
+                                 mask=(row_ok[:, None] & (b_after < b_hi)[None, :])[:, :, None], other=0,
+                                 eviction_policy="evict_first")
+            else:
+                w = tl.load(w_rows + (b * 16)[None, :, None], mask=ok[:, :, None], other=0,
+                            eviction_policy="evict_first")
             if GROUP >= 128 and ONE_FMA:  # one group a block; a nibble costs a shift, a LOP3 and an FMA
                 # (nibble << 19 | 0x3F800000) read as float32 is 1 + q / 16, so with p = sum v x and
                 # t = sum x over the block's words: sum (q - z) x = 16 p - (16 + z) t.
@@ -165,12 +192,16 @@ if triton is not None:
     @triton.jit
     def wq_gemm_kernel(x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr, M, N, K, stride_xm, stride_ym,
                        FMT: tl.constexpr, GROUP: tl.constexpr, HAS_BIAS: tl.constexpr, IEEE: tl.constexpr,
-                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+                       BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                       WIDE: tl.constexpr = False):
         """y^T = dequant(W) @ x^T, tile by tile: each weight tile is dequantized in registers to x's
         dtype and is the left operand of tl.dot ([BLOCK_N, k] x [k, BLOCK_M]: weight rows fill the
         matrix units' long side, so a few activation rows waste little). int4: a step is one block
-        of 128 inputs (BLOCK_K is ignored), eight dots of k = 16, one per nibble position. IEEE:
-        float32 activations multiply in float32 (tl.dot's default for them is tf32)."""
+        of 128 inputs (BLOCK_K is ignored), eight dots of k = 16, one per nibble position. int4 WIDE:
+        a step is BLOCK_K inputs (a multiple of 128) in one dot; the [BLOCK_N, BLOCK_K] tile is read
+        word by word as each input's word (each word 8 times, the 7 repeats from L1) and shifted by
+        its nibble position, so it comes out in input order. IEEE: float32 activations multiply in
+        float32 (tl.dot's default for them is tf32)."""
         pid_m = tl.program_id(1)
         pid_n = tl.program_id(0)
         rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -192,6 +223,31 @@ if triton is not None:
                 else:
                     acc = tl.dot(w.to(xt.dtype), xt, acc)
             acc = acc * tl.load(s_ptr + rn, mask=n_ok, other=0.0)[:, None]
+        elif WIDE:
+            NG = K // GROUP
+            kk = tl.arange(0, BLOCK_K)
+            w_rows = w_ptr + rn[:, None].to(tl.int64) * (K // 8)
+            for k0 in range(0, K, BLOCK_K):
+                ks = k0 + kk  # input k: word 16 (k // 128) + k % 16, nibble (k % 128) // 16 (formats.py)
+                k_ok = ks < K
+                packed = tl.load(w_rows + ((ks // 128) * 16 + ks % 16)[None, :], mask=n_ok[:, None] & k_ok[None, :],
+                                 other=0)  # [BN, BK]
+                q = (((packed >> (4 * ((ks % 128) // 16))[None, :]) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
+                if GROUP >= BLOCK_K:  # one group for the whole step
+                    g = k0 // GROUP
+                    s = tl.load(s_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32)[:, None]
+                    z = tl.load(z_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32)[:, None] + 8388608.0
+                else:
+                    gs = rn[:, None] * NG + (ks // GROUP)[None, :]
+                    s = tl.load(s_ptr + gs, mask=n_ok[:, None] & k_ok[None, :], other=0.0).to(tl.float32)
+                    z = tl.load(z_ptr + gs, mask=n_ok[:, None] & k_ok[None, :], other=0.0).to(tl.float32) + 8388608.0
+                xt = tl.load(x_ptr + rm[None, :].to(tl.int64) * stride_xm + ks[:, None],
+                             mask=m_ok[None, :] & k_ok[:, None], other=0.0)  # [BK, BM]
+                w = ((q - z) * s).to(xt.dtype)
+                if IEEE:
+                    acc = tl.dot(w, xt, acc, input_precision="ieee")
+                else:
+                    acc = tl.dot(w, xt, acc)
         else:
             words = tl.arange(0, 16)
             NG = K // GROUP
@@ -270,16 +326,30 @@ GEMM_TILES = {
     256: dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4),
     0: dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=8, num_stages=3),  # 0: above 256
 }
-# Alternatives bench/quant_bench.py times for the 256-row bucket (256 concurrent decode)
-GEMM_CANDIDATES_256 = [GEMM_TILES[256], dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=128, num_warps=4, num_stages=3),
-                       dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3),
-                       dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, num_warps=8, num_stages=3),
-                       dict(BLOCK_M=32, BLOCK_N=128, BLOCK_K=128, num_warps=4, num_stages=4)]
+# int4: the wide GEMM (one dot of BLOCK_K inputs a step; the eight k = 16 dots of a block were
+# 3-4x off bf16 cuBLAS at 256 rows on the first H200 run)
+INT4_GEMM_TILES = {
+    16: dict(BLOCK_M=16, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4, WIDE=True),
+    64: dict(BLOCK_M=32, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4, WIDE=True),
+    256: dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=128, num_warps=4, num_stages=3, WIDE=True),
+    0: dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, num_warps=8, num_stages=3, WIDE=True),
+}
+# int4 with 2..INT4_GEMM_MAX_M rows: the GEMM before dequant_mm (0: dequant_mm always). Set by
+# bench/quant_bench.py's sweep when the GEMM wins at 256 rows; prefill stays with dequant_mm + cuBLAS.
+INT4_GEMM_MAX_M = 0
+# Alternatives bench/quant_bench.py times for int4's 256-row bucket (256 concurrent decode)
+GEMM_CANDIDATES_256 = [INT4_GEMM_TILES[256],
+                       dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4, WIDE=True),
+                       dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3, WIDE=True),
+                       dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, num_warps=8, num_stages=3, WIDE=True),
+                       dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=256, num_warps=8, num_stages=3, WIDE=True),
+                       dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3)]  # eight k = 16 dots
 
 
 def gemm_tiles(m: int, fmt: int) -> dict[str, int]:
     """Tile shape for M rows: the smallest bucket that holds M."""
-    return next((GEMM_TILES[b] for b in (16, 64, 256) if m <= b), GEMM_TILES[0])
+    tiles = INT4_GEMM_TILES if fmt == INT4 else GEMM_TILES
+    return next((tiles[b] for b in (16, 64, 256) if m <= b), tiles[0])
 
 
 def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
@@ -392,7 +462,9 @@ def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zero
 def candidates(m: int, fmt: int, dtype: torch.dtype) -> tuple[str, ...]:
     """The kernels that may serve M rows, best first; the first switched on runs (the reference last)."""
     if fmt == INT4:
-        return ("gemv", "dequant_mm", "gemm", "reference") if m == 1 else ("dequant_mm", "gemm", "reference")
+        if m == 1:
+            return ("gemv", "dequant_mm", "gemm", "reference")
+        return ("gemm", "dequant_mm", "reference") if m <= INT4_GEMM_MAX_M else ("dequant_mm", "gemm", "reference")
     if m == 1:
         return ("gemv", "gemm", "reference")
     if m <= GEMM_MAX_M or dtype != torch.bfloat16:

@@ -31,10 +31,16 @@ def test_quick_cpu_run_fills_both_tables(tmp_path):
 def test_fastest_gemv_tiling_is_kept_for_the_engine(monkeypatch):
     monkeypatch.setattr(kernels, "FP8_GEMV", kernels.FP8_GEMV)
     monkeypatch.setattr(kernels, "INT4_GEMV", kernels.INT4_GEMV)
-    monkeypatch.setattr(kernels, "GEMM_TILES", dict(kernels.GEMM_TILES))
-    lines = pick_gemv({("fp8", 0): 30.0, ("fp8", 2): 20.0, ("int4", 0): 10.0, ("int4", 1): 12.0,
-                       ("int4@256", 0): 50.0, ("int4@256", 3): 40.0, ("int4@256", 4): float("inf")})
+    monkeypatch.setattr(kernels, "INT4_GEMM_TILES", dict(kernels.INT4_GEMM_TILES))
+    monkeypatch.setattr(kernels, "INT4_GEMM_MAX_M", 0)
+    sweep = {("fp8", 0): 30.0, ("fp8", 2): 20.0, ("int4", 0): 10.0, ("int4", 1): 12.0,
+             ("int4@256", 0): 50.0, ("int4@256", 3): 40.0, ("int4@256", 4): float("inf"),
+             ("int4@256", "dequant_mm"): 45.0}
+    lines = pick_gemv(sweep)
     assert kernels.FP8_GEMV is kernels.GEMV_CANDIDATES[kernels.FP8][2]
     assert kernels.INT4_GEMV is kernels.GEMV_CANDIDATES[kernels.INT4][0]
-    assert kernels.GEMM_TILES[256] is kernels.GEMM_CANDIDATES_256[3]
+    assert kernels.INT4_GEMM_TILES[256] is kernels.GEMM_CANDIDATES_256[3]
     assert "#2: 20.0 µs" in lines[0] and "#0: 10.0 µs" in lines[1] and "#3: 40.0 µs" in lines[2]
+    assert kernels.INT4_GEMM_MAX_M == 256 and "the GEMM (dequant_mm 45.0" in lines[3]  # 40 beats 45
+    pick_gemv({**sweep, ("int4@256", "dequant_mm"): 35.0})
+    assert kernels.INT4_GEMM_MAX_M == 0  # dequant_mm + cuBLAS stays where it is faster

@@ -51,6 +51,26 @@ def test_gemm_matches_reference(mode, m, n, k):
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("mode", ["int4", "int4g64"])
+def test_every_int4_gemm_tiling_computes_the_same_product(mode):
+    """The wide GEMM (one dot of BLOCK_K inputs, words read in input order) and the tilings the
+    bench may pick, with K not a multiple of the widest step (a masked tail)."""
+    t, gen = weights(mode, 72, 640, 5)
+    x = torch.randn(20, 640, generator=gen)
+    ref = kernels.reference(x, t.qweight, t.scales, t.zeros, None, t.fmt)
+    for tiles in [*kernels.GEMM_CANDIDATES_256, *kernels.INT4_GEMM_TILES.values()]:
+        got = kernels.launch_gemm(x, t.qweight, t.scales, t.zeros, None, t.fmt, t.group, tiles=tiles)
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4, msg=str(tiles))
+
+
+def test_int4_rows_go_to_the_gemm_when_the_bench_says_it_wins(monkeypatch):
+    monkeypatch.setattr(kernels, "INT4_GEMM_MAX_M", 256)
+    assert kernels.path_for(2, kernels.INT4, torch.bfloat16) == "gemm"
+    assert kernels.path_for(256, kernels.INT4, torch.bfloat16) == "gemm"
+    assert kernels.path_for(257, kernels.INT4, torch.bfloat16) == "dequant_mm"
+    assert kernels.candidates(256, kernels.INT4, torch.bfloat16) == ("gemm", "dequant_mm", "reference")
+
+
 def test_paths_by_row_count():
     assert kernels.path_for(1, kernels.FP8, torch.bfloat16) == "gemv"
     assert kernels.path_for(64, kernels.FP8, torch.bfloat16) == "gemm"
@@ -89,9 +109,10 @@ def test_check_switches_off_a_path_that_disagrees(monkeypatch):
 
 @pytest.mark.parametrize("mode", ["fp8", "int4"])
 def test_every_gemv_candidate_computes_the_same_product(mode):
-    """The tilings quant_bench may pick for the engine (GEMM-as-GEMV ones included), float32 x."""
-    t, gen = weights(mode, 40, 384, 11)
-    x = torch.randn(384, generator=gen)
+    """The tilings quant_bench may pick for the engine (GEMM-as-GEMV ones included), float32 x; K
+    long enough for several steps of each (the prefetching ones load one step ahead)."""
+    t, gen = weights(mode, 40, 2176, 11)
+    x = torch.randn(2176, generator=gen)
     ref = kernels.reference(x[None], t.qweight, t.scales, t.zeros, None, t.fmt)[0]
     for config in kernels.GEMV_CANDIDATES[t.fmt]:
         got = kernels.launch_gemv(x, t.qweight, t.scales, t.zeros, None, t.fmt, t.group, config=config)
