@@ -19,6 +19,7 @@ import subprocess
 import sys
 from typing import AsyncIterator, Callable
 
+from labs_core import hops
 from labs_core.config import Settings
 from labs_core.engine import wire
 from labs_core.engine.engine import check_fits
@@ -148,6 +149,8 @@ class EngineProcess:
         self.streams[request.request_id] = (stream, n)
         self.in_flight_seqs += n
         self.transport.write(wire.frame(("add", request)))
+        if hops.ON:
+            hops.stamp("S2", request.request_id)
         try:
             while not stream.finished:
                 for event in await stream.take():
@@ -166,6 +169,8 @@ class EngineProcess:
             streams = self.streams
             unpack = wire.unpack_event
             for request_id, packed in message[1]:
+                if hops.ON:
+                    hops.stamp("S3", request_id)
                 entry = streams.get(request_id)
                 if entry is not None:
                     put = entry[0].put

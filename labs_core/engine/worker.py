@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from labs_core import hops
 from labs_core.config import Settings
 from labs_core.engine import wire
 from labs_core.models import progress
@@ -120,12 +121,17 @@ class EngineLoop:
             packed = [(request_id, wire.pack_events(events)) for request_id, events in outputs]
             stats = self.stats_if_due()
             if packed or stats is not None:
+                if hops.ON:
+                    for request_id, _ in packed:
+                        hops.stamp("W1", request_id)
                 channel.send(("out", packed, stats))
 
     def handle(self, message: tuple) -> bool:
         kind = message[0]
         if kind == "add":
             request = message[1]
+            if hops.ON:
+                hops.stamp("W0", request.request_id)
             try:
                 self.engine.add_request(request)
             except Exception as exc:

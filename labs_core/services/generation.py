@@ -8,6 +8,7 @@ from typing import AsyncIterator
 
 import grpc
 
+from labs_core import hops
 from labs_core.engine.outputs import RequestDone
 from labs_core.errors import ModelUnavailable
 from labs_core.models.registry import CHAT
@@ -31,6 +32,8 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         if self.state.draining:
             raise ModelUnavailable("the server is shutting down; retry on another core", retry_after_s=1.0)
         rid = convert.request_id(request.request_id, context.invocation_metadata() or ())
+        if hops.ON:
+            hops.stamp("S0", rid)
         chat = convert.chat_request(request, rid, self.state.settings.sampling)
         entry = self.state.registry.find(request.model, CHAT)
         self.state.active_streams += 1
@@ -49,11 +52,18 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
                 prepared = model.prepare(chat)
             else:
                 prepared = await asyncio.to_thread(model.prepare, chat)
+            if hops.ON:
+                hops.stamp("S1", rid)
+            first = hops.ON
             async for event in read_tool_calls(model.backend.generate(prepared), prepared.tool_parsing):
                 if isinstance(event, RequestDone):
                     yield convert.done_response(event, rid, entry.name)
                 else:
-                    yield convert.delta_response(event, rid, entry.name)
+                    response = convert.delta_response(event, rid, entry.name)
+                    if first:
+                        hops.stamp("S4", rid)
+                        first = False
+                    yield response
         finally:
             self.state.active_streams -= 1
 
