@@ -49,8 +49,9 @@ class ModelSettings:
     device: str = setting("auto", "LABS_DEVICE", "cpu, cuda, cuda:N or auto (GPU when there is one)")
     quantization: str = setting("auto", "LABS_QUANTIZATION", "Weight quantization: none, int8, int4, fp8, awq, gptq "
                                 "or auto. CPU: int8/int4 (auto: a GGUF stays quantized as its file is). GPU: fp8 "
-                                "(e4m3 from a float checkpoint), int4 (the checkpoint's AWQ/GPTQ, else round-to-"
-                                "nearest, groups of 128), auto (what the checkpoint carries, else none)",
+                                "(e4m3 from a float checkpoint), int4 (the checkpoint's AWQ/GPTQ or a GGUF's 4-bit blocks, "
+                                "else round-to-nearest, groups of 128), auto (what the checkpoint carries, a "
+                                "GGUF's Q4_0/Q4_1/Q4_K blocks included, else none)",
                                 choices=("none", "int8", "int4", "fp8", "awq", "gptq", "auto"))
     device_map: str = setting("", "LABS_DEVICE_MAP", "transformers device_map for multi-GPU (e.g. auto); empty: one device")
     trust_remote_code: bool = setting(False, "LABS_TRUST_REMOTE_CODE", "Allow model repos to run their own code")

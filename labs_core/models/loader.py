@@ -85,6 +85,8 @@ def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any,
     checkpoint = _quantized_checkpoint(source, options) if on_gpu else None
     quantization = modes.resolve(options.quantization, options.device_map or device, gguf_file=source.gguf_file,
                                  checkpoint_method=checkpoint[0] if checkpoint else "")
+    gguf_path = (_gguf_path(source, options) if on_gpu and quantization in ("gguf", "int4") and source.gguf_file
+                 else None)
     cached = _gguf_cache(source, options, dtype)
     if cached is not None and gguf_cache.is_complete(cached):
         log.info("loading %s from its converted copy %s", source.spec, cached)
@@ -111,7 +113,7 @@ def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any,
     if quantization != "none":
         progress.report(f"quantizing the weights ({quantization})")
     if on_gpu and quantization != "none":
-        _quantize_on_gpu(model, quantization, device, source, options, checkpoint)
+        quantization = _quantize_on_gpu(model, quantization, device, source, options, checkpoint, gguf_path)
     if not options.device_map:
         model = model.to(device)
     model.eval()
@@ -149,16 +151,29 @@ def _quantized_checkpoint(source: ModelSource, options: LoadOptions) -> tuple[st
 
 
 def _quantize_on_gpu(model: Any, mode: str, device: str, source: ModelSource, options: LoadOptions,
-                     checkpoint: tuple[str, Any, Any] | None) -> None:
-    """Replace the Linear layers by quantized ones on the GPU, layer by layer (quant/linear.py)."""
+                     checkpoint: tuple[str, Any, Any] | None, gguf_path: Path | None = None) -> str:
+    """Replace the Linear layers by quantized ones on the GPU, layer by layer (quant/linear.py).
+    A GGUF's 4-bit blocks go first (gguf_blocks.py); with int4, what they leave is rounded to int4.
+    Returns the quantization in effect ("none" for a GGUF none of whose blocks a kernel reads)."""
     from labs_core.quant import checkpoints
     from labs_core.quant.linear import quantize_model
 
+    if gguf_path is not None and mode in ("gguf", "int4"):
+        from labs_core.quant.gguf_blocks import GGUFTensors
+
+        blocks = GGUFTensors(gguf_path, model, device)
+        kept = blocks.prepare_all(model)
+        log.info("%s (%d layers from its blocks)", blocks.summary(), kept)
+        if kept:
+            quantize_model(model, "int4", device, source=blocks)
+        if mode == "gguf":
+            return "gguf" if kept else "none"
     tensors = None
     if mode in checkpoints.METHODS and checkpoint is not None:
         directory = checkpoints.local_directory(source.location, options.revision, source.is_local)
         tensors = checkpoints.CheckpointTensors(directory, checkpoint[2])
     quantize_model(model, "fp8" if mode == "fp8" else "int4", device, source=tensors)
+    return mode
 
 
 def _gguf_cache(source: ModelSource, options: LoadOptions, dtype: Any) -> Path | None:
@@ -168,6 +183,15 @@ def _gguf_cache(source: ModelSource, options: LoadOptions, dtype: Any) -> Path |
         return None
     root = Path(options.cache_dir).expanduser() if options.cache_dir else None
     return gguf_cache.cache_dir_for(Path(source.location) / source.gguf_file, str(dtype).removeprefix("torch."), root)
+
+
+def _gguf_path(source: ModelSource, options: LoadOptions) -> Path:
+    """The GGUF file on disk (from the hub's cache for a hub id: fetched once, as transformers would)."""
+    if source.is_local:
+        return Path(source.location) / source.gguf_file
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(source.location, source.gguf_file, revision=options.revision or None))
 
 
 def _common_kwargs(source: ModelSource, options: LoadOptions) -> dict[str, Any]:

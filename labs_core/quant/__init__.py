@@ -5,5 +5,6 @@
 - kernels.py: Triton GEMV / GEMM and the `labs::quant_linear` custom op that picks one by row count
 - linear.py: QuantLinear (and fused q/k/v, gate/up groups) replacing a model's nn.Linear layers
 - checkpoints.py: AWQ and GPTQ tensors (qweight/qzeros/scales) converted to the int4 layout
+- gguf_blocks.py: a GGUF's Q4_0 / Q4_1 / Q4_K blocks converted to the int4 layout (groups of 32)
 - modes.py: what LABS_QUANTIZATION means on a device for a checkpoint
 """

@@ -12,7 +12,9 @@ g = k // group, q and z in 0..15.
   j of a block's 16 words is 16 consecutive inputs: the kernels take a block's words in one wide
   load and multiply nibble j with 16 contiguous activations (a tl.dot of K = 16 in the GEMM), with
   no interleaving to undo. Rows are contiguous (the GEMV reads them as the bf16 one does).
-- `scales` float16 [N, K / group]; `zeros` float16 [N, K / group] (small integers: exact).
+- `scales` float16 [N, K / group]; `zeros` float16 [N, K / group] (small integers: exact). Groups of
+  128+ must have integer zeros (the batch-1 GEMV's fast path folds 2^23 into them); groups of
+  16..64 may have fractional ones, in float32 with float32 scales (GGUF's Q4_1 / Q4_K: gguf_blocks.py).
 float16 scales keep 3 more mantissa bits than bfloat16; both kernels and the reference compute in float32.
 """
 

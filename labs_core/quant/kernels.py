@@ -180,7 +180,7 @@ if triton is not None:
                     x = tl.load(x_ptr + (b * 128 + 16 * j)[:, None] + words[None, :], mask=b_ok[:, None],
                                 other=0.0).to(tl.float32)
                     q = (((w >> (4 * j)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
-                    acc += (q - (z + 8388608.0)[:, :, None]) * s[:, :, None] * x[None, :, :]
+                    acc += ((q - 8388608.0) - z[:, :, None]) * s[:, :, None] * x[None, :, :]  # z may be fractional
         y = tl.sum(tl.sum(acc, axis=2), axis=1)
         if BLOCKS_PER_SPLIT > 0:
             tl.store(y_ptr + tl.program_id(1) * N + rows, y, mask=row_ok)
@@ -236,14 +236,14 @@ if triton is not None:
                 if GROUP >= BLOCK_K:  # one group for the whole step
                     g = k0 // GROUP
                     s = tl.load(s_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32)[:, None]
-                    z = tl.load(z_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32)[:, None] + 8388608.0
+                    z = tl.load(z_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32)[:, None]
                 else:
                     gs = rn[:, None] * NG + (ks // GROUP)[None, :]
                     s = tl.load(s_ptr + gs, mask=n_ok[:, None] & k_ok[None, :], other=0.0).to(tl.float32)
-                    z = tl.load(z_ptr + gs, mask=n_ok[:, None] & k_ok[None, :], other=0.0).to(tl.float32) + 8388608.0
+                    z = tl.load(z_ptr + gs, mask=n_ok[:, None] & k_ok[None, :], other=0.0).to(tl.float32)
                 xt = tl.load(x_ptr + rm[None, :].to(tl.int64) * stride_xm + ks[:, None],
                              mask=m_ok[None, :] & k_ok[:, None], other=0.0)  # [BK, BM]
-                w = ((q - z) * s).to(xt.dtype)
+                w = (((q - 8388608.0) - z) * s).to(xt.dtype)  # (q exact first: z may be fractional)
                 if IEEE:
                     acc = tl.dot(w, xt, acc, input_precision="ieee")
                 else:
@@ -257,16 +257,16 @@ if triton is not None:
                 if GROUP >= 128:
                     g = k0 // GROUP
                     s = tl.load(s_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32)
-                    z = tl.load(z_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32) + 8388608.0
+                    z = tl.load(z_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32)
                 for j in tl.static_range(8):
                     if GROUP < 128:
                         g = (k0 + 16 * j) // GROUP
                         s = tl.load(s_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32)
-                        z = tl.load(z_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32) + 8388608.0
+                        z = tl.load(z_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32)
                     xt = tl.load(x_ptr + rm[None, :].to(tl.int64) * stride_xm + (k0 + 16 * j + words)[:, None],
                                  mask=m_ok[None, :], other=0.0)  # [16, BM]
                     q = (((packed >> (4 * j)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
-                    w = ((q - z[:, None]) * s[:, None]).to(xt.dtype)
+                    w = (((q - 8388608.0) - z[:, None]) * s[:, None]).to(xt.dtype)
                     if IEEE:
                         acc = tl.dot(w, xt, acc, input_precision="ieee")
                     else:
@@ -309,9 +309,9 @@ if triton is not None:
         for j in tl.static_range(8):
             g = (b * 128 + 16 * j) // GROUP
             s = tl.load(s_ptr + rows * NG + g, mask=row_ok, other=0.0).to(tl.float32)
-            z = tl.load(z_ptr + rows * NG + g, mask=row_ok, other=0.0).to(tl.float32) + 8388608.0
+            z = tl.load(z_ptr + rows * NG + g, mask=row_ok, other=0.0).to(tl.float32)
             q = (((packed >> (4 * j)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
-            w = (q - z[:, None]) * s[:, None]
+            w = ((q - 8388608.0) - z[:, None]) * s[:, None]  # (q exact first: z may be fractional)
             tl.store(out_ptr + rows[:, None].to(tl.int64) * K + b * 128 + 16 * j + words[None, :],
                      w.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 

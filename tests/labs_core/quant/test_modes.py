@@ -14,7 +14,9 @@ from labs_core.quant.modes import resolve
     ("int4", "cuda", None, "", "int4"),
     ("fp8", "cuda", None, "", "fp8"),
     ("fp8", "cuda", "m.Q4_0.gguf", "", "fp8"),
-    ("auto", "cuda", "m.Q4_0.gguf", "", "none"),
+    ("auto", "cuda", "m.Q4_0.gguf", "", "gguf"),  # its 4-bit blocks kept, the rest bf16
+    ("int4", "cuda", "m.Q4_K_M.gguf", "", "int4"),  # its 4-bit blocks kept, the rest rounded to int4
+    ("none", "cuda", "m.Q4_0.gguf", "", "none"),
     ("awq", "cuda", None, "awq", "awq"),
     ("auto", "cuda", None, "fp8", "none"),  # other methods: transformers' own loading
     ("auto", "cpu", "m.Q4_1.gguf", "", "int4"),  # the CPU rules (quantize_cpu.py) are unchanged

@@ -1,0 +1,191 @@
+"""A GGUF's 4-bit blocks converted at load to the int4 layout of formats.py (groups of 32), so a
+GGUF served on the GPU keeps its quantized weights and runs them through the int4 kernels instead
+of being dequantized to bf16 (4x the bytes a token).
+
+Kept (every block of 32 weights is (q - z) * s with q in 0..15):
+- Q4_0: d (f16), 16 bytes of nibbles; w = (q - 8) d: s = d, z = 8 (exact).
+- Q4_1: d, m (f16), 16 bytes; w = q d + m: s = d, z = -m / d.
+- Q4_K: 256 weights: d, dmin (f16), 12 bytes of 6-bit scales and mins for its 8 groups of 32, 128
+  bytes of nibbles; w = q d sc - dmin mn: s = d sc, z = dmin mn / (d sc).
+In Q4_0 and Q4_1, byte j holds weight j (low nibble) and j + 16 (high); in Q4_K, byte j of 32-byte
+chunk c holds weight j of group 2c (low) and of group 2c + 1 (high). Scales and zeros are kept in
+float32 (float16 would round Q4_1's zeros, -m / d, by up to 2^-7: 1.3e-3 on SmolLM2's logits), so the
+weights are llama.cpp's to float32 rounding: 2 bits a weight of metadata where the GGUF had 1 (Q4_1)
+or 0.5 (Q4_K). Q4_1 and Q4_K zeros are fractional, which the kernels' small-group paths take.
+Anything else (Q8_0, Q5_*, Q6_K, IQ*) has no kernel here: transformers' bf16 dequantization stays,
+and the loader says so once.
+
+Tensor names: transformers' own GGUF <-> HF map (get_gguf_hf_weights_map). For the GGUF
+architecture "llama", llama.cpp's converter permuted the rows of attn_q and attn_k for its rotary
+layout; transformers undoes it on the floats, and here the same row permutation applies to whole
+rows of blocks. Every converted layer is compared with transformers' float weight before it is
+used: one that differs (a mapping we got wrong) stays float, with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from labs_core.quant import formats, kernels
+from labs_core.quant.linear import QuantTensors
+
+log = logging.getLogger(__name__)
+
+GROUP = 32
+Q4_0, Q4_1, Q4_K = 2, 3, 12  # GGMLQuantizationType values
+KEPT = {Q4_0: "Q4_0", Q4_1: "Q4_1", Q4_K: "Q4_K"}
+BLOCK_BYTES = {Q4_0: (32, 18), Q4_1: (32, 20), Q4_K: (256, 144)}
+# ‖dequantized - transformers' float weight‖ / ‖float weight‖: bf16 rounding gives up to ~2e-3, a wrong
+# tensor or row order ~1
+MATCH_TOLERANCE = 5e-3
+
+
+def _f16(raw: np.ndarray) -> np.ndarray:
+    """[..., 2] bytes -> [...] float32."""
+    return np.ascontiguousarray(raw).view(np.float16)[..., 0].astype(np.float32)
+
+
+def _nibbles_32(qs: np.ndarray) -> np.ndarray:
+    """[..., 16] bytes -> [..., 32] values: byte j is weight j (low nibble) and j + 16 (high)."""
+    return np.concatenate([qs & 0xF, qs >> 4], axis=-1)
+
+
+def k4_scales(scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Q4_K's 12 bytes [..., 12] -> (sc, mn) [..., 8], 6 bits each (llama.cpp's get_scale_min_k4)."""
+    s = scales.astype(np.int32)
+    sc = np.empty(s.shape[:-1] + (8,), dtype=np.int32)
+    mn = np.empty_like(sc)
+    sc[..., :4] = s[..., 0:4] & 63
+    mn[..., :4] = s[..., 4:8] & 63
+    sc[..., 4:] = (s[..., 8:12] & 0xF) | ((s[..., 0:4] >> 6) << 4)
+    mn[..., 4:] = (s[..., 8:12] >> 4) | ((s[..., 4:8] >> 6) << 4)
+    return sc, mn
+
+
+def convert(raw: np.ndarray, qtype: int, n: int, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A [n, bytes a row] block tensor -> (q int32 [n, k] in 0..15, s float32 [n, k / 32], z float32 [n, k / 32])."""
+    per_block, size = BLOCK_BYTES[qtype]
+    blocks = np.asarray(raw, dtype=np.uint8).reshape(n, k // per_block, size)
+    if qtype == Q4_0:
+        s = _f16(blocks[..., 0:2])
+        z = np.full_like(s, 8.0)
+        q = _nibbles_32(blocks[..., 2:18])
+    elif qtype == Q4_1:
+        s, offset = _f16(blocks[..., 0:2]), _f16(blocks[..., 2:4])  # w = q s + offset
+        q = _nibbles_32(blocks[..., 4:20])
+        s, z, q = _with_zero_point(s, offset, q.reshape(n, -1, 32))
+    elif qtype == Q4_K:
+        d, dmin = _f16(blocks[..., 0:2]), _f16(blocks[..., 2:4])
+        sc, mn = k4_scales(blocks[..., 4:16])
+        qs = blocks[..., 16:144].reshape(n, -1, 4, 1, 32)
+        q = np.concatenate([qs & 0xF, qs >> 4], axis=3)  # [n, blocks, chunk, low/high, 32]
+        s, z, q = _with_zero_point((d[..., None] * sc.astype(np.float32)).reshape(n, -1),
+                                   (-dmin[..., None] * mn.astype(np.float32)).reshape(n, -1), q.reshape(n, -1, 32))
+    else:
+        raise ValueError(f"GGUF type {qtype} has no int4 conversion")
+    return (torch.from_numpy(q.reshape(n, k).astype(np.int32)), torch.from_numpy(s.reshape(n, -1).astype(np.float32)),
+            torch.from_numpy(z.reshape(n, -1).astype(np.float32)))
+
+
+def _with_zero_point(s: np.ndarray, offset: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """w = q s + offset per group, as (q - z) s: z = -offset / s. A group with s = 0 is the constant
+    `offset` whatever its nibbles say: stored as q = 0, s = |offset|, z = -sign(offset)."""
+    flat = s == 0
+    z = np.divide(-offset, s, out=np.zeros_like(offset), where=~flat)
+    if flat.any():
+        q = np.where(flat[..., None], 0, q)
+        s = np.where(flat, np.abs(offset), s)
+        z = np.where(flat, -np.sign(offset), z)
+    return s, z, q
+
+
+def to_tensors(raw: np.ndarray, qtype: int, n: int, k: int) -> QuantTensors:
+    q, s, z = convert(raw, qtype, n, k)
+    return QuantTensors(kernels.INT4, formats.pack_int4(q), s, z, GROUP)
+
+
+def _unpermute_rows(raw: np.ndarray, n_head: int) -> np.ndarray:
+    """transformers' reverse permutation of llama's attn_q / attn_k rows, applied to rows of blocks."""
+    dim = raw.shape[0] // n_head // 2
+    return raw.reshape(n_head, dim, 2, *raw.shape[1:]).swapaxes(2, 1).reshape(raw.shape)
+
+
+class GGUFTensors:
+    """The GGUF's kept blocks by HF layer name (a `linear.TensorSource` for quantize_model, with
+    `has`): a layer is taken when its tensor is Q4_0/Q4_1/Q4_K, its shape fits the int4 kernels,
+    and its conversion matches transformers' float weight."""
+
+    spec = type("Spec", (), {"group": GROUP})()  # quantize_model reads spec.group for the shape check
+
+    def __init__(self, path: Path, model: Any, device: torch.device | str):
+        from gguf import GGUFReader
+        from transformers.modeling_gguf_pytorch_utils import TensorProcessor, get_gguf_hf_weights_map
+
+        reader = GGUFReader(str(path))
+        field = reader.fields.get("general.architecture")
+        self.architecture = bytes(field.parts[field.data[0]]).decode() if field is not None else ""
+        to_hf = get_gguf_hf_weights_map(model, TensorProcessor())
+        self.tensors = {to_hf[t.name].removesuffix(".weight"): t for t in reader.tensors
+                        if t.name in to_hf and t.name.endswith(".weight")}
+        self.config = model.config
+        self.device = device
+        self.converted: dict[str, QuantTensors | None] = {}
+        self.types = Counter(t.tensor_type.name for t in self.tensors.values() if len(t.shape) == 2)
+
+    def has(self, name: str) -> bool:
+        """Whether `name` is served from its GGUF blocks (converted and checked here, once)."""
+        return self.converted.get(name) is not None
+
+    def prepare(self, name: str, linear: nn.Linear) -> bool:
+        if name in self.converted:
+            return self.converted[name] is not None
+        self.converted[name] = None
+        t = self.tensors.get(name)
+        if t is None or int(t.tensor_type) not in KEPT or not isinstance(linear, nn.Linear):
+            return False
+        n, k = linear.out_features, linear.in_features
+        if k % formats.BLOCK or k % BLOCK_BYTES[int(t.tensor_type)][0] or tuple(t.data.shape[:1]) != (n,):
+            return False
+        raw = np.asarray(t.data)
+        if self.architecture == "llama" and name.endswith(("q_proj", "k_proj")):
+            heads = self.config.num_attention_heads
+            if name.endswith("k_proj"):
+                heads = getattr(self.config, "num_key_value_heads", None) or heads
+            raw = _unpermute_rows(raw, heads)
+        tensors = to_tensors(raw, int(t.tensor_type), n, k)
+        on_device = QuantTensors(tensors.fmt, *(x.to(self.device) for x in (tensors.qweight, tensors.scales,
+                                                                              tensors.zeros)), GROUP)
+        weight = linear.weight.detach().to(self.device, torch.float32)
+        error = kernels.relative_error(on_device.dequantize(torch.float32), weight)
+        if error > MATCH_TOLERANCE:
+            log.warning("%s: the GGUF's %s blocks differ from transformers' weights (relative error %.1e): "
+                        "kept in bf16", name, t.tensor_type.name, error)
+            return False
+        self.converted[name] = on_device
+        return True
+
+    def prepare_all(self, model: Any) -> int:
+        """Convert and check every layer the GGUF's blocks can serve (the LM head stays as it is);
+        returns how many."""
+        head = model.get_output_embeddings()
+        return sum(self.prepare(name, module) for name, module in model.named_modules()
+                   if type(module) is nn.Linear and module is not head)
+
+    def __call__(self, name: str, linear: nn.Linear) -> QuantTensors:
+        tensors = self.converted.pop(name, None)
+        if tensors is None:
+            raise KeyError(f"{name} was not converted from the GGUF")
+        return tensors
+
+    def summary(self) -> str:
+        kept = ", ".join(f"{v} {k}" for k, v in sorted(self.types.items()) if k in KEPT.values())
+        other = ", ".join(f"{v} {k}" for k, v in sorted(self.types.items()) if k not in KEPT.values())
+        return (f"GGUF on the GPU: int4 kernels read its {kept or 'no'} matrices"
+                + (f"; {other} have no GPU kernel here and are dequantized to bf16" if other else ""))

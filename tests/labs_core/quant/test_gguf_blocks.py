@@ -1,0 +1,115 @@
+"""GGUF 4-bit blocks -> formats.py's int4 (groups of 32): the conversion equals gguf's own
+dequantization (llama.cpp's reference in Python) on random blocks of each kept type; the kernels
+take the fractional zeros Q4_1 and Q4_K give; and the real SmolLM2 GGUF's layers served from its
+blocks give the logits of transformers' dequantized model."""
+
+import numpy as np
+import pytest
+import torch
+
+gguf = pytest.importorskip("gguf")
+
+from labs_core.quant import formats, gguf_blocks, kernels  # noqa: E402
+from labs_core.quant.linear import QuantTensors  # noqa: E402
+
+
+def random_blocks(qtype: int, n: int, k: int, seed: int) -> np.ndarray:
+    """Random bytes in the block layout, with sane float16 fields (no NaN or Inf)."""
+    rng = np.random.default_rng(seed)
+    per_block, size = gguf_blocks.BLOCK_BYTES[qtype]
+    raw = rng.integers(0, 256, size=(n, k // per_block, size), dtype=np.uint8)
+    halves = 2 if qtype in (gguf_blocks.Q4_1, gguf_blocks.Q4_K) else 1
+    values = (rng.standard_normal((n, k // per_block, halves)) * 0.01).astype(np.float16)
+    raw[..., : 2 * halves] = values.view(np.uint8).reshape(n, k // per_block, 2 * halves)
+    return raw.reshape(n, -1)
+
+
+@pytest.mark.parametrize("qtype", [gguf_blocks.Q4_0, gguf_blocks.Q4_1, gguf_blocks.Q4_K])
+def test_conversion_equals_gguf_dequantization(qtype):
+    n, k = 6, 512
+    raw = random_blocks(qtype, n, k, qtype)
+    expected = torch.from_numpy(gguf.quants.dequantize(raw, gguf.GGMLQuantizationType(qtype)).astype(np.float32))
+    q, s, z = gguf_blocks.convert(raw, qtype, n, k)
+    assert q.min() >= 0 and q.max() <= 15 and s.shape == z.shape == (n, k // 32)
+    exact = ((q.float().reshape(n, -1, 32) - z[..., None]) * s[..., None]).reshape(n, k)
+    torch.testing.assert_close(exact, expected, rtol=1e-5, atol=1e-7)  # float32 scales and zeros: llama.cpp's values
+    stored = gguf_blocks.to_tensors(raw, qtype, n, k).dequantize()  # through pack_int4 and formats' reference
+    assert kernels.relative_error(stored, expected) < 1e-6
+
+
+def test_q4_k_scales_unpack_as_llama_cpp():
+    scales = np.arange(12, dtype=np.uint8) * 21  # every bit pattern of the 6-bit packing exercised
+    sc, mn = gguf_blocks.k4_scales(scales)
+    s = scales.astype(int)
+    for j in range(8):  # llama.cpp's get_scale_min_k4, one index at a time
+        if j < 4:
+            want = (s[j] & 63, s[j + 4] & 63)
+        else:
+            want = ((s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4), (s[j + 4] >> 4) | ((s[j] >> 6) << 4))
+        assert (sc[j], mn[j]) == want, j
+
+
+def test_llama_row_permutation_is_transformers_own():
+    from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
+
+    rows = np.arange(24 * 3).reshape(24, 3)
+    processor = LlamaTensorProcessor(config={"num_attention_heads": 4, "num_key_value_heads": 4})
+    assert np.array_equal(gguf_blocks._unpermute_rows(rows, 4), processor._reverse_permute_weights(rows, 4, 4))
+
+
+@pytest.mark.parametrize("qtype", [gguf_blocks.Q4_1, gguf_blocks.Q4_K])
+def test_kernels_take_fractional_zero_points(qtype):
+    """Triton's interpreter: GEMV, both GEMMs and the dequantizing pass on groups of 32 with the
+    fractional zeros of Q4_1 / Q4_K (the kernels' 2^23 trick must not round them)."""
+    pytest.importorskip("triton")
+    from tests.support import patch_triton_interpreter
+
+    patch_triton_interpreter()
+    n, k = 40, 512
+    t = gguf_blocks.to_tensors(random_blocks(qtype, n, k, 7), qtype, n, k)
+    assert not torch.equal(t.zeros.float(), t.zeros.float().round())  # fractional indeed
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(9, k, generator=gen)
+    ref = kernels.reference(x, t.qweight, t.scales, t.zeros, None, t.fmt)
+    gemv = kernels.launch_gemv(x[0], t.qweight, t.scales, t.zeros, None, t.fmt, t.group)
+    assert kernels.relative_error(gemv, ref[0]) < 1e-5
+    for tiles in (kernels.INT4_GEMM_TILES[16], kernels.GEMM_CANDIDATES_256[-1]):  # wide, and eight k = 16 dots
+        got = kernels.launch_gemm(x, t.qweight, t.scales, t.zeros, None, t.fmt, t.group, tiles=tiles)
+        assert kernels.relative_error(got, ref) < 1e-5, tiles
+    dequantized = kernels.dequantize_int4_fused(t.qweight, t.scales, t.zeros, torch.float32)
+    assert kernels.relative_error(dequantized, t.dequantize()) < 1e-6
+
+
+def test_smollm2_gguf_layers_served_from_their_blocks_give_the_same_logits(caplog):
+    """The real default GGUF (Q4_1) through the loader's GPU step (here on the CPU): the layers
+    whose shapes the int4 kernels take (ffn_down, K = 1536; the others have K = 576, not a multiple
+    of 128) come from its blocks, checked against transformers' dequantized weights, and the
+    model's logits stay those of the float model."""
+    import copy
+    import logging
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    from labs_core.models import loader
+    from labs_core.models.source import resolve
+    from labs_core.quant.linear import QuantLinear
+    from tests.support import SMOLLM2
+
+    source = resolve(SMOLLM2)
+    model = AutoModelForCausalLM.from_pretrained(source.location, gguf_file=source.gguf_file, dtype=torch.float32)
+    reference = copy.deepcopy(model)
+    with caplog.at_level(logging.INFO, logger="labs_core.models.loader"):
+        mode = loader._quantize_on_gpu(model, "gguf", "cpu", source, loader.LoadOptions(), None,
+                                       Path(source.location) / source.gguf_file)
+    assert mode == "gguf"
+    assert "int4 kernels read its 210 Q4_1 matrices; 1 Q8_0 have no GPU kernel here" in caplog.text
+    assert "(30 layers from its blocks)" in caplog.text
+    kept = {name for name, m in model.named_modules() if isinstance(m, QuantLinear)}
+    assert kept == {f"model.layers.{i}.mlp.down_proj" for i in range(model.config.num_hidden_layers)}
+    assert model.model.layers[0].mlp.down_proj.group == 32
+    ids = torch.tensor([[1, 504, 3458, 314, 260, 3575, 28, 2]])
+    with torch.no_grad():
+        got, want = model(ids).logits, reference(ids).logits
+    assert kernels.relative_error(got, want) < 1e-5
+    assert torch.equal(got[0, -1].argmax(), want[0, -1].argmax())
