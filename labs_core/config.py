@@ -91,6 +91,9 @@ class EngineSettings:
                                               "GPU: fraction of memory the process may use, KV cache included",
                                               minimum=0.05, maximum=0.99)
     cpu_kv_cache_gib: float = setting(1.0, "LABS_CPU_KV_CACHE_GIB", "CPU: KV-cache size in GiB", minimum=0.001)
+    kv_cache_dtype: str = setting("auto", "LABS_KV_CACHE_DTYPE", "KV-cache element type: auto (the model's) or fp8 "
+                                  "(e4m3, no scale: twice the tokens of bf16 in the same memory)",
+                                  choices=("auto", "fp8"))
     max_num_seqs: int = setting(0, "LABS_MAX_NUM_SEQS", "Most sequences decoded together "
                                 f"(0: {GPU_LIMITS[0]} on a GPU, {CPU_LIMITS[0]} on a CPU)", minimum=1,
                                 zero_is_auto=True)

@@ -44,13 +44,22 @@ class AttentionMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+FP8_KV = torch.float8_e4m3fn
+FP8_MAX = 448.0  # e4m3's largest finite value: a cast past it gives NaN, so writes clamp
+
+
 def write_kv(meta: AttentionMetadata, layer: int, key: torch.Tensor, value: torch.Tensor) -> None:
-    """key/value: [T, kv_heads, head_dim] -> their slots in this layer's cache."""
+    """key/value: [T, kv_heads, head_dim] -> their slots in this layer's cache. An FP8 cache
+    (LABS_KV_CACHE_DTYPE=fp8) stores them as e4m3 with no scale (vLLM's default), clamped to its range."""
     k_cache, v_cache = meta.kv.keys[layer], meta.kv.values[layer]
     flat_k = k_cache.view(-1, *k_cache.shape[2:])
     flat_v = v_cache.view(-1, *v_cache.shape[2:])
-    flat_k.index_copy_(0, meta.slot_mapping, key.to(k_cache.dtype))
-    flat_v.index_copy_(0, meta.slot_mapping, value.to(v_cache.dtype))
+    if k_cache.dtype == FP8_KV:  # (as bytes: index_copy_ has no float8 kernel)
+        key = key.clamp(-FP8_MAX, FP8_MAX).to(FP8_KV).view(torch.uint8)
+        value = value.clamp(-FP8_MAX, FP8_MAX).to(FP8_KV).view(torch.uint8)
+        flat_k, flat_v = flat_k.view(torch.uint8), flat_v.view(torch.uint8)
+    flat_k.index_copy_(0, meta.slot_mapping, key.to(flat_k.dtype))
+    flat_v.index_copy_(0, meta.slot_mapping, value.to(flat_v.dtype))
 
 
 def _gather_context(cache: torch.Tensor, table: torch.Tensor, length: int) -> torch.Tensor:
@@ -90,8 +99,8 @@ def reference_attention(meta: AttentionMetadata, layer: int, q: torch.Tensor, sc
     k_cache, v_cache = meta.kv.keys[layer], meta.kv.values[layer]
     offset = 0
     for i, (n, ctx) in enumerate(zip(meta.query_lens, meta.context_lens_host)):
-        k = _gather_context(k_cache, meta.block_tables[i], ctx).transpose(0, 1)
-        v = _gather_context(v_cache, meta.block_tables[i], ctx).transpose(0, 1)
+        k = _gather_context(k_cache, meta.block_tables[i], ctx).transpose(0, 1).to(q.dtype)
+        v = _gather_context(v_cache, meta.block_tables[i], ctx).transpose(0, 1).to(q.dtype)
         qi = q[offset:offset + n].transpose(0, 1)
         out[offset:offset + n] = _attend(qi, k, v, scale, ctx - n, sliding_window, softcap).transpose(0, 1)
         offset += n
@@ -110,8 +119,8 @@ def batched_decode_attention(meta: AttentionMetadata, layer: int, q: torch.Tenso
         slots, mask = decode_context(meta, k_cache.shape[1])
         meta.extra["decode_slots"], meta.extra["decode_mask"] = slots, mask
     mask = meta.extra["decode_mask"]
-    k = k_cache.view(-1, *k_cache.shape[2:]).index_select(0, slots).view(batch, -1, *k_cache.shape[2:])
-    v = v_cache.view(-1, *v_cache.shape[2:]).index_select(0, slots).view(batch, -1, *v_cache.shape[2:])
+    k = k_cache.view(-1, *k_cache.shape[2:]).index_select(0, slots).view(batch, -1, *k_cache.shape[2:]).to(q.dtype)
+    v = v_cache.view(-1, *v_cache.shape[2:]).index_select(0, slots).view(batch, -1, *v_cache.shape[2:]).to(q.dtype)
     out = F.scaled_dot_product_attention(q[:, :, None, :], k.transpose(1, 2), v.transpose(1, 2), attn_mask=mask,
                                          scale=scale, enable_gqa=q.shape[1] != k.shape[2])
     return out[:, :, 0, :]

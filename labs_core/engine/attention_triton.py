@@ -37,7 +37,7 @@ def _kv_tile(K, V, table_row, t, tmask, kvh, d, stride_kb, stride_ks, stride_kh,
     off = blk * stride_kb + (t % KV_BLOCK) * stride_ks + kvh * stride_kh
     k = tl.load(K + off[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
     v = tl.load(V + off[:, None] + d[None, :], mask=tmask[:, None], other=0.0)
-    return k, v
+    return k, v  # (an FP8 cache's e4m3: the callers convert to the queries' type)
 
 
 @triton.jit
@@ -88,6 +88,7 @@ def _decode_kernel(Q, K, V, BlockTables, ContextLens, Out, Lse,
         tmask = t < hi
         k, v = _kv_tile(K, V, BlockTables + b * stride_bt, t, tmask, kvh, d, stride_kb, stride_ks, stride_kh,
                         KV_BLOCK)
+        k, v = k.to(q.dtype), v.to(q.dtype)
         m_i, l_i, acc = _online_softmax_step(q, k, v, tmask[None, :], m_i, l_i, acc, scale, softcap,
                                              USE_SOFTCAP, PRECISION)
     safe_l = tl.maximum(l_i, 1e-30)
@@ -147,6 +148,7 @@ def _prefill_kernel(Q, K, V, BlockTables, ContextLens, QueryStart, TileSeq, Tile
         tmask = t < hi
         k, v = _kv_tile(K, V, BlockTables + b * stride_bt, t, tmask, kvh, d, stride_kb, stride_ks, stride_kh,
                         KV_BLOCK)
+        k, v = k.to(q.dtype), v.to(q.dtype)
         allowed = tmask[None, :] & (t[None, :] <= pos[:, None])
         if USE_WINDOW:
             allowed = allowed & (t[None, :] > pos[:, None] - window)

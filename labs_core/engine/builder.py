@@ -227,7 +227,7 @@ def warm_up_shapes(runner: ModelRunner) -> None:
 def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineConfig, sizing: KVSizing,
                        eos_token_ids: list[int], cuda_graphs: bool = True, compile: bool = False,
                        use_gemv_products: bool = True, fuse: bool = True, steps: Any = None,
-                       cpu_decode: bool = True) -> AsyncEngine:
+                       cpu_decode: bool = True, kv_cache_dtype: str = "") -> AsyncEngine:
     """Probe the model on a small cache, size the real cache from what is left, capture graphs.
 
     `steps` (tensor parallel rank 0): every runner call is announced to the other ranks. The probe
@@ -236,6 +236,11 @@ def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineCo
     works: rank 0 broadcasts the drawn tokens device to device (ModelRunner.forward_step)."""
     check_supported(model)
     dev = torch.device(device)
+    if kv_cache_dtype and dev.type == "cuda" and torch.cuda.get_device_capability(dev) < (8, 9):
+        from labs_core.errors import PreconditionFailed
+
+        raise PreconditionFailed("LABS_KV_CACHE_DTYPE=fp8 needs a GPU that converts e4m3 (compute capability 8.9+: "
+                                 "Ada, Hopper or later); use auto")
     layout = kv_layout(model)
     fuse_every_rank = fuse and steps is not None and dev.type == "cuda"
     if steps is not None:
@@ -262,13 +267,15 @@ def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineCo
     runner.kv = None  # release the probe cache before sizing the real one
     if dev.type == "cuda":
         torch.cuda.empty_cache()
+    if kv_cache_dtype:  # (the checks above ran on a cache of the model's dtype: exact against the model)
+        layout = dataclasses.replace(layout, dtype=getattr(torch, kv_cache_dtype))
     blocks = num_kv_blocks(layout, config.block_size, sizing, dev, useful_tokens, reserve)
     if blocks * config.block_size < min(config.max_model_len, 2 * PROBE_TOKENS):
         runner.restore_attention()
         raise PagedUnsupported(f"only {blocks} KV blocks fit in memory")
-    runner.resize_kv(blocks)
-    log.info("paged engine: %d KV blocks of %d tokens (%.2f GiB)", blocks, config.block_size,
-             blocks * layout.bytes_per_block(config.block_size) / 2**30)
+    runner.resize_kv(blocks, kv_cache_dtype)
+    log.info("paged engine: %d KV blocks of %d tokens (%.2f GiB, %s)", blocks, config.block_size,
+             blocks * layout.bytes_per_block(config.block_size) / 2**30, str(layout.dtype).removeprefix("torch."))
     if dev.type == "cuda" and cuda_graphs:
         runner.capture_cuda_graphs(min(config.max_num_seqs, 512), config.max_model_len, compile=compile,
                                    max_prefill_tokens=min(config.max_num_batched_tokens, config.max_model_len))

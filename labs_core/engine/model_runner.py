@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -124,9 +124,12 @@ class ModelRunner:
         if self.steps is not None:
             self.steps.send((name, args))
 
-    def resize_kv(self, num_blocks: int) -> None:
-        """Replace the KV cache with one of num_blocks usable blocks (plus the null block)."""
-        self._announce("resize_kv", num_blocks)
+    def resize_kv(self, num_blocks: int, dtype: str = "") -> None:
+        """Replace the KV cache with one of num_blocks usable blocks (plus the null block); `dtype`
+        ("float8_e4m3fn"): the cache's element type from now on ("": as it was)."""
+        self._announce("resize_kv", num_blocks, dtype)
+        if dtype:
+            self.layout = replace(self.layout, dtype=getattr(torch, dtype))
         self.kv = None
         self.kv = allocate_kv_cache(self.layout, num_blocks + 1, self.block_size, self.device)
         self.null_block = num_blocks

@@ -83,3 +83,27 @@ def test_engine_with_triton_backend_matches_reference_engine(tiny_llama_dir):
         return {k: v.token_ids for k, v in run_to_completion(engine, reqs).items()}
 
     assert run(True) == run(False)
+
+
+def as_fp8(meta):
+    """The same case with an e4m3 cache (LABS_KV_CACHE_DTYPE=fp8)."""
+    kv = meta.kv
+    meta.kv = KVCache([k.to(torch.float8_e4m3fn) for k in kv.keys], [v.to(torch.float8_e4m3fn) for v in kv.values])
+    return meta
+
+
+@pytest.mark.parametrize("decode", [True, False])
+def test_kernels_read_an_fp8_cache_as_the_reference_does(decode):
+    """Both kernels convert e4m3 K/V to the queries' type as they load them: the same product as
+    the reference on the same cache, and within e4m3's rounding of the float cache's."""
+    query_lens, context_lens = ([1] * 4, [1, 5, 33, 70]) if decode else ([7, 1, 70, 3], [7, 9, 90, 20])
+    meta, q = paged_case(query_lens, context_lens, seed=2)
+    exact = reference_attention(meta, 0, q, 0.3, None, None)
+    meta = as_fp8(meta)
+    backend = TritonBackend()
+    backend.prefill_block_m = backend.prefill_block_n = backend.decode_block_n = 16
+    meta.extra["tiles"] = backend.prefill_tiles(query_lens, torch.device("cpu"))
+    meta.extra["num_splits"] = 2
+    got = backend.attend(meta, 0, q, 0.3, None, None)
+    torch.testing.assert_close(got, reference_attention(meta, 0, q, 0.3, None, None), atol=2e-4, rtol=2e-4)
+    assert (got - exact).norm() / exact.norm() < 0.06  # e4m3: 3 mantissa bits
