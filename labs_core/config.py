@@ -51,7 +51,7 @@ class ModelSettings:
                                 "or auto. CPU: int8/int4 (auto: a GGUF stays quantized as its file is). GPU: fp8 "
                                 "(e4m3 from a float checkpoint), int4 (the checkpoint's AWQ/GPTQ or a GGUF's 4-bit blocks, "
                                 "else round-to-nearest, groups of 128), auto (what the checkpoint carries, a "
-                                "GGUF's Q4_0/Q4_1/Q4_K blocks included, else none)",
+                                "GGUF's Q4_0/Q4_1/Q4_K/Q8_0 blocks included, else none)",
                                 choices=("none", "int8", "int4", "fp8", "awq", "gptq", "auto"))
     device_map: str = setting("", "LABS_DEVICE_MAP", "transformers device_map for multi-GPU (e.g. auto); empty: one device")
     trust_remote_code: bool = setting(False, "LABS_TRUST_REMOTE_CODE", "Allow model repos to run their own code")

@@ -166,6 +166,7 @@ def _quantize_on_gpu(model: Any, mode: str, device: str, source: ModelSource, op
         log.info("%s (%d layers from its blocks)", blocks.summary(), kept)
         if kept:
             quantize_model(model, "int4", device, source=blocks)
+            blocks.converted.clear()  # (fused groups hold concatenated copies: drop the per-layer ones)
         if mode == "gguf":
             return "gguf" if kept else "none"
     tensors = None

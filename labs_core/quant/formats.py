@@ -16,6 +16,9 @@ g = k // group, q and z in 0..15.
   128+ must have integer zeros (the batch-1 GEMV's fast path folds 2^23 into them); groups of
   16..64 may have fractional ones, in float32 with float32 scales (GGUF's Q4_1 / Q4_K: gguf_blocks.py).
 float16 scales keep 3 more mantissa bits than bfloat16; both kernels and the reference compute in float32.
+
+int8 (W8A16, GGUF's Q8_0): `qweight` int8 [N, K] row-major, `scales` float32 [N, K / group] (32),
+symmetric: W[n, k] = qweight[n, k] * scales[n, k // group]. Q8_0 converts exactly (gguf_blocks.py).
 """
 
 from __future__ import annotations
@@ -40,6 +43,26 @@ def quantize_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def dequantize_fp8(qweight: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     return (qweight.float() * scales.float()[:, None]).to(dtype)
+
+
+INT8_GROUP = 32
+
+
+def quantize_int8(weight: torch.Tensor, group: int = INT8_GROUP) -> tuple[torch.Tensor, torch.Tensor]:
+    """Round-to-nearest int8 (qweight, scales), symmetric, one scale per group of `group` inputs (Q8_0's way)."""
+    n, k = weight.shape
+    if k % group:
+        raise ValueError(f"int8 needs K divisible by the group ({group}), got {k}")
+    w = weight.float().reshape(n, k // group, group)
+    scales = (w.abs().amax(dim=-1) / 127).clamp_min(1e-12)
+    q = torch.round(w / scales[..., None]).clamp(-127, 127).to(torch.int8)
+    return q.reshape(n, k), scales
+
+
+def dequantize_int8(qweight: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    n, k = qweight.shape
+    group = k // scales.shape[1]
+    return (qweight.float().reshape(n, -1, group) * scales.float()[..., None]).reshape(n, k).to(dtype)
 
 
 def pack_int4(q: torch.Tensor) -> torch.Tensor:

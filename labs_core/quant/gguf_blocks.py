@@ -1,6 +1,6 @@
-"""A GGUF's 4-bit blocks converted at load to the int4 layout of formats.py (groups of 32), so a
-GGUF served on the GPU keeps its quantized weights and runs them through the int4 kernels instead
-of being dequantized to bf16 (4x the bytes a token).
+"""A GGUF's quantized blocks converted at load to formats.py's layouts (groups of 32), so a GGUF
+served on the GPU keeps its quantized weights and runs them through the int4 / int8 kernels instead
+of being dequantized to bf16 (2-4x the bytes a token).
 
 Kept (every block of 32 weights is (q - z) * s with q in 0..15):
 - Q4_0: d (f16), 16 bytes of nibbles; w = (q - 8) d: s = d, z = 8 (exact).
@@ -12,8 +12,9 @@ chunk c holds weight j of group 2c (low) and of group 2c + 1 (high). Scales and 
 float32 (float16 would round Q4_1's zeros, -m / d, by up to 2^-7: 1.3e-3 on SmolLM2's logits), so the
 weights are llama.cpp's to float32 rounding: 2 bits a weight of metadata where the GGUF had 1 (Q4_1)
 or 0.5 (Q4_K). Q4_1 and Q4_K zeros are fractional, which the kernels' small-group paths take.
-Anything else (Q8_0, Q5_*, Q6_K, IQ*) has no kernel here: transformers' bf16 dequantization stays,
-and the loader says so once.
+- Q8_0: d (f16), 32 int8; w = q d: formats.py's int8 with s = d (exact, float32 scales).
+Anything else (Q5_*, Q6_K, Q2_K/Q3_K, IQ*) has no kernel here: transformers' bf16 dequantization
+stays, and the loader says so once.
 
 Tensor names: transformers' own GGUF <-> HF map (get_gguf_hf_weights_map). For the GGUF
 architecture "llama", llama.cpp's converter permuted the rows of attn_q and attn_k for its rotary
@@ -39,9 +40,9 @@ from labs_core.quant.linear import QuantTensors
 log = logging.getLogger(__name__)
 
 GROUP = 32
-Q4_0, Q4_1, Q4_K = 2, 3, 12  # GGMLQuantizationType values
-KEPT = {Q4_0: "Q4_0", Q4_1: "Q4_1", Q4_K: "Q4_K"}
-BLOCK_BYTES = {Q4_0: (32, 18), Q4_1: (32, 20), Q4_K: (256, 144)}
+Q4_0, Q4_1, Q8_0, Q4_K = 2, 3, 8, 12  # GGMLQuantizationType values
+KEPT = {Q4_0: "Q4_0", Q4_1: "Q4_1", Q4_K: "Q4_K", Q8_0: "Q8_0"}
+BLOCK_BYTES = {Q4_0: (32, 18), Q4_1: (32, 20), Q4_K: (256, 144), Q8_0: (32, 34)}
 # ‖dequantized - transformers' float weight‖ / ‖float weight‖: bf16 rounding gives up to ~2e-3, a wrong
 # tensor or row order ~1
 MATCH_TOLERANCE = 5e-3
@@ -106,7 +107,17 @@ def _with_zero_point(s: np.ndarray, offset: np.ndarray, q: np.ndarray) -> tuple[
     return s, z, q
 
 
+def convert_q8_0(raw: np.ndarray, n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q8_0 blocks [n, bytes a row] -> (q int8 [n, k], s float32 [n, k / 32])."""
+    blocks = np.asarray(raw, dtype=np.uint8).reshape(n, k // 32, 34)
+    s = _f16(blocks[..., 0:2])
+    q = np.ascontiguousarray(blocks[..., 2:34]).view(np.int8).reshape(n, k)
+    return torch.from_numpy(q.copy()), torch.from_numpy(s.copy())
+
+
 def to_tensors(raw: np.ndarray, qtype: int, n: int, k: int) -> QuantTensors:
+    if qtype == Q8_0:
+        return QuantTensors(kernels.INT8, *convert_q8_0(raw, n, k), None, GROUP)
     q, s, z = convert(raw, qtype, n, k)
     return QuantTensors(kernels.INT4, formats.pack_int4(q), s, z, GROUP)
 
@@ -119,10 +130,10 @@ def _unpermute_rows(raw: np.ndarray, n_head: int) -> np.ndarray:
 
 class GGUFTensors:
     """The GGUF's kept blocks by HF layer name (a `linear.TensorSource` for quantize_model, with
-    `has`): a layer is taken when its tensor is Q4_0/Q4_1/Q4_K, its shape fits the int4 kernels,
+    `has`): a layer is taken when its tensor is of a KEPT type, its shape fits that format's kernels,
     and its conversion matches transformers' float weight."""
 
-    spec = type("Spec", (), {"group": GROUP})()  # quantize_model reads spec.group for the shape check
+    checks_shapes = True  # prepare() took only shapes its format's kernels serve (quantize_model)
 
     def __init__(self, path: Path, model: Any, device: torch.device | str):
         from gguf import GGUFReader
@@ -137,7 +148,8 @@ class GGUFTensors:
         self.config = model.config
         self.device = device
         self.converted: dict[str, QuantTensors | None] = {}
-        self.types = Counter(t.tensor_type.name for t in self.tensors.values() if len(t.shape) == 2)
+        self.kept: Counter[str] = Counter()  # the model's Linear layers by GGUF type: served from the blocks
+        self.left: Counter[str] = Counter()  # ... and left in the model's dtype
 
     def has(self, name: str) -> bool:
         """Whether `name` is served from its GGUF blocks (converted and checked here, once)."""
@@ -148,20 +160,24 @@ class GGUFTensors:
             return self.converted[name] is not None
         self.converted[name] = None
         t = self.tensors.get(name)
-        if t is None or int(t.tensor_type) not in KEPT or not isinstance(linear, nn.Linear):
+        if t is None or not isinstance(linear, nn.Linear):
+            return False
+        self.left[t.tensor_type.name] += 1  # until converted below
+        if int(t.tensor_type) not in KEPT:
             return False
         n, k = linear.out_features, linear.in_features
-        if k % formats.BLOCK or k % BLOCK_BYTES[int(t.tensor_type)][0] or tuple(t.data.shape[:1]) != (n,):
-            return False
+        qtype = int(t.tensor_type)
+        if (qtype != Q8_0 and k % formats.BLOCK) or k % BLOCK_BYTES[qtype][0] or tuple(t.data.shape[:1]) != (n,):
+            return False  # (int4 packs blocks of 128 inputs; int8 needs whole groups only)
         raw = np.asarray(t.data)
         if self.architecture == "llama" and name.endswith(("q_proj", "k_proj")):
             heads = self.config.num_attention_heads
             if name.endswith("k_proj"):
                 heads = getattr(self.config, "num_key_value_heads", None) or heads
             raw = _unpermute_rows(raw, heads)
-        tensors = to_tensors(raw, int(t.tensor_type), n, k)
-        on_device = QuantTensors(tensors.fmt, *(x.to(self.device) for x in (tensors.qweight, tensors.scales,
-                                                                              tensors.zeros)), GROUP)
+        tensors = to_tensors(raw, qtype, n, k)
+        on_device = QuantTensors(tensors.fmt, tensors.qweight.to(self.device), tensors.scales.to(self.device),
+                                 None if tensors.zeros is None else tensors.zeros.to(self.device), GROUP)
         weight = linear.weight.detach().to(self.device, torch.float32)
         error = kernels.relative_error(on_device.dequantize(torch.float32), weight)
         if error > MATCH_TOLERANCE:
@@ -169,6 +185,8 @@ class GGUFTensors:
                         "kept in bf16", name, t.tensor_type.name, error)
             return False
         self.converted[name] = on_device
+        self.left[t.tensor_type.name] -= 1
+        self.kept[t.tensor_type.name] += 1
         return True
 
     def prepare_all(self, model: Any) -> int:
@@ -179,13 +197,15 @@ class GGUFTensors:
                    if type(module) is nn.Linear and module is not head)
 
     def __call__(self, name: str, linear: nn.Linear) -> QuantTensors:
-        tensors = self.converted.pop(name, None)
+        tensors = self.converted.get(name)
         if tensors is None:
             raise KeyError(f"{name} was not converted from the GGUF")
         return tensors
 
     def summary(self) -> str:
-        kept = ", ".join(f"{v} {k}" for k, v in sorted(self.types.items()) if k in KEPT.values())
-        other = ", ".join(f"{v} {k}" for k, v in sorted(self.types.items()) if k not in KEPT.values())
-        return (f"GGUF on the GPU: int4 kernels read its {kept or 'no'} matrices"
-                + (f"; {other} have no GPU kernel here and are dequantized to bf16" if other else ""))
+        """What the start-up log says: the Linear layers by GGUF type, kept and dequantized."""
+        kept = ", ".join(f"{n} {t}" for t, n in sorted(self.kept.items()) if n)
+        left = ", ".join(f"{n} {t}" for t, n in sorted(self.left.items()) if n)
+        return (f"GGUF on the GPU: {kept or 'no'} matrices served from their blocks by the int4 / int8 kernels"
+                + (f"; {left} dequantized to the model's dtype (no GPU kernel for the type, or a shape "
+                   "the kernels do not take)" if left else ""))

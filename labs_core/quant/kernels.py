@@ -37,12 +37,14 @@ except ImportError:  # CPU-only installs: the reference path everywhere
 
 log = logging.getLogger(__name__)
 
-FP8, INT4 = 0, 1
+FP8, INT4, INT8 = 0, 1, 2
+FMT_NAMES = {FP8: "fp8", INT4: "int4", INT8: "int8"}
 GEMM_MAX_M = 64  # FP8: up to here the weight-only GEMM (weight-bound, more exact); above, _scaled_mm
 # GEMV tiling: rows per program, inputs per step (FP8: bytes; int4: blocks of 128 inputs per step)
 # (x is re-read once per BLOCK_N rows: more rows a program, less x traffic against the weight's)
 FP8_GEMV = dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=3)  # the H200's best of the first sweep
 INT4_GEMV = dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3)  # idem
+INT8_GEMV = dict(BLOCK_N=4, BLOCK_K=512, num_warps=4, num_stages=3)  # (GGUF Q8_0: not timed on a GPU yet)
 # Alternatives bench/quant_bench.py times at M = 1 (the best can be set for its engine run). The first
 # H200 sweep: more programs won (these products are small: 7-80 us), so more of them with fewer warps.
 GEMV_CANDIDATES = {
@@ -82,11 +84,11 @@ TOLERANCE = {"gemv": 1e-2, "gemm": 1e-2, "dequant_mm": 1e-2, "scaled_mm": 6e-2}
 class Paths:
     """Which kernels may run (all until check_paths says otherwise); keyed 'fp8_gemv', 'int4_gemm'..."""
 
-    on: dict[str, bool] = field(default_factory=lambda: {f"{f}_{p}": True for f in ("fp8", "int4")
+    on: dict[str, bool] = field(default_factory=lambda: {f"{f}_{p}": True for f in FMT_NAMES.values()
                                                         for p in ("gemv", "gemm", "dequant_mm", "scaled_mm")})
 
     def __call__(self, fmt: int, path: str) -> bool:
-        return self.on.get(f"{'fp8' if fmt == FP8 else 'int4'}_{path}", False)
+        return self.on.get(f"{FMT_NAMES[fmt]}_{path}", False)
 
 
 paths = Paths()
@@ -316,6 +318,46 @@ if triton is not None:
                      w.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 
 
+if triton is not None:
+    @triton.jit
+    def int8_gemv_kernel(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, N, K: tl.constexpr, GROUP: tl.constexpr,
+                         HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+        """y[n] = sum_k q[n, k] * s[n, k // GROUP] * x[k] (+ b[n]) for BLOCK_N rows (int8, GGUF's Q8_0):
+        a step reads a [BLOCK_N, BLOCK_K] tile of bytes and weighs each group of its products by
+        the group's scale; one reduction at the end."""
+        NG: tl.constexpr = K // GROUP
+        GPS: tl.constexpr = BLOCK_K // GROUP  # groups a step
+        rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        row_ok = rows < N
+        acc = tl.zeros([BLOCK_N, GPS, GROUP], dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            cols = k0 + tl.arange(0, BLOCK_K)
+            col_ok = cols < K
+            w = tl.load(w_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], mask=row_ok[:, None] & col_ok[None, :],
+                        other=0, eviction_policy="evict_first").to(tl.float32)
+            x = tl.load(x_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
+            g = k0 // GROUP + tl.arange(0, GPS)
+            s = tl.load(s_ptr + rows[:, None] * NG + g[None, :], mask=row_ok[:, None] & (g < NG)[None, :],
+                        other=0.0).to(tl.float32)
+            acc += tl.reshape(w, (BLOCK_N, GPS, GROUP)) * tl.reshape(x, (1, GPS, GROUP)) * s[:, :, None]
+        y = tl.sum(tl.sum(acc, axis=2), axis=1)
+        if HAS_BIAS:
+            y += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+        tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=row_ok)
+
+    @triton.jit
+    def int8_dequant_kernel(w_ptr, s_ptr, out_ptr, N, K, GROUP: tl.constexpr, BLOCK_N: tl.constexpr,
+                            BLOCK_K: tl.constexpr):
+        """out [N, K] (the activations' dtype) = q * s per group, a [BLOCK_N, BLOCK_K] tile a program."""
+        rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        cols = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+        ok = (rows < N)[:, None] & (cols < K)[None, :]
+        w = tl.load(w_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], mask=ok, other=0).to(tl.float32)
+        s = tl.load(s_ptr + rows[:, None] * (K // GROUP) + (cols // GROUP)[None, :], mask=ok, other=0.0)
+        tl.store(out_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], (w * s).to(out_ptr.dtype.element_ty),
+                 mask=ok)
+
+
 # GEMM tiles by row-count bucket (BLOCK_N weight rows x BLOCK_M activation rows): small M is
 # weight-bound (the activation side as narrow as tl.dot allows, 16), large M arithmetic-bound. With
 # N = 3584 (the 7B's o and down products), 64-row weight tiles give 56 programs a column of M tiles,
@@ -356,7 +398,7 @@ def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, ze
                 bias: torch.Tensor | None, fmt: int, group: int, config: dict[str, int] | None = None) -> torch.Tensor:
     """x: [K] contiguous; returns [N] in x's dtype. `config`: a tiling (default FP8_GEMV / INT4_GEMV);
     one with GEMM=1 runs the GEMM kernel on the single row."""
-    c = config or (FP8_GEMV if fmt == FP8 else INT4_GEMV)
+    c = config or {FP8: FP8_GEMV, INT4: INT4_GEMV, INT8: INT8_GEMV}[fmt]
     if c.get("GEMM"):
         tiles = {key: value for key, value in c.items() if key != "GEMM"}
         return launch_gemm(x.view(1, -1), qweight, scales, zeros, bias, fmt, group, tiles=tiles).view(-1)
@@ -367,6 +409,9 @@ def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, ze
     if fmt == FP8:
         gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, b, out, n, k, HAS_BIAS=bias is not None,
                                                      s_ptr=scales, HAS_SCALE=True, **c)
+    elif fmt == INT8:
+        int8_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, b, out, n, k, GROUP=group,
+                                                          HAS_BIAS=bias is not None, **c)
     else:
         c = dict(c)
         programs = triton.cdiv(n, c["BLOCK_N"])
@@ -433,10 +478,22 @@ def dequantize_int4_fused(qweight: torch.Tensor, scales: torch.Tensor, zeros: to
     return out
 
 
-def dequant_mm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+def dequantize_int8_fused(qweight: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """formats.dequantize_int8 in one Triton launch."""
+    n, k = qweight.shape
+    out = torch.empty(n, k, device=qweight.device, dtype=dtype)
+    int8_dequant_kernel[(triton.cdiv(n, 32), triton.cdiv(k, 256))](qweight, scales, out, n, k,
+                                                                    GROUP=k // scales.shape[1], BLOCK_N=32,
+                                                                    BLOCK_K=256, num_warps=4)
+    return out
+
+
+def dequant_mm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
                bias: torch.Tensor | None) -> torch.Tensor:
-    """int4 for many rows: the weight dequantized to x's dtype in one pass (2.5 bytes a weight of
-    traffic), then cuBLAS; replaced the in-register GEMM, 3-4x off bf16 at 256 rows on an H200."""
+    """int4 / int8 for many rows: the weight dequantized to x's dtype in one pass (int4: 2.5 bytes a
+    weight of traffic), then cuBLAS; replaced the in-register GEMM, 3-4x off bf16 at 256 rows on an H200."""
+    if qweight.dtype == torch.int8:
+        return F.linear(x, dequantize_int8_fused(qweight, scales, x.dtype), bias)
     return F.linear(x, dequantize_int4_fused(qweight, scales, zeros, x.dtype), bias)
 
 
@@ -454,6 +511,8 @@ def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zero
     """Dequantize the whole weight to x's dtype, then F.linear: the CPU path and every kernel's yardstick."""
     if fmt == FP8:
         w = formats.dequantize_fp8(qweight, scales, x.dtype)
+    elif fmt == INT8:
+        w = formats.dequantize_int8(qweight, scales, x.dtype)
     else:
         w = formats.dequantize_int4(qweight, scales, zeros, x.dtype)
     return F.linear(x, w, bias)
@@ -461,6 +520,8 @@ def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zero
 
 def candidates(m: int, fmt: int, dtype: torch.dtype) -> tuple[str, ...]:
     """The kernels that may serve M rows, best first; the first switched on runs (the reference last)."""
+    if fmt == INT8:
+        return ("gemv", "dequant_mm", "reference") if m == 1 else ("dequant_mm", "reference")
     if fmt == INT4:
         if m == 1:
             return ("gemv", "dequant_mm", "gemm", "reference")
@@ -540,11 +601,11 @@ def check_paths(layers: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor
         for path, m in (("gemv", 1), ("gemm", 7), ("gemm", 40), ("scaled_mm", 300), ("gemm", 300),
                         ("dequant_mm", 7), ("dequant_mm", 300)):
             # (the GEMM at 300 rows too: it stands in for FP8's _scaled_mm if that is off)
-            if path == "scaled_mm" and (fmt == INT4 or dtype != torch.bfloat16):  # never taken (candidates)
+            if path == "scaled_mm" and (fmt != FP8 or dtype != torch.bfloat16):  # never taken (candidates)
                 continue
-            if path == "dequant_mm" and fmt == FP8:
+            if (path == "dequant_mm" and fmt == FP8) or (path == "gemm" and fmt == INT8):
                 continue
-            name = f"{'fp8' if fmt == FP8 else 'int4'}_{path}"
+            name = f"{FMT_NAMES[fmt]}_{path}"
             try:
                 error = check_path(path, fmt, qweight, scales, zeros, group, m, dtype, seed=len(seen) * 10 + m)
             except Exception as exc:  # a kernel that cannot run here is one that is off

@@ -23,12 +23,12 @@ from labs_core.quant import formats, kernels
 
 log = logging.getLogger(__name__)
 
-MODES = {"fp8": kernels.FP8, "int4": kernels.INT4}
+MODES = {"fp8": kernels.FP8, "int4": kernels.INT4, "int8": kernels.INT8}
 
 
 @dataclass
 class QuantTensors:
-    """One layer's quantized weight: fmt (kernels.FP8 / INT4), qweight, scales, zeros (int4), group."""
+    """One layer's quantized weight: fmt (kernels.FP8 / INT4 / INT8), qweight, scales, zeros (int4), group."""
 
     fmt: int
     qweight: torch.Tensor
@@ -40,6 +40,8 @@ class QuantTensors:
     def quantize(cls, weight: torch.Tensor, mode: str) -> "QuantTensors":
         if mode == "fp8":
             return cls(kernels.FP8, *formats.quantize_fp8(weight), group=0)
+        if mode == "int8":
+            return cls(kernels.INT8, *formats.quantize_int8(weight), group=formats.INT8_GROUP)
         return cls(kernels.INT4, *formats.quantize_int4(weight))
 
     @classmethod
@@ -54,13 +56,18 @@ class QuantTensors:
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         if self.fmt == kernels.FP8:
             return formats.dequantize_fp8(self.qweight, self.scales, dtype)
+        if self.fmt == kernels.INT8:
+            return formats.dequantize_int8(self.qweight, self.scales, dtype)
         return formats.dequantize_int4(self.qweight, self.scales, self.zeros, dtype)
 
 
 def supported(in_features: int, out_features: int, mode: str, group: int = formats.INT4_GROUP) -> bool:
-    """Shapes the kernels take: FP8's _scaled_mm wants multiples of 16; int4, whole groups."""
+    """Shapes the kernels take: FP8's _scaled_mm wants multiples of 16; int4, whole groups and blocks
+    of 128; int8, whole groups."""
     if mode == "fp8":
         return in_features % 16 == 0 and out_features % 16 == 0
+    if mode == "int8":
+        return in_features % group == 0
     return in_features % group == 0 and in_features % formats.BLOCK == 0
 
 
@@ -86,7 +93,7 @@ class QuantLinear(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
-        fmt = "fp8" if self.fmt == kernels.FP8 else f"int4 g{self.group}"
+        fmt = "fp8" if self.fmt == kernels.FP8 else f"{kernels.FMT_NAMES[self.fmt]} g{self.group}"
         return f"in_features={self.in_features}, out_features={self.out_features}, {fmt}"
 
 
@@ -156,10 +163,11 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
 
     has = getattr(source, "has", None)  # a checkpoint quantizes some layers, not all
     group = getattr(getattr(source, "spec", None), "group", formats.INT4_GROUP)
+    vouched = getattr(source, "checks_shapes", False)  # the source's has() already checked each layer's shape
 
     def ok(name: str, linear: Any) -> bool:
         return (type(linear) is nn.Linear and linear is not lm_head and (has is None or has(name))
-                and supported(linear.in_features, linear.out_features, mode, group))
+                and (vouched or supported(linear.in_features, linear.out_features, mode, group)))
 
     layers = fused = 0
     for parent_name, parent in list(model.named_modules()):
@@ -173,6 +181,8 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
             if len({m.bias is None for m in members}) != 1:
                 continue
             parts = [tensors(prefix + n, m) for n, m in zip(names, members)]
+            if len({(p.fmt, p.group) for p in parts}) != 1:  # (a GGUF mixes types: q/k in Q4_K, v in Q8_0)
+                continue
             biases = [bias(m) for m in members]
             layer = QuantLinear(QuantTensors.concat(parts), None if biases[0] is None else torch.cat(biases))
             shared = _Group(layer, [m.out_features for m in members])

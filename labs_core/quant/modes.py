@@ -4,8 +4,8 @@
 - CUDA: none; fp8 (e4m3 weights quantized at load from a float checkpoint); int4 (the checkpoint's
   own AWQ/GPTQ weights when it carries them, else round-to-nearest from the float weights, groups of
   128); awq / gptq (insist the checkpoint is that); auto = what the checkpoint carries (AWQ/GPTQ),
-  else none. int8 stays CPU-only. A GGUF on the GPU: auto keeps its Q4_0 / Q4_1 / Q4_K matrices
-  as int4 (gguf_blocks.py) and the rest in bf16 ("gguf"); int4 keeps those too and rounds the rest
+  else none. LABS_QUANTIZATION=int8 stays CPU-only. A GGUF on the GPU: auto keeps its Q4_0 / Q4_1 /
+  Q4_K matrices as int4 and its Q8_0 ones as int8 (gguf_blocks.py), the rest in bf16 ("gguf"); int4 keeps those too and rounds the rest
   to int4; fp8 and none start from transformers' bf16 dequantization.
 The result on CUDA is none, fp8, int4 (round to nearest; with a GGUF, its 4-bit blocks first), awq or
 gptq (int4 from the checkpoint), gguf.
@@ -50,7 +50,7 @@ def resolve(mode: str, device: str, gguf_file: str | None = None, checkpoint_met
         return "none"
     if gguf_file:
         if mode in ("auto", "int4"):
-            log.info("GGUF on the GPU: its 4-bit blocks (Q4_0, Q4_1, Q4_K) stay int4; the rest %s",
+            log.info("GGUF on the GPU: its Q4_0, Q4_1, Q4_K and Q8_0 blocks stay quantized; the rest %s",
                      "is rounded to int4" if mode == "int4" else "is dequantized to bf16")
             return "gguf" if mode == "auto" else "int4"
         log.info("GGUF on the GPU: weights dequantized to the model's dtype%s",

@@ -103,7 +103,8 @@ def test_smollm2_gguf_layers_served_from_their_blocks_give_the_same_logits(caplo
         mode = loader._quantize_on_gpu(model, "gguf", "cpu", source, loader.LoadOptions(), None,
                                        Path(source.location) / source.gguf_file)
     assert mode == "gguf"
-    assert "int4 kernels read its 210 Q4_1 matrices; 1 Q8_0 have no GPU kernel here" in caplog.text
+    assert ("30 Q4_1 matrices served from their blocks by the int4 / int8 kernels; 180 Q4_1 dequantized"
+            in caplog.text)  # K = 576: not a multiple of 128
     assert "(30 layers from its blocks)" in caplog.text
     kept = {name for name, m in model.named_modules() if isinstance(m, QuantLinear)}
     assert kept == {f"model.layers.{i}.mlp.down_proj" for i in range(model.config.num_hidden_layers)}
@@ -113,3 +114,68 @@ def test_smollm2_gguf_layers_served_from_their_blocks_give_the_same_logits(caplo
         got, want = model(ids).logits, reference(ids).logits
     assert kernels.relative_error(got, want) < 1e-5
     assert torch.equal(got[0, -1].argmax(), want[0, -1].argmax())
+
+
+def test_q8_0_converts_exactly_and_its_kernels_agree():
+    """Q8_0 -> formats.py's int8 (scale per 32): gguf's own quantizer's blocks, dequantized the same
+    as gguf dequantizes them; the int8 GEMV and dequant_mm (interpreter) against the reference."""
+    pytest.importorskip("triton")
+    from tests.support import patch_triton_interpreter
+
+    patch_triton_interpreter()
+    n, k = 24, 320  # K a multiple of 32, not of 128: int8 takes it
+    w = np.random.default_rng(3).standard_normal((n, k)).astype(np.float32)
+    raw = gguf.quants.quantize(w, gguf.GGMLQuantizationType.Q8_0)
+    t = gguf_blocks.to_tensors(raw, gguf_blocks.Q8_0, n, k)
+    assert t.fmt == kernels.INT8 and t.qweight.dtype == torch.int8 and t.scales.shape == (n, k // 32)
+    expected = torch.from_numpy(gguf.quants.dequantize(raw, gguf.GGMLQuantizationType.Q8_0).astype(np.float32))
+    assert torch.equal(t.dequantize(), expected)
+    x = torch.randn(5, k, generator=torch.Generator().manual_seed(1))
+    b = torch.randn(n)
+    ref = kernels.reference(x, t.qweight, t.scales, None, b, t.fmt)
+    assert kernels.relative_error(kernels.launch_gemv(x[0], t.qweight, t.scales, None, b, t.fmt, 32), ref[0]) < 1e-5
+    assert kernels.relative_error(kernels.dequant_mm(x, t.qweight, t.scales, None, b), ref) < 1e-5
+    assert kernels.candidates(1, kernels.INT8, torch.bfloat16) == ("gemv", "dequant_mm", "reference")
+    assert kernels.candidates(300, kernels.INT8, torch.bfloat16) == ("dequant_mm", "reference")
+
+
+def test_mixed_formats_in_a_fused_group_stay_separate_layers():
+    """A GGUF mixes types inside q/k/v (Q4_K_M: q and k in Q4_K, v in Q6_K or Q8_0): those siblings
+    are not concatenated into one product; each becomes its own layer, with the right output."""
+    from torch import nn
+
+    from labs_core.quant.linear import FusedMember, QuantLinear, quantize_model
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj, self.k_proj, self.v_proj = nn.Linear(256, 64), nn.Linear(256, 32), nn.Linear(256, 32)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn, self.lm_head = Attention(), nn.Linear(256, 10)
+
+        def get_output_embeddings(self):
+            return self.lm_head
+
+    model = Model()
+    v_weight = model.attn.v_proj.weight.detach().clone()
+
+    class Source:
+        checks_shapes = True
+
+        def has(self, name):
+            return name.startswith("attn.")
+
+        def __call__(self, name, linear):
+            mode = "int8" if name.endswith("v_proj") else "int4"
+            return QuantTensors.quantize(linear.weight.detach(), mode)
+
+    quantize_model(model, "int4", "cpu", source=Source())
+    layers = [model.attn.q_proj, model.attn.k_proj, model.attn.v_proj]
+    assert all(isinstance(m, QuantLinear) and not isinstance(m, FusedMember) for m in layers)
+    assert [m.fmt for m in layers] == [kernels.INT4, kernels.INT4, kernels.INT8]
+    x = torch.randn(3, 256)
+    expected = x @ QuantTensors.quantize(v_weight, "int8").dequantize().T + model.attn.v_proj.bias
+    torch.testing.assert_close(model.attn.v_proj(x), expected)
