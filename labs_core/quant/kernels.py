@@ -69,7 +69,11 @@ GEMV_CANDIDATES = {
            dict(BLOCK_N=8, BLOCKS_PER_STEP=8, num_warps=4, num_stages=1, PREFETCH=True),
            dict(BLOCK_N=16, BLOCKS_PER_STEP=4, num_warps=8, num_stages=1, PREFETCH=True),
            dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=1, PREFETCH=True, ONE_FMA=True),
-           dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=1, PREFETCH=True, SPLIT_PROGRAMS=1056)],
+           dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=1, PREFETCH=True, SPLIT_PROGRAMS=1056),
+           # the wide GEMM on the one row (16-row dots, 15 of them padding): Triton pipelines the loads
+           # of a loop that feeds tl.dot (num_stages), which it does not do for the GEMV's
+           dict(GEMM=1, BLOCK_M=16, BLOCK_N=32, BLOCK_K=128, num_warps=4, num_stages=4, WIDE=True),
+           dict(GEMM=1, BLOCK_M=16, BLOCK_N=64, BLOCK_K=256, num_warps=4, num_stages=3, WIDE=True)],
 }
 GEMV_CANDIDATES[FP8] += [dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=1, PREFETCH=True),
                          dict(BLOCK_N=4, BLOCK_K=512, num_warps=2, num_stages=1, PREFETCH=True),
