@@ -215,8 +215,8 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
                     if "#" in path:
                         key = (mode if m == 1 else f"{mode}@{m}", int(path.rsplit("#", 1)[1]))
                         sweep[key] = sweep.get(key, 0.0) + us
-                    elif path == "dequant_mm" and m == 256:  # what the int4 GEMM must beat (pick_gemv)
-                        sweep[("int4@256", "dequant_mm")] = sweep.get(("int4@256", "dequant_mm"), 0.0) + us
+                    elif mode == "int4" and path in ("dequant_mm", "gemm") and m in (16, 256):  # (pick_gemv)
+                        sweep[(f"int4@{m}", path)] = sweep.get((f"int4@{m}", path), 0.0) + us
                     got = call(ws[0]).float().reshape(m, n)
                     if mode == "bf16":
                         err, fmt_err = errors(got, ref_bf16), errors(got, ref_bf16)
@@ -447,15 +447,16 @@ def pick_gemv(sweep: dict[tuple[str, int], float]) -> list[str]:
             kernels.INT4_GEMV = config
         lines.append(f"{mode} GEMV tiling for the engine: {config_name(config)} (#{best}: {timed[best]:,.1f} µs a "
                      f"layer; default #0: {timed.get(0, float('nan')):,.1f} µs)")
-    timed = {i: us for (m, i), us in sweep.items() if m == "int4@256" and i != "dequant_mm"}
+    timed = {i: us for (m, i), us in sweep.items() if m == "int4@256" and isinstance(i, int)}
     if timed and min(timed.values()) < float("inf"):
         best = min(timed, key=timed.get)
         kernels.INT4_GEMM_TILES[256] = kernels.GEMM_CANDIDATES_256[best]
         lines.append(f"int4 GEMM tiles for 65..256 rows: {config_name(kernels.INT4_GEMM_TILES[256])[5:]} (#{best}: "
                      f"{timed[best]:,.1f} µs a layer at 256 rows; default #0: {timed.get(0, float('nan')):,.1f} µs)")
         dequant = sweep.get(("int4@256", "dequant_mm"), float("inf"))
-        kernels.INT4_GEMM_MAX_M = 256 if timed[best] < dequant else 0
-        lines.append(f"int4 with 2..256 rows: {'the GEMM' if kernels.INT4_GEMM_MAX_M else 'dequant_mm'} "
+        at_16 = sweep.get(("int4@16", "gemm"), float("inf")) < sweep.get(("int4@16", "dequant_mm"), float("inf"))
+        kernels.INT4_GEMM_MAX_M = 256 if timed[best] < dequant else 16 if at_16 else 0
+        lines.append(f"int4 rows through the GEMM (else dequant_mm): 2..{kernels.INT4_GEMM_MAX_M} "
                      f"(dequant_mm {dequant:,.1f} µs a layer at 256 rows)")
     return lines + [""] if lines else []
 

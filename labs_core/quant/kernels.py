@@ -375,14 +375,16 @@ GEMM_TILES = {
 # int4: the wide GEMM (one dot of BLOCK_K inputs a step; the eight k = 16 dots of a block were
 # 3-4x off bf16 cuBLAS at 256 rows on the first H200 run)
 INT4_GEMM_TILES = {
-    16: dict(BLOCK_M=16, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4, WIDE=True),
+    16: dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=128, num_warps=4, num_stages=4),  # eight k = 16 dots: measured
+    # (H200: 338 µs a 7B layer at 16 rows against dequant_mm's 411); the wide form is not measured yet
     64: dict(BLOCK_M=32, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4, WIDE=True),
     256: dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=128, num_warps=4, num_stages=3, WIDE=True),
     0: dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, num_warps=8, num_stages=3, WIDE=True),
 }
-# int4 with 2..INT4_GEMM_MAX_M rows: the GEMM before dequant_mm (0: dequant_mm always). Set by
-# bench/quant_bench.py's sweep when the GEMM wins at 256 rows; prefill stays with dequant_mm + cuBLAS.
-INT4_GEMM_MAX_M = 0
+# int4 with 2..INT4_GEMM_MAX_M rows: the GEMM before dequant_mm (0: dequant_mm always); 16 from the
+# second H200 run (above). bench/quant_bench.py's sweep sets it for its engine run (256 when the GEMM
+# wins at 256 rows, 16 when only at 16); prefill stays with dequant_mm + cuBLAS.
+INT4_GEMM_MAX_M = 16
 # Alternatives bench/quant_bench.py times for int4's 256-row bucket (256 concurrent decode)
 GEMM_CANDIDATES_256 = [INT4_GEMM_TILES[256],
                        dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4, WIDE=True),

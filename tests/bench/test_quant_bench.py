@@ -41,6 +41,8 @@ def test_fastest_gemv_tiling_is_kept_for_the_engine(monkeypatch):
     assert kernels.INT4_GEMV is kernels.GEMV_CANDIDATES[kernels.INT4][0]
     assert kernels.INT4_GEMM_TILES[256] is kernels.GEMM_CANDIDATES_256[3]
     assert "#2: 20.0 µs" in lines[0] and "#0: 10.0 µs" in lines[1] and "#3: 40.0 µs" in lines[2]
-    assert kernels.INT4_GEMM_MAX_M == 256 and "the GEMM (dequant_mm 45.0" in lines[3]  # 40 beats 45
+    assert kernels.INT4_GEMM_MAX_M == 256 and "2..256 (dequant_mm 45.0" in lines[3]  # 40 beats 45
     pick_gemv({**sweep, ("int4@256", "dequant_mm"): 35.0})
     assert kernels.INT4_GEMM_MAX_M == 0  # dequant_mm + cuBLAS stays where it is faster
+    pick_gemv({**sweep, ("int4@256", "dequant_mm"): 35.0, ("int4@16", "gemm"): 3.0, ("int4@16", "dequant_mm"): 4.0})
+    assert kernels.INT4_GEMM_MAX_M == 16  # the GEMM wins at 16 rows only

@@ -77,7 +77,9 @@ def test_paths_by_row_count():
     assert kernels.path_for(65, kernels.FP8, torch.bfloat16) == "scaled_mm"
     assert kernels.path_for(65, kernels.FP8, torch.float16) == "gemm"  # row-wise _scaled_mm gives bf16 only
     assert kernels.path_for(4096, kernels.INT4, torch.bfloat16) == "dequant_mm"
-    assert kernels.path_for(2, kernels.INT4, torch.bfloat16) == "dequant_mm"
+    assert kernels.path_for(2, kernels.INT4, torch.bfloat16) == "gemm"  # INT4_GEMM_MAX_M = 16 (H200 run)
+    assert kernels.path_for(16, kernels.INT4, torch.bfloat16) == "gemm"
+    assert kernels.path_for(17, kernels.INT4, torch.bfloat16) == "dequant_mm"
     # a path the load-time check switched off hands its rows to the next: _scaled_mm to the GEMM
     assert kernels.candidates(300, kernels.FP8, torch.bfloat16) == ("scaled_mm", "gemm", "reference")
     assert kernels.candidates(1, kernels.INT4, torch.bfloat16) == ("gemv", "dequant_mm", "gemm", "reference")
