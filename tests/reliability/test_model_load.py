@@ -70,7 +70,7 @@ def out_of_memory_in_weights(monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def out_of_memory_in_kv_cache(monkeypatch: pytest.MonkeyPatch) -> str:
-    def resize(self, blocks):
+    def resize(self, blocks, dtype=""):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr("labs_core.engine.model_runner.ModelRunner.resize_kv", resize)
