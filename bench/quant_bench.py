@@ -41,7 +41,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench.engine_bench as eb  # noqa: E402
 from labs_core.engine import gemv  # noqa: E402
-from labs_core.quant import kernels  # noqa: E402
+from labs_core.quant import formats, kernels  # noqa: E402
 from labs_core.quant.linear import (QuantTensors, check_kernels, dequantize_into, quantize_model,  # noqa: E402
                                     weight_bytes)
 
@@ -204,6 +204,13 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
                         for i, c in enumerate(kernels.GEMV_CANDIDATES[q.fmt]):
                             impls.append((mode, f"{config_name(c)} #{i}", lambda w, c=c: kernels.launch_gemv(
                                 x[0], w.qweight, w.scales, w.zeros, None, w.fmt, w.group, config=c)))
+                    if p == "gemv" and q.fmt == kernels.INT4 and setup.sweep and dev == "cuda":
+                        # the batch-1 layout experiment: the same weights repacked K-major (not an engine path)
+                        k_major = {id(w): formats.to_k_major(w.qweight, w.scales, w.zeros) for w in weights[mode]}
+                        for block_n, warps in ((128, 4), (256, 8), (64, 2)):
+                            impls.append((mode, f"K-major GEMV n{block_n} w{warps} (layout experiment)",
+                                          lambda w, b=block_n, nw=warps, km=k_major: kernels.launch_gemv_k_major(
+                                              x[0], *km[id(w)], w.group, block_n=b, num_warps=nw)))
                     if p == "gemm" and m == 256 and q.fmt == kernels.INT4 and setup.sweep:
                         for i, c in enumerate(kernels.GEMM_CANDIDATES_256):
                             impls.append((mode, f"GEMM {config_name(c)[5:]} #{i}", lambda w, c=c: kernels.launch_gemm(

@@ -104,3 +104,18 @@ def dequantize_int4(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Te
     group = q.shape[1] // scales.shape[1]
     w = (q.reshape(n, -1, group) - zeros.float()[..., None]) * scales.float()[..., None]
     return w.reshape(n, -1).to(dtype)
+
+
+def to_k_major(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """int4 in the layout above -> the K-major layout of the batch-1 layout experiment
+    (kernels.int4_gemv_k_major_kernel): qweight int32 [K / 8, N], word (w, n) holding inputs 8 w ..
+    8 w + 7 of output n in nibbles 0..7 (GPTQ's packing); scales and zeros [K / group, N]. Output
+    channels are contiguous, so the threads of a warp read neighbouring outputs of the same inputs
+    and share each activation, where the row-major layout gives every thread its own."""
+    q = unpack_int4(qweight)  # [N, K]
+    n, k = q.shape
+    nibbles = q.t().reshape(k // 8, 8, n).to(torch.int64)  # [w, j, n]
+    words = (nibbles << SHIFTS.to(q.device, torch.int64)[None, :, None]).sum(dim=1)
+    words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+    return words.contiguous(), scales.t().contiguous(), zeros.t().contiguous()

@@ -362,6 +362,60 @@ if triton is not None:
                  mask=ok)
 
 
+if triton is not None:
+    @triton.jit
+    def int4_gemv_k_major_kernel(x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, N, K: tl.constexpr, GROUP: tl.constexpr,
+                                 BLOCK_N: tl.constexpr, GROUPS_PER_SPLIT: tl.constexpr):
+        """The batch-1 layout experiment (not used by the engine): y[n] = sum_k (q - z) s x over the
+        K-major layout (formats.to_k_major). A step is one group: a [GROUP / 8, BLOCK_N] tile of words
+        (a warp reads 32 neighbouring outputs' words: coalesced), each thread's 8 activations a word
+        loaded once for the 4 outputs it holds; nibbles become 1 + q / 16 by bit tricks (one FMA a
+        weight, as ONE_FMA in int4_gemv_kernel), no reduction until the end. Program (i, s) covers
+        groups s * GROUPS_PER_SPLIT onwards and writes float32 partial sums to y[s, :]."""
+        WORDS: tl.constexpr = GROUP // 8
+        NG: tl.constexpr = K // GROUP
+        n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        n_ok = n < N
+        kw = tl.arange(0, WORDS)
+        acc = tl.zeros([WORDS, BLOCK_N], dtype=tl.float32)
+        g_lo = tl.program_id(1) * GROUPS_PER_SPLIT
+        for g in range(g_lo, tl.minimum(g_lo + GROUPS_PER_SPLIT, NG)):
+            w = tl.load(w_ptr + (g * WORDS + kw)[:, None].to(tl.int64) * N + n[None, :], mask=n_ok[None, :], other=0,
+                        eviction_policy="evict_first")  # [WORDS, BN]
+            s = tl.load(s_ptr + g * N + n, mask=n_ok, other=0.0).to(tl.float32)
+            z = tl.load(z_ptr + g * N + n, mask=n_ok, other=0.0).to(tl.float32)
+            t = tl.zeros([WORDS], dtype=tl.float32)  # each word's activations, summed
+            part = tl.zeros([WORDS, BLOCK_N], dtype=tl.float32)
+            for jj in tl.static_range(8):
+                # input 8 w + jj of each word row: one value a row, broadcast over the row's outputs
+                xj = tl.load(x_ptr + g * GROUP + kw * 8 + jj).to(tl.float32)
+                t += xj
+                if 4 * jj <= 19:
+                    bits = (w << (19 - 4 * jj)) & 0x00780000
+                else:
+                    bits = (w >> (4 * jj - 19)) & 0x00780000
+                part += (bits | 0x3F800000).to(tl.float32, bitcast=True) * xj[:, None]
+            acc += s[None, :] * (16.0 * part - (16.0 + z[None, :]) * t[:, None])
+        tl.store(y_ptr + tl.program_id(1) * N + n, tl.sum(acc, axis=0), mask=n_ok)
+
+
+def launch_gemv_k_major(x: torch.Tensor, qweight_t: torch.Tensor, scales_t: torch.Tensor, zeros_t: torch.Tensor,
+                        group: int, block_n: int = 128, num_warps: int = 4, programs: int = 1056) -> torch.Tensor:
+    """The layout experiment's product (x: [K] contiguous; the K-major tensors of formats.to_k_major;
+    groups of 128 or 64): float32 partial sums over enough K splits for ~`programs` programs, added
+    here; returns [N] in x's dtype."""
+    k, n = x.shape[0], qweight_t.shape[1]
+    groups = k // group
+    columns = triton.cdiv(n, block_n)
+    splits = max(1, min(groups, -(-programs // columns)))
+    per_split = -(-groups // splits)
+    splits = -(-groups // per_split)
+    partial = torch.empty(splits, n, device=x.device, dtype=torch.float32)
+    int4_gemv_k_major_kernel[(columns, splits)](x, qweight_t, scales_t, zeros_t, partial, n, k, GROUP=group,
+                                                BLOCK_N=block_n, GROUPS_PER_SPLIT=per_split, num_warps=num_warps)
+    return partial.sum(dim=0).to(x.dtype)
+
+
 # GEMM tiles by row-count bucket (BLOCK_N weight rows x BLOCK_M activation rows): small M is
 # weight-bound (the activation side as narrow as tl.dot allows, 16), large M arithmetic-bound. With
 # N = 3584 (the 7B's o and down products), 64-row weight tiles give 56 programs a column of M tiles,

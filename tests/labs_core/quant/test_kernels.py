@@ -174,3 +174,21 @@ def test_int4_gemv_split_k_adds_its_partial_sums(one_fma):
     ref = kernels.reference(x[None], t.qweight, t.scales, t.zeros, b, t.fmt)[0]
     assert got.shape == (24,) and kernels.relative_error(got, ref) < 1e-5
     assert config["SPLIT_PROGRAMS"] == 1056  # the candidate itself is left as it was
+
+
+@pytest.mark.parametrize("group", [128, 64])
+def test_k_major_layout_experiment_computes_the_same_product(group):
+    """bench/quant_bench.py's batch-1 layout experiment: the repacking keeps every weight, and the
+    K-major GEMV (split K, float32 partial sums) equals the reference."""
+    gen = torch.Generator().manual_seed(4)
+    w = torch.randn(40, 512, generator=gen) * 0.05
+    t = QuantTensors(kernels.INT4, *formats.quantize_int4(w, group=group), group=group)
+    qt, st, zt = formats.to_k_major(t.qweight, t.scales, t.zeros)
+    assert qt.shape == (64, 40) and st.shape == zt.shape == (512 // group, 40)
+    unpacked = ((qt[:, None, :] >> formats.SHIFTS[None, :, None]) & 0xF).reshape(512, 40).t()  # plain order
+    assert torch.equal(unpacked, formats.unpack_int4(t.qweight))
+    x = torch.randn(512, generator=gen)
+    ref = kernels.reference(x[None], t.qweight, t.scales, t.zeros, None, t.fmt)[0]
+    for block_n, programs in ((16, 1), (32, 8)):  # one split; several
+        got = kernels.launch_gemv_k_major(x, qt, st, zt, group, block_n=block_n, programs=programs)
+        assert kernels.relative_error(got, ref) < 1e-5, (block_n, programs)
