@@ -239,7 +239,7 @@ if triton is not None:
                 packed = tl.load(w_rows + ((ks // 128) * 16 + ks % 16)[None, :], mask=n_ok[:, None] & k_ok[None, :],
                                  other=0)  # [BN, BK]
                 q = (((packed >> (4 * ((ks % 128) // 16))[None, :]) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
-                if GROUP >= BLOCK_K:  # one group for the whole step
+                if GROUP % BLOCK_K == 0:  # one group for the whole step (steps never straddle groups)
                     g = k0 // GROUP
                     s = tl.load(s_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32)[:, None]
                     z = tl.load(z_ptr + rn * NG + g, mask=n_ok, other=0.0).to(tl.float32)[:, None]
