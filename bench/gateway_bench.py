@@ -161,6 +161,52 @@ def latency_grpc(address: str, requests: int, tokens: int = BODY_TOKENS) -> list
     return asyncio.run(run())
 
 
+def first_chunk_gateway(port: int, requests: int) -> list[float]:
+    """Time to the first SSE event of a streamed chat completion over one keep-alive connection
+    (what an OpenAI SDK's pooled client sees as TTFT, less the engine)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    body = chat_body(BODY_TOKENS, True)
+    times = []
+    for i in range(requests + 20):
+        start = time.perf_counter()
+        conn.request("POST", "/v1/chat/completions", body, {"content-type": "application/json"})
+        response = conn.getresponse()
+        first = response.readline()  # "data: {...}" of the first chunk
+        elapsed = time.perf_counter() - start
+        assert response.status == 200 and first.startswith(b"data:"), first
+        response.read()
+        if i >= 20:
+            times.append(elapsed)
+    conn.close()
+    return times
+
+
+def first_message_grpc(address: str, requests: int) -> list[float]:
+    """The baseline of first_chunk_gateway: the first message of the same stream over grpc.aio."""
+    import grpc
+
+    from labs_core.proto import generation_pb2 as g, generation_pb2_grpc
+
+    async def run() -> list[float]:
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = generation_pb2_grpc.GenerationStub(channel)
+            request = g.GenerateRequest(model="fake", messages=[g.ChatMessage(role="user", content="Hello there")],
+                                        sampling=g.SamplingParams(max_tokens=BODY_TOKENS))
+            times = []
+            for i in range(requests + 20):
+                start = time.perf_counter()
+                call = stub.Generate(request)
+                await call.read()
+                elapsed = time.perf_counter() - start
+                while await call.read() is not grpc.aio.EOF:
+                    pass
+                if i >= 20:
+                    times.append(elapsed)
+            return times
+
+    return asyncio.run(run())
+
+
 def stream_chunks(port: int, tokens: int) -> tuple[int, float]:
     """(content chunks received, seconds) for one SSE stream."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
@@ -242,6 +288,8 @@ def main() -> int:
         g50, d50 = percentile(via_gateway, 0.5), percentile(direct, 0.5)
         short_gateway = percentile(latency_gateway(http_port, args.requests, 1), 0.5)
         short_direct = percentile(latency_grpc(address, args.requests, 1), 0.5)
+        first_gateway = percentile(first_chunk_gateway(http_port, args.requests), 0.5)
+        first_direct = percentile(first_message_grpc(address, args.requests), 0.5)
 
         stream_chunks(http_port, 2000)  # warm-up
         cpu_before = cpu_seconds(gateway.pid)
@@ -262,6 +310,9 @@ def main() -> int:
             ("  gateway CPU time per request (HTTP + JSON + gRPC client)", ms(cpu_per_request)),
             ("non-stream, 1 token: p50 via gateway / gRPC direct", f"{ms(short_gateway)} / {ms(short_direct)}"),
             ("  gateway adds (p50 difference)", ms(short_gateway - short_direct)),
+            ("streamed: first SSE event p50 via gateway / first message gRPC direct",
+             f"{ms(first_gateway)} / {ms(first_direct)}"),
+            ("  gateway adds to TTFT (p50 difference)", ms(first_gateway - first_direct)),
             (f"SSE, 1 stream of {args.stream_tokens} tokens: chunks/s", f"{chunks / seconds:,.0f}"),
             ("  chunks per gateway CPU-second", f"{chunks / max(cpu_one, 1e-9):,.0f}"),
             (f"SSE, {args.parallel} parallel streams: chunks/s (total)", f"{p_chunks / p_seconds:,.0f}"),
