@@ -4,6 +4,7 @@
     python3 bench/quant_bench.py --only kernels       # the kernel table alone (~1-2 min)
     python3 bench/quant_bench.py --only engine --modes bf16,int4,int4+head   # +head: LM head in FP8 too
     python3 bench/quant_bench.py --check --only check # greedy tokens of a small quantized model (~1-2 min)
+    python3 bench/quant_bench.py --only engine --profile # + each mode's batch-1 decode step, kernel by kernel
     python3 bench/quant_bench.py --quick --device cpu # a tiny CPU run of the script's logic (tests/bench)
 
 Model: the Qwen2.5-7B shape (hidden 3584, intermediate 18944, 28 layers, 28 heads, 4 KV heads, vocab
@@ -67,6 +68,7 @@ class Setup:
     compile: bool
     sweep: bool = True
     repeats: int = 10
+    profile: bool = False  # a kernel breakdown of batch-1 decode steps for each engine mode
 
 
 def products(config: dict[str, int]) -> dict[str, tuple[int, int]]:
@@ -301,6 +303,8 @@ def run_engine(model: Any, mode: str, setup: Setup, checks: str) -> EngineFigure
                                                              setup.new))])
         times = next(iter(trace.token_times.values()))
         rates.append((len(times) - 1) / (times[-1] - times[0]))
+    if setup.profile:
+        profile_decode(engine, mode, vocab)
     batch = eb.prompts(setup.concurrency, PROMPT, vocab, seed=7)
     trace, elapsed = eb.drive(engine, [(0.0, eb.engine_request(f"c{i}", p, setup.new)) for i, p in enumerate(batch)])
     concurrent = trace.tokens / elapsed
@@ -318,6 +322,37 @@ def run_engine(model: Any, mode: str, setup: Setup, checks: str) -> EngineFigure
                             read / 1e9)
     print(f"  {mode}: {figures}", flush=True)
     return figures
+
+
+PROFILE_TOKENS = 32
+
+
+def profile_decode(engine: Any, mode: str, vocab: int) -> None:
+    """One stream of PROFILE_TOKENS tokens under torch.profiler: kernels a decode step, GPU time a step,
+    and the 12 kernels that take most of it (on the CPU: the aten ops, nested, so their times overlap).
+    Where a quantized model's step
+    is slower than its kernel table predicts, this shows what else runs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = torch.cuda.is_available() and engine.runner.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        eb.drive(engine, [(0.0, eb.engine_request("p", eb.prompts(1, PROMPT, vocab, seed=11)[0], PROFILE_TOKENS))])
+        if cuda:
+            torch.cuda.synchronize()
+    kind = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
+    events = [e for e in prof.events() if e.device_type == kind and (cuda or e.name.startswith("aten::"))]
+    steps = PROFILE_TOKENS  # one prefill and PROFILE_TOKENS - 1 decode steps: close enough a step
+    totals: dict[str, list[float]] = {}
+    for e in events:
+        entry = totals.setdefault(e.name, [0, 0.0])
+        entry[0] += 1
+        entry[1] += e.time_range.elapsed_us()
+    busy = sum(t for _, t in totals.values())
+    print(f"  {mode} profile: {len(events) / steps:.0f} {'kernels' if cuda else 'aten ops'} a step, "
+          f"{busy / steps:,.0f} µs of them a step (one stream, {PROFILE_TOKENS} tokens)", flush=True)
+    for name, (count, total) in sorted(totals.items(), key=lambda kv: -kv[1][1])[:12]:
+        print(f"    {total / steps:8.1f} µs  {count / steps:5.1f}x  {name[:110]}", flush=True)
 
 
 def engine_rows(setup: Setup) -> list[EngineFigures]:
@@ -483,6 +518,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true",
                         help="first: greedy tokens of a small quantized float32 model == its dequantized copy's")
     parser.add_argument("--quick", action="store_true", help="tiny shape and counts: the script's logic")
+    parser.add_argument("--profile", action="store_true",
+                        help="per engine mode: the kernels of a batch-1 decode step (torch.profiler), top 12")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args(argv)
@@ -494,9 +531,10 @@ def setup_of(args: argparse.Namespace) -> Setup:
     if unknown:
         raise SystemExit(f"unknown modes {sorted(unknown)}: choose from {', '.join(MODES + EXTRA_MODES)}")
     if args.quick:
-        return Setup(args.device, "quick", modes, (1, 5), 4, 8, 64, 1, not args.no_compile, not args.no_sweep, 2)
+        return Setup(args.device, "quick", modes, (1, 5), 4, 8, 64, 1, not args.no_compile, not args.no_sweep, 2,
+                     args.profile)
     return Setup(args.device, "qwen2.5-7b", modes, tuple(int(m) for m in args.ms.split(",")), args.concurrency,
-                 args.new, args.prefill, 256 * 2**20, not args.no_compile, not args.no_sweep)
+                 args.new, args.prefill, 256 * 2**20, not args.no_compile, not args.no_sweep, profile=args.profile)
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -18,8 +18,10 @@ def test_quick_cpu_run_fills_both_tables(tmp_path):
     out = tmp_path / "quant.md"
     env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(ROOT)}  # reference path: seconds, not minutes
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "quant_bench.py"), "--quick", "--device", "cpu",
-                          "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+                          "--profile", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    for mode in ("bf16", "fp8", "int4"):  # --profile: a breakdown of a decode step per engine mode
+        assert f"  {mode} profile: " in run.stdout and "aten ops a step" in run.stdout
     text = out.read_text()
     for mode in ("bf16", "fp8", "int4"):
         assert f"| qkv 256x128 | 1 | {mode} |" in text
