@@ -51,7 +51,9 @@ SHAPES = {"qwen2.5-7b": eb.SHAPES["qwen2.5-7b"],
                         num_key_value_heads=2, vocab_size=512, tie_word_embeddings=False,
                         max_position_embeddings=4096)}
 MODES = ("bf16", "fp8", "int4")
-EXTRA_MODES = ("fp8+head", "int4+head")  # the LM head quantized to FP8 as well (--modes ...,int4+head)
+# +head: the LM head quantized to FP8 as well; int4k: int4 in the K-major layout (the batch-1 layout
+# experiment: formats.to_k_major)
+EXTRA_MODES = ("fp8+head", "int4+head", "int4k")
 PROMPT, NEW = 128, 256
 
 
@@ -403,7 +405,7 @@ def check_greedy(setup: Setup) -> list[str]:
 
     eb.DEVICE = setup.device
     lines = ["| check | mode | equal | tokens equal before the first difference |", "| --- | --- | ---: | --- |"]
-    for mode in [m for m in setup.modes if m in ("fp8", "int4")]:
+    for mode in [m for m in setup.modes if m in ("fp8", "int4", "int4k")]:
         kernels.paths.on = kernels.Paths().on
         if setup.shape in eb.SHAPES:
             model = eb.make_model("qwen2.5-0.5b", dtype=torch.float32, num_hidden_layers=4, initializer_range=0.2)
@@ -508,7 +510,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", choices=("kernels", "engine", "check"), default=None,
                         help="one part (check: implies --check)")
     parser.add_argument("--modes", default=",".join(MODES + EXTRA_MODES),
-                        help=f"engine modes, of {', '.join(MODES + EXTRA_MODES)} (+head: the LM head in FP8 too)")
+                        help=f"engine modes, of {', '.join(MODES + EXTRA_MODES)} (+head: the LM head in FP8 too; int4k: the K-major int4 layout)")
     parser.add_argument("--ms", default="1,16,256,4096", help="row counts of the kernel table")
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--new", type=int, default=NEW)

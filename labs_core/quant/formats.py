@@ -119,3 +119,13 @@ def to_k_major(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor
     words = (nibbles << SHIFTS.to(q.device, torch.int64)[None, :, None]).sum(dim=1)
     words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
     return words.contiguous(), scales.t().contiguous(), zeros.t().contiguous()
+
+
+def dequantize_int4_k_major(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+                            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The K-major layout (to_k_major) -> [N, K] weights."""
+    kw, n = qweight.shape
+    q = ((qweight[:, None, :] >> SHIFTS.to(qweight.device)[None, :, None]) & 0xF).reshape(kw * 8, n).float()
+    group = kw * 8 // scales.shape[0]
+    w = (q.reshape(-1, group, n) - zeros.float()[:, None, :]) * scales.float()[:, None, :]
+    return w.reshape(kw * 8, n).t().to(dtype)

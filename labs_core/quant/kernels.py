@@ -37,14 +37,26 @@ except ImportError:  # CPU-only installs: the reference path everywhere
 
 log = logging.getLogger(__name__)
 
-FP8, INT4, INT8 = 0, 1, 2
-FMT_NAMES = {FP8: "fp8", INT4: "int4", INT8: "int8"}
+FP8, INT4, INT8, INT4K = 0, 1, 2, 3
+FMT_NAMES = {FP8: "fp8", INT4: "int4", INT8: "int8", INT4K: "int4k"}  # int4k: the K-major layout experiment
+
+
+def in_features(fmt: int, qweight: torch.Tensor) -> int:
+    """K of a quantized weight (int4 packs 8 inputs a word; K-major int4 keeps them along rows)."""
+    if fmt == INT4K:
+        return qweight.shape[0] * 8
+    return qweight.shape[1] * (8 if fmt == INT4 else 1)
+
+
+def out_features(fmt: int, qweight: torch.Tensor) -> int:
+    return qweight.shape[1] if fmt == INT4K else qweight.shape[0]
 GEMM_MAX_M = 64  # FP8: up to here the weight-only GEMM (weight-bound, more exact); above, _scaled_mm
 # GEMV tiling: rows per program, inputs per step (FP8: bytes; int4: blocks of 128 inputs per step)
 # (x is re-read once per BLOCK_N rows: more rows a program, less x traffic against the weight's)
 FP8_GEMV = dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=3)  # the H200's best of the first sweep
 INT4_GEMV = dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3)  # idem
 INT8_GEMV = dict(BLOCK_N=4, BLOCK_K=512, num_warps=4, num_stages=3)  # (GGUF Q8_0: not timed on a GPU yet)
+INT4K_GEMV = dict(block_n=128, num_warps=4, programs=1056)  # the K-major experiment (launch_gemv_k_major)
 # Alternatives bench/quant_bench.py times at M = 1 (the best can be set for its engine run). The first
 # H200 sweep: more programs won (these products are small: 7-80 us), so more of them with fewer warps.
 GEMV_CANDIDATES = {
@@ -364,14 +376,16 @@ if triton is not None:
 
 if triton is not None:
     @triton.jit
-    def int4_gemv_k_major_kernel(x_ptr, w_ptr, s_ptr, z_ptr, y_ptr, N, K: tl.constexpr, GROUP: tl.constexpr,
-                                 BLOCK_N: tl.constexpr, GROUPS_PER_SPLIT: tl.constexpr):
+    def int4_gemv_k_major_kernel(x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr, N, K: tl.constexpr, GROUP: tl.constexpr,
+                                 BLOCK_N: tl.constexpr, GROUPS_PER_SPLIT: tl.constexpr, FINAL: tl.constexpr,
+                                 HAS_BIAS: tl.constexpr):
         """The batch-1 layout experiment (not used by the engine): y[n] = sum_k (q - z) s x over the
         K-major layout (formats.to_k_major). A step is one group: a [GROUP / 8, BLOCK_N] tile of words
         (a warp reads 32 neighbouring outputs' words: coalesced), each thread's 8 activations a word
         loaded once for the 4 outputs it holds; nibbles become 1 + q / 16 by bit tricks (one FMA a
         weight, as ONE_FMA in int4_gemv_kernel), no reduction until the end. Program (i, s) covers
-        groups s * GROUPS_PER_SPLIT onwards and writes float32 partial sums to y[s, :]."""
+        groups s * GROUPS_PER_SPLIT onwards and writes float32 partial sums to y[s, :]; FINAL (one
+        split): y itself, bias added, in y's dtype."""
         WORDS: tl.constexpr = GROUP // 8
         NG: tl.constexpr = K // GROUP
         n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -396,24 +410,57 @@ if triton is not None:
                     bits = (w >> (4 * jj - 19)) & 0x00780000
                 part += (bits | 0x3F800000).to(tl.float32, bitcast=True) * xj[:, None]
             acc += s[None, :] * (16.0 * part - (16.0 + z[None, :]) * t[:, None])
-        tl.store(y_ptr + tl.program_id(1) * N + n, tl.sum(acc, axis=0), mask=n_ok)
+        y = tl.sum(acc, axis=0)
+        if FINAL:
+            if HAS_BIAS:
+                y += tl.load(b_ptr + n, mask=n_ok, other=0.0).to(tl.float32)
+            tl.store(y_ptr + n, y.to(y_ptr.dtype.element_ty), mask=n_ok)
+        else:
+            tl.store(y_ptr + tl.program_id(1) * N + n, y, mask=n_ok)
+
+
+if triton is not None:
+    @triton.jit
+    def int4k_dequant_kernel(w_ptr, s_ptr, z_ptr, out_ptr, N, GROUP: tl.constexpr, BLOCK_N: tl.constexpr):
+        """The K-major layout dequantized to out [K, N] (the activations' dtype; coalesced along N),
+        one group of BLOCK_N outputs a program."""
+        WORDS: tl.constexpr = GROUP // 8
+        n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        g = tl.program_id(1)
+        n_ok = n < N
+        kw = tl.arange(0, WORDS)
+        w = tl.load(w_ptr + (g * WORDS + kw)[:, None].to(tl.int64) * N + n[None, :], mask=n_ok[None, :], other=0)
+        s = tl.load(s_ptr + g * N + n, mask=n_ok, other=0.0).to(tl.float32)
+        z = tl.load(z_ptr + g * N + n, mask=n_ok, other=0.0).to(tl.float32)
+        for jj in tl.static_range(8):
+            q = (((w >> (4 * jj)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
+            v = ((q - 8388608.0) - z[None, :]) * s[None, :]
+            tl.store(out_ptr + (g * GROUP + kw * 8 + jj)[:, None].to(tl.int64) * N + n[None, :],
+                     v.to(out_ptr.dtype.element_ty), mask=n_ok[None, :])
 
 
 def launch_gemv_k_major(x: torch.Tensor, qweight_t: torch.Tensor, scales_t: torch.Tensor, zeros_t: torch.Tensor,
-                        group: int, block_n: int = 128, num_warps: int = 4, programs: int = 1056) -> torch.Tensor:
+                        group: int, block_n: int = 128, num_warps: int = 4, programs: int = 1056,
+                        bias: torch.Tensor | None = None) -> torch.Tensor:
     """The layout experiment's product (x: [K] contiguous; the K-major tensors of formats.to_k_major;
     groups of 128 or 64): float32 partial sums over enough K splits for ~`programs` programs, added
-    here; returns [N] in x's dtype."""
+    here (one split: the kernel writes the result); returns [N] in x's dtype."""
     k, n = x.shape[0], qweight_t.shape[1]
     groups = k // group
     columns = triton.cdiv(n, block_n)
     splits = max(1, min(groups, -(-programs // columns)))
     per_split = -(-groups // splits)
     splits = -(-groups // per_split)
-    partial = torch.empty(splits, n, device=x.device, dtype=torch.float32)
-    int4_gemv_k_major_kernel[(columns, splits)](x, qweight_t, scales_t, zeros_t, partial, n, k, GROUP=group,
-                                                BLOCK_N=block_n, GROUPS_PER_SPLIT=per_split, num_warps=num_warps)
-    return partial.sum(dim=0).to(x.dtype)
+    final = splits == 1
+    out = torch.empty(n, device=x.device, dtype=x.dtype) if final else \
+        torch.empty(splits, n, device=x.device, dtype=torch.float32)
+    int4_gemv_k_major_kernel[(columns, splits)](x, qweight_t, scales_t, zeros_t, bias if bias is not None else x, out,
+                                                n, k, GROUP=group, BLOCK_N=block_n, GROUPS_PER_SPLIT=per_split,
+                                                FINAL=final, HAS_BIAS=final and bias is not None, num_warps=num_warps)
+    if final:
+        return out
+    y = out.sum(dim=0)
+    return (y if bias is None else y + bias.float()).to(x.dtype)
 
 
 # GEMM tiles by row-count bucket (BLOCK_N weight rows x BLOCK_M activation rows): small M is
@@ -458,6 +505,8 @@ def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, ze
                 bias: torch.Tensor | None, fmt: int, group: int, config: dict[str, int] | None = None) -> torch.Tensor:
     """x: [K] contiguous; returns [N] in x's dtype. `config`: a tiling (default FP8_GEMV / INT4_GEMV);
     one with GEMM=1 runs the GEMM kernel on the single row."""
+    if fmt == INT4K:
+        return launch_gemv_k_major(x, qweight, scales, zeros, group, bias=bias, **(config or INT4K_GEMV))
     c = config or {FP8: FP8_GEMV, INT4: INT4_GEMV, INT8: INT8_GEMV}[fmt]
     if c.get("GEMM"):
         tiles = {key: value for key, value in c.items() if key != "GEMM"}
@@ -549,9 +598,16 @@ def dequantize_int8_fused(qweight: torch.Tensor, scales: torch.Tensor, dtype: to
 
 
 def dequant_mm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
-               bias: torch.Tensor | None) -> torch.Tensor:
+               bias: torch.Tensor | None, fmt: int | None = None) -> torch.Tensor:
     """int4 / int8 for many rows: the weight dequantized to x's dtype in one pass (int4: 2.5 bytes a
     weight of traffic), then cuBLAS; replaced the in-register GEMM, 3-4x off bf16 at 256 rows on an H200."""
+    if fmt == INT4K:  # dequantized as [K, N]: cuBLAS takes the transposed operand
+        k, n = qweight.shape[0] * 8, qweight.shape[1]
+        group = k // scales.shape[0]
+        w_t = torch.empty(k, n, device=qweight.device, dtype=x.dtype)
+        int4k_dequant_kernel[(triton.cdiv(n, 128), k // group)](qweight, scales, zeros, w_t, n, GROUP=group,
+                                                                 BLOCK_N=128, num_warps=4)
+        return F.linear(x, w_t.t(), bias)
     if qweight.dtype == torch.int8:
         return F.linear(x, dequantize_int8_fused(qweight, scales, x.dtype), bias)
     return F.linear(x, dequantize_int4_fused(qweight, scales, zeros, x.dtype), bias)
@@ -573,6 +629,8 @@ def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zero
         w = formats.dequantize_fp8(qweight, scales, x.dtype)
     elif fmt == INT8:
         w = formats.dequantize_int8(qweight, scales, x.dtype)
+    elif fmt == INT4K:
+        w = formats.dequantize_int4_k_major(qweight, scales, zeros, x.dtype)
     else:
         w = formats.dequantize_int4(qweight, scales, zeros, x.dtype)
     return F.linear(x, w, bias)
@@ -580,7 +638,7 @@ def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zero
 
 def candidates(m: int, fmt: int, dtype: torch.dtype) -> tuple[str, ...]:
     """The kernels that may serve M rows, best first; the first switched on runs (the reference last)."""
-    if fmt == INT8:
+    if fmt in (INT8, INT4K):
         return ("gemv", "dequant_mm", "reference") if m == 1 else ("dequant_mm", "reference")
     if fmt == INT4:
         if m == 1:
@@ -607,7 +665,7 @@ def run_path(path: str, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Te
     if path == "scaled_mm":
         return scaled_mm(x.contiguous(), qweight, scales, bias)
     if path == "dequant_mm":
-        return dequant_mm(x, qweight, scales, zeros, bias)
+        return dequant_mm(x, qweight, scales, zeros, bias, fmt)
     return reference(x, qweight, scales, zeros, bias, fmt)
 
 
@@ -625,7 +683,7 @@ def quant_linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, z
 @quant_linear.register_fake
 def _(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
       bias: Optional[torch.Tensor], fmt: int, group: int) -> torch.Tensor:
-    return x.new_empty(x.shape[0], qweight.shape[0])
+    return x.new_empty(x.shape[0], out_features(fmt, qweight))
 
 
 def relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
@@ -639,7 +697,7 @@ def relative_error(got: torch.Tensor, ref: torch.Tensor) -> float:
 def check_path(path: str, fmt: int, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
                group: int, m: int, dtype: torch.dtype = torch.bfloat16, seed: int = 0) -> float:
     """One path's relative error against the float32 reference product on fresh random inputs."""
-    k = qweight.shape[1] * (8 if fmt == INT4 else 1)
+    k = in_features(fmt, qweight)
     gen = torch.Generator(device=qweight.device).manual_seed(seed)
     x = torch.randn(m, k, device=qweight.device, generator=gen).to(dtype)
     ref = reference(x.float(), qweight, scales, zeros, None, fmt)
@@ -663,7 +721,7 @@ def check_paths(layers: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor
             # (the GEMM at 300 rows too: it stands in for FP8's _scaled_mm if that is off)
             if path == "scaled_mm" and (fmt != FP8 or dtype != torch.bfloat16):  # never taken (candidates)
                 continue
-            if (path == "dequant_mm" and fmt == FP8) or (path == "gemm" and fmt == INT8):
+            if (path == "dequant_mm" and fmt == FP8) or (path == "gemm" and fmt in (INT8, INT4K)):
                 continue
             name = f"{FMT_NAMES[fmt]}_{path}"
             try:

@@ -23,7 +23,8 @@ from labs_core.quant import formats, kernels
 
 log = logging.getLogger(__name__)
 
-MODES = {"fp8": kernels.FP8, "int4": kernels.INT4, "int8": kernels.INT8}
+MODES = {"fp8": kernels.FP8, "int4": kernels.INT4, "int8": kernels.INT8,
+         "int4k": kernels.INT4K}  # int4k: int4 in the K-major layout (bench/quant_bench.py's experiment only)
 
 
 @dataclass
@@ -42,22 +43,34 @@ class QuantTensors:
             return cls(kernels.FP8, *formats.quantize_fp8(weight), group=0)
         if mode == "int8":
             return cls(kernels.INT8, *formats.quantize_int8(weight), group=formats.INT8_GROUP)
+        if mode == "int4k":
+            return cls(kernels.INT4, *formats.quantize_int4(weight)).k_major()
         return cls(kernels.INT4, *formats.quantize_int4(weight))
+
+    def k_major(self) -> "QuantTensors":
+        """int4 repacked K-major (formats.to_k_major): the layout experiment's format."""
+        if self.fmt != kernels.INT4:
+            return self
+        return QuantTensors(kernels.INT4K, *formats.to_k_major(self.qweight, self.scales, self.zeros), self.group)
 
     @classmethod
     def concat(cls, parts: list["QuantTensors"]) -> "QuantTensors":
+        """Siblings' weights as one, output channels after each other (K-major: along dim 1)."""
         first = parts[0]
-        zeros = None if first.zeros is None else torch.cat([p.zeros for p in parts])
+        dim = 1 if first.fmt == kernels.INT4K else 0
+        zeros = None if first.zeros is None else torch.cat([p.zeros for p in parts], dim=dim)
         # (as bytes: not every torch build concatenates float8 tensors)
         qweight = torch.cat([p.qweight.view(torch.uint8) if p.qweight.element_size() == 1 else p.qweight
-                             for p in parts]).view(first.qweight.dtype)
-        return cls(first.fmt, qweight, torch.cat([p.scales for p in parts]), zeros, first.group)
+                             for p in parts], dim=dim).view(first.qweight.dtype)
+        return cls(first.fmt, qweight, torch.cat([p.scales for p in parts], dim=dim), zeros, first.group)
 
     def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         if self.fmt == kernels.FP8:
             return formats.dequantize_fp8(self.qweight, self.scales, dtype)
         if self.fmt == kernels.INT8:
             return formats.dequantize_int8(self.qweight, self.scales, dtype)
+        if self.fmt == kernels.INT4K:
+            return formats.dequantize_int4_k_major(self.qweight, self.scales, self.zeros, dtype)
         return formats.dequantize_int4(self.qweight, self.scales, self.zeros, dtype)
 
 
@@ -75,8 +88,8 @@ class QuantLinear(nn.Module):
     def __init__(self, tensors: QuantTensors, bias: torch.Tensor | None = None):
         super().__init__()
         self.fmt, self.group = tensors.fmt, tensors.group
-        self.out_features = tensors.qweight.shape[0]
-        self.in_features = tensors.qweight.shape[1] * (8 if tensors.fmt == kernels.INT4 else 1)
+        self.out_features = kernels.out_features(tensors.fmt, tensors.qweight)
+        self.in_features = kernels.in_features(tensors.fmt, tensors.qweight)
         self.register_buffer("qweight", tensors.qweight)
         self.register_buffer("scales", tensors.scales)
         self.register_buffer("zeros", tensors.zeros)
@@ -154,8 +167,9 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
     def tensors(name: str, linear: nn.Linear) -> QuantTensors:
         if source is not None:
             t = source(name, linear)
-            return QuantTensors(t.fmt, t.qweight.to(device), t.scales.to(device),
-                                None if t.zeros is None else t.zeros.to(device), t.group)
+            t = QuantTensors(t.fmt, t.qweight.to(device), t.scales.to(device),
+                             None if t.zeros is None else t.zeros.to(device), t.group)
+            return t.k_major() if mode == "int4k" else t
         return QuantTensors.quantize(linear.weight.detach().to(device), mode)
 
     def bias(linear: nn.Linear) -> torch.Tensor | None:

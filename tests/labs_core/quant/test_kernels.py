@@ -192,3 +192,27 @@ def test_k_major_layout_experiment_computes_the_same_product(group):
     for block_n, programs in ((16, 1), (32, 8)):  # one split; several
         got = kernels.launch_gemv_k_major(x, qt, st, zt, group, block_n=block_n, programs=programs)
         assert kernels.relative_error(got, ref) < 1e-5, (block_n, programs)
+
+
+def test_k_major_format_through_the_op_and_a_fused_layer():
+    """int4k (the layout experiment as an engine format): quantize, fuse siblings along the output
+    axis, and run every path it has (GEMV with bias, dequant_mm, reference) against the reference."""
+    from labs_core.quant.linear import QuantLinear
+
+    gen = torch.Generator().manual_seed(5)
+    parts = [QuantTensors.quantize(torch.randn(n, 256, generator=gen) * 0.05, "int4k") for n in (48, 16)]
+    fused = QuantTensors.concat(parts)
+    assert fused.fmt == kernels.INT4K and fused.qweight.shape == (32, 64) and fused.scales.shape == (2, 64)
+    torch.testing.assert_close(fused.dequantize(), torch.cat([p.dequantize() for p in parts]))
+    bias = torch.randn(64, generator=gen)
+    layer = QuantLinear(fused, bias)
+    assert (layer.in_features, layer.out_features) == (256, 64)
+    x = torch.randn(5, 256, generator=gen)
+    ref = kernels.reference(x, fused.qweight, fused.scales, fused.zeros, bias, fused.fmt)
+    torch.testing.assert_close(layer(x), ref)  # CPU: the reference path
+    for path, rows in (("gemv", 1), ("dequant_mm", 5)):
+        got = kernels.run_path(path, x[:rows], fused.qweight, fused.scales, fused.zeros, bias, fused.fmt, fused.group)
+        assert kernels.relative_error(got, ref[:rows]) < 1e-5, path
+    assert kernels.candidates(1, kernels.INT4K, torch.bfloat16)[0] == "gemv"
+    errors = kernels.check_paths([(fused.fmt, fused.qweight, fused.scales, fused.zeros, fused.group)], torch.float32)
+    assert set(errors) == {"int4k_gemv", "int4k_dequant_mm"} and max(errors.values()) < 1e-5
