@@ -137,8 +137,9 @@ def latency_gateway(port: int, requests: int, tokens: int = BODY_TOKENS, key: st
     return times
 
 
-def latency_grpc(address: str, requests: int, tokens: int = BODY_TOKENS) -> list[float]:
-    """The baseline: grpc.aio, the fastest Python gRPC client (the sync one hops threads per message)."""
+def latency_grpc(address: str, requests: int, tokens: int = BODY_TOKENS, first_only: bool = False) -> list[float]:
+    """The baseline: grpc.aio, the fastest Python gRPC client (the sync one hops threads per message).
+    first_only: the time to the stream's first message (first_chunk_gateway's baseline)."""
     import grpc
 
     from labs_core.proto import generation_pb2 as g, generation_pb2_grpc
@@ -151,8 +152,11 @@ def latency_grpc(address: str, requests: int, tokens: int = BODY_TOKENS) -> list
             times = []
             for i in range(requests + 20):
                 start = time.perf_counter()
-                text = "".join([r.text async for r in stub.Generate(request)])
-                elapsed = time.perf_counter() - start
+                first, text = 0.0, ""
+                async for response in stub.Generate(request):
+                    first = first or time.perf_counter() - start
+                    text += response.text
+                elapsed = first if first_only else time.perf_counter() - start
                 assert text
                 if i >= 20:
                     times.append(elapsed)
@@ -179,32 +183,6 @@ def first_chunk_gateway(port: int, requests: int) -> list[float]:
             times.append(elapsed)
     conn.close()
     return times
-
-
-def first_message_grpc(address: str, requests: int) -> list[float]:
-    """The baseline of first_chunk_gateway: the first message of the same stream over grpc.aio."""
-    import grpc
-
-    from labs_core.proto import generation_pb2 as g, generation_pb2_grpc
-
-    async def run() -> list[float]:
-        async with grpc.aio.insecure_channel(address) as channel:
-            stub = generation_pb2_grpc.GenerationStub(channel)
-            request = g.GenerateRequest(model="fake", messages=[g.ChatMessage(role="user", content="Hello there")],
-                                        sampling=g.SamplingParams(max_tokens=BODY_TOKENS))
-            times = []
-            for i in range(requests + 20):
-                start = time.perf_counter()
-                call = stub.Generate(request)
-                await call.read()
-                elapsed = time.perf_counter() - start
-                while await call.read() is not grpc.aio.EOF:
-                    pass
-                if i >= 20:
-                    times.append(elapsed)
-            return times
-
-    return asyncio.run(run())
 
 
 def stream_chunks(port: int, tokens: int) -> tuple[int, float]:
@@ -289,7 +267,7 @@ def main() -> int:
         short_gateway = percentile(latency_gateway(http_port, args.requests, 1), 0.5)
         short_direct = percentile(latency_grpc(address, args.requests, 1), 0.5)
         first_gateway = percentile(first_chunk_gateway(http_port, args.requests), 0.5)
-        first_direct = percentile(first_message_grpc(address, args.requests), 0.5)
+        first_direct = percentile(latency_grpc(address, args.requests, first_only=True), 0.5)
 
         stream_chunks(http_port, 2000)  # warm-up
         cpu_before = cpu_seconds(gateway.pid)
