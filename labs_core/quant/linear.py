@@ -29,7 +29,7 @@ MODES = {"fp8": kernels.FP8, "int4": kernels.INT4, "int8": kernels.INT8,
 
 @dataclass
 class QuantTensors:
-    """One layer's quantized weight: fmt (kernels.FP8 / INT4 / INT8), qweight, scales, zeros (int4), group."""
+    """One layer's quantized weight: fmt (kernels.FP8 / INT4 / INT8 / INT4K), qweight, scales, zeros (int4), group."""
 
     fmt: int
     qweight: torch.Tensor
