@@ -36,6 +36,7 @@ class LoadOptions:
     trust_remote_code: bool = False
     cache_dir: str = ""  # converted GGUF weights; "" = gguf_cache.cache_root(), "off" = none
     quantization: str = "none"  # none | int8 | int4 | fp8 | awq | gptq | auto (quant/modes.py)
+    quantize_lm_head: bool = False  # GPU, weights quantized: the LM head in FP8 too
 
 
 def resolve_device(device: str) -> str:
@@ -165,7 +166,7 @@ def _quantize_on_gpu(model: Any, mode: str, device: str, source: ModelSource, op
         kept = blocks.prepare_all(model)
         log.info("%s (%d layers from its blocks)", blocks.summary(), kept)
         if kept:
-            quantize_model(model, "int4", device, source=blocks)
+            quantize_model(model, "int4", device, source=blocks, head="fp8" if options.quantize_lm_head else "none")
             blocks.converted.clear()  # (fused groups hold concatenated copies: drop the per-layer ones)
         if mode == "gguf":
             return "gguf" if kept else "none"
@@ -173,7 +174,8 @@ def _quantize_on_gpu(model: Any, mode: str, device: str, source: ModelSource, op
     if mode in checkpoints.METHODS and checkpoint is not None:
         directory = checkpoints.local_directory(source.location, options.revision, source.is_local)
         tensors = checkpoints.CheckpointTensors(directory, checkpoint[2])
-    quantize_model(model, "fp8" if mode == "fp8" else "int4", device, source=tensors)
+    quantize_model(model, "fp8" if mode == "fp8" else "int4", device, source=tensors,
+                   head="fp8" if options.quantize_lm_head else "none")
     return mode
 
 

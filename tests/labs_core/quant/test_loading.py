@@ -69,3 +69,25 @@ def test_awq_checkpoint_loads_as_its_int4_weights(tmp_path):
     ids = torch.tensor([[3, 14, 159, 26, 5]])
     with torch.inference_mode():
         torch.testing.assert_close(model(ids).logits, reference(ids).logits, rtol=1e-4, atol=1e-4)
+
+
+def test_quantize_lm_head_setting_puts_the_head_in_fp8():
+    """LABS_QUANTIZE_LM_HEAD: the loader's GPU step (here on the CPU) quantizes the LM head to FP8 too;
+    off, the head stays in the model's dtype."""
+    from labs_core.config import Settings, ValueSource
+    from labs_core.models.chat_loader import load_options
+    from labs_core.quant import kernels
+
+    options = load_options(Settings.from_layers([(ValueSource("env"), {"model.quantize_lm_head": True})]))
+    assert options.quantize_lm_head
+    for on in (True, False):
+        model = tiny_model(vocab=320)  # (FP8's _scaled_mm wants multiples of 16)
+        head_weight = model.lm_head.weight.detach().clone()
+        loader._quantize_on_gpu(model, "int4", "cpu", ModelSource(spec="t", location="t", gguf_file=None, is_local=True),
+                                LoadOptions(quantize_lm_head=on), None)
+        head = model.get_output_embeddings()
+        if on:
+            assert isinstance(head, QuantLinear) and head.fmt == kernels.FP8
+            assert kernels.relative_error(head.tensors.dequantize(), head_weight) < 3e-2  # e4m3, a scale a row
+        else:
+            assert type(head) is torch.nn.Linear
