@@ -54,7 +54,7 @@ class ModelSettings:
                                 "GGUF's Q4_0/Q4_1/Q4_K/Q8_0 blocks included, else none)",
                                 choices=("none", "int8", "int4", "fp8", "awq", "gptq", "auto"))
     quantize_lm_head: bool = setting(False, "LABS_QUANTIZE_LM_HEAD", "GPU, with fp8/int4/awq/gptq: the LM head in FP8 "
-                                     "too (a quarter of int4's bytes a token on a 7B; +4% one stream on an H200)")
+                                     "too (a quarter of int4's bytes a token on a 7B; +2-4% one stream on an H200)")
     device_map: str = setting("", "LABS_DEVICE_MAP", "transformers device_map for multi-GPU (e.g. auto); empty: one device")
     trust_remote_code: bool = setting(False, "LABS_TRUST_REMOTE_CODE", "Allow model repos to run their own code")
     cache_dir: str = setting("", "LABS_CACHE_DIR", "Where GGUF weights converted on first load are kept "
