@@ -148,8 +148,8 @@ class GGUFTensors:
         self.config = model.config
         self.device = device
         self.converted: dict[str, QuantTensors | None] = {}
-        self.kept: Counter[str] = Counter()  # the model's Linear layers by GGUF type: served from the blocks
-        self.left: Counter[str] = Counter()  # ... and left in the model's dtype
+        self.seen: Counter[str] = Counter()  # the model's Linear layers by GGUF type
+        self.kept: Counter[str] = Counter()  # ... of them served from their blocks
 
     def has(self, name: str) -> bool:
         """Whether `name` is served from its GGUF blocks (converted and checked here, once)."""
@@ -162,11 +162,11 @@ class GGUFTensors:
         t = self.tensors.get(name)
         if t is None or not isinstance(linear, nn.Linear):
             return False
-        self.left[t.tensor_type.name] += 1  # until converted below
-        if int(t.tensor_type) not in KEPT:
+        self.seen[t.tensor_type.name] += 1
+        qtype = int(t.tensor_type)
+        if qtype not in KEPT:
             return False
         n, k = linear.out_features, linear.in_features
-        qtype = int(t.tensor_type)
         if (qtype != Q8_0 and k % formats.BLOCK) or k % BLOCK_BYTES[qtype][0] or tuple(t.data.shape[:1]) != (n,):
             return False  # (int4 packs blocks of 128 inputs; int8 needs whole groups only)
         raw = np.asarray(t.data)
@@ -175,9 +175,7 @@ class GGUFTensors:
             if name.endswith("k_proj"):
                 heads = getattr(self.config, "num_key_value_heads", None) or heads
             raw = _unpermute_rows(raw, heads)
-        tensors = to_tensors(raw, qtype, n, k)
-        on_device = QuantTensors(tensors.fmt, tensors.qweight.to(self.device), tensors.scales.to(self.device),
-                                 None if tensors.zeros is None else tensors.zeros.to(self.device), GROUP)
+        on_device = to_tensors(raw, qtype, n, k).to(self.device)
         weight = linear.weight.detach().to(self.device, torch.float32)
         error = kernels.relative_error(on_device.dequantize(torch.float32), weight)
         if error > MATCH_TOLERANCE:
@@ -185,7 +183,6 @@ class GGUFTensors:
                         "kept in bf16", name, t.tensor_type.name, error)
             return False
         self.converted[name] = on_device
-        self.left[t.tensor_type.name] -= 1
         self.kept[t.tensor_type.name] += 1
         return True
 
@@ -204,8 +201,8 @@ class GGUFTensors:
 
     def summary(self) -> str:
         """What the start-up log says: the Linear layers by GGUF type, kept and dequantized."""
-        kept = ", ".join(f"{n} {t}" for t, n in sorted(self.kept.items()) if n)
-        left = ", ".join(f"{n} {t}" for t, n in sorted(self.left.items()) if n)
+        kept = ", ".join(f"{n} {t}" for t, n in sorted(self.kept.items()))
+        left = ", ".join(f"{n} {t}" for t, n in sorted((self.seen - self.kept).items()))
         return (f"GGUF on the GPU: {kept or 'no'} matrices served from their blocks by the int4 / int8 kernels"
                 + (f"; {left} dequantized to the model's dtype (no GPU kernel for the type, or a shape "
                    "the kernels do not take)" if left else ""))

@@ -47,6 +47,10 @@ class QuantTensors:
             return cls(kernels.INT4, *formats.quantize_int4(weight)).k_major()
         return cls(kernels.INT4, *formats.quantize_int4(weight))
 
+    def to(self, device: torch.device | str) -> "QuantTensors":
+        return QuantTensors(self.fmt, self.qweight.to(device), self.scales.to(device),
+                            None if self.zeros is None else self.zeros.to(device), self.group)
+
     def k_major(self) -> "QuantTensors":
         """int4 repacked K-major (formats.to_k_major): the layout experiment's format."""
         if self.fmt != kernels.INT4:
@@ -166,9 +170,7 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
 
     def tensors(name: str, linear: nn.Linear) -> QuantTensors:
         if source is not None:
-            t = source(name, linear)
-            t = QuantTensors(t.fmt, t.qweight.to(device), t.scales.to(device),
-                             None if t.zeros is None else t.zeros.to(device), t.group)
+            t = source(name, linear).to(device)
             return t.k_major() if mode == "int4k" else t
         return QuantTensors.quantize(linear.weight.detach().to(device), mode)
 
