@@ -39,7 +39,7 @@ UVLOOP_CORE = "import sys, uvloop; uvloop.install(); from labs_core.server impor
 
 
 def start_core(variant: str, model_dir: Path, args: argparse.Namespace, logs: Path) -> Any:
-    from tests.reliability.processes import ChildProcess, CoreProcess, core_env, free_port
+    from tests.reliability.processes import CoreProcess, core_env, free_port
 
     settings = sb.engine_settings(argparse.Namespace(max_num_seqs=args.max_num_seqs, max_batched_tokens=8192,
                                                      max_model_len=1024, device=args.device))
@@ -47,7 +47,7 @@ def start_core(variant: str, model_dir: Path, args: argparse.Namespace, logs: Pa
                    LABS_TRACE_HOPS="1", **VARIANTS[variant])
     core = CoreProcess(env, logs / f"core-{variant}.log")
     if variant == "uvloop":
-        ChildProcess.__init__(core, [sys.executable, "-c", UVLOOP_CORE], env, core.log_path)
+        core.argv = [sys.executable, "-c", UVLOOP_CORE]
     core.start()
     core.wait_health(timeout=args.ready_timeout)
     return core
