@@ -51,7 +51,7 @@ class ModelSettings:
                                 "or auto. CPU: int8/int4 (auto: a GGUF stays quantized as its file is). GPU: fp8 "
                                 "(e4m3 from a float checkpoint), int4 (the checkpoint's AWQ/GPTQ or a GGUF's 4-bit blocks, "
                                 "else round-to-nearest, groups of 128), auto (what the checkpoint carries, a "
-                                "GGUF's Q4_0/Q4_1/Q4_K/Q8_0 blocks included, else none)",
+                                "GGUF's Q4/Q5/Q6_K/Q8_0 blocks included, else none)",
                                 choices=("none", "int8", "int4", "fp8", "awq", "gptq", "auto"))
     quantize_lm_head: bool = setting(False, "LABS_QUANTIZE_LM_HEAD", "GPU, with fp8/int4/awq/gptq: the LM head in FP8 "
                                      "too (a quarter of int4's bytes a token on a 7B; +2-4% one stream on an H200)")

@@ -1,5 +1,5 @@
 """Quantized weights on the GPU: FP8 (e4m3, a scale per output channel), int4 weight-only
-(W4A16, groups of 128 inputs) and int8 (GGUF Q8_0), their Triton kernels, and AWQ/GPTQ/GGUF conversion.
+(W4A16, groups of 128 inputs) and int8 (GGUF Q5_0/Q5_1/Q5_K/Q6_K/Q8_0), their Triton kernels, and AWQ/GPTQ/GGUF conversion.
 
 - formats.py: quantize, pack and dequantize (plain torch; the reference every kernel is checked against)
 - kernels.py: Triton GEMV / GEMM and the `labs::quant_linear` custom op that picks one by row count

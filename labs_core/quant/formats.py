@@ -17,8 +17,10 @@ g = k // group, q and z in 0..15.
   16..64 may have fractional ones, in float32 with float32 scales (GGUF's Q4_1 / Q4_K: gguf_blocks.py).
 float16 scales keep 3 more mantissa bits than bfloat16; both kernels and the reference compute in float32.
 
-int8 (W8A16, GGUF's Q8_0): `qweight` int8 [N, K] row-major, `scales` float32 [N, K / group] (32),
-symmetric: W[n, k] = qweight[n, k] * scales[n, k // group]. Q8_0 converts exactly (gguf_blocks.py).
+int8 (W8A16, GGUF's 5- to 8-bit types): `qweight` int8 [N, K] row-major, `scales` float32
+[N, K / group] (16 or 32), and optionally `zeros` float32 of the scales' shape:
+W[n, k] = (qweight[n, k] - zeros[n, g]) * scales[n, g], g = k // group (no zeros: symmetric).
+Q8_0, Q6_K, Q5_0, Q5_1 and Q5_K convert exactly (gguf_blocks.py).
 """
 
 from __future__ import annotations
@@ -59,10 +61,14 @@ def quantize_int8(weight: torch.Tensor, group: int = INT8_GROUP) -> tuple[torch.
     return q.reshape(n, k), scales
 
 
-def dequantize_int8(qweight: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def dequantize_int8(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None = None,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
     n, k = qweight.shape
     group = k // scales.shape[1]
-    return (qweight.float().reshape(n, -1, group) * scales.float()[..., None]).reshape(n, k).to(dtype)
+    q = qweight.float().reshape(n, -1, group)
+    if zeros is not None:
+        q = q - zeros.float()[..., None]
+    return (q * scales.float()[..., None]).reshape(n, k).to(dtype)
 
 
 def pack_int4(q: torch.Tensor) -> torch.Tensor:

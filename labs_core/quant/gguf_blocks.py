@@ -12,9 +12,17 @@ chunk c holds weight j of group 2c (low) and of group 2c + 1 (high). Scales and 
 float32 (float16 would round Q4_1's zeros, -m / d, by up to 2^-7: 1.3e-3 on SmolLM2's logits), so the
 weights are llama.cpp's to float32 rounding: 2 bits a weight of metadata where the GGUF had 1 (Q4_1)
 or 0.5 (Q4_K). Q4_1 and Q4_K zeros are fractional, which the kernels' small-group paths take.
-- Q8_0: d (f16), 32 int8; w = q d: formats.py's int8 with s = d (exact, float32 scales).
-Anything else (Q5_*, Q6_K, Q2_K/Q3_K, IQ*) has no kernel here: transformers' bf16 dequantization
-stays, and the loader says so once.
+Kept as formats.py's int8 (5 and 6 bits a weight fit a byte; float32 scales, exact):
+- Q8_0: d (f16), 32 int8; w = q d: s = d.
+- Q6_K: 256 weights: 128 bytes of low nibbles, 64 of high bit pairs, 16 int8 scales, d; w = d sc (q - 32)
+  per group of 16: int8 q - 32 with s = d sc (groups of 16).
+- Q5_0: d, 4 bytes of fifth bits, 16 of nibbles; w = d (q - 16): q - 16, s = d.
+- Q5_1: d, m, fifth bits, nibbles; w = q d + m: s = d, z = -m / d.
+- Q5_K: 256 weights: d, dmin, Q4_K's 12 bytes of scales and mins, 32 bytes of fifth bits, 128 of
+  nibbles; w = q d sc - dmin mn per group of 32: s = d sc, z = dmin mn / (d sc).
+These are the types of llama.cpp's common mixes (Q4_K_M and Q5_K_M put some layers in Q6_K).
+Anything else (Q2_K/Q3_K, IQ*) has no kernel here: transformers' bf16 dequantization stays, and
+the loader says so once.
 
 Tensor names: transformers' own GGUF <-> HF map (get_gguf_hf_weights_map). For the GGUF
 architecture "llama", llama.cpp's converter permuted the rows of attn_q and attn_k for its rotary
@@ -40,9 +48,12 @@ from labs_core.quant.linear import QuantTensors
 log = logging.getLogger(__name__)
 
 GROUP = 32
-Q4_0, Q4_1, Q8_0, Q4_K = 2, 3, 8, 12  # GGMLQuantizationType values
-KEPT = {Q4_0: "Q4_0", Q4_1: "Q4_1", Q4_K: "Q4_K", Q8_0: "Q8_0"}
-BLOCK_BYTES = {Q4_0: (32, 18), Q4_1: (32, 20), Q4_K: (256, 144), Q8_0: (32, 34)}
+Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K = 2, 3, 6, 7, 8, 12, 13, 14  # GGMLQuantizationType values
+INT4_TYPES = {Q4_0: "Q4_0", Q4_1: "Q4_1", Q4_K: "Q4_K"}
+INT8_TYPES = {Q8_0: "Q8_0", Q6_K: "Q6_K", Q5_0: "Q5_0", Q5_1: "Q5_1", Q5_K: "Q5_K"}
+KEPT = INT4_TYPES | INT8_TYPES
+BLOCK_BYTES = {Q4_0: (32, 18), Q4_1: (32, 20), Q4_K: (256, 144), Q8_0: (32, 34), Q6_K: (256, 210),
+               Q5_0: (32, 22), Q5_1: (32, 24), Q5_K: (256, 176)}
 # ‖dequantized - transformers' float weight‖ / ‖float weight‖: bf16 rounding gives up to ~2e-3, a wrong
 # tensor or row order ~1
 MATCH_TOLERANCE = 5e-3
@@ -107,17 +118,56 @@ def _with_zero_point(s: np.ndarray, offset: np.ndarray, q: np.ndarray) -> tuple[
     return s, z, q
 
 
-def convert_q8_0(raw: np.ndarray, n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Q8_0 blocks [n, bytes a row] -> (q int8 [n, k], s float32 [n, k / 32])."""
-    blocks = np.asarray(raw, dtype=np.uint8).reshape(n, k // 32, 34)
-    s = _f16(blocks[..., 0:2])
-    q = np.ascontiguousarray(blocks[..., 2:34]).view(np.int8).reshape(n, k)
-    return torch.from_numpy(q.copy()), torch.from_numpy(s.copy())
+def _fifth_bits_32(qh: np.ndarray) -> np.ndarray:
+    """Q5_0 / Q5_1's 4 bytes [..., 4] -> [..., 32] values 0 or 16: bit i (little-endian) is weight i's."""
+    bits = np.unpackbits(np.ascontiguousarray(qh), axis=-1, bitorder="little")
+    return bits.astype(np.int32) << 4
+
+
+def convert_int8(raw: np.ndarray, qtype: int, n: int, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A [n, bytes a row] block tensor of a 5- to 8-bit type -> (q int8 [n, k], s float32 [n, k / group],
+    z float32 of s's shape or None); group 16 for Q6_K, 32 otherwise."""
+    per_block, size = BLOCK_BYTES[qtype]
+    blocks = np.asarray(raw, dtype=np.uint8).reshape(n, k // per_block, size)
+    z = None
+    if qtype == Q8_0:
+        s = _f16(blocks[..., 0:2])
+        q = np.ascontiguousarray(blocks[..., 2:34]).view(np.int8).astype(np.int32)
+    elif qtype == Q6_K:
+        ql, qh = blocks[..., 0:128].reshape(n, -1, 2, 1, 64), blocks[..., 128:192].reshape(n, -1, 2, 1, 32)
+        low = np.concatenate([ql & 0xF, ql >> 4], axis=3).reshape(n, -1, 8, 32)  # [n, blocks, 8 runs of 32]
+        high = np.concatenate([(qh >> shift) & 3 for shift in (0, 2, 4, 6)], axis=3).reshape(n, -1, 8, 32)
+        q = (low.astype(np.int32) | (high.astype(np.int32) << 4)) - 32
+        sc = np.ascontiguousarray(blocks[..., 192:208]).view(np.int8).astype(np.float32)
+        s = _f16(blocks[..., 208:210])[..., None] * sc  # [n, blocks, 16]: a scale per 16 weights
+    elif qtype in (Q5_0, Q5_1):
+        head = 2 if qtype == Q5_0 else 4
+        q = _nibbles_32(blocks[..., head + 4:head + 20]).astype(np.int32) | _fifth_bits_32(blocks[..., head:head + 4])
+        s = _f16(blocks[..., 0:2])
+        if qtype == Q5_0:
+            q = q - 16
+        else:
+            s, z, q = _with_zero_point(s, _f16(blocks[..., 2:4]), q)
+    elif qtype == Q5_K:
+        d, dmin = _f16(blocks[..., 0:2]), _f16(blocks[..., 2:4])
+        sc, mn = k4_scales(blocks[..., 4:16])
+        qh, qs = blocks[..., 16:48].reshape(n, -1, 1, 32), blocks[..., 48:176].reshape(n, -1, 4, 1, 32)
+        low = np.concatenate([qs & 0xF, qs >> 4], axis=3).reshape(n, -1, 8, 32)
+        high = np.concatenate([(qh >> bit) & 1 for bit in range(8)], axis=2)  # bit g of byte j: weight j of group g
+        q = low.astype(np.int32) | (high.astype(np.int32) << 4)
+        s, z, q = _with_zero_point((d[..., None] * sc.astype(np.float32)).reshape(n, -1),
+                                   (-dmin[..., None] * mn.astype(np.float32)).reshape(n, -1), q.reshape(n, -1, 32))
+    else:
+        raise ValueError(f"GGUF type {qtype} has no int8 conversion")
+    return (torch.from_numpy(np.asarray(q).reshape(n, k).astype(np.int8)),
+            torch.from_numpy(np.asarray(s, dtype=np.float32).reshape(n, -1).copy()),
+            None if z is None else torch.from_numpy(np.asarray(z, dtype=np.float32).reshape(n, -1).copy()))
 
 
 def to_tensors(raw: np.ndarray, qtype: int, n: int, k: int) -> QuantTensors:
-    if qtype == Q8_0:
-        return QuantTensors(kernels.INT8, *convert_q8_0(raw, n, k), None, GROUP)
+    if qtype in INT8_TYPES:
+        q, s, z = convert_int8(raw, qtype, n, k)
+        return QuantTensors(kernels.INT8, q, s, z, k // s.shape[1])
     q, s, z = convert(raw, qtype, n, k)
     return QuantTensors(kernels.INT4, formats.pack_int4(q), s, z, GROUP)
 
@@ -167,7 +217,7 @@ class GGUFTensors:
         if qtype not in KEPT:
             return False
         n, k = linear.out_features, linear.in_features
-        if (qtype != Q8_0 and k % formats.BLOCK) or k % BLOCK_BYTES[qtype][0] or tuple(t.data.shape[:1]) != (n,):
+        if (qtype in INT4_TYPES and k % formats.BLOCK) or k % BLOCK_BYTES[qtype][0] or tuple(t.data.shape[:1]) != (n,):
             return False  # (int4 packs blocks of 128 inputs; int8 needs whole groups only)
         raw = np.asarray(t.data)
         if self.architecture == "llama" and name.endswith(("q_proj", "k_proj")):

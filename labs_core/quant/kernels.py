@@ -55,7 +55,7 @@ GEMM_MAX_M = 64  # FP8: up to here the weight-only GEMM (weight-bound, more exac
 # (x is re-read once per BLOCK_N rows: more rows a program, less x traffic against the weight's)
 FP8_GEMV = dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=3)  # the H200's best of the first sweep
 INT4_GEMV = dict(BLOCK_N=8, BLOCKS_PER_STEP=4, num_warps=4, num_stages=3)  # idem
-INT8_GEMV = dict(BLOCK_N=4, BLOCK_K=512, num_warps=4, num_stages=3)  # (GGUF Q8_0: not timed on a GPU yet)
+INT8_GEMV = dict(BLOCK_N=4, BLOCK_K=512, num_warps=4, num_stages=3)  # (GGUF Q5/Q6_K/Q8_0: not timed on a GPU yet)
 INT4K_GEMV = dict(block_n=128, num_warps=4, programs=1056)  # the K-major experiment (launch_gemv_k_major)
 # Alternatives bench/quant_bench.py times at M = 1 (the best can be set for its engine run). The first
 # H200 sweep: more programs won (these products are small: 7-80 us), so more of them with fewer warps.
@@ -336,11 +336,12 @@ if triton is not None:
 
 if triton is not None:
     @triton.jit
-    def int8_gemv_kernel(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, N, K: tl.constexpr, GROUP: tl.constexpr,
-                         HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-        """y[n] = sum_k q[n, k] * s[n, k // GROUP] * x[k] (+ b[n]) for BLOCK_N rows (int8, GGUF's Q8_0):
-        a step reads a [BLOCK_N, BLOCK_K] tile of bytes and weighs each group of its products by
-        the group's scale; one reduction at the end."""
+    def int8_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr, N, K: tl.constexpr, GROUP: tl.constexpr,
+                         HAS_ZERO: tl.constexpr, HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr,
+                         BLOCK_K: tl.constexpr):
+        """y[n] = sum_k (q[n, k] - z[n, g]) * s[n, g] * x[k] (+ b[n]), g = k // GROUP, for BLOCK_N rows
+        (int8, GGUF's 5- to 8-bit types): a step reads a [BLOCK_N, BLOCK_K] tile of bytes and weighs
+        each group of its products by the group's scale; one reduction at the end."""
         NG: tl.constexpr = K // GROUP
         GPS: tl.constexpr = BLOCK_K // GROUP  # groups a step
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -353,23 +354,29 @@ if triton is not None:
                         other=0, eviction_policy="evict_first").to(tl.float32)
             x = tl.load(x_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
             g = k0 // GROUP + tl.arange(0, GPS)
-            s = tl.load(s_ptr + rows[:, None] * NG + g[None, :], mask=row_ok[:, None] & (g < NG)[None, :],
-                        other=0.0).to(tl.float32)
-            acc += tl.reshape(w, (BLOCK_N, GPS, GROUP)) * tl.reshape(x, (1, GPS, GROUP)) * s[:, :, None]
+            g_ok = row_ok[:, None] & (g < NG)[None, :]
+            s = tl.load(s_ptr + rows[:, None] * NG + g[None, :], mask=g_ok, other=0.0).to(tl.float32)
+            w = tl.reshape(w, (BLOCK_N, GPS, GROUP))
+            if HAS_ZERO:
+                w -= tl.load(z_ptr + rows[:, None] * NG + g[None, :], mask=g_ok, other=0.0).to(tl.float32)[:, :, None]
+            acc += w * tl.reshape(x, (1, GPS, GROUP)) * s[:, :, None]
         y = tl.sum(tl.sum(acc, axis=2), axis=1)
         if HAS_BIAS:
             y += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
         tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=row_ok)
 
     @triton.jit
-    def int8_dequant_kernel(w_ptr, s_ptr, out_ptr, N, K, GROUP: tl.constexpr, BLOCK_N: tl.constexpr,
-                            BLOCK_K: tl.constexpr):
-        """out [N, K] (the activations' dtype) = q * s per group, a [BLOCK_N, BLOCK_K] tile a program."""
+    def int8_dequant_kernel(w_ptr, s_ptr, z_ptr, out_ptr, N, K, GROUP: tl.constexpr, HAS_ZERO: tl.constexpr,
+                            BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+        """out [N, K] (the activations' dtype) = (q - z) * s per group, a [BLOCK_N, BLOCK_K] tile a program."""
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         cols = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
         ok = (rows < N)[:, None] & (cols < K)[None, :]
         w = tl.load(w_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], mask=ok, other=0).to(tl.float32)
-        s = tl.load(s_ptr + rows[:, None] * (K // GROUP) + (cols // GROUP)[None, :], mask=ok, other=0.0)
+        g = rows[:, None] * (K // GROUP) + (cols // GROUP)[None, :]
+        if HAS_ZERO:
+            w -= tl.load(z_ptr + g, mask=ok, other=0.0)
+        s = tl.load(s_ptr + g, mask=ok, other=0.0)
         tl.store(out_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], (w * s).to(out_ptr.dtype.element_ty),
                  mask=ok)
 
@@ -519,7 +526,8 @@ def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, ze
         gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, b, out, n, k, HAS_BIAS=bias is not None,
                                                      s_ptr=scales, HAS_SCALE=True, **c)
     elif fmt == INT8:
-        int8_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, b, out, n, k, GROUP=group,
+        int8_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, scales if zeros is None else zeros, b,
+                                                          out, n, k, GROUP=group, HAS_ZERO=zeros is not None,
                                                           HAS_BIAS=bias is not None, **c)
     else:
         c = dict(c)
@@ -587,12 +595,14 @@ def dequantize_int4_fused(qweight: torch.Tensor, scales: torch.Tensor, zeros: to
     return out
 
 
-def dequantize_int8_fused(qweight: torch.Tensor, scales: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def dequantize_int8_fused(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
+                          dtype: torch.dtype) -> torch.Tensor:
     """formats.dequantize_int8 in one Triton launch."""
     n, k = qweight.shape
     out = torch.empty(n, k, device=qweight.device, dtype=dtype)
-    int8_dequant_kernel[(triton.cdiv(n, 32), triton.cdiv(k, 256))](qweight, scales, out, n, k,
-                                                                    GROUP=k // scales.shape[1], BLOCK_N=32,
+    int8_dequant_kernel[(triton.cdiv(n, 32), triton.cdiv(k, 256))](qweight, scales, scales if zeros is None else zeros,
+                                                                    out, n, k, GROUP=k // scales.shape[1],
+                                                                    HAS_ZERO=zeros is not None, BLOCK_N=32,
                                                                     BLOCK_K=256, num_warps=4)
     return out
 
@@ -609,7 +619,7 @@ def dequant_mm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
                                                                  BLOCK_N=128, num_warps=4)
         return F.linear(x, w_t.t(), bias)
     if qweight.dtype == torch.int8:
-        return F.linear(x, dequantize_int8_fused(qweight, scales, x.dtype), bias)
+        return F.linear(x, dequantize_int8_fused(qweight, scales, zeros, x.dtype), bias)
     return F.linear(x, dequantize_int4_fused(qweight, scales, zeros, x.dtype), bias)
 
 
@@ -628,7 +638,7 @@ def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zero
     if fmt == FP8:
         w = formats.dequantize_fp8(qweight, scales, x.dtype)
     elif fmt == INT8:
-        w = formats.dequantize_int8(qweight, scales, x.dtype)
+        w = formats.dequantize_int8(qweight, scales, zeros, x.dtype)
     elif fmt == INT4K:
         w = formats.dequantize_int4_k_major(qweight, scales, zeros, x.dtype)
     else:

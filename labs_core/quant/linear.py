@@ -29,7 +29,8 @@ MODES = {"fp8": kernels.FP8, "int4": kernels.INT4, "int8": kernels.INT8,
 
 @dataclass
 class QuantTensors:
-    """One layer's quantized weight: fmt (kernels.FP8 / INT4 / INT8 / INT4K), qweight, scales, zeros (int4), group."""
+    """One layer's quantized weight: fmt (kernels.FP8 / INT4 / INT8 / INT4K), qweight, scales, zeros (int4;
+    int8 from GGUF's Q5_1 / Q5_K), group."""
 
     fmt: int
     qweight: torch.Tensor
@@ -72,7 +73,7 @@ class QuantTensors:
         if self.fmt == kernels.FP8:
             return formats.dequantize_fp8(self.qweight, self.scales, dtype)
         if self.fmt == kernels.INT8:
-            return formats.dequantize_int8(self.qweight, self.scales, dtype)
+            return formats.dequantize_int8(self.qweight, self.scales, self.zeros, dtype)
         if self.fmt == kernels.INT4K:
             return formats.dequantize_int4_k_major(self.qweight, self.scales, self.zeros, dtype)
         return formats.dequantize_int4(self.qweight, self.scales, self.zeros, dtype)
@@ -197,7 +198,7 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
             if len({m.bias is None for m in members}) != 1:
                 continue
             parts = [tensors(prefix + n, m) for n, m in zip(names, members)]
-            if len({(p.fmt, p.group) for p in parts}) != 1:  # (a GGUF mixes types: q/k in Q4_K, v in Q8_0)
+            if len({(p.fmt, p.group, p.zeros is None) for p in parts}) != 1:  # (a GGUF mixes types: q/k in Q4_K, v in Q6_K)
                 continue
             biases = [bias(m) for m in members]
             layer = QuantLinear(QuantTensors.concat(parts), None if biases[0] is None else torch.cat(biases))

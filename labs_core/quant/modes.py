@@ -50,7 +50,7 @@ def resolve(mode: str, device: str, gguf_file: str | None = None, checkpoint_met
         return "none"
     if gguf_file:
         if mode in ("auto", "int4"):
-            log.info("GGUF on the GPU: its Q4_0, Q4_1, Q4_K and Q8_0 blocks stay quantized; the rest %s",
+            log.info("GGUF on the GPU: its Q4_0/Q4_1/Q4_K, Q5_0/Q5_1/Q5_K, Q6_K and Q8_0 blocks stay quantized; the rest %s",
                      "is rounded to int4" if mode == "int4" else "is dequantized to bf16")
             return "gguf" if mode == "auto" else "int4"
         log.info("GGUF on the GPU: weights dequantized to the model's dtype%s",

@@ -18,9 +18,10 @@ def random_blocks(qtype: int, n: int, k: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     per_block, size = gguf_blocks.BLOCK_BYTES[qtype]
     raw = rng.integers(0, 256, size=(n, k // per_block, size), dtype=np.uint8)
-    halves = 2 if qtype in (gguf_blocks.Q4_1, gguf_blocks.Q4_K) else 1
+    halves = 2 if qtype in (gguf_blocks.Q4_1, gguf_blocks.Q4_K, gguf_blocks.Q5_1, gguf_blocks.Q5_K) else 1
+    at = size - 2 if qtype == gguf_blocks.Q6_K else 0  # (Q6_K's d is its last two bytes)
     values = (rng.standard_normal((n, k // per_block, halves)) * 0.01).astype(np.float16)
-    raw[..., : 2 * halves] = values.view(np.uint8).reshape(n, k // per_block, 2 * halves)
+    raw[..., at:at + 2 * halves] = values.view(np.uint8).reshape(n, k // per_block, 2 * halves)
     return raw.reshape(n, -1)
 
 
@@ -116,6 +117,31 @@ def test_smollm2_gguf_layers_served_from_their_blocks_give_the_same_logits(caplo
     assert torch.equal(got[0, -1].argmax(), want[0, -1].argmax())
 
 
+@pytest.mark.parametrize("qtype", [gguf_blocks.Q6_K, gguf_blocks.Q5_0, gguf_blocks.Q5_1, gguf_blocks.Q5_K])
+def test_five_and_six_bit_types_convert_to_int8_exactly(qtype):
+    """Q6_K (groups of 16), Q5_0, Q5_1 and Q5_K -> formats.py's int8 equal gguf's own dequantization
+    of random blocks; the int8 GEMV and dequant_mm (interpreter) take the groups of 16 and the
+    fractional zeros against the reference."""
+    n, k = 6, 512
+    raw = random_blocks(qtype, n, k, qtype)
+    expected = torch.from_numpy(gguf.quants.dequantize(raw, gguf.GGMLQuantizationType(qtype)).astype(np.float32))
+    t = gguf_blocks.to_tensors(raw, qtype, n, k)
+    assert t.fmt == kernels.INT8 and t.qweight.dtype == torch.int8
+    assert t.group == (16 if qtype == gguf_blocks.Q6_K else 32) and t.scales.shape == (n, k // t.group)
+    assert (t.zeros is not None) == (qtype in (gguf_blocks.Q5_1, gguf_blocks.Q5_K))
+    torch.testing.assert_close(t.dequantize(), expected, rtol=1e-5, atol=1e-7)
+    pytest.importorskip("triton")
+    from tests.support import patch_triton_interpreter
+
+    patch_triton_interpreter()
+    x = torch.randn(5, k, generator=torch.Generator().manual_seed(1))
+    ref = kernels.reference(x, t.qweight, t.scales, t.zeros, None, t.fmt)
+    assert kernels.relative_error(ref, x @ expected.T) < 1e-5
+    assert kernels.relative_error(kernels.launch_gemv(x[0], t.qweight, t.scales, t.zeros, None, t.fmt, t.group),
+                                  ref[0]) < 1e-5
+    assert kernels.relative_error(kernels.dequant_mm(x, t.qweight, t.scales, t.zeros, None), ref) < 1e-5
+
+
 def test_q8_0_converts_exactly_and_its_kernels_agree():
     """Q8_0 -> formats.py's int8 (scale per 32): gguf's own quantizer's blocks, dequantized the same
     as gguf dequantizes them; the int8 GEMV and dequant_mm (interpreter) against the reference."""
@@ -179,3 +205,46 @@ def test_mixed_formats_in_a_fused_group_stay_separate_layers():
     x = torch.randn(3, 256)
     expected = x @ QuantTensors.quantize(v_weight, "int8").dequantize().T + model.attn.v_proj.bias
     torch.testing.assert_close(model.attn.v_proj(x), expected)
+
+
+def test_int8_siblings_with_and_without_zeros_are_not_fused():
+    """Q5_0 q/k beside a Q5_1 v: the same format and group, but only v has zeros; concatenated, v's
+    zeros would be dropped (or the concatenation fail), so each stays its own layer."""
+    from torch import nn
+
+    from labs_core.quant.linear import FusedMember, QuantLinear, quantize_model
+
+    n, k = 32, 256
+    blocks = {gguf_blocks.Q5_0: random_blocks(gguf_blocks.Q5_0, n, k, 1),
+              gguf_blocks.Q5_1: random_blocks(gguf_blocks.Q5_1, n, k, 2)}
+
+    class Attention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj, self.k_proj, self.v_proj = nn.Linear(k, n), nn.Linear(k, n), nn.Linear(k, n)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn, self.lm_head = Attention(), nn.Linear(k, 10)
+
+        def get_output_embeddings(self):
+            return self.lm_head
+
+    class Source:
+        checks_shapes = True
+
+        def has(self, name):
+            return name.startswith("attn.")
+
+        def __call__(self, name, linear):
+            qtype = gguf_blocks.Q5_1 if name.endswith("v_proj") else gguf_blocks.Q5_0
+            return gguf_blocks.to_tensors(blocks[qtype], qtype, n, k)
+
+    model = Model()
+    quantize_model(model, "int4", "cpu", source=Source())
+    layers = [model.attn.q_proj, model.attn.k_proj, model.attn.v_proj]
+    assert all(isinstance(m, QuantLinear) and not isinstance(m, FusedMember) for m in layers)
+    x = torch.randn(3, k)
+    v = torch.from_numpy(gguf.quants.dequantize(blocks[gguf_blocks.Q5_1], gguf.GGMLQuantizationType.Q5_1))
+    torch.testing.assert_close(model.attn.v_proj(x), x @ v.float().T + model.attn.v_proj.bias, rtol=1e-4, atol=1e-5)
