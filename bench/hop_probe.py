@@ -8,8 +8,9 @@ host, and the median time between each pair of hops.
 Hops: C0 the client sends; S0..S4 the serving process and W0, W1 the engine process (hops.py); C1
 the client has the first token. Variants: `process` (the default core: engine in its own process),
 `in-process` (LABS_ENGINE_PROCESS=false: no S2..S3 hops), `uvloop` (the core's event loop from
-uvloop), and `sse` (the default core behind a one-worker gateway, the client over OpenAI SSE: its
-C0 -> S0 and S4 -> C1 include the gateway). The model is bench/served_bench.py's (random weights,
+uvloop), `sse` (the default core behind a one-worker gateway, also tracing: G0..G3, the client
+over OpenAI SSE on one kept-alive connection, as the openai SDK's pool does) and `sse-close` (the
+same with a new connection a request). The model is bench/served_bench.py's (random weights,
 word-level tokenizer); "engine" is the engine's own TTFT for the request (Timings.ttft_ms).
 """
 
@@ -32,9 +33,10 @@ from bench.engine_bench import SHAPES  # noqa: E402
 SHAPES.setdefault("tiny", dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                                num_key_value_heads=2, vocab_size=1024, max_position_embeddings=2048,
                                tie_word_embeddings=False))
-HOPS = ("C0", "S0", "S1", "S2", "W0", "W1", "S3", "S4", "C1")
+HOPS = ("C0", "G0", "G1", "S0", "S1", "S2", "W0", "W1", "S3", "S4", "G2", "G3", "C1")
 VARIANTS = {"process": {"LABS_ENGINE_PROCESS": "true"}, "in-process": {"LABS_ENGINE_PROCESS": "false"},
-            "uvloop": {"LABS_ENGINE_PROCESS": "true"}, "sse": {"LABS_ENGINE_PROCESS": "true"}}
+            "uvloop": {"LABS_ENGINE_PROCESS": "true"}, "sse": {"LABS_ENGINE_PROCESS": "true"},
+            "sse-close": {"LABS_ENGINE_PROCESS": "true"}}
 UVLOOP_CORE = "import sys, uvloop; uvloop.install(); from labs_core.server import main; sys.exit(main())"
 
 
@@ -63,16 +65,18 @@ def client_records(variant: str, address: str, vocab: int, args: argparse.Namesp
 
         records = []
         stub = None
-        if variant != "sse":
+        if not variant.startswith("sse"):
             stub = generation_pb2_grpc.GenerationStub(grpc.aio.insecure_channel(address))
         host, _, port = address.rpartition(":")
+        connection = sb.HTTPConnection(host, int(port), keep_alive=variant == "sse")
         for i in range(args.requests):
             if stub is not None:
                 records.append(await sb.grpc_request(stub, i, vocab, args.new))
             else:
-                records.append(await sb.sse_request(host, int(port), i, vocab, args.new))
+                records.append(await sb.sse_request(connection, i, vocab, args.new))
             if args.gap:
                 await asyncio.sleep(args.gap)
+        connection.done(clean=False)
         return records
 
     return asyncio.run(run())
@@ -81,14 +85,13 @@ def client_records(variant: str, address: str, vocab: int, args: argparse.Namesp
 def hop_table(log: str, records: list[Any], skip: int) -> dict[str, list[float]]:
     """Per pair of consecutive hops present, the times (ms) over the requests after the first `skip`."""
     stamps: dict[str, dict[str, float]] = {}
-    order: list[str] = []
     for hop, rid, t in re.findall(r"HOP (\w+) (\S+) ([\d.]+)", log):
         rid = rid.split("#")[0]  # the engine's id is the servicer's plus "#n"
-        if rid not in stamps:
-            stamps[rid] = {}
-            order.append(rid)
-        stamps[rid].setdefault(hop, float(t))
-    per_request = [stamps[rid] for rid in order][-len(records):]
+        stamps.setdefault(rid, {}).setdefault(hop, float(t))
+    # (the logs of several processes, one after the other: requests in time order; only those that
+    # reached the servicer, not the gateway's health checks)
+    generations = sorted((s for s in stamps.values() if "S0" in s), key=lambda s: min(s.values()))
+    per_request = generations[-len(records):]
     rows: dict[str, list[float]] = {}
     for hops, record in list(zip(per_request, records))[skip:]:
         if record.error or not record.first:
@@ -122,9 +125,10 @@ def main() -> None:
 
     vocab = AutoConfig.from_pretrained(model_dir).vocab_size
     tables: dict[str, dict[str, list[float]]] = {}
+    pauses: dict[str, dict[str, list[float]]] = {}
     for variant in args.variants.split(","):
         core = start_core(variant, model_dir, args, work)
-        gateway = sb.start_gateway(core, 1, work) if variant == "sse" else None
+        gateway = sb.start_gateway(core, 1, work, LABS_TRACE_HOPS="1") if variant.startswith("sse") else None
         try:
             address = gateway.url.removeprefix("http://") if gateway else core.address
             records = client_records(variant, address, vocab, args)
@@ -135,16 +139,45 @@ def main() -> None:
         errors = [r.error for r in records if r.error]
         if errors:
             raise SystemExit(f"{variant}: {len(errors)} failed requests, first: {errors[0]}")
-        tables[variant] = hop_table(core.log(), records, args.skip)
+        logs = core.log() + (gateway.log() if gateway else "")
+        tables[variant] = hop_table(logs, records, args.skip)
+        pauses[variant] = gc_pauses(logs, min(r.sent for r in records), max(r.done or r.sent for r in records))
         print(f"{variant}: client TTFT p50 {statistics.median(tables[variant]['client TTFT']):.2f} ms", flush=True)
-    text = markdown(args, tables)
+    text = markdown(args, tables) + "\n" + gc_markdown(pauses)
     print("\n" + text)
     if args.out:
         args.out.write_text(text)
 
 
+def gc_pauses(log: str, start: float, end: float) -> dict[str, list[float]]:
+    """The garbage collections of each process (labs_core/gc_pauses.py's trace) between the first
+    request's send and the last one's end: ms each."""
+    found: dict[str, list[float]] = {}
+    for process, _, ms, t in re.findall(r"^GC (\w+) (\d) ([\d.]+) ([\d.]+)$", log, flags=re.MULTILINE):
+        if start <= float(t) <= end:
+            found.setdefault(process, []).append(float(ms))
+    return found
+
+
+def gc_markdown(pauses: dict[str, dict[str, list[float]]]) -> str:
+    processes = sorted({p for found in pauses.values() for p in found} | {"core", "engine", "gateway"})
+    lines = ["Garbage-collection pauses of 0.5 ms or more while the requests ran (labs_core/gc_pauses.py): count, "
+             "longest and total ms.", "", "| process | " + " | ".join(pauses) + " |", "| --- |" + " ---: |" * len(pauses)]
+    for process in processes:
+        cells = []
+        for found in pauses.values():
+            ms = found.get(process, [])
+            cells.append(f"{len(ms)}, {max(ms):.1f}, {sum(ms):.1f}" if ms else "0")
+        lines.append(f"| {process} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(args: argparse.Namespace, tables: dict[str, dict[str, list[float]]]) -> str:
-    names = list(dict.fromkeys(k for t in tables.values() for k in t))
+    def order(name: str) -> tuple[int, int]:  # a request's hops in the order it takes them, then the totals
+        a, _, b = name.partition(" -> ")
+        return (HOPS.index(a), HOPS.index(b)) if b else (len(HOPS), 0)
+
+    names = sorted(dict.fromkeys(k for t in tables.values() for k in t), key=order)  # (sorted is stable)
     lines = [f"Shape {args.shape} on {args.device}, {args.requests - args.skip} requests a variant, {args.new} "
              f"tokens each, gap {args.gap:g} s. Median ms (p90).", "",
              "| hop | " + " | ".join(tables) + " |", "| --- |" + " ---: |" * len(tables)]

@@ -280,17 +280,38 @@ async def grpc_request(stub: Any, i: int, vocab: int, max_tokens: int) -> Record
     return record
 
 
-async def sse_request(host: str, port: int, i: int, vocab: int, max_tokens: int) -> Record:
+class HTTPConnection:
+    """A client's HTTP/1.1 connection kept alive from one request to the next, as the openai SDK's
+    connection pool keeps it (--sse-connection keep-alive); `close` mode opens one a request."""
+
+    def __init__(self, host: str, port: int, keep_alive: bool):
+        self.host, self.port, self.keep_alive = host, port, keep_alive
+        self.streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+
+    async def open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.streams is None:
+            self.streams = await asyncio.open_connection(self.host, self.port)
+        return self.streams
+
+    def done(self, clean: bool) -> None:
+        """After a request: closed unless kept alive and the response ended cleanly."""
+        if self.streams is not None and not (self.keep_alive and clean):
+            self.streams[1].close()
+            self.streams = None
+
+
+async def sse_request(connection: HTTPConnection, i: int, vocab: int, max_tokens: int) -> Record:
     """A streamed chat completion over a plain HTTP/1.1 connection: the cheapest client there is."""
     record = Record(sent=time.monotonic())
     body = json.dumps({"model": "", "messages": [{"role": "user", "content": " ".join(prompt_words(i, vocab))}],
                        "max_tokens": max_tokens, "temperature": 0, "ignore_eos": True, "stream": True,
                        "stream_options": {"include_usage": True}}).encode()
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
-    writer = None
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {connection.host}:{connection.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: {'keep-alive' if connection.keep_alive else 'close'}\r\n\r\n").encode()
+    clean = False
     try:
-        reader, writer = await asyncio.open_connection(host, port)
+        reader, writer = await connection.open()
         writer.write(head + body)
         status = await reader.readline()
         if b" 200 " not in status:
@@ -299,9 +320,11 @@ async def sse_request(host: str, port: int, i: int, vocab: int, max_tokens: int)
             pass
         buffer = b""
         finished = False
-        while not finished:
+        while True:
             size_line = await reader.readline()  # chunked transfer encoding
             if not size_line:
+                if finished:  # (a server may close instead of sending the last chunk)
+                    break
                 raise RuntimeError("connection closed before [DONE]")
             size = int(size_line.strip() or b"0", 16)
             chunk = await reader.readexactly(size + 2)
@@ -321,23 +344,23 @@ async def sse_request(host: str, port: int, i: int, vocab: int, max_tokens: int)
                 for choice in message.get("choices", ()):
                     _arrived(record, stamp, len(choice["delta"].get("content", "").split()))
                     record.finishes += bool(choice.get("finish_reason"))
-            if size == 0:
+            if size == 0:  # the last chunk: the connection is ready for the next request
                 break
         record.done = time.monotonic()
+        clean = finished and size == 0
         if not finished:
             record.error = "no [DONE]"
     except Exception as exc:
         record.error = f"{type(exc).__name__}: {str(exc)[:120]}"
     finally:
-        if writer is not None:
-            writer.close()
+        connection.done(clean)
     return record
 
 
 def client_process(api: str, target: str, slots: list[list[tuple[int, float]]], start: float, vocab: int,
-                   max_tokens: int) -> list[Record]:
+                   max_tokens: int, keep_alive: bool = True) -> list[Record]:
     """Run this process's slots of a scenario (each slot's requests in order, none before
-    start + its offset)."""
+    start + its offset; over SSE, a slot's requests share its connection when `keep_alive`)."""
     try:
         import uvloop
         runner = uvloop.run
@@ -355,12 +378,14 @@ def client_process(api: str, target: str, slots: list[list[tuple[int, float]]], 
 
         async def slot(jobs: list[tuple[int, float]]) -> list[Record]:
             done = []
+            connection = HTTPConnection(host, int(port), keep_alive)
             for i, offset in jobs:
                 await asyncio.sleep(max(0.0, start + offset - time.monotonic()))
                 if api == "grpc":
                     done.append(await grpc_request(stub, i, vocab, max_tokens))
                 else:
-                    done.append(await sse_request(host, int(port), i, vocab, max_tokens))
+                    done.append(await sse_request(connection, i, vocab, max_tokens))
+            connection.done(clean=False)
             return done
 
         try:
@@ -372,12 +397,13 @@ def client_process(api: str, target: str, slots: list[list[tuple[int, float]]], 
     return runner(run())
 
 
-def served(api: str, target: str, scenario: Scenario, vocab: int, processes: int, pool: Any) -> Figures:
+def served(api: str, target: str, scenario: Scenario, vocab: int, processes: int, pool: Any,
+           keep_alive: bool = True) -> Figures:
     shares: list[list[list[tuple[int, float]]]] = [[] for _ in range(processes)]
     for k, slot in enumerate(scenario.plan(seed=len(scenario.name))):
         shares[k % processes].append(slot)
     start = time.monotonic() + 1.0  # every process is ready before the first request is due
-    results = pool.starmap(client_process, [(api, target, share, start, vocab, scenario.max_tokens)
+    results = pool.starmap(client_process, [(api, target, share, start, vocab, scenario.max_tokens, keep_alive)
                                             for share in shares if share])
     return figures([r for part in results for r in part], scenario.max_tokens, per_stream=scenario.concurrency == 1)
 
@@ -401,12 +427,12 @@ def start_core(model_dir: Path, args: argparse.Namespace, engine_process: str, l
     return core
 
 
-def start_gateway(core: Any, workers: int, logs: Path) -> Any:
+def start_gateway(core: Any, workers: int, logs: Path, **env: str) -> Any:
     from tests.reliability.processes import GatewayProcess, free_port, gateway_env
 
     store = "memory" if workers == 1 else f"sqlite://{(logs / f'gateway-{workers}.db').resolve()}"  # workers share it
     gateway = GatewayProcess(gateway_env(core.address, free_port(), LABS_GATEWAY_WORKERS=str(workers),
-                                         LABS_STORE=store),
+                                         LABS_STORE=store, **env),
                              logs / f"gateway-{workers}.log").start()
     gateway.wait_status("/health")
     return gateway
@@ -456,6 +482,9 @@ def parse_args() -> argparse.Namespace:
                         help="LABS_ENGINE_PROCESS values for the served core, comma separated (one core each)")
     parser.add_argument("--gateway-workers", default="1", help="gateway worker counts, comma separated")
     parser.add_argument("--systems", default="engine,grpc,sse")
+    parser.add_argument("--sse-connection", choices=("keep-alive", "close"), default="keep-alive",
+                        help="SSE clients keep their HTTP connection from one request to the next (as the openai "
+                             "SDK's pool does) or open one a request (the runs before 2026-12-05)")
     parser.add_argument("--ready-timeout", type=float, default=600)
     parser.add_argument("--quick", action="store_true", help="CPU check of the logic: tiny counts")
     parser.add_argument("--model-dir", type=Path, default=None, help="reuse a directory this script built")
@@ -504,7 +533,7 @@ def main() -> None:
               f"{transformers.__version__}, python {platform.python_version()}; engine: max_num_seqs "
               f"{args.max_num_seqs}, max_num_batched_tokens {args.max_batched_tokens}; clients: "
               f"{args.client_processes} processes (nice {CLIENT_NICENESS}); gateway workers {args.gateway_workers}; "
-              f"LABS_ENGINE_PROCESS={args.engine_process}")
+              f"SSE connections: {args.sse_connection}; LABS_ENGINE_PROCESS={args.engine_process}")
     print(header, flush=True)
     work = Path(tempfile.mkdtemp(prefix="served-bench-"))
     if args.model_dir is None:
@@ -558,16 +587,18 @@ def run_served(args: argparse.Namespace, scenarios: list[Scenario], vocab: int, 
                     gateway = start_gateway(core, target, work) if api == "sse" else None
                     address = gateway.url.removeprefix("http://") if gateway else target
                     try:
-                        served(api, address, warm_up(scenarios), vocab, processes, pool)
+                        keep_alive = args.sse_connection == "keep-alive"
+                        served(api, address, warm_up(scenarios), vocab, processes, pool, keep_alive)
                         for scenario in scenarios:
-                            f = table[scenario.name][system] = served(api, address, scenario, vocab, processes, pool)
+                            f = table[scenario.name][system] = served(api, address, scenario, vocab, processes, pool,
+                                                                      keep_alive)
                             print(f"  {system:<34} {scenario.name:<22} {_line(f)}", flush=True)
                         biggest = max((s for s in scenarios if s.concurrency > 1), key=lambda s: s.concurrency,
                                       default=None)
                         if biggest is not None and n == 0:  # the same figures, or the clients were the limit
                             name = f"{biggest.name}, {processes * 2} client processes"
                             f = table.setdefault(name, {})[system] = served(api, address, biggest, vocab,
-                                                                            processes * 2, pool)
+                                                                            processes * 2, pool, keep_alive)
                             print(f"  {system:<34} {name:<22} {_line(f)}", flush=True)
                     finally:
                         if gateway is not None:

@@ -16,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from labs_core import gc_pauses, hops
 from labs_core.config import ConfigError, Settings, settings_for_command
 from labs_core.embeddings.entry import embedding_entries
 from labs_core.interceptors import ErrorInterceptor, TokenAuthInterceptor
@@ -109,6 +110,7 @@ class CoreServer:
         await self.set_serving(False)
         await self.server.start()
         log.info("labs core listening on %s:%d", core.grpc_host, self.port)
+        gc_pauses.freeze_after_startup("labs core started")  # (and again after each model load: registry.py)
         if self.settings.model.preload_on_start:
             self._preload = asyncio.create_task(self._preload_models())
         else:
@@ -181,6 +183,9 @@ async def serve(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    gc_pauses.enable()
+    if hops.ON:
+        gc_pauses.trace("core")
     settings = settings_for_command("labs-core", parse_args(argv))
     try:
         asyncio.run(serve(settings))

@@ -15,6 +15,7 @@ from typing import Any, AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response
 
+from labs_core import hops
 from labs_core.proto import generation_pb2 as g
 from labs_gateway.auth import Caller
 from labs_gateway.convert.generation import ChunkEncoder, Collector, error_event, rest_param
@@ -54,6 +55,8 @@ async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g
     if row is not None:
         row.model = proto.model
     slot = _Slot(gw, caller)
+    if hops.ON:
+        hops.stamp("G1", proto.request_id)
     try:
         opened = await until_disconnect(request, gw.core.open_generations(protos, gw.metadata(request, caller)))
     except ClientGone:
@@ -67,6 +70,8 @@ async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g
         slot.release()
         raise
     gw.metrics.ttft.labels(route).observe(time.perf_counter() - arrived)
+    if hops.ON:
+        hops.stamp("G2", proto.request_id)
     logprobs = proto.sampling.logprobs
     if body.get("stream"):
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
@@ -98,6 +103,8 @@ async def _events(gw: Gateway, row: UsageRow | None, opened: GenerationStream | 
                   slot: _Slot) -> AsyncIterator[bytes]:
     try:
         chunk = encoder.encode(opened.first)
+        if hops.ON:
+            hops.stamp("G3", opened.first.request_id)  # (the first token's, unless a finance answer or an error)
         if chunk:
             yield chunk
         encode = encoder.encode

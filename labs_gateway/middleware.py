@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from labs_core import hops
 from labs_gateway.metrics import Metrics
 from labs_gateway.store import UsageRow
 
@@ -50,6 +51,8 @@ class ObserveMiddleware:
             return
         start = time.perf_counter()
         rid = request_id_from(scope["headers"])
+        if hops.ON:
+            hops.stamp("G0", rid)
         scope["labs.start"] = start
         scope["labs.request_id"] = rid
         rid_header = (b"x-request-id", rid.encode("latin-1"))

@@ -24,7 +24,19 @@ def parse_args(argv: Sequence[str] | None) -> dict[str, Any]:
     return vars(parser.parse_args(argv))
 
 
+def worker_app() -> Any:
+    """The app of one of several workers (uvicorn's factory, in each worker process)."""
+    from labs_core import gc_pauses
+    from labs_gateway.app import create_app
+
+    gc_pauses.enable()
+    return create_app()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from labs_core import gc_pauses
+
+    gc_pauses.enable()
     flags = parse_args(argv)
     settings = settings_for_command("labs-gateway", flags)
 
@@ -52,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if flags.get("config"):
             os.environ["LABS_CONFIG"] = flags["config"]
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="labs-gateway-metrics-"))
-        app = "labs_gateway.app:create_app"
+        app = "labs_gateway.server:worker_app"
     options = dict(host=settings.gateway.host, port=settings.gateway.port, log_config=None, access_log=False,
                    log_level=settings.logging.log_level, proxy_headers=False,
                    timeout_graceful_shutdown=int(settings.core.drain_timeout_s) or None)

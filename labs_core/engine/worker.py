@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from labs_core import hops
+from labs_core import gc_pauses, hops
 from labs_core.config import Settings
 from labs_core.engine import wire
 from labs_core.models import progress
@@ -160,6 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    gc_pauses.enable()
+    if hops.ON:
+        gc_pauses.trace("engine")
     sock = socket.socket(fileno=args.fd)
     wire.tune(sock)
     try:
@@ -184,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         sock.sendall(wire.frame(("failed", reason)))
         return 1
+    gc_pauses.freeze_after_startup("engine process")  # (a collection walking the model's objects stalls steps)
     sock.sendall(wire.frame(("ready", info)))
     EngineLoop(engine, wire.Channel(sock)).run()
     if engine.runner.steps is not None:  # tensor parallel: ranks 1..N-1 end with us

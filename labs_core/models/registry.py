@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from labs_core import gc_pauses
 from labs_core.errors import LabsError, ModelNotFound, ModelUnavailable
 from labs_core.models import progress
 
@@ -105,6 +106,7 @@ class ModelRegistry:
         entry.state, entry.phase = ModelState.READY, ""
         entry.ready_since = time.time()
         log.info("model %s ready in %.1fs", entry.name, time.monotonic() - started)
+        gc_pauses.freeze_after_startup(f"model {entry.name} loaded")
 
     @staticmethod
     def _run_loader(entry: ModelEntry) -> Any:

@@ -202,3 +202,15 @@ def test_no_secret_in_any_log_line_or_error(secured):
     for where, text in [*logs.items(), *(("answer", a) for a in answers)]:
         for secret in SECRETS:
             assert secret not in text, f"{secret[:6]}... appears in the {where}"
+
+
+def test_server_processes_freeze_their_start_up_objects(secured):
+    """(Here because these processes log at debug level.) labs-core and the gateway each move their
+    start-up objects out of garbage collection (labs_core/gc_pauses.py), the core again once its
+    model is loaded (in process on a CPU: the engine process's own freeze is the same call)."""
+    core, gateway, _ = secured
+    frozen = "start-up objects frozen out of garbage collection"
+    core_log = core.log().splitlines()
+    for what in ("labs core started", "model tiny loaded"):
+        assert any(f"{what}: " in line and frozen in line for line in core_log), what
+    assert any("labs gateway started" in line and frozen in line for line in gateway.log().splitlines())
