@@ -1,4 +1,5 @@
-"""Quantized weights on one GPU: bf16 against FP8 and int4 (issue 22), kernels and engine, one run.
+"""Quantized weights on one GPU: bf16 against FP8 and int4 (issue 22), kernels and engine, one run;
+int8 (a scale per 32: how a GGUF's Q8_0 is kept, and the kernels of its Q5/Q6_K) beside them.
 
     python3 bench/quant_bench.py                      # kernels, then the engine (7B shape), ~4-5 min on an H200
     python3 bench/quant_bench.py --only kernels       # the kernel table alone (~1-2 min)
@@ -52,8 +53,10 @@ SHAPES = {"qwen2.5-7b": eb.SHAPES["qwen2.5-7b"],
                         max_position_embeddings=4096)}
 MODES = ("bf16", "fp8", "int4")
 # +head: the LM head quantized to FP8 as well; int4k: int4 in the K-major layout (the batch-1 layout
-# experiment: formats.to_k_major)
-EXTRA_MODES = ("fp8+head", "int4+head", "int4k")
+# experiment: formats.to_k_major); int8: a scale per 32 (GGUF's Q8_0 as kept on the GPU, and the
+# kernels of its Q5/Q6_K types)
+EXTRA_MODES = ("fp8+head", "int4+head", "int4k", "int8")
+DEFAULT_MODES = MODES + ("fp8+head", "int4+head", "int4k")  # (int8 on request: --modes ...,int8)
 PROMPT, NEW = 128, 256
 
 
@@ -179,7 +182,7 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
     gen = torch.Generator(device=dev).manual_seed(0)
     for name, (n, k) in products(cfg).items():
         base = torch.randn(n, k, device=dev, generator=gen).mul_(0.02).to(torch.bfloat16)
-        quant = {mode: QuantTensors.quantize(base, mode) for mode in ("fp8", "int4")}
+        quant = {mode: QuantTensors.quantize(base, mode) for mode in ("fp8", "int4", "int8")}
         nbytes = {"bf16": base.numel() * 2,
                   **{m: sum(t.numel() * t.element_size() for t in (q.qweight, q.scales, q.zeros) if t is not None)
                      for m, q in quant.items()}}
@@ -200,7 +203,8 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
                 path = kernels.path_for(m, q.fmt, x.dtype) if dev == "cuda" else cpu_path(m)
                 others = []  # the other kernels that could serve these rows, for comparison
                 if dev == "cuda" and m > 1:
-                    others = [p for p in (("gemm",) if q.fmt == kernels.INT4 else ("gemm", "scaled_mm")) if p != path]
+                    alternatives = {kernels.INT4: ("gemm",), kernels.FP8: ("gemm", "scaled_mm")}.get(q.fmt, ())
+                    others = [p for p in alternatives if p != path]
                 for p in [path] + others:
                     impls.append((mode, p, lambda w, p=p: kernels.run_path(p, x, w.qweight, w.scales, w.zeros, None,
                                                                            w.fmt, w.group)))
@@ -479,7 +483,7 @@ def engine_table(figures: list[EngineFigures], setup: Setup) -> list[str]:
 def pick_gemv(sweep: dict[tuple[str, int], float]) -> list[str]:
     """Set the fastest GEMV tiling per format (summed over a layer's products) for the engine run."""
     lines = []
-    for mode, fmt in (("fp8", kernels.FP8), ("int4", kernels.INT4)):
+    for mode, fmt in (("fp8", kernels.FP8), ("int4", kernels.INT4), ("int8", kernels.INT8)):
         timed = {i: us for (m, i), us in sweep.items() if m == mode}
         if not timed or min(timed.values()) == float("inf"):
             continue
@@ -487,8 +491,10 @@ def pick_gemv(sweep: dict[tuple[str, int], float]) -> list[str]:
         config = kernels.GEMV_CANDIDATES[fmt][best]
         if mode == "fp8":
             kernels.FP8_GEMV = config
-        else:
+        elif mode == "int4":
             kernels.INT4_GEMV = config
+        else:
+            kernels.INT8_GEMV = config
         lines.append(f"{mode} GEMV tiling for the engine: {config_name(config)} (#{best}: {timed[best]:,.1f} µs a "
                      f"layer; default #0: {timed.get(0, float('nan')):,.1f} µs)")
     timed = {i: us for (m, i), us in sweep.items() if m == "int4@256" and isinstance(i, int)}
@@ -509,7 +515,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("kernels", "engine", "check"), default=None,
                         help="one part (check: implies --check)")
-    parser.add_argument("--modes", default=",".join(MODES + EXTRA_MODES),
+    parser.add_argument("--modes", default=",".join(DEFAULT_MODES),
                         help=f"engine modes, of {', '.join(MODES + EXTRA_MODES)} (+head: the LM head in FP8 too; int4k: the K-major int4 layout)")
     parser.add_argument("--ms", default="1,16,256,4096", help="row counts of the kernel table")
     parser.add_argument("--concurrency", type=int, default=256)

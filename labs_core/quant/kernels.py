@@ -87,6 +87,12 @@ GEMV_CANDIDATES = {
            dict(GEMM=1, BLOCK_M=16, BLOCK_N=32, BLOCK_K=128, num_warps=4, num_stages=4, WIDE=True),
            dict(GEMM=1, BLOCK_M=16, BLOCK_N=64, BLOCK_K=256, num_warps=4, num_stages=3, WIDE=True)],
 }
+# int8 (GGUF's 5- to 8-bit types): BLOCK_K a multiple of 32 (Q6_K's groups of 16 fit too)
+GEMV_CANDIDATES[INT8] = [INT8_GEMV, dict(BLOCK_N=2, BLOCK_K=1024, num_warps=4, num_stages=3),
+                         dict(BLOCK_N=8, BLOCK_K=512, num_warps=4, num_stages=3),
+                         dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=2),
+                         dict(BLOCK_N=2, BLOCK_K=512, num_warps=2, num_stages=4),
+                         dict(BLOCK_N=16, BLOCK_K=256, num_warps=8, num_stages=3)]
 GEMV_CANDIDATES[FP8] += [dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=1, PREFETCH=True),
                          dict(BLOCK_N=4, BLOCK_K=512, num_warps=2, num_stages=1, PREFETCH=True),
                          dict(BLOCK_N=8, BLOCK_K=512, num_warps=4, num_stages=1, PREFETCH=True),

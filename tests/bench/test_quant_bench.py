@@ -26,6 +26,7 @@ def test_quick_cpu_run_fills_both_tables(tmp_path):
     for mode in ("bf16", "fp8", "int4"):
         assert f"| qkv 256x128 | 1 | {mode} |" in text
         assert f"\n| {mode} | " in text, f"no engine row for {mode}"
+    assert "| qkv 256x128 | 1 | int8 |" in text and "| down 128x256 | 5 | int8 |" in text  # the GGUF 8-bit kernels
     assert "failed" not in text and "Failed modes" not in text
     assert "| fp8 | " in text and "x)" in text  # ratios against bf16
 
@@ -33,11 +34,14 @@ def test_quick_cpu_run_fills_both_tables(tmp_path):
 def test_fastest_gemv_tiling_is_kept_for_the_engine(monkeypatch):
     monkeypatch.setattr(kernels, "FP8_GEMV", kernels.FP8_GEMV)
     monkeypatch.setattr(kernels, "INT4_GEMV", kernels.INT4_GEMV)
+    monkeypatch.setattr(kernels, "INT8_GEMV", kernels.INT8_GEMV)
     monkeypatch.setattr(kernels, "INT4_GEMM_TILES", dict(kernels.INT4_GEMM_TILES))
     monkeypatch.setattr(kernels, "INT4_GEMM_MAX_M", 0)
     sweep = {("fp8", 0): 30.0, ("fp8", 2): 20.0, ("int4", 0): 10.0, ("int4", 1): 12.0,
              ("int4@256", 0): 50.0, ("int4@256", 3): 40.0, ("int4@256", 4): float("inf"),
              ("int4@256", "dequant_mm"): 45.0}
+    lines = pick_gemv({**sweep, ("int8", 0): 9.0, ("int8", 4): 7.0})
+    assert kernels.INT8_GEMV is kernels.GEMV_CANDIDATES[kernels.INT8][4] and "int8 GEMV" in lines[2]
     lines = pick_gemv(sweep)
     assert kernels.FP8_GEMV is kernels.GEMV_CANDIDATES[kernels.FP8][2]
     assert kernels.INT4_GEMV is kernels.GEMV_CANDIDATES[kernels.INT4][0]
