@@ -197,6 +197,10 @@ def engine_alone(model_dir: Path, args: argparse.Namespace, scenarios: list[Scen
     engine = build_paged(model, tokenizer, device, context_length(model, tokenizer, args.max_model_len),
                          settings).engine
     print(f"engine alone: built in {time.perf_counter() - started:.1f}s", flush=True)
+    from labs_core import gc_pauses
+
+    gc_pauses.enable()  # as the engine process does: no start-up objects in the steps' collections
+    gc_pauses.freeze_after_startup("engine alone")
     vocab = len(tokenizer)
     prompts = [tokenizer(render(tokenizer, [Message(role="user", content=" ".join(prompt_words(i, vocab)))]),
                          add_special_tokens=False)["input_ids"] for i in range(max(s.requests for s in scenarios))]

@@ -96,6 +96,11 @@ class ModelFacts:
                    quantization=getattr(model, "labs_quantization_mode", "none"), weight_bytes=weight_bytes(model))
 
 
+# Texts up to this many characters are encoded holding the GIL (well under a millisecond); the
+# servicer templates and tokenizes prompts of up to as many on the event loop (services/generation.py).
+GIL_HOLDING_ENCODE_CHARS = 8192
+
+
 class ChatModel:
     def __init__(self, name: str, source: str, facts: ModelFacts, tokenizer: Any, backend: Backend,
                  max_model_len: int, reasoning_tags: ReasoningTags):
@@ -170,12 +175,18 @@ class ChatModel:
                              tool_parsing=structured.parsing, keep_special_tokens=self._kept_markers(structured.parsing))
 
     def encode(self, text: str, add_special_tokens: bool) -> list[int]:
-        """Token ids of `text`: straight from the fast tokenizer's Rust encoder when there is one (the
-        same ids; transformers' call around it, which encodes a batch of one, was 0.12 ms of a
-        request's 0.56 ms from servicer to tokenized on a 2-core host: bench/hop_probe.py)."""
-        if self.rust_tokenizer is not None:
-            return self.rust_tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
-        return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+        """Token ids of `text` (the ids transformers' call gives), straight from the fast tokenizer's
+        Rust encoder when there is one. A short text (a prompt templated on the event loop) takes its
+        single encode: no GIL hand-off or thread pool, 0.56 -> 0.44 ms from servicer to tokenized on a
+        2-core host (bench/hop_probe.py). That encode holds the GIL throughout, though, so a long text
+        (tokenized in a worker thread) goes through encode_batch, which releases it: seconds of
+        tokenizing must not stall the event loop's other streams."""
+        rust = self.rust_tokenizer
+        if rust is None:
+            return list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+        if len(text) <= GIL_HOLDING_ENCODE_CHARS:
+            return rust.encode(text, add_special_tokens=add_special_tokens).ids
+        return rust.encode_batch([text], add_special_tokens=add_special_tokens)[0].ids
 
     def _kept_markers(self, parsing: ToolParsing | None) -> tuple[int, ...]:
         """The tool-call markers of the model's format that its tokenizer has as special tokens:

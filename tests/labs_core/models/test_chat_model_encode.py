@@ -54,3 +54,32 @@ def test_a_tokenizer_without_a_rust_encoder_is_called():
     model = chat_model(SlowTokenizer())
     assert model.rust_tokenizer is None
     assert model.encode("abc", add_special_tokens=False) == [3, 0]
+
+
+def test_a_long_text_is_encoded_without_holding_the_gil():
+    """tokenizers' single encode holds the GIL: a long text (tokenized in a worker thread) would stall
+    the event loop for its seconds. ChatModel.encode takes the batch encode for it, which releases
+    the GIL: this thread keeps running while another encodes."""
+    import threading
+    import time
+
+    from transformers import AutoTokenizer
+
+    from labs_core.models.chat_model import GIL_HOLDING_ENCODE_CHARS
+    from labs_core.models.source import resolve
+    from tests.support import SMOLLM2
+
+    source = resolve(SMOLLM2)
+    model = chat_model(AutoTokenizer.from_pretrained(source.location, gguf_file=source.gguf_file))
+    text = "hello world " * 150_000
+    assert len(text) > GIL_HOLDING_ENCODE_CHARS
+    ids: list[list[int]] = []
+    worker = threading.Thread(target=lambda: ids.append(model.encode(text, add_special_tokens=False)))
+    ticks, started = 0, time.monotonic()
+    worker.start()
+    while worker.is_alive():
+        time.sleep(0.005)
+        ticks += 1
+    took = time.monotonic() - started
+    assert len(ids[0]) == 300_001  # ("hello", " world" each time, and the last space)
+    assert took > 0.1 and ticks >= took / 0.005 / 4, (ticks, took)  # this thread ran while the other encoded
