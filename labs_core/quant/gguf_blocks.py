@@ -7,6 +7,8 @@ Kept (every block of 32 weights is (q - z) * s with q in 0..15):
 - Q4_1: d, m (f16), 16 bytes; w = q d + m: s = d, z = -m / d.
 - Q4_K: 256 weights: d, dmin (f16), 12 bytes of 6-bit scales and mins for its 8 groups of 32, 128
   bytes of nibbles; w = q d sc - dmin mn: s = d sc, z = dmin mn / (d sc).
+A 4-bit matrix whose input size is not a multiple of 128 (int4's packing block; SmolLM2-135M's 576)
+is kept as int8 instead: the same values, a byte a weight (still 1.6x fewer bytes than bf16).
 In Q4_0 and Q4_1, byte j holds weight j (low nibble) and j + 16 (high); in Q4_K, byte j of 32-byte
 chunk c holds weight j of group 2c (low) and of group 2c + 1 (high). Scales and zeros are kept in
 float32 (float16 would round Q4_1's zeros, -m / d, by up to 2^-7: 1.3e-3 on SmolLM2's logits), so the
@@ -164,11 +166,15 @@ def convert_int8(raw: np.ndarray, qtype: int, n: int, k: int) -> tuple[torch.Ten
             None if z is None else torch.from_numpy(np.asarray(z, dtype=np.float32).reshape(n, -1).copy()))
 
 
-def to_tensors(raw: np.ndarray, qtype: int, n: int, k: int) -> QuantTensors:
+def to_tensors(raw: np.ndarray, qtype: int, n: int, k: int, widen: bool = False) -> QuantTensors:
+    """The blocks in formats.py's layout. `widen`: a 4-bit type as int8 (same values, one byte a
+    weight), for an input size that is not a multiple of int4's packing block of 128."""
     if qtype in INT8_TYPES:
         q, s, z = convert_int8(raw, qtype, n, k)
         return QuantTensors(kernels.INT8, q, s, z, k // s.shape[1])
     q, s, z = convert(raw, qtype, n, k)
+    if widen:
+        return QuantTensors(kernels.INT8, q.to(torch.int8), s, z, GROUP)
     return QuantTensors(kernels.INT4, formats.pack_int4(q), s, z, GROUP)
 
 
@@ -200,6 +206,7 @@ class GGUFTensors:
         self.converted: dict[str, QuantTensors | None] = {}
         self.seen: Counter[str] = Counter()  # the model's Linear layers by GGUF type
         self.kept: Counter[str] = Counter()  # ... of them served from their blocks
+        self.widened: Counter[str] = Counter()  # ... of those, 4-bit blocks kept as int8
 
     def has(self, name: str) -> bool:
         """Whether `name` is served from its GGUF blocks (converted and checked here, once)."""
@@ -217,15 +224,16 @@ class GGUFTensors:
         if qtype not in KEPT:
             return False
         n, k = linear.out_features, linear.in_features
-        if (qtype in INT4_TYPES and k % formats.BLOCK) or k % BLOCK_BYTES[qtype][0] or tuple(t.data.shape[:1]) != (n,):
-            return False  # (int4 packs blocks of 128 inputs; int8 needs whole groups only)
+        if k % BLOCK_BYTES[qtype][0] or tuple(t.data.shape[:1]) != (n,):
+            return False
+        widen = qtype in INT4_TYPES and k % formats.BLOCK != 0  # (int4 packs blocks of 128 inputs; int8 groups)
         raw = np.asarray(t.data)
         if self.architecture == "llama" and name.endswith(("q_proj", "k_proj")):
             heads = self.config.num_attention_heads
             if name.endswith("k_proj"):
                 heads = getattr(self.config, "num_key_value_heads", None) or heads
             raw = _unpermute_rows(raw, heads)
-        on_device = to_tensors(raw, qtype, n, k).to(self.device)
+        on_device = to_tensors(raw, qtype, n, k, widen).to(self.device)
         weight = linear.weight.detach().to(self.device, torch.float32)
         error = kernels.relative_error(on_device.dequantize(torch.float32), weight)
         if error > MATCH_TOLERANCE:
@@ -234,6 +242,7 @@ class GGUFTensors:
             return False
         self.converted[name] = on_device
         self.kept[t.tensor_type.name] += 1
+        self.widened[t.tensor_type.name] += widen
         return True
 
     def prepare_all(self, model: Any) -> int:
@@ -252,7 +261,9 @@ class GGUFTensors:
     def summary(self) -> str:
         """What the start-up log says: the Linear layers by GGUF type, kept and dequantized."""
         kept = ", ".join(f"{n} {t}" for t, n in sorted(self.kept.items()))
+        widened = ", ".join(f"{n} {t}" for t, n in sorted((+self.widened).items()))
         left = ", ".join(f"{n} {t}" for t, n in sorted((self.seen - self.kept).items()))
         return (f"GGUF on the GPU: {kept or 'no'} matrices served from their blocks by the int4 / int8 kernels"
+                + (f" ({widened} of them as int8: input sizes not a multiple of 128)" if widened else "")
                 + (f"; {left} dequantized to the model's dtype (no GPU kernel for the type, or a shape "
                    "the kernels do not take)" if left else ""))

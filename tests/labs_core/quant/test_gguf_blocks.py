@@ -82,10 +82,10 @@ def test_kernels_take_fractional_zero_points(qtype):
 
 
 def test_smollm2_gguf_layers_served_from_their_blocks_give_the_same_logits(caplog):
-    """The real default GGUF (Q4_1) through the loader's GPU step (here on the CPU): the layers
-    whose shapes the int4 kernels take (ffn_down, K = 1536; the others have K = 576, not a multiple
-    of 128) come from its blocks, checked against transformers' dequantized weights, and the
-    model's logits stay those of the float model."""
+    """The real default GGUF (Q4_1) through the loader's GPU step (here on the CPU): every Linear
+    layer but the head comes from its blocks, checked against transformers' dequantized weights:
+    ffn_down (K = 1536) as int4, the others (K = 576, not a multiple of int4's 128) as int8 with
+    the same values; the model's logits stay those of the float model."""
     import copy
     import logging
     from pathlib import Path
@@ -104,12 +104,16 @@ def test_smollm2_gguf_layers_served_from_their_blocks_give_the_same_logits(caplo
         mode = loader._quantize_on_gpu(model, "gguf", "cpu", source, loader.LoadOptions(), None,
                                        Path(source.location) / source.gguf_file)
     assert mode == "gguf"
-    assert ("30 Q4_1 matrices served from their blocks by the int4 / int8 kernels; 180 Q4_1 dequantized"
-            in caplog.text)  # K = 576: not a multiple of 128
-    assert "(30 layers from its blocks)" in caplog.text
-    kept = {name for name, m in model.named_modules() if isinstance(m, QuantLinear)}
-    assert kept == {f"model.layers.{i}.mlp.down_proj" for i in range(model.config.num_hidden_layers)}
+    assert ("210 Q4_1 matrices served from their blocks by the int4 / int8 kernels (180 Q4_1 of them as int8: "
+            "input sizes not a multiple of 128)" in caplog.text)  # K = 576
+    assert "dequantized" not in caplog.text and "(210 layers from its blocks)" in caplog.text
+    layers = model.config.num_hidden_layers
+    int4 = {name for name, m in model.named_modules() if isinstance(m, QuantLinear) and m.fmt == kernels.INT4}
+    assert int4 == {f"model.layers.{i}.mlp.down_proj" for i in range(layers)}
     assert model.model.layers[0].mlp.down_proj.group == 32
+    int8 = [m for m in model.modules() if isinstance(m, QuantLinear) and m.fmt == kernels.INT8]
+    assert len(int8) == 3 * layers  # q/k/v, o and gate/up: each sibling group fused into one product
+    assert all(m.group == 32 and m.zeros is not None for m in int8)  # Q4_1's fractional zeros
     ids = torch.tensor([[1, 504, 3458, 314, 260, 3575, 28, 2]])
     with torch.no_grad():
         got, want = model(ids).logits, reference(ids).logits
@@ -140,6 +144,25 @@ def test_five_and_six_bit_types_convert_to_int8_exactly(qtype):
     assert kernels.relative_error(kernels.launch_gemv(x[0], t.qweight, t.scales, t.zeros, None, t.fmt, t.group),
                                   ref[0]) < 1e-5
     assert kernels.relative_error(kernels.dequant_mm(x, t.qweight, t.scales, t.zeros, None), ref) < 1e-5
+
+
+@pytest.mark.parametrize("qtype", [gguf_blocks.Q4_0, gguf_blocks.Q4_1])
+def test_4_bit_blocks_widen_to_int8_where_int4_cannot_pack(qtype):
+    """K = 352: whole groups of 32, not blocks of 128. The 4-bit values go to int8 unchanged (with
+    Q4_1's fractional zeros) and equal gguf's dequantization; the int8 GEMV takes them."""
+    n, k = 8, 352
+    raw = random_blocks(qtype, n, k, 11)
+    expected = torch.from_numpy(gguf.quants.dequantize(raw, gguf.GGMLQuantizationType(qtype)).astype(np.float32))
+    t = gguf_blocks.to_tensors(raw, qtype, n, k, widen=True)
+    assert t.fmt == kernels.INT8 and t.group == 32 and t.qweight.min() >= 0 and t.qweight.max() <= 15
+    torch.testing.assert_close(t.dequantize(), expected, rtol=1e-5, atol=1e-7)
+    pytest.importorskip("triton")
+    from tests.support import patch_triton_interpreter
+
+    patch_triton_interpreter()
+    x = torch.randn(k, generator=torch.Generator().manual_seed(2))
+    gemv = kernels.launch_gemv(x, t.qweight, t.scales, t.zeros, None, t.fmt, t.group)
+    assert kernels.relative_error(gemv, expected @ x) < 1e-5
 
 
 def test_q8_0_converts_exactly_and_its_kernels_agree():
