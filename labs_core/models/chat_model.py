@@ -177,8 +177,8 @@ class ChatModel:
     def encode(self, text: str, add_special_tokens: bool) -> list[int]:
         """Token ids of `text` (the ids transformers' call gives), straight from the fast tokenizer's
         Rust encoder when there is one. A short text (a prompt templated on the event loop) takes its
-        single encode: no GIL hand-off or thread pool, 0.56 -> 0.44 ms from servicer to tokenized on a
-        2-core host (bench/hop_probe.py). That encode holds the GIL throughout, though, so a long text
+        single encode: 88 instead of 112 µs for a 128-word prompt on the 2-core host (bench/RESULTS.md,
+        the served path's hops). That encode holds the GIL throughout, though, so a long text
         (tokenized in a worker thread) goes through encode_batch, which releases it: seconds of
         tokenizing must not stall the event loop's other streams."""
         rust = self.rust_tokenizer
