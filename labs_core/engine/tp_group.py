@@ -23,6 +23,7 @@ from typing import Sequence
 import torch
 import torch.distributed as dist
 
+from labs_core import gc_pauses
 from labs_core.engine.tensor_parallel import StepChannel, TensorParallel, TensorParallelError, follow, load_sharded
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tp = join(spec, args.rank)
     try:
         model = load_sharded(spec.model_dir, tp, spec.dtype, spec.device(args.rank))
+        gc_pauses.enable()  # a collection here stalls every rank at the next all-reduce
+        gc_pauses.freeze_after_startup(f"tensor-parallel rank {args.rank}")
         with torch.inference_mode():
             follow(model, StepChannel(tp), spec.device(args.rank))
     finally:
