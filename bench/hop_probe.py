@@ -141,22 +141,12 @@ def main() -> None:
             raise SystemExit(f"{variant}: {len(errors)} failed requests, first: {errors[0]}")
         logs = core.log() + (gateway.log() if gateway else "")
         tables[variant] = hop_table(logs, records, args.skip)
-        pauses[variant] = gc_pauses(logs, min(r.sent for r in records), max(r.done or r.sent for r in records))
+        pauses[variant] = sb.gc_pauses_in(logs, min(r.sent for r in records), max(r.done or r.sent for r in records))
         print(f"{variant}: client TTFT p50 {statistics.median(tables[variant]['client TTFT']):.2f} ms", flush=True)
     text = markdown(args, tables) + "\n" + gc_markdown(pauses)
     print("\n" + text)
     if args.out:
         args.out.write_text(text)
-
-
-def gc_pauses(log: str, start: float, end: float) -> dict[str, list[float]]:
-    """The garbage collections of each process (labs_core/gc_pauses.py's trace) between the first
-    request's send and the last one's end: ms each."""
-    found: dict[str, list[float]] = {}
-    for process, _, ms, t in re.findall(r"^GC (\w+) (\d) ([\d.]+) ([\d.]+)$", log, flags=re.MULTILINE):
-        if start <= float(t) <= end:
-            found.setdefault(process, []).append(float(ms))
-    return found
 
 
 def gc_markdown(pauses: dict[str, dict[str, list[float]]]) -> str:

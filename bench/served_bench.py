@@ -27,6 +27,7 @@ import multiprocessing
 import os
 import platform
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -95,6 +96,7 @@ class Figures:
     errors: int
     note: str = ""
     core_ttft_p50_ms: float = 0.0
+    gc: str = ""  # --trace-gc: the servers' collections of 0.5 ms or more during the scenario
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -423,7 +425,7 @@ def start_core(model_dir: Path, args: argparse.Namespace, engine_process: str, l
     from tests.reliability.processes import CoreProcess, core_env, free_port
 
     extra = {**as_env(engine_settings(args)), "LABS_ENGINE_PROCESS": engine_process, "LABS_FINANCE_CHAT": "false",
-             "LABS_LOG_LEVEL": "warning"}
+             "LABS_LOG_LEVEL": "warning", **({"LABS_TRACE_GC": "1"} if args.trace_gc else {})}
     started = time.perf_counter()
     core = CoreProcess(core_env(model_dir, free_port(), **extra), logs / f"core-{engine_process}.log").start()
     core.wait_health(timeout=args.ready_timeout)
@@ -444,20 +446,35 @@ def start_gateway(core: Any, workers: int, logs: Path, **env: str) -> Any:
 
 # -- report -------------------------------------------------------------------------------------
 
+def gc_pauses_in(log: str, start: float, end: float) -> dict[str, list[float]]:
+    """The garbage collections of each process (labs_core/gc_pauses.py's trace) between the first
+    request's send and the last one's end: ms each."""
+    found: dict[str, list[float]] = {}
+    for process, _, ms, t in re.findall(r"^GC (\w+) (\d) ([\d.]+) ([\d.]+)$", log, flags=re.MULTILINE):
+        if start <= float(t) <= end:
+            found.setdefault(process, []).append(float(ms))
+    return found
+
+
+def gc_summary(pauses: dict[str, list[float]]) -> str:
+    return ", ".join(f"{p} {len(ms)} (max {max(ms):.1f} ms)" for p, ms in sorted(pauses.items())) or "none"
+
+
 def _line(f: Figures) -> str:
     core = f" (core {f.core_ttft_p50_ms:.1f})" if f.core_ttft_p50_ms else ""
     return (f"{f.tok_s:>9.0f} tok/s  TTFT p50 {f.ttft_p50_ms:7.1f}{core} p99 {f.ttft_p99_ms:7.1f} ms  ITL p50 "
             f"{f.itl_p50_ms:6.1f} p99 {f.itl_p99_ms:6.1f} ms  {f.tokens_per_message:4.2f} tok/msg  errors {f.errors}"
-            + (f" ({f.note})" if f.note else ""))
+            + (f" ({f.note})" if f.note else "") + (f"  GC: {f.gc}" if f.gc else ""))
 
 
 def markdown(args: argparse.Namespace, header: str, table: dict[str, dict[str, Figures]],
              scenarios: list[Scenario]) -> str:
+    traced = getattr(args, "trace_gc", False)  # (the served systems' collections; the engine alone is not traced)
     lines = [f"### Served path, {args.shape}", "", f"Command: `python3 bench/served_bench.py {' '.join(sys.argv[1:])}`",
              "", header, "",
              "| scenario | system | output tok/s | % of engine | TTFT p50 / p99 ms | inter-token p50 / p99 ms | "
-             "tokens / message | errors |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "tokens / message | errors |" + (" GC pauses >= 0.5 ms |" if traced else ""),
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" --- |" if traced else "")]
     for scenario in [s.name for s in scenarios] + [k for k in table if k not in {s.name for s in scenarios}]:
         base = table.get(scenario, {}).get("engine alone")
         for system, f in table.get(scenario, {}).items():
@@ -465,7 +482,8 @@ def markdown(args: argparse.Namespace, header: str, table: dict[str, dict[str, F
             core = f" (core {f.core_ttft_p50_ms:.1f})" if f.core_ttft_p50_ms else ""
             lines.append(f"| {scenario} | {system} | {f.tok_s:,.0f} | {share} | {f.ttft_p50_ms:.1f}{core} / "
                          f"{f.ttft_p99_ms:.1f} | {f.itl_p50_ms:.1f} / {f.itl_p99_ms:.1f} | "
-                         f"{f.tokens_per_message:.2f} | {f.errors}{' ' + f.note if f.note else ''} |")
+                         f"{f.tokens_per_message:.2f} | {f.errors}{' ' + f.note if f.note else ''} |"
+                         + (f" {f.gc} |" if traced else ""))
     return "\n".join(lines) + "\n"
 
 
@@ -486,6 +504,9 @@ def parse_args() -> argparse.Namespace:
                         help="LABS_ENGINE_PROCESS values for the served core, comma separated (one core each)")
     parser.add_argument("--gateway-workers", default="1", help="gateway worker counts, comma separated")
     parser.add_argument("--systems", default="engine,grpc,sse")
+    parser.add_argument("--trace-gc", action="store_true",
+                        help="core and gateway report their garbage collections of 0.5 ms or more (LABS_TRACE_GC): "
+                             "a column of the table, per scenario")
     parser.add_argument("--sse-connection", choices=("keep-alive", "close"), default="keep-alive",
                         help="SSE clients keep their HTTP connection from one request to the next (as the openai "
                              "SDK's pool does) or open one a request (the runs before 2026-12-05)")
@@ -588,21 +609,32 @@ def run_served(args: argparse.Namespace, scenarios: list[Scenario], vocab: int, 
                     targets += [("sse", f"gateway OpenAI SSE, {w} worker{'s' * (w > 1)}" + suffix, w)
                                 for w in (int(x) for x in args.gateway_workers.split(","))]
                 for api, system, target in targets:
-                    gateway = start_gateway(core, target, work) if api == "sse" else None
+                    traced = {"LABS_TRACE_GC": "1"} if args.trace_gc else {}
+                    gateway = start_gateway(core, target, work, **traced) if api == "sse" else None
                     address = gateway.url.removeprefix("http://") if gateway else target
                     try:
                         keep_alive = args.sse_connection == "keep-alive"
                         served(api, address, warm_up(scenarios), vocab, processes, pool, keep_alive)
+                        def gc_since(began: float) -> str:
+                            if not args.trace_gc:
+                                return ""
+                            logs = core.log() + (gateway.log() if gateway is not None else "")
+                            return gc_summary(gc_pauses_in(logs, began, time.monotonic()))
+
                         for scenario in scenarios:
+                            began = time.monotonic()
                             f = table[scenario.name][system] = served(api, address, scenario, vocab, processes, pool,
                                                                       keep_alive)
+                            f.gc = gc_since(began)
                             print(f"  {system:<34} {scenario.name:<22} {_line(f)}", flush=True)
                         biggest = max((s for s in scenarios if s.concurrency > 1), key=lambda s: s.concurrency,
                                       default=None)
                         if biggest is not None and n == 0:  # the same figures, or the clients were the limit
                             name = f"{biggest.name}, {processes * 2} client processes"
+                            began = time.monotonic()
                             f = table.setdefault(name, {})[system] = served(api, address, biggest, vocab,
                                                                             processes * 2, pool, keep_alive)
+                            f.gc = gc_since(began)
                             print(f"  {system:<34} {name:<22} {_line(f)}", flush=True)
                     finally:
                         if gateway is not None:

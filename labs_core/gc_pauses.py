@@ -12,16 +12,20 @@ Only server processes freeze: their entry points call `enable()` (labs-core's ma
 process, labs-gateway and its workers). Library use (tests, an app embedding the gateway) leaves
 the host process's collector as it is: frozen objects are never freed.
 
-With LABS_TRACE_HOPS=1 (labs_core/hops.py), `trace` writes `GC <process> <generation> <ms> <monotonic s>`
-to stderr for every collection that took at least TRACE_MIN_MS (bench/hop_probe.py counts them).
+With LABS_TRACE_GC=1 or LABS_TRACE_HOPS=1 (labs_core/hops.py), `trace_if_asked` writes
+`GC <process> <generation> <ms> <monotonic s>` to stderr for every collection that took at least
+TRACE_MIN_MS (bench/hop_probe.py and bench/served_bench.py --trace-gc count them).
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
 import time
+
+from labs_core import hops
 
 log = logging.getLogger(__name__)
 TRACE_MIN_MS = 0.5
@@ -64,3 +68,9 @@ def trace(process: str) -> None:
     """Write this process's collections of TRACE_MIN_MS or more to stderr, named `process`."""
     if not any(isinstance(c, _Tracer) for c in gc.callbacks):
         gc.callbacks.append(_Tracer(process))
+
+
+def trace_if_asked(process: str) -> None:
+    """`trace` when the environment asks for it (LABS_TRACE_GC=1, or LABS_TRACE_HOPS=1)."""
+    if hops.ON or os.environ.get("LABS_TRACE_GC") == "1":
+        trace(process)

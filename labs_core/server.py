@@ -16,7 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from labs_core import gc_pauses, hops
+from labs_core import gc_pauses
 from labs_core.config import ConfigError, Settings, settings_for_command
 from labs_core.embeddings.entry import embedding_entries
 from labs_core.interceptors import ErrorInterceptor, TokenAuthInterceptor
@@ -184,8 +184,7 @@ async def serve(settings: Settings) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     gc_pauses.enable()
-    if hops.ON:
-        gc_pauses.trace("core")
+    gc_pauses.trace_if_asked("core")
     settings = settings_for_command("labs-core", parse_args(argv))
     try:
         asyncio.run(serve(settings))

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from labs_core import gc_pauses, hops
+from labs_core import gc_pauses
 from labs_core.config import Settings
 from labs_gateway.core_client import CoreClient
 from labs_gateway.errors import NOT_FOUND, SERVER, GatewayError
@@ -88,8 +88,7 @@ def create_app(settings: Settings | None = None, *, core: CoreClient | None = No
         await gateway.start()
         log.info("labs gateway: cores %s, store %s, API keys %s", ", ".join(gateway.core.addresses),
                  redact(gateway.store.url), "on" if await gateway.keys.enabled() else "off")
-        if hops.ON:
-            gc_pauses.trace("gateway")
+        gc_pauses.trace_if_asked("gateway")
         gc_pauses.freeze_after_startup("labs gateway started")
         try:
             yield

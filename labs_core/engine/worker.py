@@ -161,8 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     gc_pauses.enable()
-    if hops.ON:
-        gc_pauses.trace("engine")
+    gc_pauses.trace_if_asked("engine")
     sock = socket.socket(fileno=args.fd)
     wire.tune(sock)
     try:

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_quick_cpu_run_measures_every_system_and_loses_no_stream(tmp_path):
     out, figures = tmp_path / "served.md", tmp_path / "served.json"
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "served_bench.py"), "--shape", "tiny", "--device", "cpu",
-                          "--quick", "--out", str(out), "--json", str(figures)],
+                          "--quick", "--trace-gc", "--out", str(out), "--json", str(figures)],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     table = json.loads(figures.read_text())
@@ -24,6 +24,7 @@ def test_quick_cpu_run_measures_every_system_and_loses_no_stream(tmp_path):
         assert set(table[scenario]) == {"engine alone", "labs-core gRPC", "gateway OpenAI SSE, 1 worker"}
         for system, f in table[scenario].items():
             assert f["errors"] == 0 and f["tok_s"] > 0 and f["ttft_p50_ms"] > 0, (scenario, system, f)
+            assert bool(f["gc"]) == (system != "engine alone"), (scenario, system, f)  # --trace-gc: the servers
     assert set(table["4 concurrent, 4 client processes"]) == {"labs-core gRPC", "gateway OpenAI SSE, 1 worker"}
     text = out.read_text()
-    assert "| 1 stream | engine alone |" in text and "% of engine" in text
+    assert "| 1 stream | engine alone |" in text and "% of engine" in text and "GC pauses >= 0.5 ms" in text

@@ -39,3 +39,13 @@ def test_trace_writes_a_line_a_collection(restore_gc, monkeypatch, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("GC ")]
     assert len(lines) == 1
     assert re.fullmatch(r"GC core 2 \d+\.\d{3} \d+\.\d{6}", lines[0])
+
+
+def test_trace_only_when_asked(restore_gc, monkeypatch):
+    monkeypatch.setattr(gc_pauses.hops, "ON", False)
+    monkeypatch.delenv("LABS_TRACE_GC", raising=False)
+    gc_pauses.trace_if_asked("core")
+    assert not any(isinstance(c, gc_pauses._Tracer) for c in gc.callbacks)
+    monkeypatch.setenv("LABS_TRACE_GC", "1")
+    gc_pauses.trace_if_asked("core")
+    assert any(isinstance(c, gc_pauses._Tracer) for c in gc.callbacks)
