@@ -3,8 +3,8 @@
 A serving process holds millions of long-lived objects once it has started (torch, transformers,
 grpc, the model's modules), and every streamed token allocates a few more. The cyclic collector's
 oldest generation walks all of them whenever enough new objects have survived: on a 2-core CPU host
-one such walk of labs-core took 100-200 ms, during which no stream received a token and no request
-was admitted (bench/hop_probe.py, `GC` lines). `freeze_after_startup` moves everything alive after
+such walks took 45-231 ms in labs-core and 23-216 ms in its engine process, the last ones in the
+first seconds of serving, when no stream received a token (bench/RESULTS.md, served path). `freeze_after_startup` moves everything alive after
 start-up into the permanent generation (gc.freeze, as vLLM does after its engine starts), so later
 collections walk only what serving allocated.
 
