@@ -59,37 +59,44 @@ BLOCK_BYTES = {Q4_0: (32, 18), Q4_1: (32, 20), Q4_K: (256, 144), Q8_0: (32, 34),
 # ‖dequantized - transformers' float weight‖ / ‖float weight‖: bf16 rounding gives up to ~2e-3, a wrong
 # tensor or row order ~1
 MATCH_TOLERANCE = 5e-3
+ROWS_A_CONVERSION = 4096  # a 72B layer's 8,192 inputs: 33 M weights, 270 MB of int64 while packing
 
 
-def _f16(raw: np.ndarray) -> np.ndarray:
+def _f16(raw: torch.Tensor) -> torch.Tensor:
     """[..., 2] bytes -> [...] float32."""
-    return np.ascontiguousarray(raw).view(np.float16)[..., 0].astype(np.float32)
+    return raw.contiguous().view(torch.float16)[..., 0].float()
 
 
-def _nibbles_32(qs: np.ndarray) -> np.ndarray:
+def _nibbles_32(qs: torch.Tensor) -> torch.Tensor:
     """[..., 16] bytes -> [..., 32] values: byte j is weight j (low nibble) and j + 16 (high)."""
-    return np.concatenate([qs & 0xF, qs >> 4], axis=-1)
+    return torch.cat([qs & 0xF, qs >> 4], dim=-1)
 
 
-def k4_scales(scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def k4_scales(scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Q4_K's 12 bytes [..., 12] -> (sc, mn) [..., 8], 6 bits each (llama.cpp's get_scale_min_k4)."""
-    s = scales.astype(np.int32)
-    sc = np.empty(s.shape[:-1] + (8,), dtype=np.int32)
-    mn = np.empty_like(sc)
-    sc[..., :4] = s[..., 0:4] & 63
-    mn[..., :4] = s[..., 4:8] & 63
-    sc[..., 4:] = (s[..., 8:12] & 0xF) | ((s[..., 0:4] >> 6) << 4)
-    mn[..., 4:] = (s[..., 8:12] >> 4) | ((s[..., 4:8] >> 6) << 4)
+    s = scales.to(torch.int32)
+    sc = torch.cat([s[..., 0:4] & 63, (s[..., 8:12] & 0xF) | ((s[..., 0:4] >> 6) << 4)], dim=-1)
+    mn = torch.cat([s[..., 4:8] & 63, (s[..., 8:12] >> 4) | ((s[..., 4:8] >> 6) << 4)], dim=-1)
     return sc, mn
 
 
-def convert(raw: np.ndarray, qtype: int, n: int, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A [n, bytes a row] block tensor -> (q int32 [n, k] in 0..15, s float32 [n, k / 32], z float32 [n, k / 32])."""
+def _blocks(raw: np.ndarray | torch.Tensor, qtype: int, n: int, k: int,
+            device: torch.device | str | None) -> torch.Tensor:
+    """The raw bytes as a uint8 tensor [n, blocks, block bytes] on `device` (where they are unpacked:
+    on a GPU that is ~100x numpy's 30 M weights a second)."""
+    if isinstance(raw, np.ndarray):
+        raw = torch.from_numpy(raw if raw.flags.writeable else raw.copy())  # (a GGUF's tensors are read-only maps)
     per_block, size = BLOCK_BYTES[qtype]
-    blocks = np.asarray(raw, dtype=np.uint8).reshape(n, k // per_block, size)
+    return raw.to(device or raw.device, torch.uint8).reshape(n, k // per_block, size)
+
+
+def convert(raw: np.ndarray | torch.Tensor, qtype: int, n: int, k: int, device: torch.device | str | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A [n, bytes a row] block tensor -> (q int32 [n, k] in 0..15, s float32 [n, k / 32], z float32 [n, k / 32])."""
+    blocks = _blocks(raw, qtype, n, k, device)
     if qtype == Q4_0:
         s = _f16(blocks[..., 0:2])
-        z = np.full_like(s, 8.0)
+        z = torch.full_like(s, 8.0)
         q = _nibbles_32(blocks[..., 2:18])
     elif qtype == Q4_1:
         s, offset = _f16(blocks[..., 0:2]), _f16(blocks[..., 2:4])  # w = q s + offset
@@ -99,80 +106,80 @@ def convert(raw: np.ndarray, qtype: int, n: int, k: int) -> tuple[torch.Tensor, 
         d, dmin = _f16(blocks[..., 0:2]), _f16(blocks[..., 2:4])
         sc, mn = k4_scales(blocks[..., 4:16])
         qs = blocks[..., 16:144].reshape(n, -1, 4, 1, 32)
-        q = np.concatenate([qs & 0xF, qs >> 4], axis=3)  # [n, blocks, chunk, low/high, 32]
-        s, z, q = _with_zero_point((d[..., None] * sc.astype(np.float32)).reshape(n, -1),
-                                   (-dmin[..., None] * mn.astype(np.float32)).reshape(n, -1), q.reshape(n, -1, 32))
+        q = torch.cat([qs & 0xF, qs >> 4], dim=3)  # [n, blocks, chunk, low/high, 32]
+        s, z, q = _with_zero_point((d[..., None] * sc).reshape(n, -1), (-dmin[..., None] * mn).reshape(n, -1),
+                                   q.reshape(n, -1, 32))
     else:
         raise ValueError(f"GGUF type {qtype} has no int4 conversion")
-    return (torch.from_numpy(q.reshape(n, k).astype(np.int32)), torch.from_numpy(s.reshape(n, -1).astype(np.float32)),
-            torch.from_numpy(z.reshape(n, -1).astype(np.float32)))
+    return q.reshape(n, k).to(torch.int32), s.reshape(n, -1).float(), z.reshape(n, -1).float()
 
 
-def _with_zero_point(s: np.ndarray, offset: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _with_zero_point(s: torch.Tensor, offset: torch.Tensor, q: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """w = q s + offset per group, as (q - z) s: z = -offset / s. A group with s = 0 is the constant
     `offset` whatever its nibbles say: stored as q = 0, s = |offset|, z = -sign(offset)."""
     flat = s == 0
-    z = np.divide(-offset, s, out=np.zeros_like(offset), where=~flat)
+    z = torch.where(flat, 0.0, -offset / torch.where(flat, 1.0, s))
     if flat.any():
-        q = np.where(flat[..., None], 0, q)
-        s = np.where(flat, np.abs(offset), s)
-        z = np.where(flat, -np.sign(offset), z)
+        q = torch.where(flat[..., None], 0, q)
+        s = torch.where(flat, offset.abs(), s)
+        z = torch.where(flat, -offset.sign(), z)
     return s, z, q
 
 
-def _fifth_bits_32(qh: np.ndarray) -> np.ndarray:
+def _fifth_bits_32(qh: torch.Tensor) -> torch.Tensor:
     """Q5_0 / Q5_1's 4 bytes [..., 4] -> [..., 32] values 0 or 16: bit i (little-endian) is weight i's."""
-    bits = np.unpackbits(np.ascontiguousarray(qh), axis=-1, bitorder="little")
-    return bits.astype(np.int32) << 4
+    bits = (qh[..., None] >> torch.arange(8, device=qh.device, dtype=torch.uint8)) & 1  # [..., byte, bit]
+    return bits.reshape(*qh.shape[:-1], 32) << 4
 
 
-def convert_int8(raw: np.ndarray, qtype: int, n: int, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def convert_int8(raw: np.ndarray | torch.Tensor, qtype: int, n: int, k: int, device: torch.device | str | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """A [n, bytes a row] block tensor of a 5- to 8-bit type -> (q int8 [n, k], s float32 [n, k / group],
     z float32 of s's shape or None); group 16 for Q6_K, 32 otherwise."""
-    per_block, size = BLOCK_BYTES[qtype]
-    blocks = np.asarray(raw, dtype=np.uint8).reshape(n, k // per_block, size)
+    blocks = _blocks(raw, qtype, n, k, device)
     z = None
     if qtype == Q8_0:
         s = _f16(blocks[..., 0:2])
-        q = np.ascontiguousarray(blocks[..., 2:34]).view(np.int8).astype(np.int32)
+        q = blocks[..., 2:34].contiguous().view(torch.int8)
     elif qtype == Q6_K:
         ql, qh = blocks[..., 0:128].reshape(n, -1, 2, 1, 64), blocks[..., 128:192].reshape(n, -1, 2, 1, 32)
-        low = np.concatenate([ql & 0xF, ql >> 4], axis=3).reshape(n, -1, 8, 32)  # [n, blocks, 8 runs of 32]
-        high = np.concatenate([(qh >> shift) & 3 for shift in (0, 2, 4, 6)], axis=3).reshape(n, -1, 8, 32)
-        q = (low.astype(np.int32) | (high.astype(np.int32) << 4)) - 32
-        sc = np.ascontiguousarray(blocks[..., 192:208]).view(np.int8).astype(np.float32)
+        low = torch.cat([ql & 0xF, ql >> 4], dim=3).reshape(n, -1, 8, 32)  # [n, blocks, 8 runs of 32]
+        high = torch.cat([(qh >> shift) & 3 for shift in (0, 2, 4, 6)], dim=3).reshape(n, -1, 8, 32)
+        q = (low | (high << 4)).to(torch.int8) - 32
+        sc = blocks[..., 192:208].contiguous().view(torch.int8).float()
         s = _f16(blocks[..., 208:210])[..., None] * sc  # [n, blocks, 16]: a scale per 16 weights
     elif qtype in (Q5_0, Q5_1):
         head = 2 if qtype == Q5_0 else 4
-        q = _nibbles_32(blocks[..., head + 4:head + 20]).astype(np.int32) | _fifth_bits_32(blocks[..., head:head + 4])
+        q = _nibbles_32(blocks[..., head + 4:head + 20]) | _fifth_bits_32(blocks[..., head:head + 4])
         s = _f16(blocks[..., 0:2])
         if qtype == Q5_0:
-            q = q - 16
+            q = q.to(torch.int8) - 16
         else:
             s, z, q = _with_zero_point(s, _f16(blocks[..., 2:4]), q)
     elif qtype == Q5_K:
         d, dmin = _f16(blocks[..., 0:2]), _f16(blocks[..., 2:4])
         sc, mn = k4_scales(blocks[..., 4:16])
         qh, qs = blocks[..., 16:48].reshape(n, -1, 1, 32), blocks[..., 48:176].reshape(n, -1, 4, 1, 32)
-        low = np.concatenate([qs & 0xF, qs >> 4], axis=3).reshape(n, -1, 8, 32)
-        high = np.concatenate([(qh >> bit) & 1 for bit in range(8)], axis=2)  # bit g of byte j: weight j of group g
-        q = low.astype(np.int32) | (high.astype(np.int32) << 4)
-        s, z, q = _with_zero_point((d[..., None] * sc.astype(np.float32)).reshape(n, -1),
-                                   (-dmin[..., None] * mn.astype(np.float32)).reshape(n, -1), q.reshape(n, -1, 32))
+        low = torch.cat([qs & 0xF, qs >> 4], dim=3).reshape(n, -1, 8, 32)
+        high = torch.cat([(qh >> bit) & 1 for bit in range(8)], dim=2)  # bit g of byte j: weight j of group g
+        s, z, q = _with_zero_point((d[..., None] * sc).reshape(n, -1), (-dmin[..., None] * mn).reshape(n, -1),
+                                   (low | (high << 4)).reshape(n, -1, 32))
     else:
         raise ValueError(f"GGUF type {qtype} has no int8 conversion")
-    return (torch.from_numpy(np.asarray(q).reshape(n, k).astype(np.int8)),
-            torch.from_numpy(np.asarray(s, dtype=np.float32).reshape(n, -1).copy()),
-            None if z is None else torch.from_numpy(np.asarray(z, dtype=np.float32).reshape(n, -1).copy()))
+    return (q.reshape(n, k).to(torch.int8), s.reshape(n, -1).float().contiguous(),
+            None if z is None else z.reshape(n, -1).float().contiguous())
 
 
-def to_tensors(raw: np.ndarray, qtype: int, n: int, k: int, widen: bool = False) -> QuantTensors:
-    """The blocks in formats.py's layout. `widen`: a 4-bit type as int8 (same values, one byte a
-    weight), for an input size that is not a multiple of int4's packing block of 128."""
+def to_tensors(raw: np.ndarray | torch.Tensor, qtype: int, n: int, k: int, widen: bool = False,
+               device: torch.device | str | None = None) -> QuantTensors:
+    """The blocks in formats.py's layout, converted on `device` (default: where `raw` is). `widen`: a
+    4-bit type as int8 (same values, one byte a weight), for an input size that is not a multiple of
+    int4's packing block of 128."""
     if qtype in INT8_TYPES:
-        q, s, z = convert_int8(raw, qtype, n, k)
+        q, s, z = convert_int8(raw, qtype, n, k, device)
         return QuantTensors(kernels.INT8, q, s, z, k // s.shape[1])
-    q, s, z = convert(raw, qtype, n, k)
+    q, s, z = convert(raw, qtype, n, k, device)
     if widen:
         return QuantTensors(kernels.INT8, q.to(torch.int8), s, z, GROUP)
     return QuantTensors(kernels.INT4, formats.pack_int4(q), s, z, GROUP)
@@ -233,7 +240,9 @@ class GGUFTensors:
             if name.endswith("k_proj"):
                 heads = getattr(self.config, "num_key_value_heads", None) or heads
             raw = _unpermute_rows(raw, heads)
-        on_device = to_tensors(raw, qtype, n, k, widen).to(self.device)
+        on_device = QuantTensors.concat([  # (in slices of rows: the unpacking's int32/int64 copies stay small)
+            to_tensors(raw[row:row + ROWS_A_CONVERSION], qtype, min(ROWS_A_CONVERSION, n - row), k, widen,
+                       device=self.device) for row in range(0, n, ROWS_A_CONVERSION)])
         weight = linear.weight.detach().to(self.device, torch.float32)
         error = kernels.relative_error(on_device.dequantize(torch.float32), weight)
         if error > MATCH_TOLERANCE:

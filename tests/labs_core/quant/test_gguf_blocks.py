@@ -40,7 +40,7 @@ def test_conversion_equals_gguf_dequantization(qtype):
 
 def test_q4_k_scales_unpack_as_llama_cpp():
     scales = np.arange(12, dtype=np.uint8) * 21  # every bit pattern of the 6-bit packing exercised
-    sc, mn = gguf_blocks.k4_scales(scales)
+    sc, mn = (t.tolist() for t in gguf_blocks.k4_scales(torch.from_numpy(scales)))
     s = scales.astype(int)
     for j in range(8):  # llama.cpp's get_scale_min_k4, one index at a time
         if j < 4:
