@@ -82,12 +82,27 @@ def k4_scales(scales: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _blocks(raw: np.ndarray | torch.Tensor, qtype: int, n: int, k: int,
             device: torch.device | str | None) -> torch.Tensor:
-    """The raw bytes as a uint8 tensor [n, blocks, block bytes] on `device` (where they are unpacked:
-    on a GPU that is ~100x numpy's 30 M weights a second)."""
+    """The raw bytes as a uint8 tensor [n, blocks, block bytes] on `device`, where they are unpacked
+    (the GPU at load: numpy on the CPU managed ~30 M weights a second on the 2-core host)."""
     if isinstance(raw, np.ndarray):
         raw = torch.from_numpy(raw if raw.flags.writeable else raw.copy())  # (a GGUF's tensors are read-only maps)
     per_block, size = BLOCK_BYTES[qtype]
     return raw.to(device or raw.device, torch.uint8).reshape(n, k // per_block, size)
+
+
+def _k_groups(blocks: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Q4_K / Q5_K's first 16 bytes (d, dmin, 12 bytes of 6-bit scales and mins) -> (s, offset)
+    [n, groups of 32]: w = q s + offset."""
+    d, dmin = _f16(blocks[..., 0:2]), _f16(blocks[..., 2:4])
+    sc, mn = k4_scales(blocks[..., 4:16])
+    return (d[..., None] * sc).reshape(n, -1), (-dmin[..., None] * mn).reshape(n, -1)
+
+
+def _k_nibbles(qs: torch.Tensor, n: int) -> torch.Tensor:
+    """Q4_K / Q5_K's 128 bytes of nibbles [n, blocks, 128] -> [n, blocks, 8, 32]: byte j of 32-byte
+    chunk c holds weight j of group 2c (low nibble) and of group 2c + 1 (high)."""
+    qs = qs.reshape(n, -1, 4, 1, 32)
+    return torch.cat([qs & 0xF, qs >> 4], dim=3).reshape(n, -1, 8, 32)
 
 
 def convert(raw: np.ndarray | torch.Tensor, qtype: int, n: int, k: int, device: torch.device | str | None = None
@@ -103,12 +118,7 @@ def convert(raw: np.ndarray | torch.Tensor, qtype: int, n: int, k: int, device: 
         q = _nibbles_32(blocks[..., 4:20])
         s, z, q = _with_zero_point(s, offset, q.reshape(n, -1, 32))
     elif qtype == Q4_K:
-        d, dmin = _f16(blocks[..., 0:2]), _f16(blocks[..., 2:4])
-        sc, mn = k4_scales(blocks[..., 4:16])
-        qs = blocks[..., 16:144].reshape(n, -1, 4, 1, 32)
-        q = torch.cat([qs & 0xF, qs >> 4], dim=3)  # [n, blocks, chunk, low/high, 32]
-        s, z, q = _with_zero_point((d[..., None] * sc).reshape(n, -1), (-dmin[..., None] * mn).reshape(n, -1),
-                                   q.reshape(n, -1, 32))
+        s, z, q = _with_zero_point(*_k_groups(blocks, n), _k_nibbles(blocks[..., 16:144], n).reshape(n, -1, 32))
     else:
         raise ValueError(f"GGUF type {qtype} has no int4 conversion")
     return q.reshape(n, k).to(torch.int32), s.reshape(n, -1).float(), z.reshape(n, -1).float()
@@ -158,13 +168,10 @@ def convert_int8(raw: np.ndarray | torch.Tensor, qtype: int, n: int, k: int, dev
         else:
             s, z, q = _with_zero_point(s, _f16(blocks[..., 2:4]), q)
     elif qtype == Q5_K:
-        d, dmin = _f16(blocks[..., 0:2]), _f16(blocks[..., 2:4])
-        sc, mn = k4_scales(blocks[..., 4:16])
-        qh, qs = blocks[..., 16:48].reshape(n, -1, 1, 32), blocks[..., 48:176].reshape(n, -1, 4, 1, 32)
-        low = torch.cat([qs & 0xF, qs >> 4], dim=3).reshape(n, -1, 8, 32)
+        qh = blocks[..., 16:48].reshape(n, -1, 1, 32)
         high = torch.cat([(qh >> bit) & 1 for bit in range(8)], dim=2)  # bit g of byte j: weight j of group g
-        s, z, q = _with_zero_point((d[..., None] * sc).reshape(n, -1), (-dmin[..., None] * mn).reshape(n, -1),
-                                   (low | (high << 4)).reshape(n, -1, 32))
+        q = _k_nibbles(blocks[..., 48:176], n) | (high << 4)
+        s, z, q = _with_zero_point(*_k_groups(blocks, n), q.reshape(n, -1, 32))
     else:
         raise ValueError(f"GGUF type {qtype} has no int8 conversion")
     return (q.reshape(n, k).to(torch.int8), s.reshape(n, -1).float().contiguous(),
