@@ -425,12 +425,23 @@ def start_core(model_dir: Path, args: argparse.Namespace, engine_process: str, l
     from tests.reliability.processes import CoreProcess, core_env, free_port
 
     extra = {**as_env(engine_settings(args)), "LABS_ENGINE_PROCESS": engine_process, "LABS_FINANCE_CHAT": "false",
-             "LABS_LOG_LEVEL": "warning", **({"LABS_TRACE_GC": "1"} if args.trace_gc else {})}
+             "LABS_LOG_LEVEL": "warning", **trace_env(args)}
     started = time.perf_counter()
     core = CoreProcess(core_env(model_dir, free_port(), **extra), logs / f"core-{engine_process}.log").start()
     core.wait_health(timeout=args.ready_timeout)
     print(f"labs-core (LABS_ENGINE_PROCESS={engine_process}) ready in {time.perf_counter() - started:.0f}s", flush=True)
     return core
+
+
+def trace_env(args: argparse.Namespace) -> dict[str, str]:
+    """--trace-gc: the servers write their garbage collections to their logs (labs_core/gc_pauses.py)."""
+    return {"LABS_TRACE_GC": "1"} if args.trace_gc else {}
+
+
+def servers_gc(core: Any, gateway: Any, began: float) -> str:
+    """The collections core (and gateway) logged since `began`, summed up for the table."""
+    logs = core.log() + (gateway.log() if gateway is not None else "")
+    return gc_summary(gc_pauses_in(logs, began, time.monotonic()))
 
 
 def start_gateway(core: Any, workers: int, logs: Path, **env: str) -> Any:
@@ -609,23 +620,16 @@ def run_served(args: argparse.Namespace, scenarios: list[Scenario], vocab: int, 
                     targets += [("sse", f"gateway OpenAI SSE, {w} worker{'s' * (w > 1)}" + suffix, w)
                                 for w in (int(x) for x in args.gateway_workers.split(","))]
                 for api, system, target in targets:
-                    traced = {"LABS_TRACE_GC": "1"} if args.trace_gc else {}
-                    gateway = start_gateway(core, target, work, **traced) if api == "sse" else None
+                    gateway = start_gateway(core, target, work, **trace_env(args)) if api == "sse" else None
                     address = gateway.url.removeprefix("http://") if gateway else target
                     try:
                         keep_alive = args.sse_connection == "keep-alive"
                         served(api, address, warm_up(scenarios), vocab, processes, pool, keep_alive)
-                        def gc_since(began: float) -> str:
-                            if not args.trace_gc:
-                                return ""
-                            logs = core.log() + (gateway.log() if gateway is not None else "")
-                            return gc_summary(gc_pauses_in(logs, began, time.monotonic()))
-
                         for scenario in scenarios:
                             began = time.monotonic()
                             f = table[scenario.name][system] = served(api, address, scenario, vocab, processes, pool,
                                                                       keep_alive)
-                            f.gc = gc_since(began)
+                            f.gc = servers_gc(core, gateway, began) if args.trace_gc else ""
                             print(f"  {system:<34} {scenario.name:<22} {_line(f)}", flush=True)
                         biggest = max((s for s in scenarios if s.concurrency > 1), key=lambda s: s.concurrency,
                                       default=None)
@@ -634,7 +638,7 @@ def run_served(args: argparse.Namespace, scenarios: list[Scenario], vocab: int, 
                             began = time.monotonic()
                             f = table.setdefault(name, {})[system] = served(api, address, biggest, vocab,
                                                                             processes * 2, pool, keep_alive)
-                            f.gc = gc_since(began)
+                            f.gc = servers_gc(core, gateway, began) if args.trace_gc else ""
                             print(f"  {system:<34} {name:<22} {_line(f)}", flush=True)
                     finally:
                         if gateway is not None:
