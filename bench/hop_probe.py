@@ -152,7 +152,8 @@ def main() -> None:
 def gc_markdown(pauses: dict[str, dict[str, list[float]]]) -> str:
     processes = sorted({p for found in pauses.values() for p in found} | {"core", "engine", "gateway"})
     lines = ["Garbage-collection pauses of 0.5 ms or more while the requests ran (labs_core/gc_pauses.py): count, "
-             "longest and total ms.", "", "| process | " + " | ".join(pauses) + " |", "| --- |" + " ---: |" * len(pauses)]
+             "longest and total ms.", "",
+             "| process | " + " | ".join(pauses) + " |", "| --- |" + " ---: |" * len(pauses)]
     for process in processes:
         cells = []
         for found in pauses.values():

@@ -4,9 +4,10 @@ A serving process holds millions of long-lived objects once it has started (torc
 grpc, the model's modules), and every streamed token allocates a few more. The cyclic collector's
 oldest generation walks all of them whenever enough new objects have survived: on a 2-core CPU host
 such walks took 45-231 ms in labs-core and 23-216 ms in its engine process, the last ones in the
-first seconds of serving, when no stream received a token (bench/RESULTS.md, served path). `freeze_after_startup` moves everything alive after
-start-up into the permanent generation (gc.freeze, as vLLM does after its engine starts), so later
-collections walk only what serving allocated.
+first seconds of serving, when no stream received a token (bench/RESULTS.md, served path).
+`freeze_after_startup` moves everything alive after start-up into the permanent generation
+(gc.freeze, as vLLM does after its engine starts), so later collections walk only what serving
+allocated.
 
 Only server processes freeze: their entry points call `enable()` (labs-core's main, the engine
 process, labs-gateway and its workers). Library use (tests, an app embedding the gateway) leaves
