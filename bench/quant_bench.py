@@ -53,10 +53,13 @@ SHAPES = {"qwen2.5-7b": eb.SHAPES["qwen2.5-7b"],
                         max_position_embeddings=4096)}
 MODES = ("bf16", "fp8", "int4")
 # +head: the LM head quantized to FP8 as well; int4k: int4 in the K-major layout (the batch-1 layout
-# experiment: formats.to_k_major); int8: a scale per 32 (GGUF's Q8_0 as kept on the GPU, and the
-# kernels of its Q5/Q6_K types)
-EXTRA_MODES = ("fp8+head", "int4+head", "int4k", "int8")
-DEFAULT_MODES = MODES + ("fp8+head", "int4+head", "int4k")  # (int8 on request: --modes ...,int8)
+# experiment: formats.to_k_major); int4t: int4 through torch's own int4 kernel (tinygemm,
+# `aten._weight_int4pack_mm`, gpt-fast's int4 path) for every row count; int8: a scale per 32
+# (GGUF's Q8_0 as kept on the GPU, and the kernels of its Q5/Q6_K types)
+EXTRA_MODES = ("fp8+head", "int4+head", "int4k", "int4t", "int4t+head", "int8")
+# (int4k and int8 on request, --modes ...,int4k: the kernel table times their kernels; six engine modes
+# keep a run inside the device's 10-minute call)
+DEFAULT_MODES = MODES + ("fp8+head", "int4+head", "int4t")
 PROMPT, NEW = 128, 256
 
 
@@ -183,6 +186,7 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
     for name, (n, k) in products(cfg).items():
         base = torch.randn(n, k, device=dev, generator=gen).mul_(0.02).to(torch.bfloat16)
         quant = {mode: QuantTensors.quantize(base, mode) for mode in ("fp8", "int4", "int8")}
+        quant["int4t"] = quant["int4"].tinygemm()  # the same int4 values in torch's layout
         nbytes = {"bf16": base.numel() * 2,
                   **{m: sum(t.numel() * t.element_size() for t in (q.qweight, q.scales, q.zeros) if t is not None)
                      for m, q in quant.items()}}
@@ -200,7 +204,8 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
             if m == 1 and dev == "cuda" and gemv.triton is not None:
                 impls.append(("bf16", "Triton GEMV", lambda w: gemv.launch_gemv(x[0], w, None)))
             for mode, q in quant.items():
-                path = kernels.path_for(m, q.fmt, x.dtype) if dev == "cuda" else cpu_path(m)
+                on_gpu = dev == "cuda" or q.fmt == kernels.INT4T  # (torch's int4 op runs on the CPU too)
+                path = kernels.path_for(m, q.fmt, x.dtype) if on_gpu else cpu_path(m)
                 others = []  # the other kernels that could serve these rows, for comparison
                 if dev == "cuda" and m > 1:
                     alternatives = {kernels.INT4: ("gemm",), kernels.FP8: ("gemm", "scaled_mm")}.get(q.fmt, ())
@@ -236,7 +241,7 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
                     if mode == "bf16":
                         err, fmt_err = errors(got, ref_bf16), errors(got, ref_bf16)
                     else:
-                        q = quant[mode]
+                        q = quant["int4" if mode == "int4t" else mode]  # int4t: its int4's reference
                         err = errors(got, kernels.reference(x.float(), q.qweight, q.scales, q.zeros, None, q.fmt))
                         fmt_err = errors(got, ref_bf16)
                     floor = ceilings.floor_us(nbytes[mode], flops, path)

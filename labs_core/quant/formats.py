@@ -21,6 +21,14 @@ int8 (W8A16, GGUF's 5- to 8-bit types): `qweight` int8 [N, K] row-major, `scales
 [N, K / group] (16 or 32), and optionally `zeros` float32 of the scales' shape:
 W[n, k] = (qweight[n, k] - zeros[n, g]) * scales[n, g], g = k // group (no zeros: symmetric).
 Q8_0, Q6_K, Q5_0, Q5_1 and Q5_K convert exactly (gguf_blocks.py).
+
+int4t (torch's tinygemm layout, the batch-1 experiment beside the Triton GEMV): the same int4
+values repacked by `aten._convert_weight_to_int4pack` for `aten._weight_int4pack_mm` (the kernel
+gpt-fast and torchao serve int4 with). `qweight` is opaque: on CUDA int32 [N / 8, K / 256, 32, 4]
+(inner k tiles 8), on the CPU uint8 [N, K / 2] (`_for_cpu`); `scales` [K / group, N, 2] holds
+(scale, offset) pairs in the activations' dtype, W[n, k] = (q - 8) * scale + offset, so an int4
+(s, z) becomes (s, (8 - z) * s). Only the op reads it back (`int4pack_mm`; dequantize: the op on
+the identity).
 """
 
 from __future__ import annotations
@@ -135,3 +143,53 @@ def dequantize_int4_k_major(qweight: torch.Tensor, scales: torch.Tensor, zeros: 
     group = kw * 8 // scales.shape[0]
     w = (q.reshape(-1, group, n) - zeros.float()[:, None, :]) * scales.float()[:, None, :]
     return w.reshape(kw * 8, n).t().to(dtype)
+
+
+TINYGEMM_INNER_K_TILES = 8  # gpt-fast's choice: K in tiles of 8 x 16 inputs
+
+
+def to_tinygemm(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor, dtype: torch.dtype = torch.bfloat16
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """int4 (formats above) -> (packed, scales_and_zeros) for `aten._weight_int4pack_mm` on qweight's
+    device: the same nibbles; scale and offset in `dtype` (bf16 on CUDA, which the op requires)."""
+    q = unpack_int4(qweight)  # [N, K] in 0..15
+    if q.is_cuda:  # (torch >= 2.5: two nibbles a byte, the even input in the high nibble)
+        packed = torch.ops.aten._convert_weight_to_int4pack((q[:, ::2] << 4 | q[:, 1::2]).to(torch.uint8),
+                                                            TINYGEMM_INNER_K_TILES)
+    else:
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+    s = scales.float()
+    offsets = (8.0 - zeros.float()) * s
+    return packed, torch.stack([s, offsets], dim=-1).transpose(0, 1).contiguous().to(dtype)
+
+
+def tinygemm_features(packed: torch.Tensor) -> tuple[int, int]:
+    """(N, K) of a tinygemm-packed weight (either device's layout)."""
+    if packed.dim() == 4:
+        return packed.shape[0] * 8, packed.shape[1] * packed.shape[3] * 32
+    return packed.shape[0], packed.shape[1] * 2
+
+
+def int4pack_mm(x: torch.Tensor, packed: torch.Tensor, scales_and_zeros: torch.Tensor, group: int) -> torch.Tensor:
+    """x [M, K] @ W^T through torch's int4 kernel (tinygemm on CUDA), in and out in x's dtype."""
+    dtype = scales_and_zeros.dtype
+    if packed.dim() == 4:
+        y = torch.ops.aten._weight_int4pack_mm(x.to(dtype).contiguous(), packed, group, scales_and_zeros)
+    else:
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(x.to(dtype).contiguous(), packed, group, scales_and_zeros)
+    return y.to(x.dtype)
+
+
+def dequantize_tinygemm(packed: torch.Tensor, scales_and_zeros: torch.Tensor, group: int,
+                        dtype: torch.dtype = torch.float32, rows: int = 2048) -> torch.Tensor:
+    """[N, K] weights read back through the op itself (identity rows, `rows` at a time): the layout
+    is the op's own, so this is how it is checked against the int4 it came from."""
+    n, k = tinygemm_features(packed)
+    out = torch.empty(n, k, device=packed.device, dtype=dtype)
+    for start in range(0, k, rows):
+        stop = min(start + rows, k)
+        eye = torch.zeros(stop - start, k, device=packed.device, dtype=scales_and_zeros.dtype)
+        at = torch.arange(stop - start, device=packed.device)
+        eye[at, start + at] = 1
+        out[:, start:stop] = int4pack_mm(eye, packed, scales_and_zeros, group).t().to(dtype)
+    return out

@@ -11,6 +11,8 @@ torch.compile and to CUDA graphs, which capture one M each):
   256 rows; this costs cuBLAS's time plus a pass of 2.5 bytes a weight (not measured yet).
 - FP8, M > GEMM_MAX_M (large batches, prefill): activations quantized per token to e4m3 (one Triton
   kernel) and `torch._scaled_mm` (Hopper's FP8 tensor cores, row-wise scales), bf16 out.
+- int4t (torch's tinygemm layout, formats.py): `aten._weight_int4pack_mm` for every M, beside the
+  Triton GEMV as bench/quant_bench.py's batch-1 experiment.
 Each path has a switch (`paths`), set by `check_paths` at load against the dequantize-then-matmul
 reference; a path that disagrees (or fails) is off, and its products go to the next candidate
 (`candidates`: the GEMM, then the reference itself).
@@ -37,19 +39,25 @@ except ImportError:  # CPU-only installs: the reference path everywhere
 
 log = logging.getLogger(__name__)
 
-FP8, INT4, INT8, INT4K = 0, 1, 2, 3
-FMT_NAMES = {FP8: "fp8", INT4: "int4", INT8: "int8", INT4K: "int4k"}  # int4k: the K-major layout experiment
+FP8, INT4, INT8, INT4K, INT4T = 0, 1, 2, 3, 4
+# int4k: the K-major layout experiment; int4t: torch's tinygemm layout
+FMT_NAMES = {FP8: "fp8", INT4: "int4", INT8: "int8", INT4K: "int4k", INT4T: "int4t"}
 
 
 def in_features(fmt: int, qweight: torch.Tensor) -> int:
     """K of a quantized weight (int4 packs 8 inputs a word; K-major int4 keeps them along rows)."""
     if fmt == INT4K:
         return qweight.shape[0] * 8
+    if fmt == INT4T:
+        return formats.tinygemm_features(qweight)[1]
     return qweight.shape[1] * (8 if fmt == INT4 else 1)
 
 
 def out_features(fmt: int, qweight: torch.Tensor) -> int:
+    if fmt == INT4T:
+        return formats.tinygemm_features(qweight)[0]
     return qweight.shape[1] if fmt == INT4K else qweight.shape[0]
+
 GEMM_MAX_M = 64  # FP8: up to here the weight-only GEMM (weight-bound, more exact); above, _scaled_mm
 # GEMV tiling: rows per program, inputs per step (FP8: bytes; int4: blocks of 128 inputs per step)
 # (x is re-read once per BLOCK_N rows: more rows a program, less x traffic against the weight's)
@@ -99,7 +107,7 @@ GEMV_CANDIDATES[FP8] += [dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=1
                          dict(BLOCK_N=2, BLOCK_K=2048, num_warps=4, num_stages=1, PREFETCH=True)]
 # Relative error (‖y - ref‖ / ‖ref‖) a path may show against the reference: weight-only paths round
 # only the bf16 output and the accumulation order (~3e-3); FP8 activations add e4m3 rounding (~3e-2).
-TOLERANCE = {"gemv": 1e-2, "gemm": 1e-2, "dequant_mm": 1e-2, "scaled_mm": 6e-2}
+TOLERANCE = {"gemv": 1e-2, "gemm": 1e-2, "dequant_mm": 1e-2, "scaled_mm": 6e-2, "tinygemm": 1e-2}
 
 
 @dataclass
@@ -107,7 +115,7 @@ class Paths:
     """Which kernels may run (all until check_paths says otherwise); keyed 'fp8_gemv', 'int4_gemm'..."""
 
     on: dict[str, bool] = field(default_factory=lambda: {f"{f}_{p}": True for f in FMT_NAMES.values()
-                                                        for p in ("gemv", "gemm", "dequant_mm", "scaled_mm")})
+                                                        for p in TOLERANCE})
 
     def __call__(self, fmt: int, path: str) -> bool:
         return self.on.get(f"{FMT_NAMES[fmt]}_{path}", False)
@@ -647,6 +655,8 @@ def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zero
         w = formats.dequantize_int8(qweight, scales, zeros, x.dtype)
     elif fmt == INT4K:
         w = formats.dequantize_int4_k_major(qweight, scales, zeros, x.dtype)
+    elif fmt == INT4T:
+        w = formats.dequantize_tinygemm(qweight, scales, in_features(fmt, qweight) // scales.shape[0], x.dtype)
     else:
         w = formats.dequantize_int4(qweight, scales, zeros, x.dtype)
     return F.linear(x, w, bias)
@@ -654,6 +664,8 @@ def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zero
 
 def candidates(m: int, fmt: int, dtype: torch.dtype) -> tuple[str, ...]:
     """The kernels that may serve M rows, best first; the first switched on runs (the reference last)."""
+    if fmt == INT4T:
+        return ("tinygemm", "reference")
     if fmt in (INT8, INT4K):
         return ("gemv", "dequant_mm", "reference") if m == 1 else ("dequant_mm", "reference")
     if fmt == INT4:
@@ -682,6 +694,9 @@ def run_path(path: str, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Te
         return scaled_mm(x.contiguous(), qweight, scales, bias)
     if path == "dequant_mm":
         return dequant_mm(x, qweight, scales, zeros, bias, fmt)
+    if path == "tinygemm":
+        out = formats.int4pack_mm(x, qweight, scales, group)
+        return out if bias is None else out + bias
     return reference(x, qweight, scales, zeros, bias, fmt)
 
 
@@ -733,11 +748,13 @@ def check_paths(layers: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor
             continue
         seen.add(key)
         for path, m in (("gemv", 1), ("gemm", 7), ("gemm", 40), ("scaled_mm", 300), ("gemm", 300),
-                        ("dequant_mm", 7), ("dequant_mm", 300)):
+                        ("dequant_mm", 7), ("dequant_mm", 300), ("tinygemm", 1), ("tinygemm", 300)):
             # (the GEMM at 300 rows too: it stands in for FP8's _scaled_mm if that is off)
             if path == "scaled_mm" and (fmt != FP8 or dtype != torch.bfloat16):  # never taken (candidates)
                 continue
             if (path == "dequant_mm" and fmt == FP8) or (path == "gemm" and fmt in (INT8, INT4K)):
+                continue
+            if (path == "tinygemm") != (fmt == INT4T):  # int4t has that one path, which no other format has
                 continue
             name = f"{FMT_NAMES[fmt]}_{path}"
             try:

@@ -23,14 +23,15 @@ from labs_core.quant import formats, kernels
 
 log = logging.getLogger(__name__)
 
-MODES = {"fp8": kernels.FP8, "int4": kernels.INT4, "int8": kernels.INT8,
-         "int4k": kernels.INT4K}  # int4k: int4 in the K-major layout (bench/quant_bench.py's experiment only)
+# int4k: int4 in the K-major layout; int4t: in torch's tinygemm layout (bench/quant_bench.py's experiments only)
+MODES = {"fp8": kernels.FP8, "int4": kernels.INT4, "int8": kernels.INT8, "int4k": kernels.INT4K,
+         "int4t": kernels.INT4T}
 
 
 @dataclass
 class QuantTensors:
-    """One layer's quantized weight: fmt (kernels.FP8 / INT4 / INT8 / INT4K), qweight, scales, zeros (int4;
-    int8 from GGUF's Q5_1 / Q5_K), group."""
+    """One layer's quantized weight: fmt (kernels.FP8 / INT4 / INT8 / INT4K / INT4T), qweight, scales, zeros
+    (int4; int8 from GGUF's Q5_1 / Q5_K), group. (INT4T: scales holds the scale and offset pairs.)"""
 
     fmt: int
     qweight: torch.Tensor
@@ -46,6 +47,8 @@ class QuantTensors:
             return cls(kernels.INT8, *formats.quantize_int8(weight), group=formats.INT8_GROUP)
         if mode == "int4k":
             return cls(kernels.INT4, *formats.quantize_int4(weight)).k_major()
+        if mode == "int4t":
+            return cls(kernels.INT4, *formats.quantize_int4(weight)).tinygemm()
         return cls(kernels.INT4, *formats.quantize_int4(weight))
 
     def to(self, device: torch.device | str) -> "QuantTensors":
@@ -58,10 +61,25 @@ class QuantTensors:
             return self
         return QuantTensors(kernels.INT4K, *formats.to_k_major(self.qweight, self.scales, self.zeros), self.group)
 
+    def tinygemm(self, dtype: torch.dtype = torch.bfloat16) -> "QuantTensors":
+        """int4 repacked for torch's int4 kernel (formats.to_tinygemm), checked here against the int4 it
+        came from: the layout is the op's own, so reading it back through the op is the only check."""
+        if self.fmt != kernels.INT4:
+            return self
+        packed, scales_and_zeros = formats.to_tinygemm(self.qweight, self.scales, self.zeros, dtype)
+        error = kernels.relative_error(formats.dequantize_tinygemm(packed, scales_and_zeros, self.group),
+                                       self.dequantize())
+        if error > 1e-2:  # (bf16 scales and offsets: ~2e-3)
+            raise RuntimeError(f"int4 repacked for aten._weight_int4pack_mm reads back wrong (relative error {error:.1e})")
+        return QuantTensors(kernels.INT4T, packed, scales_and_zeros, None, self.group)
+
     @classmethod
     def concat(cls, parts: list["QuantTensors"]) -> "QuantTensors":
-        """Siblings' weights as one, output channels after each other (K-major: along dim 1)."""
+        """Siblings' weights as one, output channels after each other (K-major: along dim 1); int4t is
+        fused before it is repacked (quantize_model)."""
         first = parts[0]
+        if first.fmt == kernels.INT4T:
+            raise ValueError("int4t weights are fused as int4, then repacked")
         dim = 1 if first.fmt == kernels.INT4K else 0
         zeros = None if first.zeros is None else torch.cat([p.zeros for p in parts], dim=dim)
         # (as bytes: not every torch build concatenates float8 tensors)
@@ -76,6 +94,8 @@ class QuantTensors:
             return formats.dequantize_int8(self.qweight, self.scales, self.zeros, dtype)
         if self.fmt == kernels.INT4K:
             return formats.dequantize_int4_k_major(self.qweight, self.scales, self.zeros, dtype)
+        if self.fmt == kernels.INT4T:
+            return formats.dequantize_tinygemm(self.qweight, self.scales, self.group, dtype)
         return formats.dequantize_int4(self.qweight, self.scales, self.zeros, dtype)
 
 
@@ -86,6 +106,9 @@ def supported(in_features: int, out_features: int, mode: str, group: int = forma
         return in_features % 16 == 0 and out_features % 16 == 0
     if mode == "int8":
         return in_features % group == 0
+    if mode == "int4t":  # tinygemm: whole tiles of 8 outputs and of 8 x 16 inputs, groups of 32..256
+        return (out_features % 8 == 0 and in_features % (16 * formats.TINYGEMM_INNER_K_TILES) == 0
+                and group in (32, 64, 128, 256) and in_features % group == 0)
     return in_features % group == 0 and in_features % formats.BLOCK == 0
 
 
@@ -173,7 +196,10 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
         if source is not None:
             t = source(name, linear).to(device)
             return t.k_major() if mode == "int4k" else t
-        return QuantTensors.quantize(linear.weight.detach().to(device), mode)
+        return QuantTensors.quantize(linear.weight.detach().to(device), "int4" if mode == "int4t" else mode)
+
+    def repacked(t: QuantTensors) -> QuantTensors:  # int4t: fused as int4, then repacked
+        return t.tinygemm() if mode == "int4t" else t
 
     def bias(linear: nn.Linear) -> torch.Tensor | None:
         return None if linear.bias is None else linear.bias.detach().to(device)
@@ -201,7 +227,7 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
             if len({(p.fmt, p.group, p.zeros is None) for p in parts}) != 1:  # (a GGUF mixes types: q/k in Q4_K, v in Q6_K)
                 continue
             biases = [bias(m) for m in members]
-            layer = QuantLinear(QuantTensors.concat(parts), None if biases[0] is None else torch.cat(biases))
+            layer = QuantLinear(repacked(QuantTensors.concat(parts)), None if biases[0] is None else torch.cat(biases))
             shared = _Group(layer, [m.out_features for m in members])
             for index, n in enumerate(names):
                 setattr(parent, n, FusedMember(shared, index))
@@ -209,7 +235,7 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
             fused += 1
         for name, child in list(parent.named_children()):
             if ok(prefix + name, child):
-                setattr(parent, name, QuantLinear(tensors(prefix + name, child), bias(child)))
+                setattr(parent, name, QuantLinear(repacked(tensors(prefix + name, child)), bias(child)))
                 layers += 1
     if (head == "fp8" and type(lm_head) is nn.Linear and supported(lm_head.in_features, lm_head.out_features, "fp8")
             and lm_head.weight is not model.get_input_embeddings().weight):  # a tied head stays with the lookup

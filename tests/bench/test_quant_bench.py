@@ -23,7 +23,7 @@ def test_quick_cpu_run_fills_both_tables(tmp_path):
     for mode in ("bf16", "fp8", "int4"):  # --profile: a breakdown of a decode step per engine mode
         assert f"  {mode} profile: " in run.stdout and "aten ops a step" in run.stdout
     text = out.read_text()
-    for mode in ("bf16", "fp8", "int4"):
+    for mode in ("bf16", "fp8", "int4", "int4t"):  # int4t: torch's int4 kernel, here its CPU twin
         assert f"| qkv 256x128 | 1 | {mode} |" in text
         assert f"\n| {mode} | " in text, f"no engine row for {mode}"
     assert "| qkv 256x128 | 1 | int8 |" in text and "| down 128x256 | 5 | int8 |" in text  # the GGUF 8-bit kernels

@@ -216,3 +216,30 @@ def test_k_major_format_through_the_op_and_a_fused_layer():
     assert kernels.candidates(1, kernels.INT4K, torch.bfloat16)[0] == "gemv"
     errors = kernels.check_paths([(fused.fmt, fused.qweight, fused.scales, fused.zeros, fused.group)], torch.float32)
     assert set(errors) == {"int4k_gemv", "int4k_dequant_mm"} and max(errors.values()) < 1e-5
+
+
+def test_tinygemm_format_reads_back_its_int4_and_serves_through_the_op():
+    """int4t (torch's int4 kernel as the batch-1 experiment): repacked from int4 (groups of 128 and
+    of 32), its scale/offset pairs give the same weights; the op's products at 1 and 5 rows, with a
+    bias, match the int4 reference; the load check knows its one path; fused siblings are refused."""
+    gen = torch.Generator().manual_seed(9)
+    for group in (128, 32):
+        w = torch.randn(48, 256, generator=gen) * 0.05
+        int4 = QuantTensors(kernels.INT4, *formats.quantize_int4(w, group), group=group)
+        t = int4.tinygemm(torch.float32)
+        assert t.fmt == kernels.INT4T and t.scales.shape == (256 // group, 48, 2)
+        assert (kernels.in_features(t.fmt, t.qweight), kernels.out_features(t.fmt, t.qweight)) == (256, 48)
+        torch.testing.assert_close(t.dequantize(), int4.dequantize(), rtol=0, atol=1e-6)
+        bias = torch.randn(48, generator=gen)
+        x = torch.randn(5, 256, generator=gen)
+        ref = kernels.reference(x, int4.qweight, int4.scales, int4.zeros, bias, int4.fmt)
+        for rows in (1, 5):
+            got = kernels.run_path("tinygemm", x[:rows], t.qweight, t.scales, None, bias, t.fmt, t.group)
+            assert kernels.relative_error(got, ref[:rows]) < 1e-5, (group, rows)
+        bf16 = int4.tinygemm()  # the op's dtype on CUDA: offsets rounded to bf16
+        assert 0 < kernels.relative_error(bf16.dequantize(), int4.dequantize()) < 1e-2
+    assert kernels.candidates(1, kernels.INT4T, torch.bfloat16) == ("tinygemm", "reference")
+    errors = kernels.check_paths([(t.fmt, t.qweight, t.scales, None, t.group)], torch.float32)
+    assert set(errors) == {"int4t_tinygemm"} and errors["int4t_tinygemm"] < 1e-5
+    with pytest.raises(ValueError):
+        QuantTensors.concat([t, t])
