@@ -56,10 +56,11 @@ MODES = ("bf16", "fp8", "int4")
 # experiment: formats.to_k_major); int4t: int4 through torch's own int4 kernel (tinygemm,
 # `aten._weight_int4pack_mm`, gpt-fast's int4 path) for every row count; int8: a scale per 32
 # (GGUF's Q8_0 as kept on the GPU, and the kernels of its Q5/Q6_K types)
-EXTRA_MODES = ("fp8+head", "int4+head", "int4k", "int4t", "int4t+head", "int8")
-# (int4k and int8 on request, --modes ...,int4k: the kernel table times their kernels; six engine modes
-# keep a run inside the device's 10-minute call)
-DEFAULT_MODES = MODES + ("fp8+head", "int4+head", "int4t")
+# int4h: int4 plus an int4t copy that serves up to kernels.TINYGEMM_MAX_M rows (set from the table)
+EXTRA_MODES = ("fp8+head", "int4+head", "int4k", "int4t", "int4h", "int4h+head", "int8")
+# (int4+head, int4k and int8 on request, --modes ...,int4k: the kernel table times their kernels; six
+# engine modes keep a run inside the device's 10-minute call)
+DEFAULT_MODES = MODES + ("fp8+head", "int4t", "int4h")
 PROMPT, NEW = 128, 256
 
 
@@ -235,8 +236,8 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
                     if "#" in path:
                         key = (mode if m == 1 else f"{mode}@{m}", int(path.rsplit("#", 1)[1]))
                         sweep[key] = sweep.get(key, 0.0) + us
-                    elif mode == "int4" and path in ("dequant_mm", "gemm") and m in (16, 256):  # (pick_gemv)
-                        sweep[(f"int4@{m}", path)] = sweep.get((f"int4@{m}", path), 0.0) + us
+                    elif (mode == "int4" and path in ("dequant_mm", "gemm") and m in (16, 256)) or mode == "int4t":
+                        sweep[(f"{mode}@{m}", path)] = sweep.get((f"{mode}@{m}", path), 0.0) + us  # (pick_gemv)
                     got = call(ws[0]).float().reshape(m, n)
                     if mode == "bf16":
                         err, fmt_err = errors(got, ref_bf16), errors(got, ref_bf16)
@@ -252,6 +253,8 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
                     traceback.print_exc()
                     if "#" in path:  # a tiling that fails on any product is never picked
                         sweep[(mode if m == 1 else f"{mode}@{m}", int(path.rsplit("#", 1)[1]))] = float("inf")
+                    elif mode == "int4t":
+                        sweep[(f"int4t@{m}", path)] = float("inf")
                     row = f"| {name} {n}x{k} | {m} | {mode} | {path} | failed: {type(exc).__name__}: {exc} | | | | | |"
                 print(row, flush=True)
                 rows.append(row)
@@ -513,6 +516,21 @@ def pick_gemv(sweep: dict[tuple[str, int], float]) -> list[str]:
         kernels.INT4_GEMM_MAX_M = 256 if timed[best] < dequant else 16 if at_16 else 0
         lines.append(f"int4 rows through the GEMM (else dequant_mm): 2..{kernels.INT4_GEMM_MAX_M} "
                      f"(dequant_mm {dequant:,.1f} µs a layer at 256 rows)")
+    tinygemm = {m: us for (key, path), us in sweep.items() if key.startswith("int4t@") for m in [int(key[6:])]}
+    if tinygemm:  # int4h: rows up to the largest M at which torch's int4 kernel beat int4's best path
+        int4_best = {1: min((us for (key, i), us in sweep.items() if key == "int4"), default=float("inf"))}
+        for m in (16, 256):
+            int4_best[m] = min((us for (key, _), us in sweep.items() if key == f"int4@{m}"), default=float("inf"))
+        kernels.TINYGEMM_MAX_M = 0
+        for m in sorted(tinygemm):  # up to the first row count where it loses
+            if m not in int4_best or not tinygemm[m] < int4_best[m]:
+                break
+            kernels.TINYGEMM_MAX_M = m
+        lines.append("int4h rows through torch's int4 kernel: "
+                     + (f"1..{kernels.TINYGEMM_MAX_M}" if kernels.TINYGEMM_MAX_M else "none")
+                     + " (µs a layer, tinygemm vs int4's best: "
+                     + ", ".join(f"{m} rows {tinygemm[m]:,.1f} vs {int4_best.get(m, float('nan')):,.1f}"
+                                 for m in sorted(tinygemm)) + ")")
     return lines + [""] if lines else []
 
 

@@ -12,7 +12,9 @@ torch.compile and to CUDA graphs, which capture one M each):
 - FP8, M > GEMM_MAX_M (large batches, prefill): activations quantized per token to e4m3 (one Triton
   kernel) and `torch._scaled_mm` (Hopper's FP8 tensor cores, row-wise scales), bf16 out.
 - int4t (torch's tinygemm layout, formats.py): `aten._weight_int4pack_mm` for every M, beside the
-  Triton GEMV as bench/quant_bench.py's batch-1 experiment.
+  Triton GEMV as bench/quant_bench.py's batch-1 experiment. A layer may also carry an int4t copy of
+  its int4 weight (`small_qweight`, `small_scales`: quantize_model's "int4h"): rows up to
+  TINYGEMM_MAX_M go through it, more rows through the int4 paths.
 Each path has a switch (`paths`), set by `check_paths` at load against the dequantize-then-matmul
 reference; a path that disagrees (or fails) is off, and its products go to the next candidate
 (`candidates`: the GEMM, then the reference itself).
@@ -507,6 +509,9 @@ INT4_GEMM_TILES = {
 # second H200 run (above). bench/quant_bench.py's sweep sets it for its engine run (256 when the GEMM
 # wins at 256 rows, 16 when only at 16); prefill stays with dequant_mm + cuBLAS.
 INT4_GEMM_MAX_M = 16
+# int4 layers with an int4t copy (int4h): up to this many rows through torch's int4 kernel on that copy
+# (0: never); bench/quant_bench.py sets it from its kernel table for its engine run.
+TINYGEMM_MAX_M = 16
 # Alternatives bench/quant_bench.py times for int4's 256-row bucket (256 concurrent decode)
 GEMM_CANDIDATES_256 = [INT4_GEMM_TILES[256],
                        dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4, WIDE=True),
@@ -703,8 +708,13 @@ def run_path(path: str, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Te
 # (typing.Optional and no postponed annotations in the op's hints: its schema is read from them)
 @torch.library.custom_op("labs::quant_linear", mutates_args=())
 def quant_linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-                 bias: Optional[torch.Tensor], fmt: int, group: int) -> torch.Tensor:
-    """x [M, K] -> [M, N] through the first kernel for M that is switched on (the reference on the CPU)."""
+                 bias: Optional[torch.Tensor], fmt: int, group: int, small_qweight: Optional[torch.Tensor] = None,
+                 small_scales: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """x [M, K] -> [M, N] through the first kernel for M that is switched on (the reference on the CPU);
+    with an int4t copy (small_*), up to TINYGEMM_MAX_M rows through it (torch's int4 kernel, either device)."""
+    if small_qweight is not None and small_scales is not None and x.shape[0] <= TINYGEMM_MAX_M \
+            and paths(INT4T, "tinygemm"):
+        return run_path("tinygemm", x, small_qweight, small_scales, None, bias, INT4T, group)
     path = "reference"
     if triton is not None and x.is_cuda:
         path = next(p for p in candidates(x.shape[0], fmt, x.dtype) if p == "reference" or paths(fmt, p))
@@ -713,7 +723,8 @@ def quant_linear(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, z
 
 @quant_linear.register_fake
 def _(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: Optional[torch.Tensor],
-      bias: Optional[torch.Tensor], fmt: int, group: int) -> torch.Tensor:
+      bias: Optional[torch.Tensor], fmt: int, group: int, small_qweight: Optional[torch.Tensor] = None,
+      small_scales: Optional[torch.Tensor] = None) -> torch.Tensor:
     return x.new_empty(x.shape[0], out_features(fmt, qweight))
 
 

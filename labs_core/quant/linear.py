@@ -23,9 +23,10 @@ from labs_core.quant import formats, kernels
 
 log = logging.getLogger(__name__)
 
-# int4k: int4 in the K-major layout; int4t: in torch's tinygemm layout (bench/quant_bench.py's experiments only)
+# int4k: int4 in the K-major layout; int4t: in torch's tinygemm layout; int4h: int4 plus an int4t copy
+# for few rows (kernels.TINYGEMM_MAX_M) (bench/quant_bench.py's experiments only)
 MODES = {"fp8": kernels.FP8, "int4": kernels.INT4, "int8": kernels.INT8, "int4k": kernels.INT4K,
-         "int4t": kernels.INT4T}
+         "int4t": kernels.INT4T, "int4h": kernels.INT4}
 
 
 @dataclass
@@ -51,6 +52,14 @@ class QuantTensors:
             return cls(kernels.INT4, *formats.quantize_int4(weight)).tinygemm()
         return cls(kernels.INT4, *formats.quantize_int4(weight))
 
+    @property
+    def in_features(self) -> int:
+        return kernels.in_features(self.fmt, self.qweight)
+
+    @property
+    def out_features(self) -> int:
+        return kernels.out_features(self.fmt, self.qweight)
+
     def to(self, device: torch.device | str) -> "QuantTensors":
         return QuantTensors(self.fmt, self.qweight.to(device), self.scales.to(device),
                             None if self.zeros is None else self.zeros.to(device), self.group)
@@ -70,7 +79,8 @@ class QuantTensors:
         error = kernels.relative_error(formats.dequantize_tinygemm(packed, scales_and_zeros, self.group),
                                        self.dequantize())
         if error > 1e-2:  # (bf16 scales and offsets: ~2e-3)
-            raise RuntimeError(f"int4 repacked for aten._weight_int4pack_mm reads back wrong (relative error {error:.1e})")
+            raise RuntimeError(f"int4 repacked for aten._weight_int4pack_mm reads back wrong (relative error "
+                               f"{error:.1e})")
         return QuantTensors(kernels.INT4T, packed, scales_and_zeros, None, self.group)
 
     @classmethod
@@ -106,22 +116,24 @@ def supported(in_features: int, out_features: int, mode: str, group: int = forma
         return in_features % 16 == 0 and out_features % 16 == 0
     if mode == "int8":
         return in_features % group == 0
-    if mode == "int4t":  # tinygemm: whole tiles of 8 outputs and of 8 x 16 inputs, groups of 32..256
-        return (out_features % 8 == 0 and in_features % (16 * formats.TINYGEMM_INNER_K_TILES) == 0
+    if mode == "int4t":  # tinygemm: whole tiles of 8 outputs (16 for the CPU's) and of 8 x 16 inputs, groups of 32..256
+        return (out_features % 16 == 0 and in_features % (16 * formats.TINYGEMM_INNER_K_TILES) == 0
                 and group in (32, 64, 128, 256) and in_features % group == 0)
     return in_features % group == 0 and in_features % formats.BLOCK == 0
 
 
 class QuantLinear(nn.Module):
-    def __init__(self, tensors: QuantTensors, bias: torch.Tensor | None = None):
+    def __init__(self, tensors: QuantTensors, bias: torch.Tensor | None = None, small: QuantTensors | None = None):
+        """`small`: an int4t copy of int4 `tensors` for few rows (int4h); its bytes count as weights too."""
         super().__init__()
         self.fmt, self.group = tensors.fmt, tensors.group
-        self.out_features = kernels.out_features(tensors.fmt, tensors.qweight)
-        self.in_features = kernels.in_features(tensors.fmt, tensors.qweight)
+        self.out_features, self.in_features = tensors.out_features, tensors.in_features
         self.register_buffer("qweight", tensors.qweight)
         self.register_buffer("scales", tensors.scales)
         self.register_buffer("zeros", tensors.zeros)
         self.register_buffer("bias", bias)
+        self.register_buffer("small_qweight", None if small is None else small.qweight)
+        self.register_buffer("small_scales", None if small is None else small.scales)
 
     @property
     def tensors(self) -> QuantTensors:
@@ -130,7 +142,8 @@ class QuantLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)
         bias = None if self.bias is None else self.bias.to(x.dtype)
-        out = kernels.quant_linear(flat, self.qweight, self.scales, self.zeros, bias, self.fmt, self.group)
+        out = kernels.quant_linear(flat, self.qweight, self.scales, self.zeros, bias, self.fmt, self.group,
+                                   self.small_qweight, self.small_scales)
         return out.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
@@ -196,10 +209,15 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
         if source is not None:
             t = source(name, linear).to(device)
             return t.k_major() if mode == "int4k" else t
-        return QuantTensors.quantize(linear.weight.detach().to(device), "int4" if mode == "int4t" else mode)
+        return QuantTensors.quantize(linear.weight.detach().to(device), "int4" if mode in ("int4t", "int4h") else mode)
 
-    def repacked(t: QuantTensors) -> QuantTensors:  # int4t: fused as int4, then repacked
-        return t.tinygemm() if mode == "int4t" else t
+    # torch's int4 kernel takes bf16 on CUDA; on the CPU the model's dtype (tests compare float32 models)
+    tinygemm_dtype = torch.bfloat16 if torch.device(device).type == "cuda" else getattr(model, "dtype", torch.float32)
+
+    def layer(t: QuantTensors, b: torch.Tensor | None) -> QuantLinear:  # int4t / int4h: fused as int4, then repacked
+        if mode == "int4h" and t.fmt == kernels.INT4 and supported(t.in_features, t.out_features, "int4t", t.group):
+            return QuantLinear(t, b, small=t.tinygemm(tinygemm_dtype))
+        return QuantLinear(t.tinygemm(tinygemm_dtype) if mode == "int4t" else t, b)
 
     def bias(linear: nn.Linear) -> torch.Tensor | None:
         return None if linear.bias is None else linear.bias.detach().to(device)
@@ -227,15 +245,15 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
             if len({(p.fmt, p.group, p.zeros is None) for p in parts}) != 1:  # (a GGUF mixes types: q/k in Q4_K, v in Q6_K)
                 continue
             biases = [bias(m) for m in members]
-            layer = QuantLinear(repacked(QuantTensors.concat(parts)), None if biases[0] is None else torch.cat(biases))
-            shared = _Group(layer, [m.out_features for m in members])
+            shared = _Group(layer(QuantTensors.concat(parts), None if biases[0] is None else torch.cat(biases)),
+                            [m.out_features for m in members])
             for index, n in enumerate(names):
                 setattr(parent, n, FusedMember(shared, index))
             layers += len(names)
             fused += 1
         for name, child in list(parent.named_children()):
             if ok(prefix + name, child):
-                setattr(parent, name, QuantLinear(repacked(tensors(prefix + name, child)), bias(child)))
+                setattr(parent, name, layer(tensors(prefix + name, child), bias(child)))
                 layers += 1
     if (head == "fp8" and type(lm_head) is nn.Linear and supported(lm_head.in_features, lm_head.out_features, "fp8")
             and lm_head.weight is not model.get_input_embeddings().weight):  # a tied head stays with the lookup
@@ -307,6 +325,8 @@ def check_kernels(model: Any, dtype: torch.dtype | None = None) -> dict[str, flo
     """The load-time check: every kernel path on each distinct layer shape of the model against
     the dequantize-then-matmul reference (kernels.check_paths); paths that disagree are switched off."""
     layers = [(m.fmt, m.qweight, m.scales, m.zeros, m.group) for m in quant_layers(model)]
+    layers += [(kernels.INT4T, m.small_qweight, m.small_scales, None, m.group) for m in quant_layers(model)
+               if m.small_qweight is not None]  # int4h's copies
     if not layers or not layers[0][1].is_cuda or kernels.triton is None:
         return {}
     return kernels.check_paths(layers, dtype or getattr(model, "dtype", torch.bfloat16))

@@ -20,7 +20,7 @@ def test_quick_cpu_run_fills_both_tables(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "quant_bench.py"), "--quick", "--device", "cpu",
                           "--profile", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    for mode in ("bf16", "fp8", "int4"):  # --profile: a breakdown of a decode step per engine mode
+    for mode in ("bf16", "fp8", "int4", "int4t", "int4h"):  # --profile: a breakdown of a decode step per engine mode
         assert f"  {mode} profile: " in run.stdout and "aten ops a step" in run.stdout
     text = out.read_text()
     for mode in ("bf16", "fp8", "int4", "int4t"):  # int4t: torch's int4 kernel, here its CPU twin
@@ -52,3 +52,11 @@ def test_fastest_gemv_tiling_is_kept_for_the_engine(monkeypatch):
     assert kernels.INT4_GEMM_MAX_M == 0  # dequant_mm + cuBLAS stays where it is faster
     pick_gemv({**sweep, ("int4@256", "dequant_mm"): 35.0, ("int4@16", "gemm"): 3.0, ("int4@16", "dequant_mm"): 4.0})
     assert kernels.INT4_GEMM_MAX_M == 16  # the GEMM wins at 16 rows only
+    monkeypatch.setattr(kernels, "TINYGEMM_MAX_M", 16)
+    tiny = {("int4t@1", "tinygemm"): 8.0, ("int4t@16", "tinygemm"): 30.0, ("int4t@256", "tinygemm"): 60.0}
+    lines = pick_gemv({**sweep, **tiny, ("int4@16", "gemm"): 40.0})
+    assert kernels.TINYGEMM_MAX_M == 16 and "1..16 (" in lines[-2]  # 8 < 10 at one row, 30 < 40 at 16, 60 > 40
+    pick_gemv({**sweep, **tiny, ("int4@16", "gemm"): 25.0, ("int4t@256", "tinygemm"): 20.0})
+    assert kernels.TINYGEMM_MAX_M == 1  # up to the first loss (16 rows), whatever comes after
+    pick_gemv({**sweep, **tiny, ("int4t@1", "tinygemm"): float("inf")})  # failed: never
+    assert kernels.TINYGEMM_MAX_M == 0

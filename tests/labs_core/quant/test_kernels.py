@@ -243,3 +243,28 @@ def test_tinygemm_format_reads_back_its_int4_and_serves_through_the_op():
     assert set(errors) == {"int4t_tinygemm"} and errors["int4t_tinygemm"] < 1e-5
     with pytest.raises(ValueError):
         QuantTensors.concat([t, t])
+
+
+def test_int4_layer_with_a_tinygemm_copy_takes_it_for_few_rows(monkeypatch):
+    """int4h: a layer carrying an int4t copy sends up to TINYGEMM_MAX_M rows to torch's int4 kernel on
+    it and more rows to the int4 paths; both give the int4 reference's product; with the copy's path
+    switched off (a failed load check) every row takes the int4 paths."""
+    from labs_core.quant.linear import QuantLinear
+
+    gen = torch.Generator().manual_seed(11)
+    int4 = QuantTensors(kernels.INT4, *formats.quantize_int4(torch.randn(48, 256, generator=gen) * 0.05))
+    layer = QuantLinear(int4, None, small=int4.tinygemm(torch.float32))
+    taken = []
+    run_path = kernels.run_path
+    monkeypatch.setattr(kernels, "run_path", lambda path, *a: taken.append(path) or run_path(path, *a))
+    monkeypatch.setattr(kernels, "TINYGEMM_MAX_M", 4)
+    x = torch.randn(9, 256, generator=gen)
+    ref = kernels.reference(x, int4.qweight, int4.scales, int4.zeros, None, int4.fmt)
+    for rows, path in ((1, "tinygemm"), (4, "tinygemm"), (9, "reference")):  # (the CPU: reference, not a kernel)
+        taken.clear()
+        assert kernels.relative_error(layer(x[:rows]), ref[:rows]) < 1e-5
+        assert taken == [path], (rows, taken)
+    monkeypatch.setitem(kernels.paths.on, "int4t_tinygemm", False)
+    taken.clear()
+    layer(x[:1])
+    assert taken == ["reference"]

@@ -19,7 +19,7 @@ def tiny_model(vocab=300):
     return Qwen2ForCausalLM(config).eval()
 
 
-@pytest.mark.parametrize("mode", ["fp8", "int4", "int4t"])
+@pytest.mark.parametrize("mode", ["fp8", "int4", "int4t", "int4h"])
 def test_greedy_tokens_equal_the_dequantized_float32_model(mode):
     model = tiny_model()
     reference = tiny_model()
@@ -46,7 +46,7 @@ def test_greedy_tokens_equal_the_dequantized_float32_model(mode):
 def test_weight_bytes_shrink_by_the_format():
     linear_bytes = 2 * (128 * (128 + 64 + 64) + 128 * 128 + 2 * 128 * 256 + 256 * 128) * 4  # float32 Linears
     rest = weight_bytes(tiny_model()) - linear_bytes
-    for mode, per_weight in (("fp8", 1.0), ("int4", 0.5), ("int4t", 0.5)):
+    for mode, per_weight in (("fp8", 1.0), ("int4", 0.5), ("int4t", 0.5), ("int4h", 1.0)):  # int4h: two copies
         model = tiny_model()
         quantize_model(model, mode, "cpu")
         weights = (weight_bytes(model) - rest) / (linear_bytes / 4)
