@@ -207,7 +207,14 @@ def engine_alone(model_dir: Path, args: argparse.Namespace, scenarios: list[Scen
     prompts = [tokenizer(render(tokenizer, [Message(role="user", content=" ".join(prompt_words(i, vocab)))]),
                          add_special_tokens=False)["input_ids"] for i in range(max(s.requests for s in scenarios))]
     results: dict[str, Figures] = {}
-    for scenario in [warm_up(scenarios), *scenarios]:
+    steps = StepLog(engine.scheduler)
+    alternates = [int(v) for v in args.lone_alternate.split(",") if v] if args.lone_alternate else []
+    runs = [(s, None) for s in [warm_up(scenarios), *scenarios] if not (s.rate and alternates)]
+    runs += [(s, a) for s in scenarios if s.rate and alternates for a in alternates]  # (the last value's kept)
+    for scenario, alternate in runs:
+        if alternate is not None:
+            engine.scheduler.config.lone_prefill_alternate_waiting = alternate
+        steps.clear()
         slots = scenario.plan(seed=len(scenario.name))
         records: dict[str, Record] = {}
         slot_of: dict[str, int] = {}
@@ -225,7 +232,7 @@ def engine_alone(model_dir: Path, args: argparse.Namespace, scenarios: list[Scen
             if not engine.has_work:
                 time.sleep(0.0005)
                 continue
-            outputs = engine.step()
+            outputs = steps.timed(engine.step)
             stamp = time.monotonic()
             for rid, events in outputs:
                 record = records[rid]
@@ -241,9 +248,47 @@ def engine_alone(model_dir: Path, args: argparse.Namespace, scenarios: list[Scen
         if scenario.name != "warm-up":
             results[scenario.name] = figures(list(records.values()), scenario.max_tokens,
                                              per_stream=scenario.concurrency == 1)
-            print(f"  engine alone  {scenario.name:<22} {_line(results[scenario.name])}", flush=True)
+            label = scenario.name + ("" if alternate is None else f" [alternate {alternate}]")
+            print(f"  engine alone  {label:<22} {_line(results[scenario.name])}\n    steps: {steps.summary()}",
+                  flush=True)
     engine.runner.restore_attention()
     return results
+
+
+class StepLog:
+    """The wall time of each engine.step() call, by the kind of batch it scheduled: a lone prefill
+    (graphed), decodes only (graphed), mixed (prefill and decodes, no graph), or none (the call ran
+    the decode step queued ahead). Says which steps make the inter-token tail."""
+
+    def __init__(self, scheduler: Any):
+        self.kind = "ahead"
+        self.times: dict[str, list[float]] = {}
+        schedule = scheduler.schedule
+
+        def logged() -> Any:
+            batch = schedule()
+            if batch.seqs:
+                self.kind = "lone" if scheduler.last_was_lone else "decode" if batch.is_decode_only else "mixed"
+            return batch
+
+        scheduler.schedule = logged
+
+    def clear(self) -> None:
+        self.times = {}
+
+    def timed(self, step: Callable[[], Any]) -> Any:
+        self.kind = "ahead"
+        started = time.perf_counter()
+        out = step()
+        self.times.setdefault(self.kind, []).append(time.perf_counter() - started)
+        return out
+
+    def summary(self) -> str:
+        def ms(values: list[float], q: float) -> float:
+            return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1e3
+
+        return ", ".join(f"{kind} {len(v)} (p50 {ms(v, 0.5):.1f} / p99 {ms(v, 0.99):.1f} / max {max(v) * 1e3:.1f} ms)"
+                         for kind, v in sorted(self.times.items()))
 
 
 def _arrived(record: Record, stamp: float, tokens: int) -> None:
@@ -521,6 +566,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sse-connection", choices=("keep-alive", "close"), default="keep-alive",
                         help="SSE clients keep their HTTP connection from one request to the next (as the openai "
                              "SDK's pool does) or open one a request (the runs before 2026-12-05)")
+    parser.add_argument("--lone-alternate", default="",
+                        help="engine alone: run each Poisson scenario once per value of the scheduler's "
+                             "lone_prefill_alternate_waiting (e.g. 0,2; 0 = the first rule); the last one is tabled")
     parser.add_argument("--ready-timeout", type=float, default=600)
     parser.add_argument("--quick", action="store_true", help="CPU check of the logic: tiny counts")
     parser.add_argument("--model-dir", type=Path, default=None, help="reuse a directory this script built")

@@ -7,8 +7,11 @@ sequence is preempted: its blocks are freed and it is recomputed later, with the
 While others decode, a short prompt that arrives alone is prefilled in a step of its own
 (`lone_prefill_tokens`): on a GPU that step replays a prefill graph, and the decodes go on with
 their graph the step after, instead of both waiting for one mixed step without a graph. Never two
-lone steps in a row: when requests trickle in as a burst, the step after one takes everyone who
-came meanwhile in one mixed step, so the decodes are never starved. Pure Python.
+lone steps in a row: after one, when at most `lone_prefill_alternate_waiting` short prompts wait,
+the running sequences decode alone (their graph again) and the next prompt goes lone the step after,
+so steady arrivals alternate two graphed steps instead of a mixed one; when more wait (a burst
+trickling in), that step takes everyone in one mixed step, so the decodes are never starved. Pure
+Python.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ class SchedulerConfig:
     # as long as at most lone_prefill_max_waiting requests wait (0: never; batches mix them).
     lone_prefill_tokens: int = 0
     lone_prefill_max_waiting: int = 8
+    # After a lone step, with at most this many waiting (all lone-able), decode only (0: admit them
+    # in one mixed step, the first rule).
+    lone_prefill_alternate_waiting: int = 2
 
 
 @dataclass
@@ -79,7 +85,8 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def schedule(self) -> ScheduledBatch:
-        lone = None if self.last_was_lone else self._lone_prefill()
+        after_lone = self.last_was_lone
+        lone = None if after_lone else self._lone_prefill()
         self.last_was_lone = lone is not None
         if lone is not None:
             return lone
@@ -105,6 +112,8 @@ class Scheduler:
             i += 1
         if batch.preempted:
             return batch
+        if after_lone and self._next_goes_lone():
+            return batch  # decodes only: the next prompt goes lone the step after
         # 2. Waiting sequences in arrival order, while slots, blocks and budget last.
         skipped: list[Sequence] = []
         while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
@@ -134,6 +143,14 @@ class Scheduler:
             return None  # someone is still prefilling: the usual mixed step goes on with it
         n = self._admit(seq, cfg.lone_prefill_tokens)
         return None if n is None else ScheduledBatch([seq], [n])
+
+    def _next_goes_lone(self) -> bool:
+        """After a lone step: whether the few waiting prompts can each go lone in turn."""
+        cfg = self.config
+        waiting = len(self.waiting)
+        return (0 < waiting <= min(cfg.lone_prefill_alternate_waiting, cfg.lone_prefill_max_waiting)
+                and len(self.running) < cfg.max_num_seqs
+                and all(s.ready and s.num_uncomputed <= cfg.lone_prefill_tokens for s in self.waiting))
 
     def _admit(self, seq: Sequence, budget: int) -> int | None:
         """Move the head of the waiting queue to running with up to `budget` of its tokens; the

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 def test_quick_cpu_run_measures_every_system_and_loses_no_stream(tmp_path):
     out, figures = tmp_path / "served.md", tmp_path / "served.json"
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "served_bench.py"), "--shape", "tiny", "--device", "cpu",
-                          "--quick", "--trace-gc", "--out", str(out), "--json", str(figures)],
+                          "--quick", "--trace-gc", "--lone-alternate", "0,2", "--out", str(out), "--json", str(figures)],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     table = json.loads(figures.read_text())
@@ -26,5 +26,8 @@ def test_quick_cpu_run_measures_every_system_and_loses_no_stream(tmp_path):
             assert f["errors"] == 0 and f["tok_s"] > 0 and f["ttft_p50_ms"] > 0, (scenario, system, f)
             assert bool(f["gc"]) == (system != "engine alone"), (scenario, system, f)  # --trace-gc: the servers
     assert set(table["4 concurrent, 4 client processes"]) == {"labs-core gRPC", "gateway OpenAI SSE, 1 worker"}
+    for alternate in (0, 2):  # the engine alone ran the Poisson scenario under each scheduler rule
+        assert f"Poisson 8 req/s [alternate {alternate}]" in run.stdout
+    assert "    steps: decode " in run.stdout and "(p50 " in run.stdout  # each step call's time by kind
     text = out.read_text()
     assert "| 1 stream | engine alone |" in text and "% of engine" in text and "GC pauses >= 0.5 ms" in text

@@ -1,3 +1,5 @@
+import pytest
+
 from labs_core.engine.block_manager import BlockManager
 from labs_core.engine.params import SamplingParams
 from labs_core.engine.scheduler import Scheduler, SchedulerConfig
@@ -133,7 +135,31 @@ def test_never_two_lone_prefills_in_a_row_so_a_trickling_burst_is_batched():
     first = sched.schedule()
     assert [s.request_id for s in first.seqs] == ["b"]
     advance(first)
+    for rid in "cde":  # more than lone_prefill_alternate_waiting (2) came meanwhile: a burst
+        sched.add(seq(4, rid))
+    mixed = sched.schedule()  # the step after a lone one: everyone, the newcomers' prompts included
+    assert sorted(s.request_id for s in mixed.seqs) == ["a", "b", "c", "d", "e"] and not mixed.is_decode_only
+
+
+@pytest.mark.parametrize("alternate", [2, 0])
+def test_after_a_lone_prefill_a_few_newcomers_alternate_with_decode_steps(alternate):
+    """Steady arrivals: with one or two prompts waiting after a lone step, the running sequences
+    decode alone (a graphed step) and the next prompt goes lone after it, so no mixed step (which has
+    no graph) runs; alternate = 0 keeps the first rule, one mixed step."""
+    sched = Scheduler(SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=64, lone_prefill_tokens=16,
+                                      lone_prefill_alternate_waiting=alternate), BlockManager(64, 4))
+    decoding(sched, "a")
+    sched.add(seq(4, "b"))
+    advance(sched.schedule())  # b alone
     sched.add(seq(4, "c"))
     sched.add(seq(4, "d"))
-    mixed = sched.schedule()  # the step after a lone one: everyone, the newcomers' prompts included
-    assert sorted(s.request_id for s in mixed.seqs) == ["a", "b", "c", "d"] and not mixed.is_decode_only
+    kinds = []
+    while sched.waiting:
+        batch = sched.schedule()
+        kinds.append("lone" if sched.last_was_lone else "decode" if batch.is_decode_only else "mixed")
+        advance(batch)
+    if alternate:
+        assert kinds == ["decode", "lone", "decode", "lone"]
+    else:
+        assert kinds == ["mixed"]
+    assert sorted(s.request_id for s in sched.running) == ["a", "b", "c", "d"]
