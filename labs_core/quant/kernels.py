@@ -60,7 +60,10 @@ def out_features(fmt: int, qweight: torch.Tensor) -> int:
         return formats.tinygemm_features(qweight)[0]
     return qweight.shape[1] if fmt == INT4K else qweight.shape[0]
 
-GEMM_MAX_M = 64  # FP8: up to here the weight-only GEMM (weight-bound, more exact); above, _scaled_mm
+# FP8 with bf16 activations: up to here the weight-only GEMM (more exact), above _scaled_mm. 1: at 16
+# rows _scaled_mm took 151 µs a 7B layer against the GEMM's 206 on the third H200 run (its activations
+# rounded to e4m3 per token: 2.6e-2 relative error instead of 1.7e-3, as vLLM's W8A8 FP8 serves).
+GEMM_MAX_M = 1
 # GEMV tiling: rows per program, inputs per step (FP8: bytes; int4: blocks of 128 inputs per step)
 # (x is re-read once per BLOCK_N rows: more rows a program, less x traffic against the weight's)
 FP8_GEMV = dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=3)  # the H200's best of the first sweep
@@ -496,14 +499,15 @@ GEMM_TILES = {
     256: dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4),
     0: dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=8, num_stages=3),  # 0: above 256
 }
-# int4: the wide GEMM (one dot of BLOCK_K inputs a step; the eight k = 16 dots of a block were
-# 3-4x off bf16 cuBLAS at 256 rows on the first H200 run)
+# int4: eight k = 16 dots a block of 128 inputs. The wide form (one dot of BLOCK_K inputs a step) was
+# 2-4x slower at 256 rows on the third H200 run (a 7B layer: 1,410-1,920 µs against 731 µs for the
+# m128 n64 eight-dot tiles; its m128 n128 w8 tiles did not fit the shared memory), so it stays a
+# candidate only.
 INT4_GEMM_TILES = {
-    16: dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=128, num_warps=4, num_stages=4),  # eight k = 16 dots: measured
-    # (H200: 338 µs a 7B layer at 16 rows against dequant_mm's 411); the wide form is not measured yet
-    64: dict(BLOCK_M=32, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4, WIDE=True),
-    256: dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=128, num_warps=4, num_stages=3, WIDE=True),
-    0: dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, num_warps=8, num_stages=3, WIDE=True),
+    16: dict(BLOCK_M=16, BLOCK_N=32, BLOCK_K=128, num_warps=4, num_stages=4),  # H200: 367 µs a 7B layer
+    64: dict(BLOCK_M=32, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4),
+    256: dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3),  # H200: 731 µs at 256 rows
+    0: dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3),
 }
 # int4 with 2..INT4_GEMM_MAX_M rows: the GEMM before dequant_mm (0: dequant_mm always); 16 from the
 # second H200 run (above). bench/quant_bench.py's sweep sets it for its engine run (256 when the GEMM
@@ -514,11 +518,9 @@ INT4_GEMM_MAX_M = 16
 TINYGEMM_MAX_M = 16
 # Alternatives bench/quant_bench.py times for int4's 256-row bucket (256 concurrent decode)
 GEMM_CANDIDATES_256 = [INT4_GEMM_TILES[256],
-                       dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4, WIDE=True),
-                       dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3, WIDE=True),
-                       dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=128, num_warps=8, num_stages=3, WIDE=True),
-                       dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=256, num_warps=8, num_stages=3, WIDE=True),
-                       dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3)]  # eight k = 16 dots
+                       dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4),
+                       dict(BLOCK_M=64, BLOCK_N=128, BLOCK_K=128, num_warps=4, num_stages=3, WIDE=True),
+                       dict(BLOCK_M=128, BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3, WIDE=True)]
 
 
 def gemm_tiles(m: int, fmt: int) -> dict[str, int]:

@@ -74,7 +74,7 @@ def test_kernels_take_fractional_zero_points(qtype):
     ref = kernels.reference(x, t.qweight, t.scales, t.zeros, None, t.fmt)
     gemv = kernels.launch_gemv(x[0], t.qweight, t.scales, t.zeros, None, t.fmt, t.group)
     assert kernels.relative_error(gemv, ref[0]) < 1e-5
-    for tiles in (kernels.INT4_GEMM_TILES[16], kernels.GEMM_CANDIDATES_256[-1]):  # wide, and eight k = 16 dots
+    for tiles in (kernels.INT4_GEMM_TILES[16], kernels.GEMM_CANDIDATES_256[-1]):  # eight k = 16 dots, and wide
         got = kernels.launch_gemm(x, t.qweight, t.scales, t.zeros, None, t.fmt, t.group, tiles=tiles)
         assert kernels.relative_error(got, ref) < 1e-5, tiles
     dequantized = kernels.dequantize_int4_fused(t.qweight, t.scales, t.zeros, torch.float32)

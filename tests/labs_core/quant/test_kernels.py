@@ -73,9 +73,10 @@ def test_int4_rows_go_to_the_gemm_when_the_bench_says_it_wins(monkeypatch):
 
 def test_paths_by_row_count():
     assert kernels.path_for(1, kernels.FP8, torch.bfloat16) == "gemv"
-    assert kernels.path_for(64, kernels.FP8, torch.bfloat16) == "gemm"
+    assert kernels.path_for(2, kernels.FP8, torch.bfloat16) == "scaled_mm"  # GEMM_MAX_M = 1 (third H200 run)
     assert kernels.path_for(65, kernels.FP8, torch.bfloat16) == "scaled_mm"
     assert kernels.path_for(65, kernels.FP8, torch.float16) == "gemm"  # row-wise _scaled_mm gives bf16 only
+    assert kernels.path_for(2, kernels.FP8, torch.float32) == "gemm"
     assert kernels.path_for(4096, kernels.INT4, torch.bfloat16) == "dequant_mm"
     assert kernels.path_for(2, kernels.INT4, torch.bfloat16) == "gemm"  # INT4_GEMM_MAX_M = 16 (H200 run)
     assert kernels.path_for(16, kernels.INT4, torch.bfloat16) == "gemm"
