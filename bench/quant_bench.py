@@ -53,10 +53,11 @@ SHAPES = {"qwen2.5-7b": eb.SHAPES["qwen2.5-7b"],
                         max_position_embeddings=4096)}
 MODES = ("bf16", "fp8", "int4")
 # +head: the LM head quantized to FP8 as well; int4k: int4 in the K-major layout (the batch-1 layout
-# experiment: formats.to_k_major); int4t: int4 through torch's own int4 kernel (tinygemm,
-# `aten._weight_int4pack_mm`, gpt-fast's int4 path) for every row count; int8: a scale per 32
-# (GGUF's Q8_0 as kept on the GPU, and the kernels of its Q5/Q6_K types)
-# int4h: int4 plus an int4t copy that serves up to kernels.TINYGEMM_MAX_M rows (set from the table)
+# experiment: formats.to_k_major); int4t: int4 in torch's own int4 layout, through its kernel
+# (tinygemm, `aten._weight_int4pack_mm`, gpt-fast's int4 path) up to kernels.TINYGEMM_MAX_M rows (set
+# from the table) and dequant_mm from that layout above; int4h: int4 plus an int4t copy for those rows
+# (the third H200 run's version of the idea, twice the memory); int8: a scale per 32 (GGUF's Q8_0 as
+# kept on the GPU, and the kernels of its Q5/Q6_K types)
 EXTRA_MODES = ("fp8+head", "int4+head", "int4k", "int4t", "int4h", "int4h+head", "int8")
 # (int4+head, int4k and int8 on request, --modes ...,int4k: the kernel table times their kernels; six
 # engine modes keep a run inside the device's 10-minute call)
@@ -209,7 +210,8 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
                 path = kernels.path_for(m, q.fmt, x.dtype) if on_gpu else cpu_path(m)
                 others = []  # the other kernels that could serve these rows, for comparison
                 if dev == "cuda" and m > 1:
-                    alternatives = {kernels.INT4: ("gemm",), kernels.FP8: ("gemm", "scaled_mm")}.get(q.fmt, ())
+                    alternatives = {kernels.INT4: ("gemm",), kernels.FP8: ("gemm", "scaled_mm"),
+                                    kernels.INT4T: ("tinygemm", "dequant_mm")}.get(q.fmt, ())
                     others = [p for p in alternatives if p != path]
                 for p in [path] + others:
                     impls.append((mode, p, lambda w, p=p: kernels.run_path(p, x, w.qweight, w.scales, w.zeros, None,
@@ -516,7 +518,8 @@ def pick_gemv(sweep: dict[tuple[str, int], float]) -> list[str]:
         kernels.INT4_GEMM_MAX_M = 256 if timed[best] < dequant else 16 if at_16 else 0
         lines.append(f"int4 rows through the GEMM (else dequant_mm): 2..{kernels.INT4_GEMM_MAX_M} "
                      f"(dequant_mm {dequant:,.1f} µs a layer at 256 rows)")
-    tinygemm = {m: us for (key, path), us in sweep.items() if key.startswith("int4t@") for m in [int(key[6:])]}
+    tinygemm = {int(key[6:]): us for (key, path), us in sweep.items()
+                if key.startswith("int4t@") and path == "tinygemm"}
     if tinygemm:  # int4h: rows up to the largest M at which torch's int4 kernel beat int4's best path
         int4_best = {1: min((us for (key, i), us in sweep.items() if key == "int4"), default=float("inf"))}
         for m in (16, 256):

@@ -24,11 +24,13 @@ Q8_0, Q6_K, Q5_0, Q5_1 and Q5_K convert exactly (gguf_blocks.py).
 
 int4t (torch's tinygemm layout, the batch-1 experiment beside the Triton GEMV): the same int4
 values repacked by `aten._convert_weight_to_int4pack` for `aten._weight_int4pack_mm` (the kernel
-gpt-fast and torchao serve int4 with). `qweight` is opaque: on CUDA int32 [N / 8, K / 256, 32, 4]
+gpt-fast and torchao serve int4 with). `qweight` is opaque: on CUDA int32 [N / 8, K / 128, 32, 4]
 (inner k tiles 8), on the CPU uint8 [N, K / 2] (`_for_cpu`); `scales` [K / group, N, 2] holds
 (scale, offset) pairs in the activations' dtype, W[n, k] = (q - 8) * scale + offset, so an int4
-(s, z) becomes (s, (8 - z) * s). Only the op reads it back (`int4pack_mm`; dequantize: the op on
-the identity).
+(s, z) becomes (s, (8 - z) * s). The CUDA layout is the m16n8k16 tensor-core B layout (torch's
+`matrix_to_m16n8k16_Bint4_layout`), emulated exactly here (`tinygemm_cuda_pack`: the repacking
+checks the op's words against it) and read back by `tinygemm_cuda_unpack` and by a Triton
+dequantizing pass (kernels.py); the CPU's layout is read back through the op (the identity).
 """
 
 from __future__ import annotations
@@ -156,11 +158,45 @@ def to_tinygemm(qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor
     if q.is_cuda:  # (torch >= 2.5: two nibbles a byte, the even input in the high nibble)
         packed = torch.ops.aten._convert_weight_to_int4pack((q[:, ::2] << 4 | q[:, 1::2]).to(torch.uint8),
                                                             TINYGEMM_INNER_K_TILES)
+        if not torch.equal(packed, tinygemm_cuda_pack(q)):
+            raise RuntimeError("aten._convert_weight_to_int4pack's layout is not the one formats.py reads back")
     else:
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
     s = scales.float()
     offsets = (8.0 - zeros.float()) * s
     return packed, torch.stack([s, offsets], dim=-1).transpose(0, 1).contiguous().to(dtype)
+
+
+def _tinygemm_cuda_index(n: int, k: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each weight (row-major [N, K]): the flat index of its word in the CUDA layout [N / 8, K / 128,
+    32, 4] and its nibble in that word. Lane t of an 8-output x 32-input tile holds output 8 tile + t // 4;
+    of the tile's 16 bytes (input pairs) it takes bytes t % 4 + 4 i, i = 0..3: byte i's even input in
+    nibble i, its odd input in nibble 4 + i (torch's matrix_to_m16n8k16_Bint4_layout, inner k tiles 8)."""
+    rows = torch.arange(n, device=device)[:, None]
+    cols = torch.arange(k, device=device)[None, :]
+    byte = (cols % 32) // 2
+    lane = (rows % 8) * 4 + byte % 4
+    word = (((rows // 8) * (k // 128) + cols // 128) * 32 + lane) * 4 + (cols % 128) // 32
+    nibble = byte // 4 + 4 * (cols % 2)
+    return word, nibble
+
+
+def tinygemm_cuda_pack(q: torch.Tensor) -> torch.Tensor:
+    """[N, K] values 0..15 (N a multiple of 8, K of 128) -> int32 [N / 8, K / 128, 32, 4]: the words
+    `aten._convert_weight_to_int4pack(..., 8)` makes on CUDA, made with plain torch on any device."""
+    n, k = q.shape
+    word, nibble = _tinygemm_cuda_index(n, k, q.device)
+    words = torch.zeros(n * k // 8, dtype=torch.int64, device=q.device)
+    words.index_add_(0, word.reshape(-1), (q.to(torch.int64) << (4 * nibble)).reshape(-1))
+    words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+    return words.reshape(n // 8, k // 128, 32, 4)
+
+
+def tinygemm_cuda_unpack(packed: torch.Tensor) -> torch.Tensor:
+    """The inverse of tinygemm_cuda_pack: int32 [N / 8, K / 128, 32, 4] -> [N, K] int32 values 0..15."""
+    n, k = tinygemm_features(packed)
+    word, nibble = _tinygemm_cuda_index(n, k, packed.device)
+    return (packed.reshape(-1)[word] >> (4 * nibble)) & 0xF
 
 
 def tinygemm_features(packed: torch.Tensor) -> tuple[int, int]:
@@ -182,9 +218,14 @@ def int4pack_mm(x: torch.Tensor, packed: torch.Tensor, scales_and_zeros: torch.T
 
 def dequantize_tinygemm(packed: torch.Tensor, scales_and_zeros: torch.Tensor, group: int,
                         dtype: torch.dtype = torch.float32, rows: int = 2048) -> torch.Tensor:
-    """[N, K] weights read back through the op itself (identity rows, `rows` at a time): the layout
-    is the op's own, so this is how it is checked against the int4 it came from."""
+    """[N, K] weights: the CUDA layout unpacked (tinygemm_cuda_unpack), W = (q - 8) * scale + offset;
+    the CPU's layout read back through the op itself (identity rows, `rows` at a time)."""
     n, k = tinygemm_features(packed)
+    if packed.dim() == 4:
+        q = tinygemm_cuda_unpack(packed).float().reshape(n, k // group, group)
+        sz = scales_and_zeros.float()  # [K / group, N, 2]
+        w = (q - 8.0) * sz[..., 0].t()[..., None] + sz[..., 1].t()[..., None]
+        return w.reshape(n, k).to(dtype)
     out = torch.empty(n, k, device=packed.device, dtype=dtype)
     for start in range(0, k, rows):
         stop = min(start + rows, k)

@@ -11,8 +11,9 @@ torch.compile and to CUDA graphs, which capture one M each):
   256 rows; this costs cuBLAS's time plus a pass of 2.5 bytes a weight (not measured yet).
 - FP8, M > GEMM_MAX_M (large batches, prefill): activations quantized per token to e4m3 (one Triton
   kernel) and `torch._scaled_mm` (Hopper's FP8 tensor cores, row-wise scales), bf16 out.
-- int4t (torch's tinygemm layout, formats.py): `aten._weight_int4pack_mm` for every M, beside the
-  Triton GEMV as bench/quant_bench.py's batch-1 experiment. A layer may also carry an int4t copy of
+- int4t (torch's tinygemm layout, formats.py): `aten._weight_int4pack_mm` up to TINYGEMM_MAX_M rows
+  (on the third H200 run 81 vs the Triton GEMV's 96 µs a 7B layer at one row), `dequant_mm` from that
+  layout above (a Triton pass that reads it, then cuBLAS). A layer may also carry an int4t copy of
   its int4 weight (`small_qweight`, `small_scales`: quantize_model's "int4h"): rows up to
   TINYGEMM_MAX_M go through it, more rows through the int4 paths.
 Each path has a switch (`paths`), set by `check_paths` at load against the dequantize-then-matmul
@@ -352,6 +353,27 @@ if triton is not None:
             tl.store(out_ptr + rows[:, None].to(tl.int64) * K + b * 128 + 16 * j + words[None, :],
                      w.to(out_ptr.dtype.element_ty), mask=row_ok[:, None])
 
+    @triton.jit
+    def int4t_dequant_kernel(w_ptr, sz_ptr, out_ptr, N, K, GROUP: tl.constexpr, BLOCK_N: tl.constexpr):
+        """out [N, K] = torch's int4 layout (formats.tinygemm_cuda_pack) dequantized, BLOCK_N rows x
+        128 inputs a program: each weight's word and nibble as formats._tinygemm_cuda_index says,
+        W = (q - 8) * scale + offset, (scale, offset) = sz[k // GROUP, n]."""
+        rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+        cols = tl.program_id(1) * 128 + tl.arange(0, 128)
+        row_ok = rows < N
+        byte = (cols % 32) // 2
+        lane = (rows[:, None] % 8) * 4 + (byte % 4)[None, :]
+        word = (((rows[:, None] // 8).to(tl.int64) * (K // 128) + (cols // 128)[None, :]) * 32 + lane) * 4 \
+            + ((cols % 128) // 32)[None, :]
+        nibble = byte // 4 + 4 * (cols % 2)
+        packed = tl.load(w_ptr + word, mask=row_ok[:, None], other=0)
+        q = ((packed >> (4 * nibble)[None, :]) & 0xF).to(tl.float32)
+        sz = sz_ptr + ((cols // GROUP)[None, :].to(tl.int64) * N + rows[:, None]) * 2
+        s = tl.load(sz, mask=row_ok[:, None], other=0.0).to(tl.float32)
+        z = tl.load(sz + 1, mask=row_ok[:, None], other=0.0).to(tl.float32)
+        tl.store(out_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], ((q - 8.0) * s + z).to(out_ptr.dtype.element_ty),
+                 mask=row_ok[:, None])
+
 
 if triton is not None:
     @triton.jit
@@ -628,10 +650,25 @@ def dequantize_int8_fused(qweight: torch.Tensor, scales: torch.Tensor, zeros: to
     return out
 
 
+def dequantize_int4t_fused(packed: torch.Tensor, scales_and_zeros: torch.Tensor, dtype: torch.dtype,
+                           block_n: int = 32) -> torch.Tensor:
+    """formats.dequantize_tinygemm of the CUDA layout in one Triton launch."""
+    n, k = formats.tinygemm_features(packed)
+    out = torch.empty(n, k, device=packed.device, dtype=dtype)
+    group = k // scales_and_zeros.shape[0]
+    int4t_dequant_kernel[(triton.cdiv(n, block_n), k // 128)](packed, scales_and_zeros, out, n, k, GROUP=group,
+                                                               BLOCK_N=block_n, num_warps=4)
+    return out
+
+
 def dequant_mm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
                bias: torch.Tensor | None, fmt: int | None = None) -> torch.Tensor:
     """int4 / int8 for many rows: the weight dequantized to x's dtype in one pass (int4: 2.5 bytes a
     weight of traffic), then cuBLAS; replaced the in-register GEMM, 3-4x off bf16 at 256 rows on an H200."""
+    if fmt == INT4T:  # (the CPU's layout: through the op)
+        w = dequantize_int4t_fused(qweight, scales, x.dtype) if qweight.dim() == 4 and x.is_cuda else \
+            formats.dequantize_tinygemm(qweight, scales, in_features(fmt, qweight) // scales.shape[0], x.dtype)
+        return F.linear(x, w, bias)
     if fmt == INT4K:  # dequantized as [K, N]: cuBLAS takes the transposed operand
         k, n = qweight.shape[0] * 8, qweight.shape[1]
         group = k // scales.shape[0]
@@ -672,7 +709,7 @@ def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zero
 def candidates(m: int, fmt: int, dtype: torch.dtype) -> tuple[str, ...]:
     """The kernels that may serve M rows, best first; the first switched on runs (the reference last)."""
     if fmt == INT4T:
-        return ("tinygemm", "reference")
+        return ("tinygemm", "dequant_mm", "reference") if m <= TINYGEMM_MAX_M else ("dequant_mm", "tinygemm", "reference")
     if fmt in (INT8, INT4K):
         return ("gemv", "dequant_mm", "reference") if m == 1 else ("dequant_mm", "reference")
     if fmt == INT4:
@@ -767,7 +804,7 @@ def check_paths(layers: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor
                 continue
             if (path == "dequant_mm" and fmt == FP8) or (path == "gemm" and fmt in (INT8, INT4K)):
                 continue
-            if (path == "tinygemm") != (fmt == INT4T):  # int4t has that one path, which no other format has
+            if (path == "tinygemm" and fmt != INT4T) or (fmt == INT4T and path not in ("tinygemm", "dequant_mm")):
                 continue
             name = f"{FMT_NAMES[fmt]}_{path}"
             try:

@@ -66,3 +66,37 @@ def test_reference_product_is_the_dequantized_matmul(mode):
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
     # and the quantized product stays near the float one (the format's own error)
     assert kernels.relative_error(got, F.linear(x, w, b)) < (0.01 if mode == "fp8" else 0.05)
+
+
+def _cuda_kernel_words(q):
+    """torch's matrix_to_m16n8k16_Bint4_layout<8> (int4mm.cu) written out loop by loop: the oracle
+    for formats.tinygemm_cuda_pack (the CUDA op itself cannot run here)."""
+    n, k = q.shape
+    byte = lambda row, b: (int(q[row, 2 * b]) << 4) | int(q[row, 2 * b + 1])  # noqa: E731 (even input high)
+    out = torch.zeros(n // 8, k // 128, 32, 4, dtype=torch.int64)
+    for n_tile in range(n // 8):
+        for k_outer in range(k // 128):
+            for t in range(32):
+                for inner in range(0, 8, 2):
+                    row = n_tile * 8 + t // 4
+                    base = (k_outer * 8 + inner) * 8
+                    v = [byte(row, b) for b in (base + t % 4, base + t % 4 + 4, base + 8 + t % 4, base + 12 + t % 4)]
+                    out[n_tile, k_outer, t, inner // 2] = (
+                        (v[3] & 0xF) << 28 | (v[2] & 0xF) << 24 | (v[1] & 0xF) << 20 | (v[0] & 0xF) << 16
+                        | (v[3] & 0xF0) << 8 | (v[2] & 0xF0) << 4 | (v[1] & 0xF0) | (v[0] & 0xF0) >> 4)
+    return torch.where(out >= 2**31, out - 2**32, out).to(torch.int32)
+
+
+def test_tinygemm_cuda_layout_is_the_ops_and_reads_back():
+    q = torch.randint(0, 16, (16, 256), generator=torch.Generator().manual_seed(4))
+    packed = formats.tinygemm_cuda_pack(q)
+    assert packed.shape == (2, 2, 32, 4) and formats.tinygemm_features(packed) == (16, 256)
+    assert torch.equal(packed, _cuda_kernel_words(q))
+    assert torch.equal(formats.tinygemm_cuda_unpack(packed), q)
+    # dequantized from that layout: the int4 it came from, with its (scale, offset) pairs
+    w = torch.randn(16, 256, generator=torch.Generator().manual_seed(5)) * 0.05
+    qweight, scales, zeros = formats.quantize_int4(w)
+    _, scales_and_zeros = formats.to_tinygemm(qweight, scales, zeros, torch.float32)  # (the CPU's words)
+    cuda_words = formats.tinygemm_cuda_pack(formats.unpack_int4(qweight))
+    torch.testing.assert_close(formats.dequantize_tinygemm(cuda_words, scales_and_zeros, 128),
+                               formats.dequantize_int4(qweight, scales, zeros), rtol=0, atol=1e-6)

@@ -239,9 +239,10 @@ def test_tinygemm_format_reads_back_its_int4_and_serves_through_the_op():
             assert kernels.relative_error(got, ref[:rows]) < 1e-5, (group, rows)
         bf16 = int4.tinygemm()  # the op's dtype on CUDA: offsets rounded to bf16
         assert 0 < kernels.relative_error(bf16.dequantize(), int4.dequantize()) < 1e-2
-    assert kernels.candidates(1, kernels.INT4T, torch.bfloat16) == ("tinygemm", "reference")
+    assert kernels.candidates(1, kernels.INT4T, torch.bfloat16) == ("tinygemm", "dequant_mm", "reference")
+    assert kernels.candidates(300, kernels.INT4T, torch.bfloat16)[0] == "dequant_mm"
     errors = kernels.check_paths([(t.fmt, t.qweight, t.scales, None, t.group)], torch.float32)
-    assert set(errors) == {"int4t_tinygemm"} and errors["int4t_tinygemm"] < 1e-5
+    assert set(errors) == {"int4t_tinygemm", "int4t_dequant_mm"} and max(errors.values()) < 1e-5
     with pytest.raises(ValueError):
         QuantTensors.concat([t, t])
 
@@ -269,3 +270,16 @@ def test_int4_layer_with_a_tinygemm_copy_takes_it_for_few_rows(monkeypatch):
     taken.clear()
     layer(x[:1])
     assert taken == ["reference"]
+
+
+@pytest.mark.parametrize("group", [128, 32])
+def test_int4t_dequantization_reads_the_cuda_layout(group):
+    """The Triton pass behind int4t's dequant_mm (rows above TINYGEMM_MAX_M on CUDA), on words laid
+    out as torch's CUDA op lays them (formats.tinygemm_cuda_pack): the int4 weights it came from."""
+    gen = torch.Generator().manual_seed(13)
+    int4 = QuantTensors(kernels.INT4, *formats.quantize_int4(torch.randn(48, 384, generator=gen) * 0.05, group),
+                        group=group)
+    _, scales_and_zeros = formats.to_tinygemm(int4.qweight, int4.scales, int4.zeros, torch.float32)
+    words = formats.tinygemm_cuda_pack(formats.unpack_int4(int4.qweight))
+    got = kernels.dequantize_int4t_fused(words, scales_and_zeros, torch.float32, block_n=16)
+    torch.testing.assert_close(got, int4.dequantize(), rtol=0, atol=1e-6)
