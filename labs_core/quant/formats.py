@@ -181,22 +181,34 @@ def _tinygemm_cuda_index(n: int, k: int, device: torch.device | str) -> tuple[to
     return word, nibble
 
 
+TINYGEMM_PACK_ROWS = 2048  # rows a slice when packing / unpacking (int64 index temporaries: ~8 B x rows x K)
+
+
 def tinygemm_cuda_pack(q: torch.Tensor) -> torch.Tensor:
     """[N, K] values 0..15 (N a multiple of 8, K of 128) -> int32 [N / 8, K / 128, 32, 4]: the words
     `aten._convert_weight_to_int4pack(..., 8)` makes on CUDA, made with plain torch on any device."""
     n, k = q.shape
-    word, nibble = _tinygemm_cuda_index(n, k, q.device)
-    words = torch.zeros(n * k // 8, dtype=torch.int64, device=q.device)
-    words.index_add_(0, word.reshape(-1), (q.to(torch.int64) << (4 * nibble)).reshape(-1))
-    words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
-    return words.reshape(n // 8, k // 128, 32, 4)
+    out = torch.empty(n // 8, k // 128, 32, 4, dtype=torch.int32, device=q.device)
+    for start in range(0, n, TINYGEMM_PACK_ROWS):  # (row slices of a multiple of 8: whole tiles)
+        part = q[start:start + TINYGEMM_PACK_ROWS]
+        word, nibble = _tinygemm_cuda_index(part.shape[0], k, q.device)
+        words = torch.zeros(part.numel() // 8, dtype=torch.int64, device=q.device)
+        words.index_add_(0, word.reshape(-1), (part.to(torch.int64) << (4 * nibble)).reshape(-1))
+        words = torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+        out[start // 8:(start + part.shape[0]) // 8] = words.reshape(-1, k // 128, 32, 4)
+    return out
 
 
 def tinygemm_cuda_unpack(packed: torch.Tensor) -> torch.Tensor:
     """The inverse of tinygemm_cuda_pack: int32 [N / 8, K / 128, 32, 4] -> [N, K] int32 values 0..15."""
     n, k = tinygemm_features(packed)
-    word, nibble = _tinygemm_cuda_index(n, k, packed.device)
-    return (packed.reshape(-1)[word] >> (4 * nibble)) & 0xF
+    out = torch.empty(n, k, dtype=torch.int32, device=packed.device)
+    for start in range(0, n, TINYGEMM_PACK_ROWS):
+        rows = min(TINYGEMM_PACK_ROWS, n - start)
+        word, nibble = _tinygemm_cuda_index(rows, k, packed.device)
+        tiles = packed[start // 8:(start + rows) // 8].reshape(-1)
+        out[start:start + rows] = (tiles[word] >> (4 * nibble)) & 0xF
+    return out
 
 
 def tinygemm_features(packed: torch.Tensor) -> tuple[int, int]:

@@ -87,14 +87,16 @@ def _cuda_kernel_words(q):
     return torch.where(out >= 2**31, out - 2**32, out).to(torch.int32)
 
 
-def test_tinygemm_cuda_layout_is_the_ops_and_reads_back():
-    q = torch.randint(0, 16, (16, 256), generator=torch.Generator().manual_seed(4))
+def test_tinygemm_cuda_layout_is_the_ops_and_reads_back(monkeypatch):
+    q = torch.randint(0, 16, (24, 256), generator=torch.Generator().manual_seed(4))
     packed = formats.tinygemm_cuda_pack(q)
-    assert packed.shape == (2, 2, 32, 4) and formats.tinygemm_features(packed) == (16, 256)
+    assert packed.shape == (3, 2, 32, 4) and formats.tinygemm_features(packed) == (24, 256)
     assert torch.equal(packed, _cuda_kernel_words(q))
     assert torch.equal(formats.tinygemm_cuda_unpack(packed), q)
+    monkeypatch.setattr(formats, "TINYGEMM_PACK_ROWS", 8)  # in row slices: the same words
+    assert torch.equal(formats.tinygemm_cuda_pack(q), packed) and torch.equal(formats.tinygemm_cuda_unpack(packed), q)
     # dequantized from that layout: the int4 it came from, with its (scale, offset) pairs
-    w = torch.randn(16, 256, generator=torch.Generator().manual_seed(5)) * 0.05
+    w = torch.randn(16, 256, generator=torch.Generator().manual_seed(5)) * 0.05  # (16: the CPU op's rows)
     qweight, scales, zeros = formats.quantize_int4(w)
     _, scales_and_zeros = formats.to_tinygemm(qweight, scales, zeros, torch.float32)  # (the CPU's words)
     cuda_words = formats.tinygemm_cuda_pack(formats.unpack_int4(qweight))
