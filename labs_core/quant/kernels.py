@@ -371,7 +371,8 @@ if triton is not None:
         sz = sz_ptr + ((cols // GROUP)[None, :].to(tl.int64) * N + rows[:, None]) * 2
         s = tl.load(sz, mask=row_ok[:, None], other=0.0).to(tl.float32)
         z = tl.load(sz + 1, mask=row_ok[:, None], other=0.0).to(tl.float32)
-        tl.store(out_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], ((q - 8.0) * s + z).to(out_ptr.dtype.element_ty),
+        w = (q - 8.0) * s + z
+        tl.store(out_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], w.to(out_ptr.dtype.element_ty),
                  mask=row_ok[:, None])
 
 
@@ -709,7 +710,8 @@ def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zero
 def candidates(m: int, fmt: int, dtype: torch.dtype) -> tuple[str, ...]:
     """The kernels that may serve M rows, best first; the first switched on runs (the reference last)."""
     if fmt == INT4T:
-        return ("tinygemm", "dequant_mm", "reference") if m <= TINYGEMM_MAX_M else ("dequant_mm", "tinygemm", "reference")
+        few = m <= TINYGEMM_MAX_M
+        return ("tinygemm", "dequant_mm", "reference") if few else ("dequant_mm", "tinygemm", "reference")
     if fmt in (INT8, INT4K):
         return ("gemv", "dequant_mm", "reference") if m == 1 else ("dequant_mm", "reference")
     if fmt == INT4:

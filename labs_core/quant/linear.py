@@ -71,8 +71,8 @@ class QuantTensors:
         return QuantTensors(kernels.INT4K, *formats.to_k_major(self.qweight, self.scales, self.zeros), self.group)
 
     def tinygemm(self, dtype: torch.dtype = torch.bfloat16) -> "QuantTensors":
-        """int4 repacked for torch's int4 kernel (formats.to_tinygemm), checked here against the int4 it
-        came from: the layout is the op's own, so reading it back through the op is the only check."""
+        """int4 repacked for torch's int4 kernel (formats.to_tinygemm), read back and checked here against
+        the int4 it came from (formats.dequantize_tinygemm)."""
         if self.fmt != kernels.INT4:
             return self
         packed, scales_and_zeros = formats.to_tinygemm(self.qweight, self.scales, self.zeros, dtype)
@@ -116,7 +116,7 @@ def supported(in_features: int, out_features: int, mode: str, group: int = forma
         return in_features % 16 == 0 and out_features % 16 == 0
     if mode == "int8":
         return in_features % group == 0
-    if mode == "int4t":  # tinygemm: whole tiles of 8 outputs (16 for the CPU's) and of 8 x 16 inputs, groups of 32..256
+    if mode == "int4t":  # tinygemm: tiles of 8 outputs (the CPU's: 16) and 8 x 16 inputs, groups of 32..256
         return (out_features % 16 == 0 and in_features % (16 * formats.TINYGEMM_INNER_K_TILES) == 0
                 and group in (32, 64, 128, 256) and in_features % group == 0)
     return in_features % group == 0 and in_features % formats.BLOCK == 0

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.slow
 def test_quick_cpu_run_measures_every_system_and_loses_no_stream(tmp_path):
     out, figures = tmp_path / "served.md", tmp_path / "served.json"
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "served_bench.py"), "--shape", "tiny", "--device", "cpu",
-                          "--quick", "--trace-gc", "--lone-alternate", "0,2", "--out", str(out), "--json", str(figures)],
+                          "--quick", "--trace-gc", "--lone-alternate", "0,2", "--out", str(out),
+                          "--json", str(figures)],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     table = json.loads(figures.read_text())
