@@ -228,11 +228,13 @@ def int4pack_mm(x: torch.Tensor, packed: torch.Tensor, scales_and_zeros: torch.T
     return y.to(x.dtype)
 
 
-def dequantize_tinygemm(packed: torch.Tensor, scales_and_zeros: torch.Tensor, group: int,
-                        dtype: torch.dtype = torch.float32, rows: int = 2048) -> torch.Tensor:
+def dequantize_tinygemm(packed: torch.Tensor, scales_and_zeros: torch.Tensor, dtype: torch.dtype = torch.float32,
+                        rows: int = 2048) -> torch.Tensor:
     """[N, K] weights: the CUDA layout unpacked (tinygemm_cuda_unpack), W = (q - 8) * scale + offset;
-    the CPU's layout read back through the op itself (identity rows, `rows` at a time)."""
+    the CPU's layout read back through the op itself (identity rows, `rows` at a time). The group
+    is K over the scale rows."""
     n, k = tinygemm_features(packed)
+    group = k // scales_and_zeros.shape[0]
     if packed.dim() == 4:
         q = tinygemm_cuda_unpack(packed).float().reshape(n, k // group, group)
         sz = scales_and_zeros.float()  # [K / group, N, 2]

@@ -536,8 +536,8 @@ INT4_GEMM_TILES = {
 # second H200 run (above). bench/quant_bench.py's sweep sets it for its engine run (256 when the GEMM
 # wins at 256 rows, 16 when only at 16); prefill stays with dequant_mm + cuBLAS.
 INT4_GEMM_MAX_M = 16
-# int4 layers with an int4t copy (int4h): up to this many rows through torch's int4 kernel on that copy
-# (0: never); bench/quant_bench.py sets it from its kernel table for its engine run.
+# int4t layers, and int4 layers with an int4t copy (int4h): up to this many rows through torch's int4
+# kernel (0: never); bench/quant_bench.py sets it from its kernel table for its engine run.
 TINYGEMM_MAX_M = 16
 # Alternatives bench/quant_bench.py times for int4's 256-row bucket (256 concurrent decode)
 GEMM_CANDIDATES_256 = [INT4_GEMM_TILES[256],
@@ -668,7 +668,7 @@ def dequant_mm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zer
     weight of traffic), then cuBLAS; replaced the in-register GEMM, 3-4x off bf16 at 256 rows on an H200."""
     if fmt == INT4T:  # (the CPU's layout: through the op)
         w = dequantize_int4t_fused(qweight, scales, x.dtype) if qweight.dim() == 4 and x.is_cuda else \
-            formats.dequantize_tinygemm(qweight, scales, in_features(fmt, qweight) // scales.shape[0], x.dtype)
+            formats.dequantize_tinygemm(qweight, scales, x.dtype)
         return F.linear(x, w, bias)
     if fmt == INT4K:  # dequantized as [K, N]: cuBLAS takes the transposed operand
         k, n = qweight.shape[0] * 8, qweight.shape[1]
@@ -701,7 +701,7 @@ def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zero
     elif fmt == INT4K:
         w = formats.dequantize_int4_k_major(qweight, scales, zeros, x.dtype)
     elif fmt == INT4T:
-        w = formats.dequantize_tinygemm(qweight, scales, in_features(fmt, qweight) // scales.shape[0], x.dtype)
+        w = formats.dequantize_tinygemm(qweight, scales, x.dtype)
     else:
         w = formats.dequantize_int4(qweight, scales, zeros, x.dtype)
     return F.linear(x, w, bias)

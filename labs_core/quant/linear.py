@@ -76,7 +76,7 @@ class QuantTensors:
         if self.fmt != kernels.INT4:
             return self
         packed, scales_and_zeros = formats.to_tinygemm(self.qweight, self.scales, self.zeros, dtype)
-        error = kernels.relative_error(formats.dequantize_tinygemm(packed, scales_and_zeros, self.group),
+        error = kernels.relative_error(formats.dequantize_tinygemm(packed, scales_and_zeros),
                                        self.dequantize())
         if error > 1e-2:  # (bf16 scales and offsets: ~2e-3)
             raise RuntimeError(f"int4 repacked for aten._weight_int4pack_mm reads back wrong (relative error "
@@ -105,7 +105,7 @@ class QuantTensors:
         if self.fmt == kernels.INT4K:
             return formats.dequantize_int4_k_major(self.qweight, self.scales, self.zeros, dtype)
         if self.fmt == kernels.INT4T:
-            return formats.dequantize_tinygemm(self.qweight, self.scales, self.group, dtype)
+            return formats.dequantize_tinygemm(self.qweight, self.scales, dtype)
         return formats.dequantize_int4(self.qweight, self.scales, self.zeros, dtype)
 
 

@@ -100,5 +100,5 @@ def test_tinygemm_cuda_layout_is_the_ops_and_reads_back(monkeypatch):
     qweight, scales, zeros = formats.quantize_int4(w)
     _, scales_and_zeros = formats.to_tinygemm(qweight, scales, zeros, torch.float32)  # (the CPU's words)
     cuda_words = formats.tinygemm_cuda_pack(formats.unpack_int4(qweight))
-    torch.testing.assert_close(formats.dequantize_tinygemm(cuda_words, scales_and_zeros, 128),
+    torch.testing.assert_close(formats.dequantize_tinygemm(cuda_words, scales_and_zeros),
                                formats.dequantize_int4(qweight, scales, zeros), rtol=0, atol=1e-6)
