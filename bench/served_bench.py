@@ -284,11 +284,8 @@ class StepLog:
         return out
 
     def summary(self) -> str:
-        def ms(values: list[float], q: float) -> float:
-            return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1e3
-
-        return ", ".join(f"{kind} {len(v)} (p50 {ms(v, 0.5):.1f} / p99 {ms(v, 0.99):.1f} / max {max(v) * 1e3:.1f} ms)"
-                         for kind, v in sorted(self.times.items()))
+        return ", ".join(f"{kind} {len(v)} (p50 {percentile(v, 0.5) * 1e3:.1f} / p99 {percentile(v, 0.99) * 1e3:.1f}"
+                         f" / max {max(v) * 1e3:.1f} ms)" for kind, v in sorted(self.times.items()))
 
 
 def _arrived(record: Record, stamp: float, tokens: int) -> None:
