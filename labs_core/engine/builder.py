@@ -19,6 +19,7 @@ from labs_core.engine.model_runner import KVLayout, ModelRunner, kv_layout
 from labs_core.engine.scheduler import ScheduledBatch
 from labs_core.engine.sequence import Sequence
 from labs_core.engine.params import SamplingParams
+from labs_core.quant.kernels import weight_only_products
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +87,12 @@ def check_supported(model: Any) -> None:
 
 def probe(model: Any, runner: ModelRunner, vocab_size: int) -> None:
     """Run a short random prompt through the model's own attention and through ours (in two chunks,
-    so chunked prefill and the cache are exercised); refuse when the logits differ."""
+    so chunked prefill and the cache are exercised); refuse when the logits differ. FP8 products keep
+    bf16 activations meanwhile (kernels.weight_only_products): the probe checks attention, not them."""
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(0, vocab_size, (PROBE_TOKENS,), generator=generator).tolist()
     original = runner.original_attn_implementation
-    with torch.inference_mode():
+    with torch.inference_mode(), weight_only_products():
         model.set_attn_implementation(original)
         try:
             expected = model(input_ids=torch.tensor([ids], device=runner.device), use_cache=False).logits[0].float()

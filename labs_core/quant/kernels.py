@@ -23,6 +23,7 @@ reference; a path that disagrees (or fails) is off, and its products go to the n
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Optional
@@ -65,6 +66,7 @@ def out_features(fmt: int, qweight: torch.Tensor) -> int:
 # rows _scaled_mm took 151 µs a 7B layer against the GEMM's 206 on the third H200 run (its activations
 # rounded to e4m3 per token: 2.6e-2 relative error instead of 1.7e-3, as vLLM's W8A8 FP8 serves).
 GEMM_MAX_M = 1
+_weight_only = False  # weight_only_products() is open: FP8 keeps bf16 activations at every M
 # GEMV tiling: rows per program, inputs per step (FP8: bytes; int4: blocks of 128 inputs per step)
 # (x is re-read once per BLOCK_N rows: more rows a program, less x traffic against the weight's)
 FP8_GEMV = dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=3)  # the H200's best of the first sweep
@@ -707,6 +709,21 @@ def reference(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zero
     return F.linear(x, w, bias)
 
 
+@contextlib.contextmanager
+def weight_only_products():
+    """FP8 products take the weight-only GEMM instead of `_scaled_mm` while open (activations stay
+    bf16). For the paged-attention probe (engine/builder.py), which compares two attentions: rounding
+    activations to e4m3 per token flips on their bf16-level differences and the flips grow through the
+    layers (8.5e-2 of the 7B shape's logits on the fourth H200 run, over bf16's 8e-2 tolerance, while
+    the attentions agree). Not thread-safe: for load-time checks, before serving starts."""
+    global _weight_only
+    before, _weight_only = _weight_only, True
+    try:
+        yield
+    finally:
+        _weight_only = before
+
+
 def candidates(m: int, fmt: int, dtype: torch.dtype) -> tuple[str, ...]:
     """The kernels that may serve M rows, best first; the first switched on runs (the reference last)."""
     if fmt == INT4T:
@@ -720,7 +737,7 @@ def candidates(m: int, fmt: int, dtype: torch.dtype) -> tuple[str, ...]:
         return ("gemm", "dequant_mm", "reference") if m <= INT4_GEMM_MAX_M else ("dequant_mm", "gemm", "reference")
     if m == 1:
         return ("gemv", "gemm", "reference")
-    if m <= GEMM_MAX_M or dtype != torch.bfloat16:
+    if m <= GEMM_MAX_M or dtype != torch.bfloat16 or _weight_only:
         return ("gemm", "reference")
     return ("scaled_mm", "gemm", "reference")
 

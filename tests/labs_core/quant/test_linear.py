@@ -97,3 +97,24 @@ def test_fp8_head_serves_through_the_paged_engine():
             got += [t for e in events if isinstance(e, ChoiceDelta) for t in e.token_ids]
     assert engine.runner.vocab_size == 320
     assert got == want
+
+
+def test_the_paged_probe_keeps_fp8_activations_in_bf16():
+    """The builder's probe compares two attentions; FP8 products must not round activations to e4m3
+    meanwhile (the flips grew to 8.5e-2 of a 7B's logits on an H200 and refused the paged engine), and
+    serving after it goes back to `_scaled_mm`."""
+    from bench.engine_bench import synthetic_tokenizer
+    from labs_core.engine.builder import KVSizing, build_paged_engine
+    from labs_core.engine.engine import EngineConfig
+    from labs_core.quant import kernels
+
+    model = tiny_model(vocab=320)
+    seen = []
+    model.register_forward_pre_hook(lambda *_: seen.append(kernels.path_for(2, kernels.FP8, torch.bfloat16)))
+    config = EngineConfig(block_size=4, max_num_seqs=4, max_num_batched_tokens=64, max_model_len=128)
+    build_paged_engine(model, synthetic_tokenizer(320), "cpu", config, KVSizing(num_blocks=64), [1])
+    assert seen[:3] == ["gemm"] * 3  # the model's own forward, then our two chunks
+    assert kernels.path_for(2, kernels.FP8, torch.bfloat16) == "scaled_mm"
+    with pytest.raises(RuntimeError), kernels.weight_only_products():
+        raise RuntimeError
+    assert kernels.path_for(2, kernels.FP8, torch.bfloat16) == "scaled_mm"
