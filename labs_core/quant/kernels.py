@@ -357,23 +357,30 @@ if triton is not None:
 
     @triton.jit
     def int4t_dequant_kernel(w_ptr, sz_ptr, out_ptr, N, K, GROUP: tl.constexpr, BLOCK_N: tl.constexpr):
-        """out [N, K] = torch's int4 layout (formats.tinygemm_cuda_pack) dequantized, BLOCK_N rows x
-        128 inputs a program: each weight's word and nibble as formats._tinygemm_cuda_index says,
-        W = (q - 8) * scale + offset, (scale, offset) = sz[k // GROUP, n]."""
+        """out [N, K] = torch's int4 layout (formats.tinygemm_cuda_pack) dequantized, BLOCK_N rows (a
+        multiple of 8) x 128 inputs a program: W = (q - 8) * scale + offset, (scale, offset) =
+        sz[k // GROUP, n]. Row r of a tile owns 16 contiguous words (formats._tinygemm_cuda_index: word
+        16 (r % 8) + 4 b + c), so the loads are rows of 16 words and the values are put in input order
+        in registers: nibble 4 h + i of word (b, c) is input 32 c + 8 i + 2 b + h. (The first version
+        gathered each weight's word: 238 vs int4's 152 µs for a 7B down matrix at 256 rows, H200.)"""
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-        cols = tl.program_id(1) * 128 + tl.arange(0, 128)
+        tile = tl.program_id(1)
         row_ok = rows < N
-        byte = (cols % 32) // 2
-        lane = (rows[:, None] % 8) * 4 + (byte % 4)[None, :]
-        word = (((rows[:, None] // 8).to(tl.int64) * (K // 128) + (cols // 128)[None, :]) * 32 + lane) * 4 \
-            + ((cols % 128) // 32)[None, :]
-        nibble = byte // 4 + 4 * (cols % 2)
-        packed = tl.load(w_ptr + word, mask=row_ok[:, None], other=0)
-        q = ((packed >> (4 * nibble)[None, :]) & 0xF).to(tl.float32)
-        sz = sz_ptr + ((cols // GROUP)[None, :].to(tl.int64) * N + rows[:, None]) * 2
-        s = tl.load(sz, mask=row_ok[:, None], other=0.0).to(tl.float32)
-        z = tl.load(sz + 1, mask=row_ok[:, None], other=0.0).to(tl.float32)
-        w = (q - 8.0) * s + z
+        words = tl.arange(0, 16)
+        base = (((rows // 8).to(tl.int64) * (K // 128) + tile) * 128 + (rows % 8) * 16)[:, None] + words[None, :]
+        packed = tl.load(w_ptr + base, mask=row_ok[:, None], other=0)  # [BN, 16]: (b, c)
+        q = (packed[:, :, None] >> (4 * tl.arange(0, 8))[None, None, :]) & 0xF  # [BN, 16, 8]: (b, c), (h, i)
+        q = tl.reshape(tl.permute(tl.reshape(q, (BLOCK_N, 4, 4, 2, 4)), (0, 2, 4, 1, 3)), (BLOCK_N, 128))
+        cols = tile * 128 + tl.arange(0, 128)
+        if GROUP >= 128:
+            sz = sz_ptr + ((tile * 128 // GROUP).to(tl.int64) * N + rows) * 2
+            s = tl.load(sz, mask=row_ok, other=0.0).to(tl.float32)[:, None]
+            z = tl.load(sz + 1, mask=row_ok, other=0.0).to(tl.float32)[:, None]
+        else:
+            sz = sz_ptr + ((cols // GROUP)[None, :].to(tl.int64) * N + rows[:, None]) * 2
+            s = tl.load(sz, mask=row_ok[:, None], other=0.0).to(tl.float32)
+            z = tl.load(sz + 1, mask=row_ok[:, None], other=0.0).to(tl.float32)
+        w = (q.to(tl.float32) - 8.0) * s + z
         tl.store(out_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], w.to(out_ptr.dtype.element_ty),
                  mask=row_ok[:, None])
 

@@ -272,8 +272,8 @@ def test_int4_layer_with_a_tinygemm_copy_takes_it_for_few_rows(monkeypatch):
     assert taken == ["reference"]
 
 
-@pytest.mark.parametrize("group", [128, 32])
-def test_int4t_dequantization_reads_the_cuda_layout(group):
+@pytest.mark.parametrize("group,block_n", [(128, 16), (32, 16), (128, 32)])
+def test_int4t_dequantization_reads_the_cuda_layout(group, block_n):
     """The Triton pass behind int4t's dequant_mm (rows above TINYGEMM_MAX_M on CUDA), on words laid
     out as torch's CUDA op lays them (formats.tinygemm_cuda_pack): the int4 weights it came from."""
     gen = torch.Generator().manual_seed(13)
@@ -281,5 +281,5 @@ def test_int4t_dequantization_reads_the_cuda_layout(group):
                         group=group)
     _, scales_and_zeros = formats.to_tinygemm(int4.qweight, int4.scales, int4.zeros, torch.float32)
     words = formats.tinygemm_cuda_pack(formats.unpack_int4(int4.qweight))
-    got = kernels.dequantize_int4t_fused(words, scales_and_zeros, torch.float32, block_n=16)
+    got = kernels.dequantize_int4t_fused(words, scales_and_zeros, torch.float32, block_n=block_n)  # 48 rows: masks
     torch.testing.assert_close(got, int4.dequantize(), rtol=0, atol=1e-6)
