@@ -61,7 +61,7 @@ MODES = ("bf16", "fp8", "int4")
 EXTRA_MODES = ("fp8+head", "int4+head", "int4k", "int4t", "int4h", "int4h+head", "int8")
 # (int4+head, int4k and int8 on request, --modes ...,int4k: the kernel table times their kernels; six
 # engine modes keep a run inside the device's 10-minute call)
-DEFAULT_MODES = MODES + ("fp8+head", "int4t", "int4h")
+DEFAULT_MODES = MODES + ("fp8+head", "int4t")
 PROMPT, NEW = 128, 256
 
 

@@ -157,7 +157,7 @@ def _quantize_on_gpu(model: Any, mode: str, device: str, source: ModelSource, op
     A GGUF's 4-bit blocks go first (gguf_blocks.py); with int4, what they leave is rounded to int4.
     Returns the quantization in effect ("none" for a GGUF none of whose blocks a kernel reads)."""
     from labs_core.quant import checkpoints
-    from labs_core.quant.linear import quantize_model
+    from labs_core.quant.linear import quantize_model, rtn_int4_mode
 
     if gguf_path is not None and mode in ("gguf", "int4"):
         from labs_core.quant.gguf_blocks import GGUFTensors
@@ -174,8 +174,8 @@ def _quantize_on_gpu(model: Any, mode: str, device: str, source: ModelSource, op
     if mode in checkpoints.METHODS and checkpoint is not None:
         directory = checkpoints.local_directory(source.location, options.revision, source.is_local)
         tensors = checkpoints.CheckpointTensors(directory, checkpoint[2])
-    quantize_model(model, "fp8" if mode == "fp8" else "int4", device, source=tensors,
-                   head="fp8" if options.quantize_lm_head else "none")
+    rounded = "fp8" if mode == "fp8" else "int4" if tensors is not None else rtn_int4_mode(model.dtype)
+    quantize_model(model, rounded, device, source=tensors, head="fp8" if options.quantize_lm_head else "none")
     return mode
 
 

@@ -23,8 +23,9 @@ from labs_core.quant import formats, kernels
 
 log = logging.getLogger(__name__)
 
-# int4k: int4 in the K-major layout; int4t: in torch's tinygemm layout; int4h: int4 plus an int4t copy
-# for few rows (kernels.TINYGEMM_MAX_M) (bench/quant_bench.py's experiments only)
+# int4k: int4 in the K-major layout; int4t: in torch's tinygemm layout (round-to-nearest int4 of a bf16
+# model on CUDA: rtn_int4_mode); int4h: int4 plus an int4t copy for few rows (kernels.TINYGEMM_MAX_M).
+# int4k and int4h are bench/quant_bench.py's experiments only.
 MODES = {"fp8": kernels.FP8, "int4": kernels.INT4, "int8": kernels.INT8, "int4k": kernels.INT4K,
          "int4t": kernels.INT4T, "int4h": kernels.INT4}
 
@@ -107,6 +108,15 @@ class QuantTensors:
         if self.fmt == kernels.INT4T:
             return formats.dequantize_tinygemm(self.qweight, self.scales, dtype)
         return formats.dequantize_int4(self.qweight, self.scales, self.zeros, dtype)
+
+
+def rtn_int4_mode(dtype: torch.dtype) -> str:
+    """The mode that round-to-nearest int4 (LABS_QUANTIZATION=int4 from float weights) is served in on
+    CUDA: torch's int4 layout for a bf16 model (int4t: its tinygemm kernel for few rows, which takes bf16
+    activations only; 1.31x bf16 at one stream against labs' int4's 1.16x on the H200's fifth run), else
+    labs' int4. Checkpoints' int4 (AWQ, GPTQ, a GGUF's blocks) stays in labs' layout, which keeps their
+    values exactly; int4t rounds each group's scale and offset to bf16."""
+    return "int4t" if dtype == torch.bfloat16 else "int4"
 
 
 def supported(in_features: int, out_features: int, mode: str, group: int = formats.INT4_GROUP) -> bool:
@@ -214,10 +224,13 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
     # torch's int4 kernel takes bf16 on CUDA; on the CPU the model's dtype (tests compare float32 models)
     tinygemm_dtype = torch.bfloat16 if torch.device(device).type == "cuda" else getattr(model, "dtype", torch.float32)
 
-    def layer(t: QuantTensors, b: torch.Tensor | None) -> QuantLinear:  # int4t / int4h: fused as int4, then repacked
-        if mode == "int4h" and t.fmt == kernels.INT4 and supported(t.in_features, t.out_features, "int4t", t.group):
+    def layer(t: QuantTensors, b: torch.Tensor | None) -> QuantLinear:
+        """int4t / int4h: quantized (and fused) as int4, then repacked where torch's kernel takes the shape."""
+        repack = mode in ("int4t", "int4h") and t.fmt == kernels.INT4 and supported(t.in_features, t.out_features,
+                                                                                    "int4t", t.group)
+        if repack and mode == "int4h":
             return QuantLinear(t, b, small=t.tinygemm(tinygemm_dtype))
-        return QuantLinear(t.tinygemm(tinygemm_dtype) if mode == "int4t" else t, b)
+        return QuantLinear(t.tinygemm(tinygemm_dtype) if repack else t, b)
 
     def bias(linear: nn.Linear) -> torch.Tensor | None:
         return None if linear.bias is None else linear.bias.detach().to(device)
@@ -226,9 +239,11 @@ def quantize_model(model: Any, mode: str, device: torch.device | str, source: Te
     group = getattr(getattr(source, "spec", None), "group", formats.INT4_GROUP)
     vouched = getattr(source, "checks_shapes", False)  # the source's has() already checked each layer's shape
 
+    base = "int4" if mode in ("int4t", "int4h") else mode  # (layers torch's kernel cannot take stay int4)
+
     def ok(name: str, linear: Any) -> bool:
         return (type(linear) is nn.Linear and linear is not lm_head and (has is None or has(name))
-                and (vouched or supported(linear.in_features, linear.out_features, mode, group)))
+                and (vouched or supported(linear.in_features, linear.out_features, base, group)))
 
     layers = fused = 0
     for parent_name, parent in list(model.named_modules()):

@@ -20,7 +20,7 @@ def test_quick_cpu_run_fills_both_tables(tmp_path):
     run = subprocess.run([sys.executable, str(ROOT / "bench" / "quant_bench.py"), "--quick", "--device", "cpu",
                           "--profile", "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    for mode in ("bf16", "fp8", "int4", "int4t", "int4h"):  # --profile: a breakdown of a decode step per engine mode
+    for mode in ("bf16", "fp8", "int4", "int4t"):  # --profile: a breakdown of a decode step per engine mode
         assert f"  {mode} profile: " in run.stdout and "aten ops a step" in run.stdout
     text = out.read_text()
     for mode in ("bf16", "fp8", "int4", "int4t"):  # int4t: torch's int4 kernel, here its CPU twin

@@ -118,3 +118,20 @@ def test_the_paged_probe_keeps_fp8_activations_in_bf16():
     with pytest.raises(RuntimeError), kernels.weight_only_products():
         raise RuntimeError
     assert kernels.path_for(2, kernels.FP8, torch.bfloat16) == "scaled_mm"
+
+
+def test_int4t_keeps_int4_where_torchs_kernel_cannot_take_the_shape():
+    """torch's int4 kernel wants 16 outputs a tile; a layer without them stays labs' int4 (not float)."""
+    from labs_core.quant import kernels
+
+    class Toy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.narrow, self.wide = nn.Linear(128, 40), nn.Linear(128, 64)
+
+        def get_output_embeddings(self):
+            return None
+
+    toy = Toy()
+    assert quantize_model(toy, "int4t", "cpu").layers == 2
+    assert (toy.narrow.fmt, toy.wide.fmt) == (kernels.INT4, kernels.INT4T)

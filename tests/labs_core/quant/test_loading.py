@@ -91,3 +91,24 @@ def test_quantize_lm_head_setting_puts_the_head_in_fp8():
             assert kernels.relative_error(head.tensors.dequantize(), head_weight) < 3e-2  # e4m3, a scale a row
         else:
             assert type(head) is torch.nn.Linear
+
+
+def test_round_to_nearest_int4_of_a_bf16_model_takes_torchs_int4_layout(tmp_path):
+    """LABS_QUANTIZATION=int4 from float weights: a bf16 model's layers go to torch's int4 layout
+    (int4t, its tinygemm kernel for few rows); a float32 model's stay in labs' int4, and so do an AWQ
+    checkpoint's, whose values int4t would round (its scales and offsets to bf16)."""
+    from transformers import AutoModelForCausalLM
+
+    from labs_core.quant import kernels
+
+    source = ModelSource(spec="t", location="t", gguf_file=None, is_local=True)
+    for dtype, fmt in ((torch.bfloat16, kernels.INT4T), (torch.float32, kernels.INT4)):
+        model = tiny_model().to(dtype)
+        loader._quantize_on_gpu(model, "int4", "cpu", source, LoadOptions(), None)
+        assert {m.fmt for m in model.modules() if isinstance(m, QuantLinear)} == {fmt}, dtype
+    write_awq_checkpoint(tmp_path, tiny_model())
+    awq = ModelSource(spec=str(tmp_path), location=str(tmp_path), gguf_file=None, is_local=True)
+    checkpoint = loader._quantized_checkpoint(awq, LoadOptions(device="cpu", quantization="auto"))
+    model = AutoModelForCausalLM.from_pretrained(str(tmp_path), config=checkpoint[1], dtype=torch.bfloat16)
+    loader._quantize_on_gpu(model, "awq", "cpu", awq, LoadOptions(), checkpoint)
+    assert {m.fmt for m in model.modules() if isinstance(m, QuantLinear)} == {kernels.INT4}
