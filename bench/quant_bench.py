@@ -210,8 +210,7 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
                 path = kernels.path_for(m, q.fmt, x.dtype) if on_gpu else cpu_path(m)
                 others = []  # the other kernels that could serve these rows, for comparison
                 if dev == "cuda" and m > 1:
-                    fp8_paths = ("gemm", "scaled_mm", "rows") if m <= 8 else ("gemm", "scaled_mm")
-                    alternatives = {kernels.INT4: ("gemm",), kernels.FP8: fp8_paths,
+                    alternatives = {kernels.INT4: ("gemm",), kernels.FP8: ("gemm", "scaled_mm"),
                                     kernels.INT4T: ("tinygemm", "dequant_mm")}.get(q.fmt, ())
                     others = [p for p in alternatives if p != path]
                 for p in [path] + others:
@@ -228,10 +227,6 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
                             impls.append((mode, f"K-major GEMV n{block_n} w{warps} (layout experiment)",
                                           lambda w, b=block_n, nw=warps, km=k_major: kernels.launch_gemv_k_major(
                                               x[0], *km[id(w)], w.group, block_n=b, num_warps=nw)))
-                    if p == "rows" and setup.sweep:  # FP8's few-row kernel: its default tiling (#0) and others
-                        for i, c in enumerate(fp8_rows_configs(m)):
-                            impls.append((mode, f"rows {config_name(c)[5:]} #{i}",
-                                          lambda w, c=c: kernels.launch_fp8_rows(x, w.qweight, w.scales, None, config=c)))
                     if p == "gemm" and m == 256 and q.fmt == kernels.INT4 and setup.sweep:
                         for i, c in enumerate(kernels.GEMM_CANDIDATES_256):
                             impls.append((mode, f"GEMM {config_name(c)[5:]} #{i}", lambda w, c=c: kernels.launch_gemm(
@@ -243,8 +238,7 @@ def kernel_rows(setup: Setup, sweep: dict[tuple[str, int], float], ceilings: Cei
                     if "#" in path:
                         key = (mode if m == 1 else f"{mode}@{m}", int(path.rsplit("#", 1)[1]))
                         sweep[key] = sweep.get(key, 0.0) + us
-                    elif ((mode == "int4" and path in ("dequant_mm", "gemm") and m in (16, 256)) or mode == "int4t"
-                          or (mode == "fp8" and path == "scaled_mm" and 1 < m <= 8)):
+                    elif (mode == "int4" and path in ("dequant_mm", "gemm") and m in (16, 256)) or mode == "int4t":
                         sweep[(f"{mode}@{m}", path)] = sweep.get((f"{mode}@{m}", path), 0.0) + us  # (pick_gemv)
                     got = call(ws[0]).float().reshape(m, n)
                     if mode == "bf16":
@@ -496,33 +490,6 @@ def engine_table(figures: list[EngineFigures], setup: Setup) -> list[str]:
     return lines
 
 
-def fp8_rows_configs(m: int) -> list[dict[str, int]]:
-    """FP8's few-row tilings timed at M rows: the default for M's padded count first (#0)."""
-    return [kernels.FP8_ROWS[max(2, 1 << (m - 1).bit_length())], *kernels.FP8_ROWS_CANDIDATES]
-
-
-def pick_fp8_rows(sweep: dict[tuple[str, int], float]) -> list[str]:
-    """FP8 rows 2..ROWS_MAX_M through the few-row kernel, up to the first row count at which its best
-    tiling (which becomes the default for that padded count) does not beat _scaled_mm."""
-    kernels.ROWS_MAX_M = 0
-    figures = []
-    for m in sorted(int(key[4:]) for (key, path) in sweep if key.startswith("fp8@") and path == "scaled_mm"):
-        timed = {i: us for (key, i), us in sweep.items() if key == f"fp8@{m}" and isinstance(i, int)}
-        scaled = sweep[(f"fp8@{m}", "scaled_mm")]
-        if not timed or min(timed.values()) == float("inf"):
-            break
-        best = min(timed, key=timed.get)
-        figures.append(f"{m} rows {timed[best]:,.1f} ({config_name(fp8_rows_configs(m)[best])[5:]}) vs {scaled:,.1f}")
-        if not timed[best] < scaled:
-            break
-        kernels.FP8_ROWS[max(2, 1 << (m - 1).bit_length())] = fp8_rows_configs(m)[best]
-        kernels.ROWS_MAX_M = m
-    if not figures:
-        return []
-    return [f"FP8 rows through the few-row kernel (else _scaled_mm): "
-            f"{f'2..{kernels.ROWS_MAX_M}' if kernels.ROWS_MAX_M else 'none'} (µs a layer: {', '.join(figures)})"]
-
-
 def pick_gemv(sweep: dict[tuple[str, int], float]) -> list[str]:
     """Set the fastest GEMV tiling per format (summed over a layer's products) for the engine run."""
     lines = []
@@ -551,7 +518,6 @@ def pick_gemv(sweep: dict[tuple[str, int], float]) -> list[str]:
         kernels.INT4_GEMM_MAX_M = 256 if timed[best] < dequant else 16 if at_16 else 0
         lines.append(f"int4 rows through the GEMM (else dequant_mm): 2..{kernels.INT4_GEMM_MAX_M} "
                      f"(dequant_mm {dequant:,.1f} µs a layer at 256 rows)")
-    lines += pick_fp8_rows(sweep)
     tinygemm = {int(key[6:]): us for (key, path), us in sweep.items()
                 if key.startswith("int4t@") and path == "tinygemm"}
     if tinygemm:  # int4h: rows up to the largest M at which torch's int4 kernel beat int4's best path

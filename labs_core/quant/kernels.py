@@ -4,8 +4,6 @@ One custom op, `labs::quant_linear`, picks the kernel by the row count M of x at
 torch.compile and to CUDA graphs, which capture one M each):
 - M == 1 (batch-1 decode): a Triton GEMV that reads the quantized weight once, dequantizes in
   registers and accumulates in float32. A decode step is a read of every weight, so bytes are time.
-- FP8, 1 < M <= ROWS_MAX_M (<= 8; 0 = off until a GPU run times it): the GEMV with the rows added
-  (`fp8_rows_kernel`: each weight tile read once for all rows, activations bf16).
 - FP8, 1 < M <= GEMM_MAX_M: a Triton GEMM that dequantizes each weight tile in registers to the
   activations' dtype and multiplies with tl.dot (weight-only: activations stay bf16).
 - int4, M > 1: the weight dequantized to bf16 in one Triton pass, then cuBLAS (`dequant_mm`). On the
@@ -69,17 +67,6 @@ def out_features(fmt: int, qweight: torch.Tensor) -> int:
 # rounded to e4m3 per token: 2.6e-2 relative error instead of 1.7e-3, as vLLM's W8A8 FP8 serves).
 GEMM_MAX_M = 1
 _weight_only = False  # weight_only_products() is open: FP8 keeps bf16 activations at every M
-# FP8 with 2..ROWS_MAX_M rows: fp8_rows_kernel (the GEMV with the rows added) before _scaled_mm.
-# 0 (off) until a GPU run times it: bench/quant_bench.py's kernel table sets it for its engine run.
-ROWS_MAX_M = 0
-# Its tiling by padded row count (M_PAD x BLOCK_N x BLOCK_K float32 accumulator: 64 a thread at 4 warps)
-FP8_ROWS = {2: dict(BLOCK_N=2, BLOCK_K=2048, num_warps=4, num_stages=2),
-            4: dict(BLOCK_N=2, BLOCK_K=1024, num_warps=4, num_stages=2),
-            8: dict(BLOCK_N=2, BLOCK_K=512, num_warps=4, num_stages=3)}
-# Alternatives the bench times at 2..8 rows
-FP8_ROWS_CANDIDATES = [dict(BLOCK_N=4, BLOCK_K=512, num_warps=4, num_stages=3),
-                       dict(BLOCK_N=1, BLOCK_K=1024, num_warps=4, num_stages=3),
-                       dict(BLOCK_N=4, BLOCK_K=256, num_warps=2, num_stages=4)]
 # GEMV tiling: rows per program, inputs per step (FP8: bytes; int4: blocks of 128 inputs per step)
 # (x is re-read once per BLOCK_N rows: more rows a program, less x traffic against the weight's)
 FP8_GEMV = dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=3)  # the H200's best of the first sweep
@@ -128,7 +115,7 @@ GEMV_CANDIDATES[FP8] += [dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=1
                          dict(BLOCK_N=2, BLOCK_K=2048, num_warps=4, num_stages=1, PREFETCH=True)]
 # Relative error (‖y - ref‖ / ‖ref‖) a path may show against the reference: weight-only paths round
 # only the bf16 output and the accumulation order (~3e-3); FP8 activations add e4m3 rounding (~3e-2).
-TOLERANCE = {"gemv": 1e-2, "gemm": 1e-2, "dequant_mm": 1e-2, "scaled_mm": 6e-2, "tinygemm": 1e-2, "rows": 1e-2}
+TOLERANCE = {"gemv": 1e-2, "gemm": 1e-2, "dequant_mm": 1e-2, "scaled_mm": 6e-2, "tinygemm": 1e-2}
 
 
 @dataclass
@@ -331,34 +318,6 @@ if triton is not None:
 
 
 if triton is not None:
-    @triton.jit
-    def fp8_rows_kernel(x_ptr, w_ptr, s_ptr, b_ptr, y_ptr, M, N, K: tl.constexpr, stride_xm, stride_ym,
-                        HAS_BIAS: tl.constexpr, M_PAD: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-        """FP8 for a few rows (M <= M_PAD <= 8: decode with a few streams): the GEMV's loop with the
-        rows added, so each weight tile is read once for all M rows and the bytes stay the GEMV's
-        (products in a float32 [M_PAD, BLOCK_N, BLOCK_K] accumulator, summed along K at the end).
-        Activations stay bf16, where `_scaled_mm` at 16 rows took as long as bf16 cuBLAS (157 vs 150
-        µs a 7B layer, fifth H200 run)."""
-        rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-        ms = tl.arange(0, M_PAD)
-        row_ok = rows < N
-        m_ok = ms < M
-        w_rows = w_ptr + rows[:, None].to(tl.int64) * K
-        acc = tl.zeros([M_PAD, BLOCK_N, BLOCK_K], dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            cols = k0 + tl.arange(0, BLOCK_K)
-            col_ok = cols < K
-            w = tl.load(w_rows + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0,
-                        eviction_policy="evict_first")
-            x = tl.load(x_ptr + ms[:, None].to(tl.int64) * stride_xm + cols[None, :],
-                        mask=m_ok[:, None] & col_ok[None, :], other=0.0)
-            acc += w.to(tl.float32)[None, :, :] * x.to(tl.float32)[:, None, :]
-        y = tl.sum(acc, axis=2) * tl.load(s_ptr + rows, mask=row_ok, other=0.0)[None, :]
-        if HAS_BIAS:
-            y += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)[None, :]
-        tl.store(y_ptr + ms[:, None].to(tl.int64) * stride_ym + rows[None, :], y.to(y_ptr.dtype.element_ty),
-                 mask=m_ok[:, None] & row_ok[None, :])
-
     @triton.jit
     def quantize_rows_kernel(x_ptr, q_ptr, s_ptr, K, stride_x, BLOCK_K: tl.constexpr):
         """One row (token) of activations to e4m3 with its float32 scale (max |x| / 448): two passes
@@ -670,21 +629,6 @@ def launch_gemm(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, ze
     return out
 
 
-def launch_fp8_rows(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None,
-                    config: dict[str, int] | None = None) -> torch.Tensor:
-    """FP8 x: [M, K] (M <= 8, unit stride along K) -> [M, N] in x's dtype through fp8_rows_kernel;
-    `config`: BLOCK_N, BLOCK_K, num_warps, num_stages (default FP8_ROWS[M_PAD])."""
-    m, k = x.shape
-    n = qweight.shape[0]
-    m_pad = max(2, triton.next_power_of_2(m))
-    t = config or FP8_ROWS[m_pad]
-    out = torch.empty(m, n, device=x.device, dtype=x.dtype)
-    fp8_rows_kernel[(triton.cdiv(n, t["BLOCK_N"]),)](x, qweight, scales, bias if bias is not None else x, out, m, n, k,
-                                                    x.stride(0), out.stride(0), HAS_BIAS=bias is not None,
-                                                    M_PAD=m_pad, **t)
-    return out
-
-
 def quantize_rows_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Activations to e4m3 with one float32 scale per row (token): (xq [M, K], scales [M, 1])."""
     scale = x.abs().amax(dim=1, keepdim=True).float().clamp_min(1e-12) / formats.FP8_MAX
@@ -807,8 +751,6 @@ def candidates(m: int, fmt: int, dtype: torch.dtype) -> tuple[str, ...]:
         return ("gemm", "dequant_mm", "reference") if m <= INT4_GEMM_MAX_M else ("dequant_mm", "gemm", "reference")
     if m == 1:
         return ("gemv", "gemm", "reference")
-    if m <= ROWS_MAX_M and m <= 8:
-        return ("rows", "gemm", "reference")
     if m <= GEMM_MAX_M or dtype != torch.bfloat16 or _weight_only:
         return ("gemm", "reference")
     return ("scaled_mm", "gemm", "reference")
@@ -827,8 +769,6 @@ def run_path(path: str, x: torch.Tensor, qweight: torch.Tensor, scales: torch.Te
         return launch_gemm(x.contiguous(), qweight, scales, zeros, bias, fmt, group)
     if path == "scaled_mm":
         return scaled_mm(x.contiguous(), qweight, scales, bias)
-    if path == "rows":
-        return launch_fp8_rows(x.contiguous(), qweight, scales, bias)
     if path == "dequant_mm":
         return dequant_mm(x, qweight, scales, zeros, bias, fmt)
     if path == "tinygemm":
@@ -891,16 +831,13 @@ def check_paths(layers: list[tuple[int, torch.Tensor, torch.Tensor, torch.Tensor
             continue
         seen.add(key)
         for path, m in (("gemv", 1), ("gemm", 7), ("gemm", 40), ("scaled_mm", 300), ("gemm", 300),
-                        ("dequant_mm", 7), ("dequant_mm", 300), ("tinygemm", 1), ("tinygemm", 300), ("rows", 3),
-                        ("rows", 8)):
+                        ("dequant_mm", 7), ("dequant_mm", 300), ("tinygemm", 1), ("tinygemm", 300)):
             # (the GEMM at 300 rows too: it stands in for FP8's _scaled_mm if that is off)
             if path == "scaled_mm" and (fmt != FP8 or dtype != torch.bfloat16):  # never taken (candidates)
                 continue
             if (path == "dequant_mm" and fmt == FP8) or (path == "gemm" and fmt in (INT8, INT4K)):
                 continue
             if (path == "tinygemm" and fmt != INT4T) or (fmt == INT4T and path not in ("tinygemm", "dequant_mm")):
-                continue
-            if path == "rows" and (fmt != FP8 or not ROWS_MAX_M):  # (off: not checked, not taken)
                 continue
             name = f"{FMT_NAMES[fmt]}_{path}"
             try:

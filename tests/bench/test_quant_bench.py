@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
-from bench.quant_bench import kernels, pick_fp8_rows, pick_gemv
+from bench.quant_bench import kernels, pick_gemv
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -61,19 +60,3 @@ def test_fastest_gemv_tiling_is_kept_for_the_engine(monkeypatch):
     assert kernels.TINYGEMM_MAX_M == 1  # up to the first loss (16 rows), whatever comes after
     pick_gemv({**sweep, **tiny, ("int4t@1", "tinygemm"): float("inf")})  # failed: never
     assert kernels.TINYGEMM_MAX_M == 0
-
-
-def test_fp8_few_row_kernel_takes_rows_up_to_its_first_loss(monkeypatch):
-    monkeypatch.setattr(kernels, "FP8_ROWS", dict(kernels.FP8_ROWS))
-    monkeypatch.setattr(kernels, "ROWS_MAX_M", 0)
-    sweep = {("fp8@2", "scaled_mm"): 150.0, ("fp8@2", 0): 90.0, ("fp8@2", 1): 80.0,
-             ("fp8@4", "scaled_mm"): 150.0, ("fp8@4", 0): 100.0, ("fp8@4", 2): float("inf"),
-             ("fp8@8", "scaled_mm"): 150.0, ("fp8@8", 0): 160.0}
-    lines = pick_fp8_rows(sweep)
-    assert kernels.ROWS_MAX_M == 4 and "2..4" in lines[0] and "8 rows 160.0" in lines[0]
-    assert kernels.FP8_ROWS[2] is kernels.FP8_ROWS_CANDIDATES[0]  # #1: the first alternative, faster at 2 rows
-    assert kernels.path_for(3, kernels.FP8, torch.bfloat16) == "rows"
-    assert kernels.path_for(5, kernels.FP8, torch.bfloat16) == "scaled_mm"
-    pick_fp8_rows({**sweep, ("fp8@2", 1): 151.0, ("fp8@2", 0): 152.0})
-    assert kernels.ROWS_MAX_M == 0  # loses at 2 rows: never, whatever 4 says
-    assert pick_fp8_rows({}) == [] and kernels.ROWS_MAX_M == 0

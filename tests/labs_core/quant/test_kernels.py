@@ -51,29 +51,6 @@ def test_gemm_matches_reference(mode, m, n, k):
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("m,bias", [(2, False), (3, True), (8, True)])
-def test_fp8_few_rows_product_matches_reference(m, bias):
-    """FP8 for a few rows (the GEMV with rows added): every row, every tiling the bench may pick,
-    with K not a multiple of the widest step (a masked tail) and N of a partial tile."""
-    t, gen = weights("fp8", 37, 2080, m)
-    b = torch.randn(37, generator=gen) if bias else None
-    x = torch.randn(m, 2080, generator=gen).to(torch.bfloat16)
-    ref = kernels.reference(x.float(), t.qweight, t.scales, t.zeros, b, t.fmt)
-    for config in [None, *kernels.FP8_ROWS.values(), *kernels.FP8_ROWS_CANDIDATES]:
-        got = kernels.launch_fp8_rows(x, t.qweight, t.scales, b, config=config)
-        assert got.shape == (m, 37) and got.dtype == torch.bfloat16
-        assert kernels.relative_error(got, ref) < 5e-3, config  # bf16 output rounding
-
-
-def test_fp8_few_rows_take_their_kernel_when_the_bench_turns_it_on(monkeypatch):
-    assert kernels.path_for(2, kernels.FP8, torch.bfloat16) == "scaled_mm"  # off until a GPU run times it
-    monkeypatch.setattr(kernels, "ROWS_MAX_M", 8)
-    assert kernels.candidates(2, kernels.FP8, torch.bfloat16) == ("rows", "gemm", "reference")
-    assert kernels.path_for(8, kernels.FP8, torch.bfloat16) == "rows"
-    assert kernels.path_for(9, kernels.FP8, torch.bfloat16) == "scaled_mm"
-    assert kernels.path_for(2, kernels.INT4, torch.bfloat16) == "gemm"
-
-
 @pytest.mark.parametrize("mode", ["int4", "int4g64"])
 def test_every_int4_gemm_tiling_computes_the_same_product(mode):
     """The wide GEMM (one dot of BLOCK_K inputs, words read in input order) and the tilings the
