@@ -520,20 +520,21 @@ def pick_gemv(sweep: dict[tuple[str, int], float]) -> list[str]:
                      f"(dequant_mm {dequant:,.1f} µs a layer at 256 rows)")
     tinygemm = {int(key[6:]): us for (key, path), us in sweep.items()
                 if key.startswith("int4t@") and path == "tinygemm"}
-    if tinygemm:  # int4h: rows up to the largest M at which torch's int4 kernel beat int4's best path
-        int4_best = {1: min((us for (key, i), us in sweep.items() if key == "int4"), default=float("inf"))}
-        for m in (16, 256):
-            int4_best[m] = min((us for (key, _), us in sweep.items() if key == f"int4@{m}"), default=float("inf"))
+    if tinygemm:  # int4t / int4h: rows up to the largest M at which torch's int4 kernel beat the other paths
+        # (int4t's own dequant_mm, and int4's best where the table timed it: 1, 16 and 256 rows)
+        rival = {1: min((us for (key, i), us in sweep.items() if key == "int4"), default=float("inf"))}
+        for m in tinygemm:
+            int4 = min((us for (key, _), us in sweep.items() if key == f"int4@{m}"), default=float("inf"))
+            rival[m] = min(rival.get(m, float("inf")), int4, sweep.get((f"int4t@{m}", "dequant_mm"), float("inf")))
         kernels.TINYGEMM_MAX_M = 0
         for m in sorted(tinygemm):  # up to the first row count where it loses
-            if m not in int4_best or not tinygemm[m] < int4_best[m]:
+            if not tinygemm[m] < rival[m]:
                 break
             kernels.TINYGEMM_MAX_M = m
-        lines.append("int4h rows through torch's int4 kernel: "
+        lines.append("int4t / int4h rows through torch's int4 kernel: "
                      + (f"1..{kernels.TINYGEMM_MAX_M}" if kernels.TINYGEMM_MAX_M else "none")
-                     + " (µs a layer, tinygemm vs int4's best: "
-                     + ", ".join(f"{m} rows {tinygemm[m]:,.1f} vs {int4_best.get(m, float('nan')):,.1f}"
-                                 for m in sorted(tinygemm)) + ")")
+                     + " (µs a layer, tinygemm vs the best other path: "
+                     + ", ".join(f"{m} rows {tinygemm[m]:,.1f} vs {rival[m]:,.1f}" for m in sorted(tinygemm)) + ")")
     return lines + [""] if lines else []
 
 

@@ -60,3 +60,11 @@ def test_fastest_gemv_tiling_is_kept_for_the_engine(monkeypatch):
     assert kernels.TINYGEMM_MAX_M == 1  # up to the first loss (16 rows), whatever comes after
     pick_gemv({**sweep, **tiny, ("int4t@1", "tinygemm"): float("inf")})  # failed: never
     assert kernels.TINYGEMM_MAX_M == 0
+    # rows the table timed for int4t only (2, 8): against int4t's dequant_mm (the sixth H200 run's 2
+    # rows had no int4 figure, and the old rule stopped there: 1..1)
+    few = {("int4t@2", "tinygemm"): 9.0, ("int4t@2", "dequant_mm"): 20.0, ("int4t@8", "tinygemm"): 25.0,
+           ("int4t@8", "dequant_mm"): 20.0}
+    lines = pick_gemv({**sweep, **tiny, **few, ("int4@16", "gemm"): 40.0})
+    assert kernels.TINYGEMM_MAX_M == 2 and "8 rows 25.0 vs 20.0" in lines[-2]
+    pick_gemv({**sweep, **tiny, **few, ("int4t@8", "dequant_mm"): 26.0, ("int4@16", "gemm"): 40.0})
+    assert kernels.TINYGEMM_MAX_M == 16
