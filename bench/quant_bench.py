@@ -321,9 +321,18 @@ def run_engine(model: Any, mode: str, setup: Setup, checks: str) -> EngineFigure
         rates.append((len(times) - 1) / (times[-1] - times[0]))
     if setup.profile:
         profile_decode(engine, mode, vocab)
-    batch = eb.prompts(setup.concurrency, PROMPT, vocab, seed=7)
-    trace, elapsed = eb.drive(engine, [(0.0, eb.engine_request(f"c{i}", p, setup.new)) for i, p in enumerate(batch)])
-    concurrent = trace.tokens / elapsed
+    # Twice, the faster kept: until the sixth H200 run this ran once, and FP8's figure came out 1.52x,
+    # 1.24x and 0.89x of bf16 in three runs whose kernel tables agreed (a first batch may meet one-off
+    # costs: new shapes compiled, kernels built). New prompts each time (no prefix-cache hits).
+    passes = []
+    for k in range(2):
+        batch = eb.prompts(setup.concurrency, PROMPT, vocab, seed=7 + k)
+        trace, elapsed = eb.drive(engine, [(0.0, eb.engine_request(f"c{k}-{i}", p, setup.new))
+                                           for i, p in enumerate(batch)])
+        passes.append(trace.tokens / elapsed)
+    print(f"  {mode}: {setup.concurrency} concurrent, two passes: "
+          + ", ".join(f"{p:,.1f}" for p in passes) + " tok/s", flush=True)
+    concurrent = max(passes)
     prefill = []
     for k in range(2):
         trace, _ = eb.drive(engine, [(0.0, eb.engine_request(f"l{k}", eb.prompts(1, setup.prefill, vocab, seed=k)[0],
