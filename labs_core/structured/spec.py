@@ -128,8 +128,9 @@ def to_grammar(constraint: Constraint) -> Any:
     import xgrammar as xgr
 
     kind, value = constraint.kind, constraint.value
-    if kind == "json_object":
-        return xgr.Grammar.builtin_json_grammar()
+    if kind == "json_object":  # an object at the top, as OpenAI's JSON mode gives (the builtin JSON
+        # grammar also takes an array: "[null]" came out of the default model), with any members
+        return xgr.Grammar.from_json_schema(json.dumps({"type": "object"}), any_whitespace=False, strict_mode=False)
     if kind == "json_schema":
         # Compact JSON: a model free to emit whitespace forever could never finish (random weights do).
         return xgr.Grammar.from_json_schema(value, any_whitespace=False, strict_mode=True)

@@ -166,3 +166,16 @@ def test_a_thinking_model_thinks_freely_then_answers_in_the_constrained_form(par
     ids, text, _, finish = run_collecting(make_engine(model, tokenizer), opened_elsewhere)
     jsonschema_rs.validate(PERSON, json.loads(text))  # constrained from the first token
     assert text.lstrip().startswith("{") and tokenizer.decode(ids, skip_special_tokens=True).strip() == text.strip()
+
+
+def test_json_object_mode_takes_objects_only():
+    """response_format json_object: a JSON object at the top (any members), not any JSON value; the
+    builtin JSON grammar let the default model answer "[null]"."""
+    import xgrammar as xgr
+
+    grammar = spec.to_grammar(spec.Constraint("json_object", "", "response_format"))
+    accepts = xgr.testing._is_grammar_accept_string
+    assert accepts(grammar, '{"a": [1, {"b": null}], "c": "x", "d": 1.5e3, "e": true}')
+    assert accepts(grammar, "{}")
+    for not_an_object in ("[null]", "[]", "1", '"x"', "null"):
+        assert not accepts(grammar, not_an_object), not_an_object
