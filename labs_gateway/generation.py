@@ -101,6 +101,7 @@ async def _collect(opened: GenerationStream | MergedStream, collector: Collector
 
 async def _events(gw: Gateway, row: UsageRow | None, opened: GenerationStream | MergedStream, encoder: ChunkEncoder,
                   slot: _Slot) -> AsyncIterator[bytes]:
+    accounted = False
     try:
         chunk = encoder.encode(opened.first)
         if hops.ON:
@@ -113,17 +114,22 @@ async def _events(gw: Gateway, row: UsageRow | None, opened: GenerationStream | 
             if chunk:
                 yield chunk
         _account(gw, row, encoder.usage, encoder.model, encoder.finish_reason)
+        accounted = True
         yield encoder.finish()
     except GatewayError as exc:
         _account(gw, row, encoder.usage, encoder.model, "error")
+        accounted = True
         log.warning("stream failed after it started: %s", exc.message)
         yield error_event(exc.body())
     except Exception as exc:  # never leave a client hanging on a half-written stream
         _account(gw, row, encoder.usage, encoder.model, "error")
+        accounted = True
         log.exception("unexpected error in a stream")
         yield error_event(GatewayError(500, f"internal error ({type(exc).__name__})", type=SERVER,
                                        code="internal_error").body())
     finally:
+        if not accounted:  # the client went away mid-stream: charge the prompt and the tokens it was sent
+            _account(gw, row, encoder.usage or encoder.relayed_usage(), encoder.model, "cancelled")
         opened.cancel()
         slot.release()
 

@@ -54,14 +54,16 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
                 prepared = await asyncio.to_thread(model.prepare, chat)
             if hops.ON:
                 hops.stamp("S1", rid)
-            first = hops.ON
+            first = True
             async for event in read_tool_calls(model.backend.generate(prepared), prepared.tool_parsing):
                 if isinstance(event, RequestDone):
                     yield convert.done_response(event, rid, entry.name)
                 else:
                     response = convert.delta_response(event, rid, entry.name)
-                    if first:
-                        hops.stamp("S4", rid)
+                    if first:  # (a caller that cancels before the usage can still account the prompt)
+                        response.prompt_tokens = len(prepared.prompt_ids)
+                        if hops.ON:
+                            hops.stamp("S4", rid)
                         first = False
                     yield response
         finally:

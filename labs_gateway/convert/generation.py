@@ -307,6 +307,13 @@ class ChunkEncoder:
         self.usage: common_pb2.Usage | None = None
         self.model = ""
         self.finish_reason = ""  # the last choice's, for usage
+        self.prompt_tokens = self.completion_tokens = 0  # relayed so far (every stream's first message)
+
+    def relayed_usage(self) -> common_pb2.Usage:
+        """The usage of what was encoded so far: what a stream the client cancels is charged (the
+        core's own usage comes on the last message, which a cancelled stream never gets)."""
+        return common_pb2.Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
+                                total_tokens=self.prompt_tokens + self.completion_tokens)
 
     def _start(self, model: str) -> None:
         head = {"id": new_id(self.chat), "object": "chat.completion.chunk" if self.chat else "text_completion",
@@ -320,6 +327,8 @@ class ChunkEncoder:
             self._start(r.model)
         if r.HasField("usage"):
             self.usage = r.usage
+        self.prompt_tokens += r.prompt_tokens
+        self.completion_tokens += len(r.token_ids)
         extra = labs_extra(r) if (r.source == g.ANSWER_SOURCE_FINANCE and r.HasField("finance")) else None
         finish = r.finish_reason
         if not (r.text or r.reasoning_text or finish or r.logprobs or extra or r.tool_calls):

@@ -53,6 +53,9 @@ def test_generate_streams_and_ends_with_usage(channel):
     assert len(finals) == 1 and finals[0].finish_reason == g.FINISH_REASON_LENGTH
     assert sum(len(r.token_ids) for r in responses) == 8
     assert all(r.request_id == responses[0].request_id for r in responses)
+    # the prompt's tokens come first too, for a caller that cancels before the usage
+    assert responses[0].prompt_tokens == responses[-1].usage.prompt_tokens
+    assert all(r.prompt_tokens == 0 for r in responses[1:])
 
 
 @pytest.mark.parametrize("request_kwargs,code,param", [

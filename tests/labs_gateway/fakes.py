@@ -139,10 +139,10 @@ class FakeGeneration(generation_pb2_grpc.GenerationServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "messages[0].role is wrong")
         if model == "fake-slow":
             await asyncio.sleep(30)
-        if model == "fake-drip":  # ten tokens, 0.1 s apart
+        if model == "fake-drip":  # ten tokens, 0.1 s apart (the prompt's 3 on the first, as the core says)
             for i in range(10):
                 await asyncio.sleep(0.1)
-                yield g.GenerateResponse(**base, text=f" t{i}", token_ids=[i],
+                yield g.GenerateResponse(**base, text=f" t{i}", token_ids=[i], prompt_tokens=3 if i == 0 else 0,
                                          finish_reason=g.FINISH_REASON_LENGTH if i == 9 else 0)
             yield g.GenerateResponse(**base, usage=usage(3, 10))
             return

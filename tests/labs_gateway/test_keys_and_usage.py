@@ -159,6 +159,32 @@ def test_usage_rows_buckets_and_csv(admin_gw):
     assert 'labs_gateway_key_tokens_total{direction="prompt",key="alice"}' in metrics
 
 
+def test_a_stream_the_client_cancels_is_charged_what_it_was_sent(admin_gw):
+    """The core's usage comes on a stream's last message, which a cancelled stream never gets; the
+    row still charges the prompt (on the first message) and the tokens relayed, so walking away just
+    before the end is no way around a token budget."""
+    gw = admin_gw
+    secret = create(gw, name="quitter")["secret"]
+    received = []
+    with httpx.stream("POST", f"{gw.url}/v1/chat/completions", json={**CHAT, "model": "fake-drip", "stream": True},
+                      headers=bearer(secret)) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: {"):
+                received.append(line)
+            if len(received) == 4:
+                break  # leaves the with: the connection closes mid-stream
+    deadline = time.monotonic() + 10
+    while True:
+        rows = list(csv.DictReader(io.StringIO(
+            httpx.get(f"{gw.url}/admin/usage?key=quitter&format=csv", headers=ADMIN).text)))
+        if rows or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert len(rows) == 1 and rows[0]["finish_reason"] == "cancelled"
+    assert int(rows[0]["prompt_tokens"]) == 3  # (fake-drip: a prompt of 3, ten tokens of one each)
+    assert 4 <= int(rows[0]["completion_tokens"]) < 10
+
+
 def test_env_keys_are_seeded_and_removed_ones_revoked(fake_core, tmp_path):
     store = f"sqlite://{tmp_path / 'labs.db'}"
     settings = gateway_settings([fake_core.address], api_keys=("alice:sk-alice", "bob:sk-bob"), admin_key="sk-admin",
