@@ -115,7 +115,7 @@ BREAKDOWN = _re(r"\b(by|per|each|every|breakdown|break down|broken down|split|gr
                 r"quarterly|yearly|annually|month by month|year by year)\b")
 LIST = _re(r"\b(show|list|display|give me|what were|see|itemi[sz]e|details|transactions|what did (?:i|we) "
            r"(?:buy|purchase|get)|when did|when was|last time|most recent|latest|find|all|any|anything|"
-           r"were there|are there)\b")
+           r"were there|are there|last (?:payment|charge|purchase|transaction|invoice|refund)s?)\b")
 FIRST = _re(r"\b(first|earliest|oldest)\b")
 SHARE = _re(r"(?:\b(?:percent(?:age)?|share|proportion|fraction|what part)\b|%)")
 LATEST = _re(r"\b(when did|when was|last time|most recent|latest|recent|"
@@ -330,8 +330,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
             return build(Q.BREAKDOWN, group_by=group, n=n or _default_n(rest), ascending=ascending)
         if not (LATEST.search(rest) and not top):
             return build(Q.TOP, n=n or _default_n(rest), ascending=ascending)
-    if FIRST.search(rest) and not AGGREGATE.search(rest):
-        return build(Q.LIST, types=types or _count_types(measure, explicit), n=n or _default_n(rest))
+    if FIRST.search(rest) and not AGGREGATE.search(rest):  # ("first sale": "sale" also named Sales, gone from rest)
+        return build(Q.LIST, types=types or _count_types(measure, explicit), n=n or _default_n(text2))
     if trend and not group and not periods:
         return build(Q.BREAKDOWN, group_by="month")
     if group and (BREAKDOWN.search(text2) or not AGGREGATE.search(rest)):

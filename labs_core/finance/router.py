@@ -87,6 +87,9 @@ AMOUNT = re.compile(r"\b(?:over|above|under|below|more than|less than|at least|e
 CURRENCY_AMOUNT = re.compile(r"(?:\$|\busd ?)\d[\d,]*(?:\.\d+)?k?\b|\b\d[\d,]*(?:\.\d+)?k? ?(?:usd|dollars|bucks)\b")
 SUPERLATIVE = re.compile(r"\b(largest|biggest|highest|smallest|lowest|most expensive|priciest|cheapest|costliest|"
                          r"first|last|latest|average|typical|monthly|total)\b")
+# "the last payment to AWS", "Acme's latest invoice": one of a data name's rows, by date.
+ROW_BY_DATE = re.compile(r"\b(?:last|latest|most recent|first|earliest)\s+(?:payments?|charges?|purchases?|"
+                         r"transactions?|invoices?|bills?|orders?|refunds?|deposits?|sales?)\b")
 COUNTING = re.compile(r"\b(how much|how many (?:[\w'&]+ ){0,2}(?:transactions?|times|purchases?|orders?|visits?|"
                       r"rides?|charges?|payments?|refunds?|bills?|subscriptions?|trips?|meals?|sales?|invoices?|"
                       r"transfers?|expenses?|flights?|deliveries)|how often|total|spend|spent|spending|paid|pay|cost|costs|charges?|"
@@ -132,6 +135,8 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
         return True
     if entities and COUNTING.search(money_text):
         return True
+    if entities and ROW_BY_DATE.search(t):
+        return True  # "when was the last payment to AWS?"
     if money and AMOUNT.search(t):
         return True  # "any charges over $2,500 this year?"
     if CURRENCY_AMOUNT.search(t) and in_data:

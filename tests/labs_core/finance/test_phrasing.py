@@ -89,3 +89,24 @@ def test_burn_rate_is_the_monthly_average(engine, frame):
     result = engine.query("What's our burn rate this year?")
     assert result.intent == "monthly_average"
     assert round(result.value * 100) == round(spend(between(frame, *Y2025)) / 12)
+
+
+@pytest.mark.parametrize("question,kind,merchant,pick", [
+    ("First sale in 2025", "income", None, "first"),  # "sale" also names the Sales category
+    ("When was the last payment to AWS?", "expense", "AWS", "last"),
+    ("last payment to AWS", "expense", "AWS", "last"),
+    ("last charge at Uber", "expense", "Uber", "last"),
+])
+def test_one_row_by_date_through_the_chat_path(engine, frame, question, kind, merchant, pick):
+    """"The first sale", "the last payment to X": one transaction (the chat router takes the question,
+    the figure is that row's amount), not a list of all of them or their total."""
+    result = engine.answer_chat(question)
+    assert result is not None and result.intent == "list" and result.understood, question
+    rows = frame[frame["type"] == kind]
+    if merchant:
+        rows = rows[rows["merchant"] == merchant]
+    else:
+        rows = between(rows[rows["category"] == "Sales"], *Y2025)
+    row = rows.sort_values("date", kind="stable").iloc[0 if pick == "first" else -1]
+    assert round(abs(result.value) * 100) == abs(row["cents"]), result.answer
+    assert str(row["date"].date()) in result.answer.splitlines()[0]
