@@ -73,6 +73,12 @@ YEAR_OVER_YEAR = _re(r"\b(year over year|year-over-year|yoy|same (?:month|quarte
 MONTH_OVER_MONTH = _re(r"\b(month over month|month-over-month|mom)\b")
 TREND = _re(r"\b(trend|trends|trending|(?:go|goes|going|gone|went) (?:up|down)|increas\w*|decreas\w*|grow|grew|"
             r"growing|grown|rise|rose|rising|fall|fell|falling|drop|dropped|over time)\b")
+# Rows on some days of the week only ("on weekends"; "weekdays" alone is the by-weekday breakdown).
+WEEKEND = _re(r"\b(weekends?|saturdays? (?:and|or|&) sundays?)\b")
+WORKDAYS = _re(r"\b(on weekdays|during the week|on workdays|on business days|monday to friday|"
+               r"monday through friday)\b")
+CHANGE_FROM_TO = _re(r"\b(grow|grew|grown|growing|increas\w*|decreas\w*|rise|risen|rose|fall|fell|fallen|drop|dropped|"
+                    r"chang\w*|(?:go|goes|went|gone) (?:up|down))\b.*\bfrom\b.+\bto\b")
 COUNT = _re(r"\b(how many|number of|count of|count|how often|how frequently)\b")
 AVERAGE = _re(r"\b(burn rate|average|avg|mean|typical(?:ly)?|on average|normally|usually)\b")
 MONTHLY = _re(r"\b(burn rate|monthly|per month|a month|each month|every month|month)\b")
@@ -255,7 +261,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     min_amount, max_amount, amount_spans = _amount_filters(text)
     text1 = _mask(text, amount_spans)
     comparing = COMPARE.search(text1) is not None
-    found = find_periods(text1, ref, ctx.first_date, join_ranges=not comparing)
+    # "how much did revenue grow from 2024 to 2025": two periods to compare, not the range they span
+    found = find_periods(text1, ref, ctx.first_date, join_ranges=not (comparing or CHANGE_FROM_TO.search(text1)))
     periods = [f.period for f in found]
     text2 = _mask(text1, [(f.start_idx, f.end_idx) for f in found])
     entities = ctx.vocabulary.find(text2)
@@ -277,8 +284,9 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         measure = Q.INCOME
     n = _n(text1)
     period = periods[0] if periods else None
+    days = "weekend" if WEEKEND.search(text2) else "weekday" if WORKDAYS.search(text2) else ""
     common = dict(measure=measure, period=period, categories=categories, merchants=merchants, accounts=accounts,
-                  types=types, min_amount=min_amount, max_amount=max_amount, question=question)
+                  types=types, min_amount=min_amount, max_amount=max_amount, days=days, question=question)
 
     def build(intent: str, **extra) -> Q.FinanceQuery:
         return Q.FinanceQuery(intent=intent, **{**common, **extra})

@@ -49,6 +49,7 @@ class FinanceQuery:
     ascending: bool = False                # TOP: smallest first
     min_amount: float | None = None        # on the absolute amount
     max_amount: float | None = None
+    days: str = ""                         # "weekend" (Saturday, Sunday) or "weekday" (Monday to Friday) rows only
     latest_first: bool = False             # LIST: most recent first ("when did I last ...")
     subscriptions_only: bool = False       # RECURRING: fixed-amount subscriptions, not all recurring bills
     share: bool = False                    # TOTAL: as a percentage of the same measure without the name filters
@@ -78,6 +79,8 @@ class FinanceQuery:
             out.append(("min_amount", f"{self.min_amount:.2f}"))
         if self.max_amount is not None:
             out.append(("max_amount", f"{self.max_amount:.2f}"))
+        if self.days:
+            out.append(("days", {"weekend": "Saturday and Sunday", "weekday": "Monday to Friday"}[self.days]))
         if self.latest_first:
             out.append(("order", "most recent first"))
         if self.share:

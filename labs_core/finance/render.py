@@ -53,6 +53,8 @@ def _filters(q: FinanceQuery) -> str:
         bounds = [f"at least {q.min_amount:,.2f}" if q.min_amount is not None else "",
                   f"at most {q.max_amount:,.2f}" if q.max_amount is not None else ""]
         parts.append("with amounts of " + " and ".join(b for b in bounds if b))
+    if q.days:
+        parts.append({"weekend": "on weekends", "weekday": "on weekdays (Monday to Friday)"}[q.days])
     return (" " + " ".join(parts)) if parts else ""
 
 

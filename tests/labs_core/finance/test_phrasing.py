@@ -110,3 +110,34 @@ def test_one_row_by_date_through_the_chat_path(engine, frame, question, kind, me
     row = rows.sort_values("date", kind="stable").iloc[0 if pick == "first" else -1]
     assert round(abs(result.value) * 100) == abs(row["cents"]), result.answer
     assert str(row["date"].date()) in result.answer.splitlines()[0]
+
+
+def weekend(f: pd.DataFrame) -> pd.DataFrame:
+    return f[f["date"].dt.dayofweek >= 5]
+
+
+@pytest.mark.parametrize("case", [
+    Case("How much did we spend on weekends?", lambda f: spend(weekend(f))),
+    Case("weekend spending at Uber last year", lambda f: spend(between(weekend(f[f["merchant"] == "Uber"]), *Y2024))),
+    Case("How much did we spend during the week in 2025?",
+         lambda f: spend(between(f[f["date"].dt.dayofweek < 5], *Y2025))),
+], ids=lambda c: c.question)
+def test_days_of_the_week_filter_the_rows_and_say_so(engine, frame, case: Case):
+    """"On weekends" was dropped: the whole total came back as if it were the weekend's."""
+    result = engine.answer_chat(case.question)
+    truth = int(case.truth(frame))
+    assert result is not None and result.understood
+    assert round(abs(result.value) * 100) == abs(truth), result.answer
+    assert " on week" in result.answer.splitlines()[0]
+
+
+def test_growth_from_one_period_to_another_compares_them(engine, frame):
+    """"Grow from 2024 to 2025" compares the two years; it was read as the 2024-2025 range against the
+    two years before the data (0.00)."""
+    result = engine.answer_chat("How much did revenue grow from 2024 to 2025?")
+    income = frame[frame["type"] == "income"]
+    change = int(between(income, *Y2025)["cents"].sum() - between(income, *Y2024)["cents"].sum())
+    assert result.intent == "compare" and round(result.value * 100) == change, result.answer
+    assert result.query.period.label == "2025" and result.query.compare_to.label == "2024"
+    spread = engine.answer_chat("income between 2024 and 2025")  # a range stays a range without a change word
+    assert spread.query.intent == "total" and spread.query.period.label == "2024 to 2025"
