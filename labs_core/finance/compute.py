@@ -128,6 +128,7 @@ class Executor:
             Q.TOTAL: self.total, Q.TOP: self.top, Q.BREAKDOWN: self.breakdown, Q.MONTHLY_AVERAGE: self.monthly_average,
             Q.AVERAGE: self.average, Q.COUNT: self.count, Q.COMPARE: self.compare, Q.RECURRING: self.recurring,
             Q.UNUSUAL: self.unusual, Q.SUMMARY: self.summary, Q.LIST: self.list, Q.TRANSFERS: self.transfers,
+            Q.BALANCE: self.balance,
         }[q.intent]
         return handler(q)
 
@@ -178,6 +179,19 @@ class Executor:
         breakdown = [BreakdownRow(t, float(c), int(c)) for t, c in by_type.items()]
         return self.result(q, value=float(len(rows)), rows=row_dicts(rows, self.max_rows), row_count=len(rows),
                            breakdown=breakdown)
+
+    def balance(self, q: FinanceQuery) -> FinanceResult:
+        """Every row counts (income, expenses, refunds, transfers in and out): the net change of each
+        account over the period, which is what the rows can say about a balance."""
+        rows = select(self.frame, q, q.period)
+        by_account = rows.groupby("account", sort=True)["cents"]
+        breakdown = [BreakdownRow(str(a), _cents_to_value(c), int(n))
+                     for (a, c), n in zip(by_account.sum().items(), by_account.size())]
+        cents = rows["cents"]
+        return self.result(q, value=_cents_to_value(cents.sum()), rows=row_dicts(rows.iloc[::-1], self.max_rows),
+                           row_count=len(rows), breakdown=breakdown,
+                           details={"in": _cents_to_value(cents[cents > 0].sum()),
+                                    "out": _cents_to_value(-cents[cents < 0].sum())})
 
     def average(self, q: FinanceQuery) -> FinanceResult:
         selected = select(self.frame, q, q.period)

@@ -73,6 +73,9 @@ YEAR_OVER_YEAR = _re(r"\b(year over year|year-over-year|yoy|same (?:month|quarte
 MONTH_OVER_MONTH = _re(r"\b(month over month|month-over-month|mom)\b")
 TREND = _re(r"\b(trend|trends|trending|(?:go|goes|going|gone|went) (?:up|down)|increas\w*|decreas\w*|grow|grew|"
             r"growing|grown|rise|rose|rising|fall|fell|falling|drop|dropped|over time)\b")
+# A balance: the data has none (no opening balances), so the answer is the net change per account.
+BALANCE = _re(r"\b(balances?|how much (?:money|cash) (?:do|does) (?:we|i|the business|the company) have|"
+              r"cash on hand|cash position|money (?:is )?(?:left )?in the bank)\b")
 # Rows on some days of the week only ("on weekends"; "weekdays" alone is the by-weekday breakdown).
 WEEKEND = _re(r"\b(weekends?|saturdays? (?:and|or|&) sundays?)\b")
 WORKDAYS = _re(r"\b(on weekdays|during the week|on workdays|on business days|monday to friday|"
@@ -301,6 +304,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
                          spend_asked=SPEND_ON.search(rest) is not None,
                          group_by=group if group in ("month", "quarter", "year") else None)
 
+    if BALANCE.search(rest):
+        return build(Q.BALANCE, types=())
     if UNUSUAL.search(rest):
         return build(Q.UNUSUAL)
     if RECURRING.search(rest):

@@ -21,8 +21,9 @@ UNUSUAL = "unusual"                  # transactions large against their merchant
 SUMMARY = "summary"                  # income, spending, net, top categories, ...
 LIST = "list"                        # the matching transactions
 TRANSFERS = "transfers"              # money moved between own accounts: out of / into each, net, routes
+BALANCE = "balance"                  # no opening balances in the data: the net change of each account instead
 INTENTS = (TOTAL, TOP, BREAKDOWN, MONTHLY_AVERAGE, AVERAGE, COUNT, COMPARE, RECURRING, UNUSUAL, SUMMARY, LIST,
-           TRANSFERS)
+           TRANSFERS, BALANCE)
 
 # What is measured.
 SPEND = "spend"      # expenses less refunds, as a positive figure
@@ -61,7 +62,7 @@ class FinanceQuery:
     def filters(self) -> list[tuple[str, str]]:
         """What was understood, as (name, value) pairs for the answer and FinanceQueryResponse.filters."""
         out: list[tuple[str, str]] = [("intent", self.intent)]
-        if self.intent not in (COUNT, LIST, RECURRING, UNUSUAL, SUMMARY, TRANSFERS):
+        if self.intent not in (COUNT, LIST, RECURRING, UNUSUAL, SUMMARY, TRANSFERS, BALANCE):
             out.append(("measure", self.measure))
         if self.period is not None:
             out.append(("period", self.period.describe()))

@@ -339,8 +339,21 @@ def _transfers(r: FinanceResult, q: FinanceQuery) -> str:
     return "\n".join(lines)
 
 
+def _balance(r: FinanceResult, q: FinanceQuery) -> str:
+    c, d = r.currency, r.details
+    where = f"{_filters(q)} {_period(q, r)}"
+    lines = ["The transactions data has no opening balances, so it cannot give a balance. What it gives is the "
+             f"net change{where}: {money(r.value or 0.0, c)} (money in {money(d['in'], c)}, money out "
+             f"{money(d['out'], c)}; transfers between your own accounts included)."]
+    if len(r.breakdown) > 1:
+        lines += [f"- {b.key}: {money(b.value, c)} ({b.count} transactions)" for b in r.breakdown]
+    lines.append(f"Basis: {r.row_count} transactions. Add the net change to a balance on a date before the period "
+                 "(from a bank statement) to get the balance at its end.")
+    return "\n".join(lines)
+
+
 RENDERERS = {
     Q.TOTAL: _total, Q.TOP: _top, Q.BREAKDOWN: _breakdown, Q.MONTHLY_AVERAGE: _monthly_average, Q.AVERAGE: _average,
     Q.COUNT: _count, Q.COMPARE: _compare, Q.RECURRING: _recurring, Q.UNUSUAL: _unusual, Q.SUMMARY: _summary,
-    Q.LIST: _list, Q.TRANSFERS: _transfers,
+    Q.LIST: _list, Q.TRANSFERS: _transfers, Q.BALANCE: _balance,
 }

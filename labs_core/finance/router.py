@@ -87,6 +87,8 @@ AMOUNT = re.compile(r"\b(?:over|above|under|below|more than|less than|at least|e
 CURRENCY_AMOUNT = re.compile(r"(?:\$|\busd ?)\d[\d,]*(?:\.\d+)?k?\b|\b\d[\d,]*(?:\.\d+)?k? ?(?:usd|dollars|bucks)\b")
 SUPERLATIVE = re.compile(r"\b(largest|biggest|highest|smallest|lowest|most expensive|priciest|cheapest|costliest|"
                          r"first|last|latest|average|typical|monthly|total)\b")
+# "our cash balance", "the balance of the checking account": the data's to answer (it says it has none).
+BALANCE = re.compile(r"\b(balances?|cash on hand|cash position)\b")
 # "the last payment to AWS", "Acme's latest invoice": one of a data name's rows, by date.
 ROW_BY_DATE = re.compile(r"\b(?:last|latest|most recent|first|earliest)\s+(?:payments?|charges?|purchases?|"
                          r"transactions?|invoices?|bills?|orders?|refunds?|deposits?|sales?)\b")
@@ -137,6 +139,8 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
         return True
     if entities and ROW_BY_DATE.search(t):
         return True  # "when was the last payment to AWS?"
+    if BALANCE.search(t) and (accounts or personal) and not ADVICE.search(t):
+        return True  # "what is our cash balance?": a model would make one up
     if money and AMOUNT.search(t):
         return True  # "any charges over $2,500 this year?"
     if CURRENCY_AMOUNT.search(t) and in_data:

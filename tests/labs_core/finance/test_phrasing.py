@@ -141,3 +141,22 @@ def test_growth_from_one_period_to_another_compares_them(engine, frame):
     assert result.query.period.label == "2025" and result.query.compare_to.label == "2024"
     spread = engine.answer_chat("income between 2024 and 2025")  # a range stays a range without a change word
     assert spread.query.intent == "total" and spread.query.period.label == "2024 to 2025"
+
+
+def test_a_balance_is_not_made_up(engine, frame):
+    """The data has no opening balances: a balance question gets the net change of the account(s) over
+    the period from every row (transfers included), and says so; the chat router takes it, where the
+    model would otherwise invent a figure. Questions about balances in general stay the model's."""
+    from labs_core.finance.convert import to_proto
+
+    result = engine.answer_chat("What was the balance on the credit card at the end of 2024?")
+    card = between(frame[frame["account"] == "Business Credit Card"], *Y2024)
+    assert result.intent == "balance" and round(result.value * 100) == int(card["cents"].sum()), result.answer
+    assert result.answer.startswith("The transactions data has no opening balances")
+    assert to_proto(result).intent == "balance"
+    ours = engine.answer_chat("What is our cash balance?")
+    assert ours.intent == "balance" and round(ours.value * 100) == int(frame["cents"].sum())
+    assert {b.key for b in ours.breakdown} == set(frame["account"])
+    for general in ("What is a balance sheet?", "how do I balance my checkbook?",
+                    "what is the minimum balance for a savings account?", "work life balance tips for our team"):
+        assert engine.answer_chat(general) is None, general
