@@ -74,7 +74,7 @@ MONTH_OVER_MONTH = _re(r"\b(month over month|month-over-month|mom)\b")
 TREND = _re(r"\b(trend|trends|trending|(?:go|goes|going|gone|went) (?:up|down)|increas\w*|decreas\w*|grow|grew|"
             r"growing|grown|rise|rose|rising|fall|fell|falling|drop|dropped|over time)\b")
 # A balance: the data has none (no opening balances), so the answer is the net change per account.
-BALANCE = _re(r"\b(balances?|how much (?:money|cash) (?:do|does) (?:we|i|the business|the company) have|"
+BALANCE = _re(r"\b(balances?|how much (?:money|cash) (?:do|does) (?:we|i|the business|the company) have|owed?|"
               r"cash on hand|cash position|money (?:is )?(?:left )?in the bank)\b")
 # Rows on some days of the week only ("on weekends"; "weekdays" alone is the by-weekday breakdown).
 WEEKEND = _re(r"\b(weekends?|saturdays? (?:and|or|&) sundays?)\b")
@@ -92,7 +92,8 @@ TOP = _re(r"\b(largest|biggest|highest|most expensive|priciest|top|greatest|maxi
           r"heaviest|largest single)\b")
 # "the biggest payment we made to a vendor": one transaction, even when a group word follows.
 SINGLE_ITEM = _re(r"\b(?:largest|biggest|highest|most expensive|priciest|costliest|smallest|cheapest|lowest)\s+"
-                  r"(?:single\s+|one\s+)?(?:expense|purchase|transaction|payment|charge|bill|order|sale|invoice)\b(?!s)")
+                  r"(?:single\s+|one\s+)?(?:expense|purchase|transaction|payment|charge|bill|order|sale|invoice)\b(?!s)"
+                  r"(?!\s+(?:categor|merchant|vendor|supplier|payee|client|customer|account|month|quarter|year|day))")
 BOTTOM = _re(r"\b(smallest|lowest|cheapest|least expensive|least|minimum|min|tiniest)\b")
 TOP_N = _re(r"\b(?:top|largest|biggest|highest|smallest|lowest|cheapest|first|last|latest|most recent)\s+" + _NUMBER
             + r"\b|\b" + _NUMBER.replace("?P<n>", "?P<n2>") + r"\s+(?:largest|biggest|highest|most expensive|"

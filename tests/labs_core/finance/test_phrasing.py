@@ -160,3 +160,20 @@ def test_a_balance_is_not_made_up(engine, frame):
     for general in ("What is a balance sheet?", "how do I balance my checkbook?",
                     "what is the minimum balance for a savings account?", "work life balance tips for our team"):
         assert engine.answer_chat(general) is None, general
+
+
+def test_an_expense_category_question_ranks_categories(engine, frame):
+    """"Biggest expense category" ranks categories; it was read as the biggest single expense."""
+    result = engine.answer_chat("What's our biggest expense category this year?")
+    year = between(frame[frame["type"].isin(SPEND)], *Y2025)
+    by_category = (-year.groupby("category")["cents"].sum()).sort_values(ascending=False)
+    assert result.query.intent == "breakdown" and result.query.group_by == "category", result.answer
+    assert result.breakdown[0].key == by_category.index[0]
+    assert round(result.breakdown[0].value * 100) == int(by_category.iloc[0])
+    assert engine.answer_chat("biggest expense this year").query.intent == "top_transactions"
+
+
+def test_what_we_owe_is_a_balance_question(engine, frame):
+    result = engine.answer_chat("How much do we owe on the credit card?")
+    card = frame[frame["account"] == "Business Credit Card"]
+    assert result.intent == "balance" and round(result.value * 100) == int(card["cents"].sum()), result.answer
