@@ -123,14 +123,15 @@ GROUPS: list[tuple[str, re.Pattern[str]]] = [
 ]
 BREAKDOWN = _re(r"\b(by|per|each|every|breakdown|break down|broken down|split|grouped|group|across|monthly|"
                 r"quarterly|yearly|annually|month by month|year by year)\b")
+_LAST_ROW = r"last (?:payment|charge|purchase|transaction|invoice|refund)s?"  # "the last payment to AWS": one row
 LIST = _re(r"\b(show|list|display|give me|what were|see|itemi[sz]e|details|transactions|what did (?:i|we) "
            r"(?:buy|purchase|get)|when did|when was|last time|most recent|latest|find|all|any|anything|"
-           r"were there|are there|last (?:payment|charge|purchase|transaction|invoice|refund)s?)\b")
+           r"were there|are there|" + _LAST_ROW + r")\b")
 FIRST = _re(r"\b(first|earliest|oldest)\b")
 SHARE = _re(r"(?:\b(?:percent(?:age)?|share|proportion|fraction|what part)\b|%)")
 LATEST = _re(r"\b(when did|when was|last time|most recent|latest|recent|"
              r"last (?:\d{1,3}|two|three|four|five|six|seven|eight|nine|ten|few|couple)|"
-             r"last (?:payment|charge|purchase|transaction|invoice|refund)s?)\b")
+             + _LAST_ROW + r")\b")
 AGGREGATE = _re(r"\b(how much|total|sum|altogether|in total|overall|amount|costs?)\b")
 HOW_MUCH = _re(r"\b(how much|what did (?:i|we) (?:spend|earn|make|pay)|what was|what were|what is|what's|"
                r"total|sum)\b")
