@@ -121,6 +121,17 @@ def half_period(year: int, half: int) -> Period:
     return Period(date(year, first, 1), month_end(year, first + 5), f"H{half} {year}", "half")
 
 
+SEASONS = {"spring": 3, "summer": 6, "fall": 9, "autumn": 9, "winter": 12}  # first month (meteorological)
+
+
+def season_period(year: int, season: str) -> Period:
+    """Three months from the season's first (northern hemisphere); winter YEAR is December of the year
+    before to February of YEAR. The label gives the dates, so the reading is visible."""
+    start = date(year - 1 if season == "winter" else year, SEASONS[season], 1)
+    end_month = add_months(start, 2)
+    return Period(start, month_end(end_month.year, end_month.month), f"{season} {year}", "custom")
+
+
 def year_period(year: int) -> Period:
     return Period(date(year, 1, 1), date(year, 12, 31), str(year), "year")
 
@@ -285,6 +296,24 @@ def _month_day_year(m: re.Match, ref: date) -> RawPoint | None:
 def _half(m: re.Match, ref: date) -> RawPoint | None:
     half = ORDINALS[m["n"]] if m["n"] else int(m["h"])
     return _raw(m, half_period(int(m["y"] or m["y2"]), half))
+
+
+@_pattern(r"\b(?:the\s+)?(?P<s>spring|summer|fall|autumn|winter)\s+(?:of\s+)?" + _g(_YEAR, "y") + r"\b")
+def _season_year(m: re.Match, ref: date) -> RawPoint | None:
+    return _raw(m, season_period(int(m["y"]), m["s"]))
+
+
+# A bare season ("fall" alone is also a verb: "did spending fall").
+@_pattern(r"\b(?:in\s+the\s+|over\s+the\s+|during\s+the\s+|this\s+|last\s+)?(?P<s>spring|summer|autumn|winter)\b")
+def _season(m: re.Match, ref: date) -> RawPoint | None:
+    def build(year: int) -> Period:
+        return season_period(year, m["s"])
+    # the latest one started by the reference date (a winter starts in the December before its year)
+    chosen = next(replace(p, relative=True) for p in (build(ref.year + 1), build(ref.year), build(ref.year - 1))
+                  if p.start <= ref)
+    if m.group(0).startswith("last") and chosen.end >= ref:  # "last summer": the one before the current
+        chosen = replace(build(chosen.end.year - 1), relative=True)
+    return _raw(m, chosen, has_year=False, rebuild=build)
 
 
 @_pattern(r"\bq(?P<q>[1-4])\s*(?:of\s+|,\s*|'|-)?(?P<y>(?:19|20)\d\d)\b|\b(?P<y2>(?:19|20)\d\d)\s*-?\s*q(?P<q2>[1-4])\b"

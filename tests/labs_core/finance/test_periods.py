@@ -52,6 +52,13 @@ def one(text: str, ref: D = REF) -> Period:
     ("in May", D(2025, 5, 1), D(2025, 5, 31), True),
     ("Q3", D(2025, 7, 1), D(2025, 9, 30), True),
     ("last March", D(2025, 3, 1), D(2025, 3, 31), True),
+    # seasons: three months (northern hemisphere); winter YEAR starts in the December before
+    ("the summer of 2025", D(2025, 6, 1), D(2025, 8, 31), False),
+    ("fall 2024", D(2024, 9, 1), D(2024, 11, 30), False),
+    ("winter 2025", D(2024, 12, 1), D(2025, 2, 28), False),
+    ("this winter", D(2025, 12, 1), D(2026, 2, 28), True),
+    ("last winter", D(2024, 12, 1), D(2025, 2, 28), True),
+    ("in the spring", D(2025, 3, 1), D(2025, 5, 31), True),
 ])
 def test_expressions(text, start, end, relative):
     period = one(text)
@@ -65,6 +72,8 @@ def test_expressions(text, start, end, relative):
     ("in March", D(2025, 2, 1), D(2024, 3, 1), D(2024, 3, 31)),  # the latest March that has started
     ("since June", D(2025, 3, 1), D(2024, 6, 1), D(2025, 3, 1)),
     ("the last 7 days", D(2024, 3, 1), D(2024, 2, 24), D(2024, 3, 1)),
+    ("last summer", D(2025, 7, 10), D(2024, 6, 1), D(2024, 8, 31)),  # the current one has not ended
+    ("summer", D(2025, 7, 10), D(2025, 6, 1), D(2025, 8, 31)),
 ])
 def test_relative_to_reference_date(text, ref, start, end):
     period = one(text, ref)
@@ -72,7 +81,7 @@ def test_relative_to_reference_date(text, ref, start, end):
 
 
 @pytest.mark.parametrize("text", ["may I ask a question", "what should I march for", "how much did I spend",
-                                  "the top 5 merchants", "over $2024"])
+                                  "the top 5 merchants", "over $2024", "did spending fall"])
 def test_no_period(text):
     assert find_periods(text, REF) == []
 

@@ -177,3 +177,11 @@ def test_what_we_owe_is_a_balance_question(engine, frame):
     result = engine.answer_chat("How much do we owe on the credit card?")
     card = frame[frame["account"] == "Business Credit Card"]
     assert result.intent == "balance" and round(result.value * 100) == int(card["cents"].sum()), result.answer
+
+
+def test_a_season_is_its_three_months(engine, frame):
+    """"In the summer of 2025" was read as all of 2025 (the season word dropped without a word)."""
+    result = engine.answer_chat("How much did we spend on ads in the summer of 2025?")
+    summer = between(frame[frame["category"] == "Marketing"], "2025-06-01", "2025-08-31")
+    assert round(result.value * 100) == spend(summer), result.answer
+    assert "summer 2025 (2025-06-01 to 2025-08-31)" in result.answer
