@@ -175,6 +175,13 @@ class Executor:
 
     def count(self, q: FinanceQuery) -> FinanceResult:
         rows = select(self.frame, q, q.period)
+        if q.group_by:  # how many different merchants: each with its transactions and total, most first
+            groups = rows.groupby(q.group_by, sort=False)["cents"]
+            ranked = groups.size().sort_values(ascending=False, kind="stable")
+            totals = groups.sum()
+            breakdown = [BreakdownRow(str(k), _cents_to_value(totals[k]), int(n)) for k, n in ranked.items()]
+            return self.result(q, value=float(len(ranked)), rows=row_dicts(rows, self.max_rows), row_count=len(rows),
+                               breakdown=breakdown)
         by_type = rows["type"].value_counts()
         breakdown = [BreakdownRow(t, float(c), int(c)) for t, c in by_type.items()]
         return self.result(q, value=float(len(rows)), rows=row_dicts(rows, self.max_rows), row_count=len(rows),

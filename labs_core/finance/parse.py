@@ -83,6 +83,9 @@ WORKDAYS = _re(r"\b(on weekdays|during the week|on workdays|on business days|mon
 CHANGE_FROM_TO = _re(r"\b(grow|grew|grown|growing|increas\w*|decreas\w*|rise|risen|rose|fall|fell|fallen|drop|dropped|"
                     r"chang\w*|(?:go|goes|went|gone) (?:up|down))\b.*\bfrom\b.+\bto\b")
 COUNT = _re(r"\b(how many|number of|count of|count|how often|how frequently)\b")
+# "how many clients paid us": different merchants, not transactions
+DISTINCT_PAYEES = _re(r"\b(?:how many|number of) (?:different |distinct |unique |separate )?(?:clients|customers|"
+                      r"payers|vendors|suppliers|merchants|payees|stores|shops|companies|businesses)\b")
 AVERAGE = _re(r"\b(burn rate|average|avg|mean|typical(?:ly)?|on average|normally|usually)\b")
 MONTHLY = _re(r"\b(burn rate|monthly|per month|a month|each month|every month|month)\b")
 PER_TRANSACTION = _re(r"\b(transactions?|purchases?|orders?|visits?|trips?|charges?|payments?|tickets?|bills?|"
@@ -330,7 +333,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
                 first, second = second, first
             return build(Q.COMPARE, period=first, compare_to=second, compare_note=note)
     if COUNT.search(rest):
-        return build(Q.COUNT, types=types or _count_types(measure, explicit))
+        return build(Q.COUNT, types=types or _count_types(measure, explicit),
+                     group_by="merchant" if DISTINCT_PAYEES.search(text2) else None)
     if AVERAGE.search(rest):
         monthly = MONTHLY.search(text2) is not None
         if monthly or not PER_TRANSACTION.search(rest):

@@ -199,6 +199,11 @@ def _average(r: FinanceResult, q: FinanceQuery) -> str:
 
 
 def _count(r: FinanceResult, q: FinanceQuery) -> str:
+    if q.group_by:
+        lines = [f"{int(r.value or 0)} different merchants{_filters(q)} {_period(q, r)}, over {r.row_count} "
+                 "transactions; the most frequent:"]
+        lines += [f"- {b.key}: {b.count} transactions, {money(b.value, r.currency)}" for b in r.breakdown[:10]]
+        return "\n".join(lines)
     kinds = ", ".join(f"{row.count} {row.key}" for row in r.breakdown)
     return (f"There are {r.row_count} transactions{_filters(q)} {_period(q, r)}" + (f" ({kinds})." if kinds else ".")
             + "\nBasis: every row the filters select" + ("" if q.types else ", transfers included") + ".")

@@ -185,3 +185,18 @@ def test_a_season_is_its_three_months(engine, frame):
     summer = between(frame[frame["category"] == "Marketing"], "2025-06-01", "2025-08-31")
     assert round(result.value * 100) == spend(summer), result.answer
     assert "summer 2025 (2025-06-01 to 2025-08-31)" in result.answer
+
+
+@pytest.mark.parametrize("question,kind,category,years", [
+    ("How many clients paid us in 2025?", "income", "Client Payments", Y2025),
+    ("How many different vendors did we pay in 2024?", "expense", None, Y2024),
+])
+def test_how_many_payees_counts_different_merchants(engine, frame, question, kind, category, years):
+    """"How many clients paid us" counted transactions (80), not clients."""
+    result = engine.answer_chat(question)
+    rows = between(frame[frame["type"] == kind], *years)
+    if category:
+        rows = rows[rows["category"] == category]
+    assert result.query.intent == "count" and result.value == rows["merchant"].nunique(), result.answer
+    assert result.answer.startswith(f"{rows['merchant'].nunique()} different merchants")
+    assert result.row_count == len(rows)
