@@ -166,9 +166,9 @@ class RawPoint:
 
 
 def _latest(build: Callable[[int], Period], ref: date) -> Period:
-    """The latest instance (by year) that has started by the reference date."""
-    current = build(ref.year)
-    chosen = current if current.start <= ref else build(ref.year - 1)
+    """The latest instance (by year) that has started by the reference date (next year's first: a
+    winter starts in the December before its year)."""
+    chosen = next(p for p in (build(ref.year + 1), build(ref.year), build(ref.year - 1)) if p.start <= ref)
     return replace(chosen, relative=True)
 
 
@@ -308,9 +308,7 @@ def _season_year(m: re.Match, ref: date) -> RawPoint | None:
 def _season(m: re.Match, ref: date) -> RawPoint | None:
     def build(year: int) -> Period:
         return season_period(year, m["s"])
-    # the latest one started by the reference date (a winter starts in the December before its year)
-    chosen = next(replace(p, relative=True) for p in (build(ref.year + 1), build(ref.year), build(ref.year - 1))
-                  if p.start <= ref)
+    chosen = _latest(build, ref)
     if m.group(0).startswith("last") and chosen.end >= ref:  # "last summer": the one before the current
         chosen = replace(build(chosen.end.year - 1), relative=True)
     return _raw(m, chosen, has_year=False, rebuild=build)
