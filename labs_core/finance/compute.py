@@ -128,7 +128,7 @@ class Executor:
             Q.TOTAL: self.total, Q.TOP: self.top, Q.BREAKDOWN: self.breakdown, Q.MONTHLY_AVERAGE: self.monthly_average,
             Q.AVERAGE: self.average, Q.COUNT: self.count, Q.COMPARE: self.compare, Q.RECURRING: self.recurring,
             Q.UNUSUAL: self.unusual, Q.SUMMARY: self.summary, Q.LIST: self.list, Q.TRANSFERS: self.transfers,
-            Q.BALANCE: self.balance,
+            Q.BALANCE: self.runway if q.runway else self.balance,
         }[q.intent]
         return handler(q)
 
@@ -200,12 +200,21 @@ class Executor:
                            details={"in": _cents_to_value(cents[cents > 0].sum()),
                                     "out": _cents_to_value(-cents[cents < 0].sum())})
 
+    def runway(self, q: FinanceQuery) -> FinanceResult:
+        """What a runway divides the cash by (the data has no cash figure): the average monthly net,
+        transfers between own accounts aside, with each month's net as the breakdown."""
+        burn = self.monthly_average(replace(q, intent=Q.MONTHLY_AVERAGE, measure=Q.NET))
+        burn.intent, burn.query = "runway", q
+        return burn
+
     def average(self, q: FinanceQuery) -> FinanceResult:
         selected = select(self.frame, q, q.period)
         kind = {Q.SPEND: "expense", Q.NET: "expense", Q.INCOME: "income", Q.REFUNDS: "refund"}[q.measure]
         rows = selected[selected["type"] == kind]
-        value = _cents_to_value(round(rows["cents"].abs().sum() / len(rows))) if len(rows) else None
-        exact = rows["cents"].abs().sum() / 100 / len(rows) if len(rows) else None
+        sizes = rows["cents"].abs()
+        middle = sizes.median() if q.median else sizes.sum() / len(rows) if len(rows) else None
+        value = _cents_to_value(round(middle)) if len(rows) else None  # round() halves to even: exact cents
+        exact = middle / 100 if len(rows) else None
         return self.result(q, value=value, rows=row_dicts(_largest_first(rows), self.max_rows), row_count=len(rows),
                            details={"kind": kind, "exact": exact,
                                     "total": _cents_to_value(rows["cents"].abs().sum())})
@@ -226,9 +235,16 @@ class Executor:
                                           int(counts.get(key, 0))))
         total = measure_cents(rows, q.measure)
         value = round(total / 100 / len(months), 2) if months else None
+        days = (end - start).days + 1
+        if q.median and months:  # the middle month's figure; months without transactions count as 0
+            value = round(float(pd.Series([row.value for row in breakdown]).median()), 2)
+        elif q.rate == "year" and months:  # annualised from the calendar months spanned
+            value = round(total / 100 * 12 / len(months), 2)
+        elif q.rate == "week" and days > 0:
+            value = round(total / 100 * 7 / days, 2)
         return self.result(q, value=value, rows=row_dicts(_largest_first(rows), self.max_rows), row_count=len(rows),
                            breakdown=breakdown, details={"months": len(months), "total": _cents_to_value(total),
-                                                         "start": start, "end": end})
+                                                         "start": start, "end": end, "days": days})
 
     # -- groups -------------------------------------------------------------------------------------------
 

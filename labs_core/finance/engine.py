@@ -16,7 +16,7 @@ from labs_core.finance import router
 from labs_core.finance.compute import Executor
 from labs_core.finance.data import Dataset, TransactionStore
 from labs_core.finance.followup import is_follow_up, merge, strip_opener
-from labs_core.finance.grounding import NOT_UNDERSTOOD, PARTIAL, unrecognised_names, unrecognised_note
+from labs_core.finance.grounding import NOT_UNDERSTOOD, PARTIAL, per_head_note, unrecognised_names, unrecognised_note
 from labs_core.finance.parse import ParseContext, parse, parts
 from labs_core.finance.query import FinanceQuery, FinanceResult
 from labs_core.finance.render import render
@@ -74,6 +74,9 @@ class FinanceEngine:
         if unknown:
             result.details["unrecognised"] = unknown
             result.answer = f"{unrecognised_note(unknown)}\n{result.answer}"
+        per_head = per_head_note(question)
+        if per_head:
+            result.answer = f"{per_head}\n{result.answer}"
         return result
 
     def _partial(self, question: str, ctx: ParseContext, executor: Executor) -> FinanceResult:

@@ -72,6 +72,21 @@ def unrecognised_note(names: list[str]) -> str:
             f"{'it' if len(names) == 1 else 'them'}.")
 
 
+# "per employee": the data has no headcount, so such a ratio cannot be computed from it.
+PER_HEAD = re.compile(r"\b(?:per|for each|each|a|an) (employee|head|person|staff(?: member)?|worker|team member|"
+                      r"hire|fte|headcount|seat|user)s?\b|\bper capita\b")
+
+
+def per_head_note(question: str) -> str:
+    """The note for a question that divides by people, or "" when it does not."""
+    m = PER_HEAD.search(normalize(question))
+    if not m:
+        return ""
+    who = m.group(1) or "person"
+    return (f"The data has no headcount, so the figures below are not per {who}: they are the totals; divide them "
+            "by your headcount for the ratio.")
+
+
 NOT_UNDERSTOOD = ("I could not understand that question well enough to answer it exactly from the transactions "
                   "data, and I do not guess figures.")
 PARTIAL = ("I could not understand exactly what you asked, so I have not guessed a figure. What I can compute "

@@ -76,6 +76,7 @@ TREND = _re(r"\b(trend|trends|trending|(?:go|goes|going|gone|went) (?:up|down)|i
 # A balance: the data has none (no opening balances), so the answer is the net change per account.
 BALANCE = _re(r"\b(balances?|how much (?:money|cash) (?:do|does) (?:we|i|the business|the company) have|owed?|"
               r"cash on hand|cash position|money (?:is )?(?:left )?in the bank)\b")
+RUNWAY = _re(r"\b(runway|how long (?:will|would|can|does) (?:our|my|the) (?:cash|money) last)\b")
 # Rows on some days of the week only ("on weekends"; "weekdays" alone is the by-weekday breakdown).
 WEEKEND = _re(r"\b(weekends?|saturdays? (?:and|or|&) sundays?)\b")
 WORKDAYS = _re(r"\b(on weekdays|during the week|on workdays|on business days|monday to friday|"
@@ -86,9 +87,12 @@ COUNT = _re(r"\b(how many|number of|count of|count|how often|how frequently)\b")
 # "how many clients paid us": different merchants, not transactions
 DISTINCT_PAYEES = _re(r"\b(?:how many|number of) (?:different |distinct |unique |separate )?(?:clients|customers|"
                       r"payers|vendors|suppliers|merchants|payees|stores|shops|companies|businesses)\b")
-AVERAGE = _re(r"\b(burn rate|average|avg|mean|typical(?:ly)?|on average|normally|usually)\b")
+AVERAGE = _re(r"\b(burn rate|average|avg|mean|median|typical(?:ly)?|on average|normally|usually)\b")
+MEDIAN = _re(r"\bmedian\b")
+# "how much do we spend a month on software": a rate, not a total nor a breakdown (no week grouping exists).
+RATE = _re(r"\ba (?:month|year|week)\b|\b(?:per|each|every) week\b|\bweekly\b")
 MONTHLY = _re(r"\b(burn rate|monthly|per month|a month|each month|every month|month)\b")
-PER_TRANSACTION = _re(r"\b(transactions?|purchases?|orders?|visits?|trips?|charges?|payments?|tickets?|bills?|"
+PER_TRANSACTION = _re(r"\b(transactions?|expense(?!s)|purchases?|orders?|visits?|trips?|charges?|payments?|tickets?|bills?|"
                       r"invoices?|sales?|rides?|meals?|coffees?|flights?|lunch(?:es)?|deliver(?:y|ies)|receipts?|"
                       r"amounts?|size|each time|per (?:transaction|purchase|order|visit|time))\b")
 TOP = _re(r"\b(largest|biggest|highest|most expensive|priciest|top|greatest|maximum|max|most(?! recent)|costliest|"
@@ -309,6 +313,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
                          spend_asked=SPEND_ON.search(rest) is not None,
                          group_by=group if group in ("month", "quarter", "year") else None)
 
+    if RUNWAY.search(rest):
+        return build(Q.BALANCE, types=(), runway=True)
     if BALANCE.search(rest):
         return build(Q.BALANCE, types=())
     if UNUSUAL.search(rest):
@@ -335,11 +341,14 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     if COUNT.search(rest):
         return build(Q.COUNT, types=types or _count_types(measure, explicit),
                      group_by="merchant" if DISTINCT_PAYEES.search(text2) else None)
-    if AVERAGE.search(rest):
+    rate = RATE.search(rest)
+    if AVERAGE.search(rest) or rate:
         monthly = MONTHLY.search(text2) is not None
-        if monthly or not PER_TRANSACTION.search(rest):
-            return build(Q.MONTHLY_AVERAGE)
-        return build(Q.AVERAGE)
+        median = MEDIAN.search(rest) is not None
+        unit = next((u for u in ("week", "year") if rate and u in rate.group(0)), "month")
+        if monthly or rate or not PER_TRANSACTION.search(rest):
+            return build(Q.MONTHLY_AVERAGE, median=median and unit == "month", rate=unit)
+        return build(Q.AVERAGE, median=median)
     top, bottom = TOP.search(rest), BOTTOM.search(rest)
     if (top or bottom) and SINGLE_ITEM.search(text2):
         return build(Q.TOP, n=n or 1, ascending=bool(bottom) and (not top or bottom.start() < top.start()))

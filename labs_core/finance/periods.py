@@ -140,6 +140,16 @@ def week_start(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
+def week_around(day: date, weekend: bool = False) -> Period:
+    """The Monday-to-Sunday week holding `day`, or its Saturday and Sunday. A Monday's weekend is the
+    one just before it ("the weekend of Memorial Day")."""
+    start = week_start(day)
+    if not weekend:
+        return Period(start, start + timedelta(days=6), f"the week of {day.isoformat()}", "week")
+    saturday = start - timedelta(days=2) if day.weekday() == 0 else start + timedelta(days=5)
+    return Period(saturday, saturday + timedelta(days=1), f"the weekend of {day.isoformat()}", "custom")
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Scanning text for period expressions.
 
@@ -428,6 +438,7 @@ class Found:
 
 
 _JOINERS = ("to", "until", "till", "through", "thru", "-", "–")
+_WEEK_OF = re.compile(r"\b(?:the\s+)?(?P<unit>week|weekend)\s+of\s+(?:the\s+)?$")
 _SINCE = re.compile(r"\b(?:since|from|starting|after|as\s+of)\s*$")
 _BETWEEN = re.compile(r"\b(?:between|from)\s*$")
 _BEFORE = re.compile(r"\b(?:before|until|till|up\s+to|prior\s+to|through)\s*$")
@@ -499,6 +510,12 @@ def find_periods(text: str, ref: date, first: date | None = None, *, join_ranges
                 i += 2
                 continue
         period = p.period
+        week_of = _WEEK_OF.search(before) if period.kind == "day" else None
+        if week_of:  # "the weekend of July 4th 2025": a day stands for its week or weekend
+            period = week_around(period.start, weekend=week_of["unit"] == "weekend")
+            found.append(Found(week_of.start(), p.end_idx, period))
+            i += 1
+            continue
         if joined:
             pass  # "from 2024 to 2025" in a comparison: two plain periods, not "since 2024"
         elif _AFTER.search(before):

@@ -12,7 +12,7 @@ from labs_core.finance.periods import Period
 TOTAL = "total"                      # one figure: spend, income, net or refunds
 TOP = "top_transactions"             # largest (or smallest) single transactions
 BREAKDOWN = "breakdown"              # grouped by category, merchant, account, month, quarter, year, weekday
-MONTHLY_AVERAGE = "monthly_average"  # total / months the period spans
+MONTHLY_AVERAGE = "monthly_average"  # total / months the period spans (or a week's or a year's worth: `rate`)
 AVERAGE = "average_transaction"      # mean size of one transaction
 COUNT = "count"                      # number of rows
 COMPARE = "compare"                  # one measure over two periods
@@ -52,6 +52,9 @@ class FinanceQuery:
     max_amount: float | None = None
     days: str = ""                         # "weekend" (Saturday, Sunday) or "weekday" (Monday to Friday) rows only
     latest_first: bool = False             # LIST: most recent first ("when did I last ...")
+    runway: bool = False                   # BALANCE: how long the cash lasts, so also the monthly burn
+    rate: str = "month"                    # MONTHLY_AVERAGE: the figure a "month", a "week" or a "year"
+    median: bool = False                   # AVERAGE, MONTHLY_AVERAGE: the middle value, not the mean
     subscriptions_only: bool = False       # RECURRING: fixed-amount subscriptions, not all recurring bills
     share: bool = False                    # TOTAL: as a percentage of the same measure without the name filters
     compare_note: str = ""                 # how the second period was chosen
@@ -88,6 +91,12 @@ class FinanceQuery:
             out.append(("share", "percent of the total without the category/merchant/account filters"))
         if self.direction:
             out.append(("direction", {"in": "into the account", "out": "out of the account"}[self.direction]))
+        if self.runway:
+            out.append(("runway", "average monthly net, transfers excluded"))
+        if self.intent == MONTHLY_AVERAGE and self.rate != "month":
+            out.append(("rate", f"per {self.rate}"))
+        if self.median:
+            out.append(("statistic", "median"))
         if self.subscriptions_only:
             out.append(("subscriptions_only", "true"))
         return out

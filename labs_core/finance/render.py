@@ -184,9 +184,22 @@ def _monthly_average(r: FinanceResult, q: FinanceQuery) -> str:
     noun = MEASURE_NOUN[q.measure]
     if not d["months"]:
         return f"The data has no months in {_period(q, r)}."
+    span = (f"{d['months']} calendar month(s) from {d['start'].isoformat()} to {d['end'].isoformat()} "
+            f"({r.row_count} transactions)")
+    if q.rate == "week":
+        return (f"Your average weekly {noun}{_filters(q)} {_period(q, r)} was {money(r.value, c)}.\n"
+                f"Basis: {money(d['total'], c)} over {d['days']} days ({d['days'] / 7:.1f} weeks) from "
+                f"{d['start'].isoformat()} to {d['end'].isoformat()} ({r.row_count} transactions).")
+    if q.rate == "year":
+        return (f"Your {noun}{_filters(q)} {_period(q, r)} came to {money(r.value, c)} a year.\n"
+                f"Basis: {money(d['total'], c)} over {span}, times 12 / {d['months']}.")
+    if q.median:
+        low, high = min(r.breakdown, key=lambda b: b.value), max(r.breakdown, key=lambda b: b.value)
+        return (f"Your median monthly {noun}{_filters(q)} {_period(q, r)} was {money(r.value, c)}: half the months "
+                f"were at or below it.\nBasis: the {noun} of each of {span}; lowest {low.key} "
+                f"{money(low.value, c)}, highest {high.key} {money(high.value, c)}, total {money(d['total'], c)}.")
     return (f"Your average monthly {noun}{_filters(q)} {_period(q, r)} was {money(r.value, c)}.\n"
-            f"Basis: {money(d['total'], c)} over {d['months']} calendar month(s) from {d['start'].isoformat()} "
-            f"to {d['end'].isoformat()} ({r.row_count} transactions).")
+            f"Basis: {money(d['total'], c)} over {span}.")
 
 
 def _average(r: FinanceResult, q: FinanceQuery) -> str:
@@ -194,6 +207,11 @@ def _average(r: FinanceResult, q: FinanceQuery) -> str:
     noun = {"expense": "expense", "income": "income transaction", "refund": "refund"}[d["kind"]]
     if not r.row_count:
         return f"There is no {noun}{_filters(q)} {_period(q, r)}."
+    if q.median:
+        return (f"Your median {noun}{_filters(q)} {_period(q, r)} was {money(r.value, c)}: half of the "
+                f"{r.row_count} {noun}(s) were at or below it.\n"
+                f"Basis: the middle of {r.row_count} {noun}(s) by size (their mean is "
+                f"{money(d['total'] / r.row_count, c)}).")
     return (f"Your average {noun}{_filters(q)} {_period(q, r)} was {money(r.value, c)}.\n"
             f"Basis: {money(d['total'], c)} over {r.row_count} {noun}(s).")
 
@@ -347,6 +365,8 @@ def _transfers(r: FinanceResult, q: FinanceQuery) -> str:
 def _balance(r: FinanceResult, q: FinanceQuery) -> str:
     c, d = r.currency, r.details
     where = f"{_filters(q)} {_period(q, r)}"
+    if q.runway:
+        return _runway(r, q, where)
     lines = ["The transactions data has no opening balances, so it cannot give a balance. What it gives is the "
              f"net change{where}: {money(r.value or 0.0, c)} (money in {money(d['in'], c)}, money out "
              f"{money(d['out'], c)}; transfers between your own accounts included)."]
@@ -354,6 +374,26 @@ def _balance(r: FinanceResult, q: FinanceQuery) -> str:
         lines += [f"- {b.key}: {money(b.value, c)} ({b.count} transactions)" for b in r.breakdown]
     lines.append(f"Basis: {r.row_count} transactions. Add the net change to a balance on a date before the period "
                  "(from a bank statement) to get the balance at its end.")
+    return "\n".join(lines)
+
+
+def _runway(r: FinanceResult, q: FinanceQuery, where: str) -> str:
+    c, d = r.currency, r.details
+    monthly = r.value
+    lines = ["The transactions data has no balances, so it cannot say how much cash you have, nor how long it "
+             "lasts (the runway is cash on hand divided by the monthly burn)."]
+    if monthly is None:
+        lines.append(f"It has no months{where} to measure a burn over.")
+    elif monthly < 0:
+        lines.append(f"The burn it can give: income less spending averaged {money(monthly, c)} a month{where}, so "
+                     f"the runway is your cash on hand divided by {money(-monthly, c)}.")
+    else:
+        lines.append(f"It shows no burn: income exceeded spending by {money(monthly, c)} a month on average{where}, "
+                     "so at that pace the cash does not run down.")
+    if monthly is not None:
+        lines.append(f"Basis: net {money(d['total'], c)} over {d['months']} calendar month(s) from "
+                     f"{d['start'].isoformat()} to {d['end'].isoformat()}; transfers between your own "
+                     "accounts left out.")
     return "\n".join(lines)
 
 

@@ -57,7 +57,7 @@ SPENT_TIME = re.compile(r"\bspen[dt]\w* (?:(?:the|a|an|my|our|some|more|less|too
                         r"entire|way too much|so much|"
                         r"\d+|two|three|four|five) )+(?:weekend|day|days|time|hours?|night|nights|evenings?|"
                         r"mornings?|afternoons?|summer|holidays?|vacation|life|energy|effort|years?|months?|weeks?)\b"
-                        r"(?! ago)"
+                        r"(?! ago| of (?:the )?(?:\d|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))"
                         r"|\bspen[dt]\w* (?:time|hours|ages|forever)\b"
                         r"|\bpa(?:y|id|ying|ys) (?:\w+ ){0,2}"
                         r"(?:attention|a visit|a compliment|tribute|respects?|heed)\b")
@@ -88,7 +88,8 @@ CURRENCY_AMOUNT = re.compile(r"(?:\$|\busd ?)\d[\d,]*(?:\.\d+)?k?\b|\b\d[\d,]*(?
 SUPERLATIVE = re.compile(r"\b(largest|biggest|highest|smallest|lowest|most expensive|priciest|cheapest|costliest|"
                          r"first|last|latest|average|typical|monthly|total)\b")
 # "our cash balance", "the balance of the checking account": the data's to answer (it says it has none).
-BALANCE = re.compile(r"\b(balances?|cash on hand|cash position)\b")
+BALANCE = re.compile(r"\b(balances?|cash on hand|cash position|runway|how long (?:will|would|can|does) (?:our|my|the) "
+                     r"(?:cash|money) last)\b")
 # "the last payment to AWS", "Acme's latest invoice": one of a data name's rows, by date.
 ROW_BY_DATE = re.compile(r"\b(?:last|latest|most recent|first|earliest)\s+(?:payments?|charges?|purchases?|"
                          r"transactions?|invoices?|bills?|orders?|refunds?|deposits?|sales?)\b")

@@ -200,3 +200,63 @@ def test_how_many_payees_counts_different_merchants(engine, frame, question, kin
     assert result.query.intent == "count" and result.value == rows["merchant"].nunique(), result.answer
     assert result.answer.startswith(f"{rows['merchant'].nunique()} different merchants")
     assert result.row_count == len(rows)
+
+
+@pytest.mark.parametrize("question,start,end", [
+    ("What did we spend on the weekend of July 4th 2025?", "2025-07-05", "2025-07-06"),  # a Friday: the next two days
+    ("What did we spend on the weekend of 2 June 2025?", "2025-05-31", "2025-06-01"),  # a Monday: the one before
+    ("How much did we spend the week of 2025-03-12?", "2025-03-10", "2025-03-16"),  # its Monday to Sunday
+])
+def test_the_week_or_weekend_of_a_day(engine, frame, question, start, end):
+    """"The weekend of July 4th 2025" was read as weekend rows on that Friday: 0.00."""
+    result = engine.answer_chat(question)
+    assert result.intent == "total_spend" and round(result.value * 100) == spend(between(frame, start, end))
+    assert f"({start} to {end})" in result.answer and "days" not in dict(result.filters()), result.answer
+
+
+def test_median_expense_and_median_month(engine, frame):
+    """"Median" was dropped: "our median expense in 2025" answered with the year's total spending."""
+    expenses = between(frame[frame["type"] == "expense"], *Y2025)
+    result = engine.answer_chat("What is our median expense in 2025?")
+    assert result.query.intent == "average_transaction" and result.query.median, result.answer
+    assert result.value == round(float(expenses["cents"].abs().median()) / 100, 2)
+    assert result.answer.startswith("Your median expense in 2025")
+    months = between(frame[frame["type"].isin(SPEND)], *Y2025).groupby(lambda i: frame["date"][i].month)["cents"]
+    result = engine.answer_chat("What was our median monthly spending in 2025?")
+    assert result.query.intent == "monthly_average" and result.query.median, result.answer
+    assert round(result.value * 100) == round(float((-months.sum()).median()))
+    assert engine.answer_chat("What was our average monthly spending in 2025?").value != result.value
+
+
+def test_runway_gives_the_burn_and_no_made_up_cash(engine, frame):
+    """"What's our runway" went to the model, which has no cash figure to divide and would invent one."""
+    result = engine.answer_chat("What's our runway?")
+    months = frame["date"].dt.strftime("%Y-%m").nunique()
+    net = frame.loc[frame["type"] != "transfer", "cents"].sum()
+    assert result.intent == "runway" and result.value == round(net / 100 / months, 2), result.answer
+    assert result.answer.startswith("The transactions data has no balances") and len(result.breakdown) == months
+    assert "does not run down" in result.answer  # this business takes in more than it spends
+    burning = engine.answer_chat("How long will our cash last, going by our spending on rent in 2025?")
+    assert burning.intent == "runway" and burning.value < 0 and "divided by" in burning.answer, burning.answer
+    assert engine.answer_chat("what is a runway in aviation?") is None
+
+
+@pytest.mark.parametrize("question,category,years,per", [
+    ("How much do we spend a month on software in 2025?", "Software", Y2025, 12),
+    ("How much do we spend a year on insurance?", "Insurance", ("2024-01-01", "2025-12-31"), 2),
+    ("How much do we spend a week on meals in 2024?", "Meals", Y2024, 366 / 7),
+])
+def test_a_rate_is_an_average_not_the_total(engine, frame, question, category, years, per):
+    """"How much do we spend a month on software" answered with the total of every month."""
+    rows = between(frame[frame["category"] == category], *years)
+    result = engine.answer_chat(question)
+    assert result.query.intent == "monthly_average", result.answer
+    assert result.value == round(spend(rows) / 100 / per, 2), result.answer
+
+
+def test_per_employee_says_the_data_has_no_headcount(engine, frame):
+    """"Per employee" was dropped without a word: the total read as if it were the ratio."""
+    result = engine.answer_chat("How much did we spend per employee in 2025?")
+    assert result.answer.startswith("The data has no headcount, so the figures below are not per employee")
+    assert round(result.value * 100) == spend(between(frame, *Y2025))
+    assert "headcount" not in engine.answer_chat("How much did we spend per month in 2025?").answer
