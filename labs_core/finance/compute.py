@@ -154,7 +154,8 @@ class Executor:
         value = _cents_to_value(cents)
         if q.share:
             unnamed = replace(q, categories=(), merchants=(), accounts=())
-            whole = measure_cents(measure_rows(select(self.frame, unnamed, q.period), q.measure), q.measure)
+            base = q.share_of or q.measure
+            whole = measure_cents(measure_rows(select(self.frame, unnamed, q.period), base), base)
             details.update(part=value, whole=_cents_to_value(whole))
             intent, value = "share", (round(cents / whole * 100, 2) if whole else None)
         return self.result(q, intent=intent, value=value, rows=row_dicts(ordered, self.max_rows),

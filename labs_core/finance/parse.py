@@ -77,6 +77,9 @@ TREND = _re(r"\b(trend|trends|trending|(?:go|goes|going|gone|went) (?:up|down)|i
 BALANCE = _re(r"\b(balances?|how much (?:money|cash) (?:do|does) (?:we|i|the business|the company) have|owed?|"
               r"cash on hand|cash position|money (?:is )?(?:left )?in the bank)\b")
 RUNWAY = _re(r"\b(runway|how long (?:will|would|can|does) (?:our|my|the) (?:cash|money) last)\b")
+MARGIN = _re(r"\b(?:profit |net |operating )?margins?\b")
+# "what percent of revenue went to payroll": the named spending as a share of income.
+OF_INCOME = _re(r"\b(?:of|from|to) (?:our |my |the |total )?(?:revenues?|income|sales|turnover|earnings|takings)\b")
 # Rows on some days of the week only ("on weekends"; "weekdays" alone is the by-weekday breakdown).
 WEEKEND = _re(r"\b(weekends?|saturdays? (?:and|or|&) sundays?)\b")
 WORKDAYS = _re(r"\b(on weekdays|during the week|on workdays|on business days|monday to friday|"
@@ -321,6 +324,9 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         return build(Q.UNUSUAL)
     if RECURRING.search(rest):
         return build(Q.RECURRING, subscriptions_only=SUBSCRIPTION.search(rest) is not None)
+    share_of_income = bool(SHARE.search(text2) and named and not names_income and OF_INCOME.search(text1))
+    if share_of_income:  # "what percentage of our income did we spend on rent"
+        return build(Q.TOTAL, measure=Q.SPEND, share=True, share_of=Q.INCOME)
     if SUMMARY.search(rest) or (both and len(periods) < 2 and not group and not COUNT.search(rest)):
         return build(Q.SUMMARY)
     if both:
@@ -370,6 +376,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
                      latest_first=latest, n=n or (1 if latest and not PLURAL_ITEM.search(rest) else None))
     # Without a money word, "how much"/"what's" needs a name from the data ("what's the total at
     # Amazon"); "what's our zorblax ratio in 2025" is not understood (the engine gives what it can).
+    if measure == Q.NET and MARGIN.search(rest):  # "profit margin": the net as a percentage of income
+        return build(Q.TOTAL, share=True, share_of=Q.INCOME)
     if explicit or (HOW_MUCH.search(rest) and (categories or merchants or accounts)):
         return build(Q.TOTAL, share=bool(SHARE.search(text2)) and bool(categories or merchants or accounts))
     return None

@@ -150,6 +150,22 @@ def week_around(day: date, weekend: bool = False) -> Period:
     return Period(saturday, saturday + timedelta(days=1), f"the weekend of {day.isoformat()}", "custom")
 
 
+def nth_week(month: Period, nth: str, weekend: bool = False) -> Period:
+    """"The second week of March": days 8-14 (the last: its last seven days); "the first weekend of
+    March": its first Saturday and the Sunday after. The same for a quarter or a year."""
+    n = ORDINALS[nth] if nth != "last" else 0
+    if weekend:
+        first_saturday = month.start + timedelta(days=(5 - month.start.weekday()) % 7)
+        last_saturday = month.end - timedelta(days=(month.end.weekday() - 5) % 7)
+        saturday = first_saturday + timedelta(days=7 * (n - 1)) if n else last_saturday
+        start, end = saturday, saturday + timedelta(days=1)
+    else:
+        start = month.start + timedelta(days=7 * (n - 1)) if n else month.end - timedelta(days=6)
+        end = start + timedelta(days=6)
+    label = f"the {nth} {'weekend' if weekend else 'week'} of {month.label}"
+    return Period(start, end, label, "custom", month.relative)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Scanning text for period expressions.
 
@@ -352,7 +368,8 @@ def _past_unit(m: re.Match, ref: date) -> RawPoint | None:
     return _raw(m, _rolling(1, m["u"], ref))
 
 
-@_pattern(r"\b(?P<w>last|previous|prior|this|current|the\s+current)\s+(?P<u>week|month|quarter|year)\b")
+@_pattern(r"\b(?P<w>last|previous|prior|this|current|the\s+current)\s+(?P<u>week|month|quarter|year)\b"
+          r"(?!\s+of\s+(?:the\s+)?(?:[a-z]+\s+)?(?:\d|jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec))")
 def _calendar_unit(m: re.Match, ref: date) -> RawPoint | None:
     which = "last" if m["w"] in ("last", "previous", "prior") else "this"
     return _raw(m, _relative_unit(m["u"], ref, which))
@@ -438,7 +455,8 @@ class Found:
 
 
 _JOINERS = ("to", "until", "till", "through", "thru", "-", "–")
-_WEEK_OF = re.compile(r"\b(?:the\s+)?(?P<unit>week|weekend)\s+of\s+(?:the\s+)?$")
+_WEEK_OF = re.compile(r"\b(?:the\s+)?(?:(?P<nth>first|second|third|fourth|1st|2nd|3rd|4th|last)\s+)?"
+                      r"(?P<unit>week|weekend)\s+of\s+(?:the\s+)?$")
 _SINCE = re.compile(r"\b(?:since|from|starting|after|as\s+of)\s*$")
 _BETWEEN = re.compile(r"\b(?:between|from)\s*$")
 _BEFORE = re.compile(r"\b(?:before|until|till|up\s+to|prior\s+to|through)\s*$")
@@ -510,10 +528,14 @@ def find_periods(text: str, ref: date, first: date | None = None, *, join_ranges
                 i += 2
                 continue
         period = p.period
-        week_of = _WEEK_OF.search(before) if period.kind == "day" else None
-        if week_of:  # "the weekend of July 4th 2025": a day stands for its week or weekend
-            period = week_around(period.start, weekend=week_of["unit"] == "weekend")
-            found.append(Found(week_of.start(), p.end_idx, period))
+        week_of = _WEEK_OF.search(before)
+        weekend = bool(week_of) and week_of["unit"] == "weekend"
+        if week_of and period.kind == "day" and not week_of["nth"]:  # "the weekend of July 4th 2025"
+            found.append(Found(week_of.start(), p.end_idx, week_around(period.start, weekend)))
+            i += 1
+            continue
+        if week_of and period.kind in ("month", "quarter", "year") and week_of["nth"]:  # "the first week of May"
+            found.append(Found(week_of.start(), p.end_idx, nth_week(period, week_of["nth"], weekend)))
             i += 1
             continue
         if joined:

@@ -57,6 +57,7 @@ class FinanceQuery:
     median: bool = False                   # AVERAGE, MONTHLY_AVERAGE: the middle value, not the mean
     subscriptions_only: bool = False       # RECURRING: fixed-amount subscriptions, not all recurring bills
     share: bool = False                    # TOTAL: as a percentage of the same measure without the name filters
+    share_of: str = ""                     # TOTAL with share: the whole's measure when not the same (income)
     compare_note: str = ""                 # how the second period was chosen
     direction: str = ""                    # TRANSFERS with one account: "in" (into it), "out" (out of it)
     spend_asked: bool = False              # TRANSFERS: the question asked for spending on transfers
@@ -88,7 +89,8 @@ class FinanceQuery:
         if self.latest_first:
             out.append(("order", "most recent first"))
         if self.share:
-            out.append(("share", "percent of the total without the category/merchant/account filters"))
+            whole = f"the {self.share_of} total" if self.share_of else "the total"
+            out.append(("share", f"percent of {whole} without the category/merchant/account filters"))
         if self.direction:
             out.append(("direction", {"in": "into the account", "out": "out of the account"}[self.direction]))
         if self.runway:

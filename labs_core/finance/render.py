@@ -105,11 +105,18 @@ def _total(r: FinanceResult, q: FinanceQuery) -> str:
     c, d = r.currency, r.details
     where = f"{_filters(q)} {_period(q, r)}"
     if q.share:
-        noun = MEASURE_NOUN[q.measure]
+        noun, whole = MEASURE_NOUN[q.measure], MEASURE_NOUN[q.share_of or q.measure]
         if r.value is None:
-            return f"There is no {noun} {_period(q, r)} to take a share of."
+            return f"There is no {whole} {_period(q, r)} to take a share of."
+        basis = f"\nBasis: {r.row_count} transactions{_filters(q)}."
+        if q.share_of and q.measure == Q.NET:
+            return (f"Your net margin{where} was {r.value:.2f}%: net (income less spending) {money(d['part'], c)} "
+                    f"of income {money(d['whole'], c)}.{basis}")
+        if q.share_of:
+            return (f"{noun.capitalize()}{where} was {r.value:.2f}% of your {whole}: {money(d['part'], c)} of "
+                    f"{money(d['whole'], c)}.{basis}")
         return (f"{r.value:.2f}% of your {noun} {_period(q, r)} was{_filters(q)}: {money(d['part'], c)} of "
-                f"{money(d['whole'], c)}.\nBasis: {r.row_count} transactions{_filters(q)}.")
+                f"{money(d['whole'], c)}.{basis}")
     if q.measure == Q.SPEND:
         head = f"You spent {money(r.value, c)}{where}."
         basis = f"Basis: {d['expenses']} expense(s) totalling {money(d['gross'], c)}"

@@ -51,7 +51,7 @@ MONEY = re.compile(r"\b(spend|spent|spending|expenses?|expenditures?|costs?|paid
                    r"charged|bills?|purchases?|purchased|bought|buy|buying|income|revenue|earn|earned|earnings|made|received|"
                    r"profit|profits|net|cash ?flow|money|finances|financial|transactions?|subscriptions?|recurring|"
                    r"refunds?|refunded|transfers?|sales|sale|invoices?|outgoings|budget|saved|save|fees|orders?|"
-                   r"profitable|profitability|burn rate|break even|in the (?:red|black))\b")
+                   r"profitable|profitability|margins?|burn rate|break even|in the (?:red|black))\b")
 # Time spent is not money spent.
 SPENT_TIME = re.compile(r"\bspen[dt]\w* (?:(?:the|a|an|my|our|some|more|less|too much|all|most of|few|several|whole|"
                         r"entire|way too much|so much|"

@@ -260,3 +260,34 @@ def test_per_employee_says_the_data_has_no_headcount(engine, frame):
     assert result.answer.startswith("The data has no headcount, so the figures below are not per employee")
     assert round(result.value * 100) == spend(between(frame, *Y2025))
     assert "headcount" not in engine.answer_chat("How much did we spend per month in 2025?").answer
+
+
+@pytest.mark.parametrize("question,start,end", [
+    ("What did we spend in the first week of January 2025?", "2025-01-01", "2025-01-07"),
+    ("How much did we spend the last week of March 2025?", "2025-03-25", "2025-03-31"),  # was "last week" (December)
+    ("What did we spend the last week of 2025?", "2025-12-25", "2025-12-31"),  # was all of 2025
+    ("Spending on the first weekend of June 2025", "2025-06-07", "2025-06-08"),
+])
+def test_the_nth_week_of_a_month_or_year(engine, frame, question, start, end):
+    result = engine.answer_chat(question)
+    assert round(result.value * 100) == spend(between(frame, start, end)), result.answer
+    assert f"{start} to {end}" in result.answer
+
+
+@pytest.mark.parametrize("question,numerator,denominator", [
+    ("What was our profit margin in 2025?", "net", "income"),
+    ("What percent of revenue went to payroll in 2025?", "payroll", "income"),
+    ("What percentage of our income did we spend on payroll in 2025?", "payroll", "income"),  # was a summary
+    ("What share of our spending in 2025 was payroll?", "payroll", "spend"),
+])
+def test_margins_and_shares_of_income(engine, frame, question, numerator, denominator):
+    """"Profit margin" gave the net in dollars; "percent of revenue went to payroll" gave 0.00% (payroll
+    income); "sales tax" read as the Sales (income) and Taxes categories."""
+    rows = between(frame[frame["type"] != "transfer"], *Y2025)
+    income = rows.loc[rows["type"] == "income", "cents"].sum()
+    part = {"net": rows["cents"].sum(), "payroll": spend(rows[rows["category"] == "Payroll"])}[numerator]
+    whole = {"income": income, "spend": spend(rows)}[denominator]
+    result = engine.answer_chat(question)
+    assert result.intent == "share" and result.value == round(part / whole * 100, 2), result.answer
+    taxes = engine.answer_chat("How much sales tax did we pay in 2025?")
+    assert taxes.query.categories == ("Taxes",), taxes.answer
