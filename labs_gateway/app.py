@@ -31,6 +31,7 @@ log = logging.getLogger("labs_gateway")
 ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/v1/chat/completions", openai.chat_completions, ["POST"]),
     ("/v1/completions", openai.completions, ["POST"]),
+    ("/v1/responses", openai.create_response, ["POST"]),
     ("/v1/models", openai.list_models, ["GET"]),
     ("/v1/models/{model_id:path}", openai.retrieve_model, ["GET"]),
     ("/v1/embeddings", embeddings.embeddings, ["POST"]),

@@ -1,4 +1,4 @@
-"""Running one generation request for the chat and completions routes: the per-key stream slot,
+"""Running one generation request for the chat, completions and responses routes: the per-key stream slot,
 opening the gRPC stream (errors before the first token are plain HTTP errors), then either SSE
 events or one collected JSON answer; usage, TTFT and token metrics on the way out.
 
@@ -18,7 +18,8 @@ from starlette.responses import Response
 from labs_core import hops
 from labs_core.proto import generation_pb2 as g
 from labs_gateway.auth import Caller
-from labs_gateway.convert.generation import ChunkEncoder, Collector, error_event, rest_param
+from labs_gateway.convert import responses
+from labs_gateway.convert.generation import ChunkEncoder, Collector, rest_param
 from labs_gateway.core_client import GenerationStream, MergedStream
 from labs_gateway.errors import SERVER, GatewayError
 from labs_gateway.http import ClientGone, JSONResponse, SSEResponse, until_disconnect
@@ -44,10 +45,32 @@ class _Slot:
             self.gw.metrics.inflight.dec()
 
 
+CHAT, COMPLETIONS, RESPONSES = "chat", "completions", "responses"  # the APIs (and the metrics' route label)
+
+
+def _encoder(api: str, proto: g.GenerateRequest, body: dict[str, Any]) -> ChunkEncoder | responses.ResponseEncoder:
+    if api == RESPONSES:
+        return responses.ResponseEncoder(body, proto.sampling.logprobs, model_fallback=proto.model)
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    return ChunkEncoder(api == CHAT, proto.sampling.logprobs, include_usage, model_fallback=proto.model)
+
+
+def _collector(api: str, proto: g.GenerateRequest, body: dict[str, Any]) -> Collector:
+    if api == RESPONSES:
+        return responses.ResponseCollector(body, proto.sampling.logprobs)
+    return Collector(api == CHAT, proto.sampling.logprobs)
+
+
+def _param(api: str, param: str | None, body: dict[str, Any]) -> str | None:
+    """The body's own name for a field the core named in an error."""
+    return responses.responses_param(param) if api == RESPONSES else rest_param(param, body)
+
+
 async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g.GenerateRequest],
-                   body: dict[str, Any], *, chat: bool) -> Response | SSEResponse:
-    """Serve one chat or completion request; several protos are a batch of prompts (completions)."""
-    route = "chat" if chat else "completions"
+                   body: dict[str, Any], *, api: str) -> Response | SSEResponse:
+    """Serve one chat, completion or responses request; several protos are a batch of prompts
+    (completions)."""
+    route = api
     arrived = request.scope.get("labs.start") or time.perf_counter()
     proto = protos[0]
     gw.check_model(caller, proto.model)
@@ -64,7 +87,7 @@ async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g
         return Response(status_code=CLIENT_CLOSED)
     except GatewayError as exc:
         slot.release()
-        exc.param = rest_param(exc.param, body)
+        exc.param = _param(api, exc.param, body)
         raise
     except BaseException:
         slot.release()
@@ -72,16 +95,15 @@ async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g
     gw.metrics.ttft.labels(route).observe(time.perf_counter() - arrived)
     if hops.ON:
         hops.stamp("G2", proto.request_id)
-    logprobs = proto.sampling.logprobs
     if body.get("stream"):
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        encoder = ChunkEncoder(chat, logprobs, include_usage, model_fallback=proto.model)
+        encoder = _encoder(api, proto, body)
+
         def close() -> None:
             opened.cancel()
             slot.release()
 
         return SSEResponse(_events(gw, row, opened, encoder, slot), on_close=close)
-    collector = Collector(chat, logprobs)
+    collector = _collector(api, proto, body)
     try:
         await until_disconnect(request, _collect(opened, collector))
     except ClientGone:
@@ -99,8 +121,8 @@ async def _collect(opened: GenerationStream | MergedStream, collector: Collector
         collector.add(response)
 
 
-async def _events(gw: Gateway, row: UsageRow | None, opened: GenerationStream | MergedStream, encoder: ChunkEncoder,
-                  slot: _Slot) -> AsyncIterator[bytes]:
+async def _events(gw: Gateway, row: UsageRow | None, opened: GenerationStream | MergedStream,
+                  encoder: ChunkEncoder | responses.ResponseEncoder, slot: _Slot) -> AsyncIterator[bytes]:
     accounted = False
     try:
         chunk = encoder.encode(opened.first)
@@ -120,13 +142,13 @@ async def _events(gw: Gateway, row: UsageRow | None, opened: GenerationStream | 
         _account(gw, row, encoder.usage, encoder.model, "error")
         accounted = True
         log.warning("stream failed after it started: %s", exc.message)
-        yield error_event(exc.body())
+        yield encoder.error(exc.body())
     except Exception as exc:  # never leave a client hanging on a half-written stream
         _account(gw, row, encoder.usage, encoder.model, "error")
         accounted = True
         log.exception("unexpected error in a stream")
-        yield error_event(GatewayError(500, f"internal error ({type(exc).__name__})", type=SERVER,
-                                       code="internal_error").body())
+        yield encoder.error(GatewayError(500, f"internal error ({type(exc).__name__})", type=SERVER,
+                                         code="internal_error").body())
     finally:
         if not accounted:  # the client went away mid-stream: charge the prompt and the tokens it was sent
             _account(gw, row, encoder.usage or encoder.relayed_usage(), encoder.model, "cancelled")

@@ -28,6 +28,18 @@ COMPLETION = {
                    "system_fingerprint": {"type": "string"},
                    "labs": {"type": "object", "description": "Present when the finance module answered."}},
 }
+RESPONSE = {
+    "type": "object", "required": ["id", "object", "created_at", "status", "model", "output", "usage"],
+    "properties": {"id": {"type": "string"}, "object": {"const": "response"}, "created_at": {"type": "integer"},
+                   "status": {"enum": ["completed", "incomplete", "failed", "cancelled"]},
+                   "model": {"type": "string"}, "output": {"type": "array", "items": {"type": "object"}},
+                   "usage": {"type": "object"}, "store": {"const": False},
+                   "labs": {"type": "object", "description": "Present when the finance module answered."}},
+}
+RESPONSE_EVENTS = {"text/event-stream": {"schema": {"description": "Server-sent events, each `event: <type>` and "
+                                                                   "`data: {type, sequence_number, ...}`"},
+                                         "example": 'event: response.created\ndata: {"type": "response.created", '
+                                                    '"sequence_number": 0, "response": {...}}\n\n'}}
 LIST = {"type": "object", "required": ["object", "data"],
         "properties": {"object": {"const": "list"}, "data": {"type": "array", "items": {"type": "object"}},
                        "model": {"type": "string"}, "usage": {"$ref": "#/components/schemas/Usage"}}}
@@ -139,6 +151,10 @@ def build(keys_enabled: bool, admin_protected: bool) -> dict[str, Any]:
             "OpenAI's chat completions; stream: true answers with server-sent events ending with data: [DONE]."),
         "/v1/completions": _post("Text completion", "CompletionRequest", {**_json("Completion"), **SSE},
                                  "generation", "OpenAI's legacy completions on a raw prompt (no chat template)."),
+        "/v1/responses": _post(
+            "Create a response", "ResponseRequest", {**_json("Response"), **RESPONSE_EVENTS}, "generation",
+            "OpenAI's Responses API, stateless (nothing stored); stream: true answers with typed events "
+            "(response.created ... response.completed)."),
         "/v1/embeddings": _post("Embeddings", "EmbeddingRequest", _json("List"), "embeddings"),
         "/v1/similarities": _post("Similarities or ranking", "SimilarityRequest", _json("List"), "embeddings",
                                   "sentences: pairwise cosine matrix; query + documents: documents ranked."),
@@ -189,6 +205,7 @@ def build(keys_enabled: bool, admin_protected: bool) -> dict[str, Any]:
         "components": {
             "schemas": {
                 "ChatCompletionRequest": schema.CHAT_REQUEST, "CompletionRequest": schema.COMPLETION_REQUEST,
+                "ResponseRequest": schema.RESPONSES_REQUEST, "Response": RESPONSE,
                 "EmbeddingRequest": schema.EMBEDDING_REQUEST, "SimilarityRequest": schema.SIMILARITY_REQUEST,
                 "FinanceRequest": schema.FINANCE_REQUEST, "Error": ERROR, "Usage": USAGE, "Completion": COMPLETION,
                 "List": LIST, "Model": MODEL, "Object": OBJECT, "KeyCreateRequest": KEY_CREATE,

@@ -205,6 +205,117 @@ CHAT_REQUEST: dict[str, Any] = {
     "x-then-error": {"message": "top_logprobs needs logprobs to be true", "param": "top_logprobs"},
 }
 
+# The Responses API (docs/gateway.md): the same generation as chat, in OpenAI's newer shapes.
+def _by_type(variants: dict[str, dict[str, Any]], kind: str, default: str | None = None) -> dict[str, Any]:
+    """Objects told apart by their `type` (x-by-type: the validator picks the variant and names an
+    unknown type as unsupported; oneOf + discriminator say the same to OpenAPI readers)."""
+    schema: dict[str, Any] = {"type": "object", "oneOf": list(variants.values()), "x-by-type": variants,
+                              "x-unsupported-kind": kind, "discriminator": {"propertyName": "type"}}
+    if default is not None:
+        schema["x-default-type"] = default
+    return schema
+
+
+ANY_LIST = {"type": "array", "description": "Accepted as sent back from an earlier output; not read."}
+INPUT_TEXT = {"type": "object", "additionalProperties": False, "required": ["type", "text"],
+              "properties": {"type": {"enum": ["input_text", "output_text"], "x-unsupported-kind": "content type"},
+                             "text": {"type": "string"}, "annotations": ANY_LIST, "logprobs": ANY_LIST}}
+INPUT_MESSAGE = {
+    "type": "object", "additionalProperties": False, "required": ["role", "content"],
+    "properties": {"type": {"const": "message"}, "role": {"enum": ["user", "assistant", "system", "developer"]},
+                   "content": {"anyOf": [{"type": "string"}, {"type": "array", "items": INPUT_TEXT}],
+                               "description": "Text, or text parts (input_text; output_text in assistant turns)."},
+                   "id": string("Accepted; not read."), "status": string("Accepted; not read."),
+                   "phase": string("Accepted; not read.")}}
+FUNCTION_CALL_ITEM = {
+    "type": "object", "additionalProperties": False, "required": ["type", "call_id", "name", "arguments"],
+    "properties": {"type": {"const": "function_call"}, "call_id": {"type": "string", "minLength": 1, "maxLength": 256},
+                   "name": TOOL_NAME, "arguments": {"type": "string", "maxLength": MAX_SPEC_CHARS},
+                   "id": string("Accepted; not read."), "status": string("Accepted; not read.")}}
+FUNCTION_OUTPUT_ITEM = {
+    "type": "object", "additionalProperties": False, "required": ["type", "call_id", "output"],
+    "properties": {"type": {"const": "function_call_output"},
+                   "call_id": {"type": "string", "minLength": 1, "maxLength": 256},
+                   "output": {"anyOf": [{"type": "string"}, {"type": "array", "items": INPUT_TEXT}]},
+                   "id": string("Accepted; not read."), "status": string("Accepted; not read.")}}
+REASONING_TEXT = {"type": "object", "additionalProperties": False, "required": ["type", "text"],
+                  "properties": {"type": {"enum": ["reasoning_text", "summary_text"]}, "text": {"type": "string"}}}
+REASONING_ITEM = {
+    "type": "object", "additionalProperties": False, "required": ["type"],
+    "properties": {"type": {"const": "reasoning"}, "id": string("Accepted; not read."),
+                   "summary": {"type": "array", "items": REASONING_TEXT},
+                   "content": nullable({"type": "array", "items": REASONING_TEXT}),
+                   "encrypted_content": unsupported("encrypted reasoning"), "status": string("Accepted; not read.")},
+    "description": "An earlier turn's reasoning: given to the assistant turn that follows it."}
+INPUT_ITEM = _by_type({"message": INPUT_MESSAGE, "function_call": FUNCTION_CALL_ITEM,
+                       "function_call_output": FUNCTION_OUTPUT_ITEM, "reasoning": REASONING_ITEM},
+                      "input item type", default="message")
+FUNCTION_TOOL = {"type": "object", "additionalProperties": False, "required": ["type", "name"],
+                 "properties": {"type": {"const": "function"}, "name": TOOL_NAME,
+                                "description": string("What the function does.", maxLength=8192),
+                                "parameters": nullable(JSON_SCHEMA),
+                                "strict": boolean("Accepted; required/named calls always follow the schema.")}}
+TEXT_FORMAT = _by_type({
+    "text": {"type": "object", "additionalProperties": False, "properties": {"type": {"const": "text"}}},
+    "json_object": {"type": "object", "additionalProperties": False, "properties": {"type": {"const": "json_object"}}},
+    "json_schema": {"type": "object", "additionalProperties": False, "required": ["type", "name", "schema"],
+                    "properties": {"type": {"const": "json_schema"}, "name": string("The schema's name.", maxLength=64),
+                                   "description": string("What the schema is for."), "schema": JSON_SCHEMA,
+                                   "strict": boolean("Accepted; the schema is always enforced.")}}},
+    "text format")
+RESPONSES_TOOL_CHOICE = nullable({
+    "anyOf": [{"enum": ["none", "auto", "required"]},
+              {"type": "object", "additionalProperties": False, "required": ["type", "name"],
+               "properties": {"type": {"const": "function", "x-unsupported-kind": "tool_choice type"},
+                              "name": TOOL_NAME}}],
+    "description": "none, auto (default with tools), required, or {type: function, name}."})
+
+RESPONSES_SAMPLING_EXTENSIONS = ("seed", "stop", "presence_penalty", "frequency_penalty", "top_k", "min_p",
+                                 "repetition_penalty", "ignore_eos", "min_tokens", "stop_token_ids")
+RESPONSES_REQUEST: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["input"],
+    "properties": {
+        "model": MODEL,
+        "input": {"anyOf": [{"type": "string", "minLength": 1},
+                            {"type": "array", "items": INPUT_ITEM, "minItems": 1, "maxItems": 4096}],
+                  "description": "A user message, or input items: messages, function calls and their outputs."},
+        "instructions": string("A system message before the input."),
+        "max_output_tokens": integer(1, MAX_TOKENS, "Most tokens to generate (reasoning included)."),
+        "temperature": SAMPLING["temperature"], "top_p": SAMPLING["top_p"],
+        "stream": SAMPLING["stream"],
+        "stream_options": nullable({"type": "object", "additionalProperties": False,
+                                    "properties": {"include_obfuscation": boolean("Accepted; never added.")}}),
+        "tools": nullable({"type": "array", "items": _by_type({"function": FUNCTION_TOOL}, "tool type"),
+                           "maxItems": MAX_TOOLS, "description": "Functions the model may call."}),
+        "tool_choice": RESPONSES_TOOL_CHOICE,
+        "parallel_tool_calls": boolean("With tool_choice required: whether several calls may be made."),
+        "text": nullable({"type": "object", "additionalProperties": False,
+                          "properties": {"format": nullable(TEXT_FORMAT),
+                                         "verbosity": unsupported("verbosity", "medium")}}),
+        "include": nullable({"type": "array", "items": {"enum": ["message.output_text.logprobs"],
+                                                         "x-unsupported-kind": "include value"}}),
+        "top_logprobs": integer(0, MAX_TOP_LOGPROBS, "Log probabilities of the output with this many alternatives."),
+        "user": SAMPLING["user"], "safety_identifier": SAMPLING["safety_identifier"],
+        "metadata": nullable({"type": "object", "description": "Echoed in the response."}),
+        "store": boolean("Accepted; nothing is stored (the response says store: false)."),
+        "truncation": {"enum": [None, "disabled"], "x-unsupported-kind": "truncation",
+                       "description": "Only disabled: a prompt over the context is a 400."},
+        "prompt_cache_key": string("Accepted for compatibility; prefix caching is automatic."),
+        "prompt_cache_retention": string("Accepted for compatibility."),
+        "service_tier": SAMPLING["service_tier"],
+        "previous_response_id": unsupported("stored responses: send the earlier turns in input"),
+        "conversation": unsupported("stored conversations: send the earlier turns in input"),
+        "background": unsupported("background responses", False),
+        "prompt": unsupported("stored prompts"),
+        "reasoning": unsupported("reasoning effort (use enable_thinking)", {}),
+        "max_tool_calls": unsupported("max_tool_calls"),
+        # Extensions, as on chat.
+        **{name: SAMPLING[name] for name in RESPONSES_SAMPLING_EXTENSIONS},
+        "enable_thinking": boolean("Extension: for thinking models whose chat template reads enable_thinking."),
+        "finance": boolean("Extension: answer finance questions exactly from the data (default: the server's)."),
+    },
+}
+
 TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31}, "minItems": 1}
 MAX_PROMPTS = 64
 PROMPT = {"anyOf": [{"type": "string", "minLength": 1},

@@ -4,7 +4,9 @@ Why not jsonschema: it is a heavy dependency for a hot path, and its messages do
 field the way OpenAI's `param` does ("messages[0].role"). Supported keywords: type, enum, const,
 minimum, maximum, exclusiveMinimum, minLength, maxLength, pattern, items, minItems, maxItems,
 properties, required, additionalProperties: false, anyOf, if/then; plus x-unsupported (see schema.py),
-x-then-error (the message when `then` fails) and x-max-items-why.
+x-then-error (the message when `then` fails), x-max-items-why, x-by-type (objects told apart by their
+`type`, x-default-type when it is absent) and x-unsupported-kind (a value outside const/enum/x-by-type
+is "not supported" rather than "invalid").
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def validate(value: Any, schema: dict[str, Any], path: str = "") -> None:
     if "anyOf" in schema:
         _any_of(value, schema, path)
         return
+    if "x-by-type" in schema and isinstance(value, dict):
+        _by_type(value, schema, path)
+        return
     if "if" in schema and _passes(value, schema["if"]):
         try:
             validate(value, schema["then"], path)
@@ -39,6 +44,9 @@ def validate(value: Any, schema: dict[str, Any], path: str = "") -> None:
             raise bad_request(why["message"], why["param"]) from None
     if "enum" in schema and not _in_enum(value, schema["enum"]):
         allowed = ", ".join("null" if v is None else repr(v) for v in schema["enum"])
+        if "x-unsupported-kind" in schema:
+            raise GatewayError(400, f"{path}: {_show(value)} is not supported (only {allowed})", param=path,
+                               code="unsupported_parameter")
         raise bad_request(f"{path}: {_show(value)} is not one of {allowed}", path)
     if "const" in schema and value != schema["const"]:
         if "x-unsupported-kind" in schema:
@@ -83,7 +91,7 @@ def json_type(value: Any) -> str:
 def _object(value: dict, schema: dict[str, Any], path: str) -> None:
     properties = schema.get("properties", {})
     for name, sub in properties.items():  # discriminators first: {"type": "image_url", ...} is unsupported
-        if "const" in sub and name in value:
+        if ("const" in sub or "x-unsupported-kind" in sub) and name in value:
             validate(value[name], sub, _join(path, name))
     if schema.get("additionalProperties") is False:
         unknown = [k for k in value if k not in properties]
@@ -135,6 +143,21 @@ def _number(value: float, schema: dict[str, Any], path: str) -> None:
         high = f"at most {show_number(hi)}" if hi is not None else ""
         bounds = " and ".join(b for b in (low, high) if b)
         raise bad_request(f"{path}: must be {bounds}, got {show_number(value)}", path)
+
+
+def _by_type(value: dict, schema: dict[str, Any], path: str) -> None:
+    kind = value.get("type", schema.get("x-default-type"))
+    variants = schema["x-by-type"]
+    if kind is None:
+        raise GatewayError(400, f"{_join(path, 'type')} is required", param=_join(path, "type"),
+                           code="missing_required_parameter")
+    variant = variants.get(kind) if isinstance(kind, str) else None
+    if variant is None:
+        allowed = ", ".join(repr(k) for k in variants)
+        raise GatewayError(400, f"{_join(path, 'type')}: {_show(kind)} is not supported (only {allowed} "
+                                f"{schema.get('x-unsupported-kind', 'type')}s are)", param=_join(path, "type"),
+                           code="unsupported_parameter")
+    validate(value, variant, path)
 
 
 def _passes(value: Any, schema: dict[str, Any]) -> bool:

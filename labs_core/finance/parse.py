@@ -95,7 +95,8 @@ MEDIAN = _re(r"\bmedian\b")
 # "how much do we spend a month on software": a rate, not a total nor a breakdown (no week grouping exists).
 RATE = _re(r"\ba (?:month|year|week)\b|\b(?:per|each|every) week\b|\bweekly\b")
 MONTHLY = _re(r"\b(burn rate|monthly|per month|a month|each month|every month|month)\b")
-PER_TRANSACTION = _re(r"\b(transactions?|expense(?!s)|purchases?|orders?|visits?|trips?|charges?|payments?|tickets?|bills?|"
+PER_TRANSACTION = _re(r"\b(transactions?|expense(?!s)|purchases?|orders?|visits?|trips?|charges?|payments?|tickets?|"
+                      r"bills?|"
                       r"invoices?|sales?|rides?|meals?|coffees?|flights?|lunch(?:es)?|deliver(?:y|ies)|receipts?|"
                       r"amounts?|size|each time|per (?:transaction|purchase|order|visit|time))\b")
 TOP = _re(r"\b(largest|biggest|highest|most expensive|priciest|top|greatest|maximum|max|most(?! recent)|costliest|"

@@ -389,6 +389,9 @@ class ChunkEncoder:
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
         return self.prefix + orjson.dumps(choice) + b"]" + self.suffix
 
+    def error(self, body: dict[str, Any]) -> bytes:
+        return error_event(body)
+
     def finish(self) -> bytes:
         """The usage chunk (when asked for) and [DONE]."""
         if not self.include_usage:

@@ -1,4 +1,4 @@
-"""OpenAI's generation and model routes: /v1/chat/completions, /v1/completions, /v1/models."""
+"""OpenAI's generation and model routes: /v1/chat/completions, /v1/completions, /v1/responses, /v1/models."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from starlette.responses import Response
 from labs_core.proto import models_pb2
 from labs_gateway import schema
 from labs_gateway.convert import generation as convert
+from labs_gateway.convert import responses
 from labs_gateway.convert.models import model_json, models_json
 from labs_gateway.errors import GatewayError
-from labs_gateway.generation import generate
+from labs_gateway.generation import CHAT, COMPLETIONS, RESPONSES, generate
 from labs_gateway.http import JSONResponse, read_json
 from labs_gateway.state import gateway_of, request_id
 from labs_gateway.validate import validate
@@ -21,7 +22,7 @@ async def chat_completions(request: Request) -> Response:
     caller = await gw.admit(request)
     body = await read_json(request, gw.settings.gateway.max_body_bytes)
     validate(body, schema.CHAT_REQUEST)
-    return await generate(request, gw, caller, [convert.chat_request(body, request_id(request))], body, chat=True)
+    return await generate(request, gw, caller, [convert.chat_request(body, request_id(request))], body, api=CHAT)
 
 
 async def completions(request: Request) -> Response:
@@ -30,7 +31,16 @@ async def completions(request: Request) -> Response:
     body = await read_json(request, gw.settings.gateway.max_body_bytes)
     validate(body, schema.COMPLETION_REQUEST)
     return await generate(request, gw, caller, convert.completion_requests(body, request_id(request)), body,
-                          chat=False)
+                          api=COMPLETIONS)
+
+
+async def create_response(request: Request) -> Response:
+    gw = gateway_of(request)
+    caller = await gw.admit(request)
+    body = await read_json(request, gw.settings.gateway.max_body_bytes)
+    validate(body, schema.RESPONSES_REQUEST)
+    return await generate(request, gw, caller, [responses.generate_request(body, request_id(request))], body,
+                          api=RESPONSES)
 
 
 async def list_models(request: Request) -> Response:

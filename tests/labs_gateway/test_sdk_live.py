@@ -28,7 +28,9 @@ def test_models_list_and_retrieve(client):
 
 
 def test_chat_completion_shape_and_usage(client):
-    out = client.chat.completions.create(model="tiny", messages=HI, max_tokens=6, temperature=0,
+    # A system message of its own: no earlier request of the session shares its first KV block.
+    fresh = [{"role": "system", "content": f"Session {time.time_ns()}."}, *HI]
+    out = client.chat.completions.create(model="tiny", messages=fresh, max_tokens=6, temperature=0,
                                          extra_body={"ignore_eos": True})
     assert out.object == "chat.completion" and out.id.startswith("chatcmpl-") and out.model == "tiny"
     assert out.system_fingerprint and out.created > 0
