@@ -61,9 +61,13 @@ def _collector(api: str, proto: g.GenerateRequest, body: dict[str, Any]) -> Coll
     return Collector(api == CHAT, proto.sampling.logprobs)
 
 
-def _param(api: str, param: str | None, body: dict[str, Any]) -> str | None:
+def _rename(api: str, exc: GatewayError, body: dict[str, Any]) -> None:
     """The body's own name for a field the core named in an error."""
-    return responses.responses_param(param) if api == RESPONSES else rest_param(param, body)
+    if api == RESPONSES:
+        exc.message = responses.responses_message(exc.message, exc.param)
+        exc.param = responses.responses_param(exc.param)
+    else:
+        exc.param = rest_param(exc.param, body)
 
 
 async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g.GenerateRequest],
@@ -87,7 +91,7 @@ async def generate(request: Request, gw: Gateway, caller: Caller, protos: list[g
         return Response(status_code=CLIENT_CLOSED)
     except GatewayError as exc:
         slot.release()
-        exc.param = _param(api, exc.param, body)
+        _rename(api, exc, body)
         raise
     except BaseException:
         slot.release()

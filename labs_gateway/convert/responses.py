@@ -131,6 +131,12 @@ def responses_param(param: str | None) -> str | None:
     return param
 
 
+def responses_message(message: str, param: str | None) -> str:
+    """An error message that names the chat field names the Responses one."""
+    ours = responses_param(param)
+    return message.replace(param, ours) if param and ours and param != ours else message
+
+
 # ---------------------------------------------------------------- responses
 
 def _id(prefix: str) -> str:

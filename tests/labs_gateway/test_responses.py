@@ -200,3 +200,13 @@ def test_live_structured_output_and_forced_tool_call(client):
                                        include=["message.output_text.logprobs"])
     part = logprobs.output[0].content[0]
     assert len(part.logprobs) == 4 and all(len(e.top_logprobs) == 2 for e in part.logprobs)
+
+
+@pytest.mark.slow
+def test_live_core_errors_speak_responses_names(client):
+    bad = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(?<=x)a"}}}
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.create(model="tiny", input="x", text={"format": {"type": "json_schema", "name": "s",
+                                                                          "schema": bad}})
+    assert info.value.body["param"] == "text.format.schema", info.value.body
+    assert info.value.body["message"].startswith("text.format.schema cannot be enforced"), info.value.body
