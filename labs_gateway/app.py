@@ -32,6 +32,7 @@ ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/v1/chat/completions", openai.chat_completions, ["POST"]),
     ("/v1/completions", openai.completions, ["POST"]),
     ("/v1/responses", openai.create_response, ["POST"]),
+    ("/v1/responses/{response_id:path}", openai.stored_response, ["GET", "DELETE", "POST"]),
     ("/v1/models", openai.list_models, ["GET"]),
     ("/v1/models/{model_id:path}", openai.retrieve_model, ["GET"]),
     ("/v1/embeddings", embeddings.embeddings, ["POST"]),

@@ -10,7 +10,7 @@ from labs_gateway import schema
 from labs_gateway.convert import generation as convert
 from labs_gateway.convert import responses
 from labs_gateway.convert.models import model_json, models_json
-from labs_gateway.errors import GatewayError
+from labs_gateway.errors import NOT_FOUND, GatewayError
 from labs_gateway.generation import CHAT, COMPLETIONS, RESPONSES, generate
 from labs_gateway.http import JSONResponse, read_json
 from labs_gateway.state import gateway_of, request_id
@@ -41,6 +41,16 @@ async def create_response(request: Request) -> Response:
     validate(body, schema.RESPONSES_REQUEST)
     return await generate(request, gw, caller, [responses.generate_request(body, request_id(request))], body,
                           api=RESPONSES)
+
+
+async def stored_response(request: Request) -> Response:
+    """GET/DELETE /v1/responses/{id}[/input_items|/cancel]: nothing is stored, so never found (a clear
+    404 rather than "no route")."""
+    gw = gateway_of(request)
+    await gw.admit(request)
+    response_id = request.path_params["response_id"].split("/")[0]
+    raise GatewayError(404, f"response '{response_id}' not found: this server does not store responses (store "
+                            "is always false)", type=NOT_FOUND, param="response_id", code="not_found")
 
 
 async def list_models(request: Request) -> Response:

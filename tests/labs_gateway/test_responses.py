@@ -210,3 +210,11 @@ def test_live_core_errors_speak_responses_names(client):
                                                                           "schema": bad}})
     assert info.value.body["param"] == "text.format.schema", info.value.body
     assert info.value.body["message"].startswith("text.format.schema cannot be enforced"), info.value.body
+
+
+def test_a_stored_response_is_never_found(fake_client):
+    with pytest.raises(openai.NotFoundError) as info:
+        fake_client.responses.retrieve("resp_123")
+    assert "does not store responses" in info.value.body["message"] and info.value.body["param"] == "response_id"
+    with pytest.raises(openai.NotFoundError):
+        fake_client.responses.delete("resp_123")
