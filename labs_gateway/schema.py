@@ -88,7 +88,12 @@ SAMPLING: dict[str, Any] = {
     "stop_token_ids": nullable({"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31},
                                 "maxItems": 64, "description": "Extension: stop after any of these token ids."}),
     # Unsupported features shared by both generation endpoints.
-    "logit_bias": unsupported("logit bias", {}),
+    "logit_bias": nullable({
+        "type": "object", "maxProperties": 1024,
+        "propertyNames": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,9})$", "description": "A token id."},
+        "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
+        "description": "Token id (as a string) -> bias added to its logit before sampling, -100 to 100 (-100 in "
+                       "effect bans the token, 100 forces it). Ids must be in the model's vocabulary."}),
     "service_tier": unsupported("service tiers", "auto", "default"),
     "store": unsupported("stored completions", False),
     "metadata": unsupported("stored completions", {}),

@@ -3,7 +3,8 @@
 Why not jsonschema: it is a heavy dependency for a hot path, and its messages do not name the
 field the way OpenAI's `param` does ("messages[0].role"). Supported keywords: type, enum, const,
 minimum, maximum, exclusiveMinimum, minLength, maxLength, pattern, items, minItems, maxItems,
-properties, required, additionalProperties: false, anyOf, if/then; plus x-unsupported (see schema.py),
+properties, required, additionalProperties (false, or a schema for every other member),
+propertyNames, maxProperties, anyOf, if/then; plus x-unsupported (see schema.py),
 x-then-error (the message when `then` fails), x-max-items-why, x-by-type (objects told apart by their
 `type`, x-default-type when it is absent) and x-unsupported-kind (a value outside const/enum/x-by-type
 is "not supported" rather than "invalid").
@@ -93,7 +94,18 @@ def _object(value: dict, schema: dict[str, Any], path: str) -> None:
     for name, sub in properties.items():  # discriminators first: {"type": "image_url", ...} is unsupported
         if ("const" in sub or "x-unsupported-kind" in sub) and name in value:
             validate(value[name], sub, _join(path, name))
-    if schema.get("additionalProperties") is False:
+    if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+        raise bad_request(f"{path}: at most {schema['maxProperties']} entries allowed, got {len(value)}", path)
+    others = schema.get("additionalProperties")
+    if isinstance(others, dict):  # a map: every member not in properties is checked against `others`
+        names = schema.get("propertyNames")
+        for key, item in value.items():
+            if key in properties:
+                continue
+            if names is not None:
+                validate(key, names, _join(path, key))
+            validate(item, others, _join(path, key))
+    if others is False:
         unknown = [k for k in value if k not in properties]
         if unknown:
             names = ", ".join(_join(path, k) for k in unknown)

@@ -42,6 +42,18 @@ class _PenaltyProcessor(LogitsProcessor):
         return scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)
 
 
+class _BiasProcessor(LogitsProcessor):
+    """OpenAI's logit_bias: added to those tokens' scores (generate has only sequence_bias)."""
+
+    def __init__(self, logit_bias: tuple[tuple[int, float], ...]):
+        self.ids = torch.tensor([i for i, _ in logit_bias])
+        self.values = torch.tensor([b for _, b in logit_bias])
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        ids = self.ids.to(scores.device)
+        return scores.index_add(1, ids, self.values.to(scores.device, scores.dtype).expand(scores.shape[0], -1))
+
+
 class _LogprobRecorder(LogitsProcessor):
     """Records log-softmax of the raw logits at each step (first in the list, before any warping)."""
 
@@ -156,6 +168,8 @@ class GenerateBackend:
         if params.presence_penalty or params.frequency_penalty:
             processors.append(_PenaltyProcessor(len(request.prompt_ids), params.presence_penalty,
                                                 params.frequency_penalty))
+        if params.logit_bias:
+            processors.append(_BiasProcessor(params.logit_bias))
         constrained = request.constraint is not None
         if constrained:  # last: the mask sees the final scores (a complete grammar allows only EOS)
             processors.append(_GrammarProcessor(await self._matcher(request), len(request.prompt_ids)))

@@ -369,6 +369,13 @@ def sampling_tensors(seqs: list[Sequence], vocab: int, device: torch.device,
                 seen[row, torch.tensor(seq.token_ids)] = True
             t.seen_mask = seen.to(device)
             t.repetition_penalty = tensor([p.repetition_penalty for p in params], torch.float32)
+    if any(p.logit_bias for p in params):
+        bias = torch.zeros(len(seqs), vocab, dtype=torch.float32)
+        for row, p in enumerate(params):
+            kept = [(i, b) for i, b in p.logit_bias if i < vocab]  # (ids past the vocabulary: refused earlier)
+            if kept:
+                bias[row, torch.tensor([i for i, _ in kept])] = torch.tensor([b for _, b in kept])
+        t.logit_bias = bias.to(device)
     # A constrained row's grammar decides when it may end (banning EOS could leave nothing allowed).
     if any(s.num_generated + ahead < s.params.min_tokens and s.grammar is None for s in seqs):
         banned = torch.zeros(len(seqs), vocab, dtype=torch.bool)

@@ -12,6 +12,8 @@ MAX_STOP_STRINGS = 16
 MAX_STOP_LENGTH = 256
 MAX_TOP_LOGPROBS = 20
 MAX_SEED = 2**63 - 1
+MAX_LOGIT_BIAS = 1024
+MAX_BIAS = 100.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,7 @@ class SamplingParams:
     top_logprobs: int = 0
     ignore_eos: bool = False
     min_tokens: int = 0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, added to its logit), ids ascending
 
     def __post_init__(self) -> None:
         _check_range("max_tokens", self.max_tokens, 1, 1 << 24)
@@ -59,6 +62,12 @@ class SamplingParams:
                 raise InvalidRequest(f"stop strings may be at most {MAX_STOP_LENGTH} characters", param="stop")
         for t in self.stop_token_ids:
             _check_range("stop_token_ids", t, 0, 1 << 31)
+        if len(self.logit_bias) > MAX_LOGIT_BIAS:
+            raise InvalidRequest(f"logit_bias has {len(self.logit_bias)} entries; at most {MAX_LOGIT_BIAS} are "
+                                 "allowed", param="logit_bias")
+        for token, bias in self.logit_bias:
+            _check_range("logit_bias", token, 0, 1 << 31)
+            _check_range("logit_bias", bias, -MAX_BIAS, MAX_BIAS)
 
     @property
     def greedy(self) -> bool:

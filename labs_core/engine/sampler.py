@@ -1,4 +1,5 @@
-"""Batched sampling on the device: penalties, temperature, top-k, top-p, min-p, seeds, logprobs.
+"""Batched sampling on the device: penalties, logit bias, temperature, top-k, top-p, min-p, seeds,
+logprobs.
 
 Randomness is counter based: the noise for a token is a hash of (sequence seed, position, token
 id), so a seeded request draws the same tokens whatever else is in the batch, and a preempted
@@ -36,6 +37,8 @@ class SamplingTensors:
     frequency_penalty: torch.Tensor | None = None  # [B]
     output_counts: torch.Tensor | None = None  # [B, V] float
     seen_mask: torch.Tensor | None = None  # [B, V] bool (prompt or output)
+    # OpenAI's logit_bias, added after the penalties: [B, V] float (0 for rows without one).
+    logit_bias: torch.Tensor | None = None
     # Tokens that may not be drawn yet (EOS and stop tokens before min_tokens): [B, V] bool.
     banned: torch.Tensor | None = None
     # Structured output: allowed tokens as xgrammar's bitmask, [B, ceil(V/32)] int32 (bit t of a row
@@ -150,6 +153,8 @@ class Sampler:
         logits = logits.float()
         raw_logprobs = torch.log_softmax(logits, dim=-1) if t.max_top_logprobs >= 0 else None
         logits = apply_penalties(logits, t)
+        if t.logit_bias is not None:
+            logits = logits + t.logit_bias
         if t.banned is not None:
             logits = logits.masked_fill(t.banned, float("-inf"))
         if t.allowed_bitmask is not None:

@@ -167,6 +167,10 @@ class ChatModel:
                 if bad:
                     raise InvalidRequest(f"token id {bad[0]} is outside the vocabulary (size {self.vocab_size})",
                                          param="prompt")
+        biased = [t for t, _ in request.params.logit_bias if t >= self.vocab_size]
+        if biased:
+            raise InvalidRequest(f"logit_bias names token id {biased[0]}, outside the vocabulary (size "
+                                 f"{self.vocab_size})", param="logit_bias")
         params = self._fit_context(len(ids), request.params, request.max_tokens_explicit, field)
         split = self.uses_reasoning if request.split_reasoning is None else request.split_reasoning
         return EngineRequest(request_id=request.request_id, prompt_ids=list(ids), params=params,

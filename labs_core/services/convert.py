@@ -88,6 +88,7 @@ def sampling_params(p: generation_pb2.SamplingParams, defaults: SamplingSettings
         top_logprobs=p.top_logprobs,
         ignore_eos=p.ignore_eos,
         min_tokens=p.min_tokens,
+        logit_bias=tuple(sorted((token, as_written(bias)) for token, bias in p.logit_bias.items())),
     )
     if p.top_logprobs and not p.logprobs:
         raise InvalidRequest("top_logprobs needs logprobs to be true", param="top_logprobs")

@@ -134,7 +134,12 @@ def test_body_limit_enforced_while_reading(fake_core):
     (b'{"messages": [{"role": "user", "content": "x"}], "top_p": 0}', 400, "invalid_value"),
     (b'{"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}', 400,
      "unsupported_parameter"),
-    (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": {"1": 5}}', 400, "unsupported_parameter"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "prediction": {"type": "content"}}', 400,
+     "unsupported_parameter"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": {"1": 101}}', 400, "invalid_value"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": {"abc": 1}}', 400, "invalid_value"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": {"1": "x"}}', 400, "invalid_type"),
+    (b'{"messages": [{"role": "user", "content": "x"}], "logit_bias": [1]}', 400, "invalid_type"),
 ])
 def test_malformed_requests(fake_gateway, content, status, code):
     response = httpx.post(f"{fake_gateway.url}/v1/chat/completions", content=content,

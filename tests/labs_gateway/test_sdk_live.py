@@ -221,3 +221,20 @@ def test_finance_question_answered_exactly_through_chat(client, gateway):
     assert expected in streamed
     direct = httpx.post(f"{gateway.url}/v1/finance/query", json={"question": "How much did I spend in 2024?"}).json()
     assert expected in direct["answer"]
+
+
+def test_logit_bias_forces_a_token_and_checks_ids(client):
+    """+100 on one token makes every draw that token, sampled or not (the ban side is tested on the
+    engine); an id past the vocabulary is a 400 naming logit_bias."""
+    for temperature in (0.0, 0.8):
+        forced = client.completions.create(model="tiny", prompt=[5, 6, 7], max_tokens=4, temperature=temperature,
+                                           seed=1, logit_bias={"1234": 100}, logprobs=0,
+                                           extra_body={"ignore_eos": True})
+        tokens = forced.choices[0].logprobs.tokens
+        assert len(tokens) == 4 and len(set(tokens)) == 1 and forced.choices[0].text == tokens[0] * 4
+    free = client.completions.create(model="tiny", prompt=[5, 6, 7], max_tokens=4, temperature=0, logprobs=0,
+                                     extra_body={"ignore_eos": True})
+    assert free.choices[0].logprobs.tokens != tokens
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="tiny", messages=HI, max_tokens=2, logit_bias={"99999999": 5})
+    assert info.value.body["param"] == "logit_bias" and "vocabulary" in info.value.body["message"]

@@ -195,6 +195,23 @@ def test_min_tokens_bans_eos_until_reached(engine_parts):
     assert len(tokens) == 12 and all(t % 2 == 1 for t in tokens[:11]) and eos not in tokens[:11]
 
 
+def test_logit_bias_forces_bans_and_leaves_other_rows_alone(engine_parts):
+    """OpenAI's logit_bias: +100 makes one token every draw (greedy or sampled), -100 bans the
+    greedy choice; a request without a bias in the same batch keeps its greedy tokens."""
+    model, tokenizer = engine_parts
+    ids = prompts(1, seed=13)[0]
+    free = run_to_completion(make_engine(model, tokenizer), [request("g", ids, max_tokens=6, temperature=0,
+                                                                     ignore_eos=True)])["g"].token_ids[0]
+    out = run_to_completion(make_engine(model, tokenizer), [
+        request("forced", ids, max_tokens=6, temperature=1.0, seed=3, ignore_eos=True, logit_bias=((1234, 100.0),)),
+        request("banned", ids, max_tokens=6, temperature=0, ignore_eos=True,
+                logit_bias=tuple((t, -100.0) for t in sorted(set(free)))),
+        request("plain", ids, max_tokens=6, temperature=0, ignore_eos=True)])
+    assert out["forced"].token_ids[0] == [1234] * 6
+    assert not set(out["banned"].token_ids[0]) & set(free)
+    assert out["plain"].token_ids[0] == free
+
+
 def test_run_ahead_launches_decode_steps_early_and_changes_nothing(engine_parts, step_mode):
     """Seeded sampling, logprobs, stop strings and EOS under both modes: same tokens, same text;
     in run-ahead mode most decode steps were queued before the previous tokens were read."""

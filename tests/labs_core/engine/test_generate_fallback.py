@@ -85,3 +85,15 @@ def test_constraints_hold_on_the_fallback_too(parts):
     assert re.fullmatch(r"[0-9]{2}-[a-z]{3}", text)
     text, *_ = run(backend, constrained("c", spec.choice(["red", "green"]), temperature=0.0))
     assert text in ("red", "green")
+
+
+def test_logit_bias_on_the_fallback(parts):
+    model, tokenizer = parts
+    backend = GenerateBackend(model, tokenizer, max_waiting=4, eos_token_ids=[tokenizer.eos_token_id])
+    ids = list(range(600, 620))
+    _, free, *_ = run(backend, request("f", ids, max_tokens=5, temperature=0, ignore_eos=True))
+    _, forced, *_ = run(backend, request("b", ids, max_tokens=5, temperature=0, ignore_eos=True,
+                                         logit_bias=((77, 100.0),)))
+    _, banned, *_ = run(backend, request("n", ids, max_tokens=5, temperature=0, ignore_eos=True,
+                                         logit_bias=tuple((t, -100.0) for t in sorted(set(free)))))
+    assert forced == [77] * 5 and not set(banned) & set(free)
