@@ -369,13 +369,10 @@ def sampling_tensors(seqs: list[Sequence], vocab: int, device: torch.device,
                 seen[row, torch.tensor(seq.token_ids)] = True
             t.seen_mask = seen.to(device)
             t.repetition_penalty = tensor([p.repetition_penalty for p in params], torch.float32)
-    if any(p.logit_bias for p in params):
-        bias = torch.zeros(len(seqs), vocab, dtype=torch.float32)
-        for row, p in enumerate(params):
-            kept = [(i, b) for i, b in p.logit_bias if i < vocab]  # (ids past the vocabulary: refused earlier)
-            if kept:
-                bias[row, torch.tensor([i for i, _ in kept])] = torch.tensor([b for _, b in kept])
-        t.logit_bias = bias.to(device)
+    if any(p.logit_bias for p in params):  # (ids past the vocabulary were refused earlier)
+        entries = [(row, i, b) for row, p in enumerate(params) for i, b in p.logit_bias if i < vocab]
+        t.logit_bias = (tensor([e[0] for e in entries], torch.int64), tensor([e[1] for e in entries], torch.int64),
+                        tensor([e[2] for e in entries], torch.float32))
     # A constrained row's grammar decides when it may end (banning EOS could leave nothing allowed).
     if any(s.num_generated + ahead < s.params.min_tokens and s.grammar is None for s in seqs):
         banned = torch.zeros(len(seqs), vocab, dtype=torch.bool)

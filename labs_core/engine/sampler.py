@@ -37,8 +37,9 @@ class SamplingTensors:
     frequency_penalty: torch.Tensor | None = None  # [B]
     output_counts: torch.Tensor | None = None  # [B, V] float
     seen_mask: torch.Tensor | None = None  # [B, V] bool (prompt or output)
-    # OpenAI's logit_bias, added after the penalties: [B, V] float (0 for rows without one).
-    logit_bias: torch.Tensor | None = None
+    # OpenAI's logit_bias, added after the penalties, as (rows, token ids, biases): three [N] tensors
+    # (sparse: a bias touches a few ids, and a dense [B, V] would be ~150 MB a step at B=256).
+    logit_bias: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
     # Tokens that may not be drawn yet (EOS and stop tokens before min_tokens): [B, V] bool.
     banned: torch.Tensor | None = None
     # Structured output: allowed tokens as xgrammar's bitmask, [B, ceil(V/32)] int32 (bit t of a row
@@ -154,7 +155,8 @@ class Sampler:
         raw_logprobs = torch.log_softmax(logits, dim=-1) if t.max_top_logprobs >= 0 else None
         logits = apply_penalties(logits, t)
         if t.logit_bias is not None:
-            logits = logits + t.logit_bias
+            rows, ids, biases = t.logit_bias
+            logits = logits.index_put((rows, ids), biases, accumulate=True)
         if t.banned is not None:
             logits = logits.masked_fill(t.banned, float("-inf"))
         if t.allowed_bitmask is not None:
