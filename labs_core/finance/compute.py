@@ -241,8 +241,8 @@ class Executor:
             value = round(float(pd.Series([row.value for row in breakdown]).median()), 2)
         elif q.rate == "year" and months:  # annualised from the calendar months spanned
             value = round(total / 100 * 12 / len(months), 2)
-        elif q.rate == "week" and days > 0:
-            value = round(total / 100 * 7 / days, 2)
+        elif q.rate in ("week", "day") and days > 0:
+            value = round(total / 100 * (7 if q.rate == "week" else 1) / days, 2)
         return self.result(q, value=value, rows=row_dicts(_largest_first(rows), self.max_rows), row_count=len(rows),
                            breakdown=breakdown, details={"months": len(months), "total": _cents_to_value(total),
                                                          "start": start, "end": end, "days": days})

@@ -93,7 +93,7 @@ DISTINCT_PAYEES = _re(r"\b(?:how many|number of) (?:different |distinct |unique 
 AVERAGE = _re(r"\b(burn rate|average|avg|mean|median|typical(?:ly)?|on average|normally|usually)\b")
 MEDIAN = _re(r"\bmedian\b")
 # "how much do we spend a month on software": a rate, not a total nor a breakdown (no week grouping exists).
-RATE = _re(r"\ba (?:month|year|week)\b|\b(?:per|each|every) week\b|\bweekly\b")
+RATE = _re(r"\ba (?:month|year|week|day)\b|\b(?:per|each|every) (?:week|day)\b|\b(?:weekly|daily)\b")
 MONTHLY = _re(r"\b(burn rate|monthly|per month|a month|each month|every month|month)\b")
 PER_TRANSACTION = _re(r"\b(transactions?|expense(?!s)|purchases?|orders?|visits?|trips?|charges?|payments?|tickets?|"
                       r"bills?|"
@@ -352,7 +352,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     if AVERAGE.search(rest) or rate:
         monthly = MONTHLY.search(text2) is not None
         median = MEDIAN.search(rest) is not None
-        unit = next((u for u in ("week", "year") if rate and u in rate.group(0)), "month")
+        unit = next((u for u, word in (("week", "week"), ("year", "year"), ("day", "da")) if rate and word in
+                     rate.group(0)), "month")
         if monthly or rate or not PER_TRANSACTION.search(rest):
             return build(Q.MONTHLY_AVERAGE, median=median and unit == "month", rate=unit)
         return build(Q.AVERAGE, median=median)

@@ -53,7 +53,7 @@ class FinanceQuery:
     days: str = ""                         # "weekend" (Saturday, Sunday) or "weekday" (Monday to Friday) rows only
     latest_first: bool = False             # LIST: most recent first ("when did I last ...")
     runway: bool = False                   # BALANCE: how long the cash lasts, so also the monthly burn
-    rate: str = "month"                    # MONTHLY_AVERAGE: the figure a "month", a "week" or a "year"
+    rate: str = "month"                    # MONTHLY_AVERAGE: the figure a "month", "day", "week" or "year"
     median: bool = False                   # AVERAGE, MONTHLY_AVERAGE: the middle value, not the mean
     subscriptions_only: bool = False       # RECURRING: fixed-amount subscriptions, not all recurring bills
     share: bool = False                    # TOTAL: as a percentage of the same measure without the name filters

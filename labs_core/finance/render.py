@@ -193,9 +193,10 @@ def _monthly_average(r: FinanceResult, q: FinanceQuery) -> str:
         return f"The data has no months in {_period(q, r)}."
     span = (f"{d['months']} calendar month(s) from {d['start'].isoformat()} to {d['end'].isoformat()} "
             f"({r.row_count} transactions)")
-    if q.rate == "week":
-        return (f"Your average weekly {noun}{_filters(q)} {_period(q, r)} was {money(r.value, c)}.\n"
-                f"Basis: {money(d['total'], c)} over {d['days']} days ({d['days'] / 7:.1f} weeks) from "
+    if q.rate in ("week", "day"):
+        weeks = f" ({d['days'] / 7:.1f} weeks)" if q.rate == "week" else ""
+        return (f"Your average {'weekly' if q.rate == 'week' else 'daily'} {noun}{_filters(q)} {_period(q, r)} was "
+                f"{money(r.value, c)}.\nBasis: {money(d['total'], c)} over {d['days']} days{weeks} from "
                 f"{d['start'].isoformat()} to {d['end'].isoformat()} ({r.row_count} transactions).")
     if q.rate == "year":
         return (f"Your {noun}{_filters(q)} {_period(q, r)} came to {money(r.value, c)} a year.\n"

@@ -245,6 +245,8 @@ def test_runway_gives_the_burn_and_no_made_up_cash(engine, frame):
     ("How much do we spend a month on software in 2025?", "Software", Y2025, 12),
     ("How much do we spend a year on insurance?", "Insurance", ("2024-01-01", "2025-12-31"), 2),
     ("How much do we spend a week on meals in 2024?", "Meals", Y2024, 366 / 7),
+    ("What's our average daily spend on meals in 2025?", "Meals", Y2025, 365),  # was the monthly average
+    ("How much did we spend on meals per day in 2025?", "Meals", Y2025, 365),  # was the total
 ])
 def test_a_rate_is_an_average_not_the_total(engine, frame, question, category, years, per):
     """"How much do we spend a month on software" answered with the total of every month."""
