@@ -176,6 +176,16 @@ class Executor:
 
     def count(self, q: FinanceQuery) -> FinanceResult:
         rows = select(self.frame, q, q.period)
+        if q.group_by and not q.distinct:  # how many in each month, category, ...: in the groups' order
+            sizes = rows.groupby(_group_keys(rows, q.group_by), sort=True).size()
+            breakdown = [BreakdownRow(str(k), float(n), int(n)) for k, n in sizes.items()]
+            if q.group_by == "weekday":
+                order = {name: i for i, name in enumerate(calendar.day_name)}
+                breakdown.sort(key=lambda b: order[b.key])
+            elif q.group_by in ("category", "merchant", "account"):
+                breakdown.sort(key=lambda b: (-b.count, b.key))
+            return self.result(q, value=float(len(rows)), rows=row_dicts(rows, self.max_rows), row_count=len(rows),
+                               breakdown=breakdown)
         if q.group_by:  # how many different merchants: each with its transactions and total, most first
             groups = rows.groupby(q.group_by, sort=False)["cents"]
             ranked = groups.size().sort_values(ascending=False, kind="stable")

@@ -346,8 +346,10 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
                 first, second = second, first
             return build(Q.COMPARE, period=first, compare_to=second, compare_note=note)
     if COUNT.search(rest):
-        return build(Q.COUNT, types=types or _count_types(measure, explicit),
-                     group_by="merchant" if DISTINCT_PAYEES.search(text2) else None)
+        if DISTINCT_PAYEES.search(text2):
+            return build(Q.COUNT, types=types or _count_types(measure, explicit), group_by="merchant", distinct=True)
+        per_group = group if group and BREAKDOWN.search(text2) else None  # "how many transactions each month"
+        return build(Q.COUNT, types=types or _count_types(measure, explicit), group_by=per_group)
     rate = RATE.search(rest)
     if AVERAGE.search(rest) or rate:
         monthly = MONTHLY.search(text2) is not None
@@ -365,7 +367,7 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         if group:
             return build(Q.BREAKDOWN, group_by=group, n=n or _default_n(rest), ascending=ascending)
         if not (LATEST.search(rest) and not top):
-            return build(Q.TOP, n=n or _default_n(rest), ascending=ascending)
+            return build(Q.TOP, n=n or _default_n(text2), ascending=ascending)  # ("refund" is a name: in text2)
     if FIRST.search(rest) and not AGGREGATE.search(rest):  # ("first sale": "sale" also named Sales, gone from rest)
         return build(Q.LIST, types=types or _count_types(measure, explicit), n=n or _default_n(text2))
     if trend and not group and not periods:

@@ -54,6 +54,7 @@ class FinanceQuery:
     latest_first: bool = False             # LIST: most recent first ("when did I last ...")
     runway: bool = False                   # BALANCE: how long the cash lasts, so also the monthly burn
     rate: str = "month"                    # MONTHLY_AVERAGE: the figure a "month", "day", "week" or "year"
+    distinct: bool = False                 # COUNT by group_by: how many groups (different merchants), not rows
     median: bool = False                   # AVERAGE, MONTHLY_AVERAGE: the middle value, not the mean
     subscriptions_only: bool = False       # RECURRING: fixed-amount subscriptions, not all recurring bills
     share: bool = False                    # TOTAL: as a percentage of the same measure without the name filters

@@ -225,6 +225,13 @@ def _average(r: FinanceResult, q: FinanceQuery) -> str:
 
 
 def _count(r: FinanceResult, q: FinanceQuery) -> str:
+    if q.group_by and not q.distinct:
+        lines = [f"There are {r.row_count} transactions{_filters(q)} {_period(q, r)}; by {GROUP_NOUN[q.group_by]}:"]
+        lines += [f"- {b.key}: {b.count}" for b in r.breakdown[:MAX_LINES]]
+        if len(r.breakdown) > MAX_LINES:
+            lines.append(f"- ... {len(r.breakdown) - MAX_LINES} more in the breakdown")
+        return "\n".join(lines + ["Basis: every row the filters select" + ("" if q.types else ", transfers included")
+                                  + "."])
     if q.group_by:
         lines = [f"{int(r.value or 0)} different merchants{_filters(q)} {_period(q, r)}, over {r.row_count} "
                  "transactions; the most frequent:"]

@@ -46,6 +46,8 @@ GENERAL_PRICE = re.compile(r"\bhow much (?:is|are|does|do|would|will|should|can)
                            r"usually|in general)\b")
 # "tell me", "give me", "show me": the user, but not a sign that the question is about their money.
 ME_VERBS = re.compile(r"\b(?:tell|give|show|help|let|remind) me\b")
+# "income tax in the US": the country, not "us".
+THE_US = re.compile(r"\bthe u\.?s\.?a?\.?(?!\w)")
 PERSONAL = re.compile(r"\b(i|we|my|our|me|us|i've|we've|i'd|we'd|mine|ours|i'm|we're)\b")
 MONEY = re.compile(r"\b(spend|spent|spending|expenses?|expenditures?|costs?|paid|pay|paying|payments?|charges?|"
                    r"charged|bills?|purchases?|purchased|bought|buy|buying|income|revenue|earn|earned|earnings|made|received|"
@@ -70,6 +72,8 @@ LEDGER_PHRASES = re.compile(r"\b(transactions?|total (?:spend|spending|expenses|
                             r"(?:moved?|moving|transfer(?:red)?|shifted|swept) (?:\w+ ){0,3}between (?:our |my |the )?"
                             r"(?:own )?accounts|"
                             r"monthly (?:spend|spending|expenses|income|average)|"
+                            r"(?:percent(?:age)?|share|proportion) of (?:our |my |the |total )?(?:expenses|spending|"
+                            r"income|revenue|costs|sales)|"
                             r"how (?:is|are) (?:my|our|the) (?:business|studio|company|finances) doing|"
                             r"(?:income|revenue) (?:vs\.?|versus|and|against|compared to) "
                             r"(?:expenses|spending|costs)|"
@@ -115,7 +119,7 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
         return False
     if ADVICE.search(t) and re.search(r"\bshould\b", t):
         return False  # "how much should I save" is advice, not data
-    personal = PERSONAL.search(ME_VERBS.sub(" ", t)) is not None
+    personal = PERSONAL.search(THE_US.sub(" ", ME_VERBS.sub(" ", t))) is not None
     vocabulary = vocabulary or EMPTY
     entities = vocabulary.find(t)
     # "the savings account", "our checking": the user's own account, not accounts in general.

@@ -1,6 +1,10 @@
 """Chat messages for the router test: data questions (must be captured) and everything else (must not)."""
 
 FINANCE = [
+    "What percentage of expenses is meals?",
+    "What's our runway?",
+    "What's our margin?",
+    "How much did we spend the week of 2025-03-12?",
     "How much did I spend on software last quarter?",
     "What was my total income in 2024?",
     "What's my net profit this year?",
@@ -82,6 +86,10 @@ FINANCE = [
 ]
 
 NOT_FINANCE = [
+    "What is the percentage of income tax in the US?",
+    "How much did the US spend on defense?",
+    "What is a runway in aviation?",
+    "What is a good profit margin for a bakery?",
     "What is a budget?",
     "Write a poem about money",
     "Hi, how are you?",

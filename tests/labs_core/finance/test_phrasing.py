@@ -293,3 +293,15 @@ def test_margins_and_shares_of_income(engine, frame, question, numerator, denomi
     assert result.intent == "share" and result.value == round(part / whole * 100, 2), result.answer
     taxes = engine.answer_chat("How much sales tax did we pay in 2025?")
     assert taxes.query.categories == ("Taxes",), taxes.answer
+
+
+def test_counts_by_group_and_one_refund(engine, frame):
+    """"How many transactions each month" gave one count; "the largest refund" listed five."""
+    result = engine.answer_chat("How many transactions did we have each month in 2025?")
+    rows = between(frame, *Y2025)
+    per_month = rows.groupby(rows["date"].dt.strftime("%Y-%m")).size()
+    assert result.query.intent == "count" and result.value == len(rows), result.answer
+    assert [(b.key, b.count) for b in result.breakdown] == list(per_month.items())
+    refund = engine.answer_chat("What was the largest refund we got?")
+    refunds = frame[frame["type"] == "refund"]
+    assert len(refund.rows) == 1 and round(refund.value * 100) == refunds["cents"].abs().max(), refund.answer
