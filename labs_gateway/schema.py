@@ -19,6 +19,8 @@ MAX_TOKENS = 1 << 24
 
 
 def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    if "oneOf" in schema:  # (a null would have to match one of the variants: name it as an alternative)
+        return {"anyOf": [schema, {"type": "null"}]}
     kind = schema.get("type")
     if isinstance(kind, str):
         return {**schema, "type": [kind, "null"]}
@@ -90,7 +92,7 @@ SAMPLING: dict[str, Any] = {
     # Unsupported features shared by both generation endpoints.
     "logit_bias": nullable({
         "type": "object", "maxProperties": 1024,
-        "propertyNames": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,9})$", "description": "A token id."},
+        "propertyNames": {"type": "string", "pattern": "^(0|[1-9][0-9]{0,8})$", "description": "A token id."},
         "additionalProperties": {"type": "number", "minimum": -100, "maximum": 100},
         "description": "Token id (as a string) -> bias added to its logit before sampling, -100 to 100 (-100 in "
                        "effect bans the token, 100 forces it). Ids must be in the model's vocabulary."}),
@@ -261,8 +263,10 @@ FUNCTION_TOOL = {"type": "object", "additionalProperties": False, "required": ["
                                 "parameters": nullable(JSON_SCHEMA),
                                 "strict": boolean("Accepted; required/named calls always follow the schema.")}}
 TEXT_FORMAT = _by_type({
-    "text": {"type": "object", "additionalProperties": False, "properties": {"type": {"const": "text"}}},
-    "json_object": {"type": "object", "additionalProperties": False, "properties": {"type": {"const": "json_object"}}},
+    "text": {"type": "object", "additionalProperties": False, "required": ["type"],
+             "properties": {"type": {"const": "text"}}},
+    "json_object": {"type": "object", "additionalProperties": False, "required": ["type"],
+                    "properties": {"type": {"const": "json_object"}}},
     "json_schema": {"type": "object", "additionalProperties": False, "required": ["type", "name", "schema"],
                     "properties": {"type": {"const": "json_schema"}, "name": string("The schema's name.", maxLength=64),
                                    "description": string("What the schema is for."), "schema": JSON_SCHEMA,

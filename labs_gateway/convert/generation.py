@@ -55,9 +55,7 @@ def sampling(body: dict[str, Any]) -> g.SamplingParams:
         params.stop.extend([stop] if isinstance(stop, str) else stop)
     if body.get("stop_token_ids"):
         params.stop_token_ids.extend(int(t) for t in body["stop_token_ids"])
-    for token, bias in (body.get("logit_bias") or {}).items():
-        if int(token) >= 2**32:  # (the proto's key is uint32; the vocabulary check is the core's)
-            raise bad_request(f"logit_bias: token id {token} is outside the vocabulary", "logit_bias")
+    for token, bias in (body.get("logit_bias") or {}).items():  # (ids: at most 9 digits; the vocabulary: the core)
         params.logit_bias[int(token)] = float(bias)
     params.ignore_eos = bool(body.get("ignore_eos"))
     return params

@@ -19,7 +19,7 @@ import orjson
 from labs_core.proto import common_pb2
 from labs_core.proto import generation_pb2 as g
 from labs_gateway.convert.generation import FINISH_REASONS, Collector, chat_logprobs, chat_request, labs_extra
-from labs_gateway.errors import SERVER, bad_request
+from labs_gateway.errors import SERVER
 from labs_gateway.schema import RESPONSES_SAMPLING_EXTENSIONS
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
@@ -71,8 +71,8 @@ def chat_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             last.setdefault("tool_calls", []).append(call)
         else:  # function_call_output
             messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": _text(item["output"])})
-    if not messages:
-        raise bad_request("input: needs at least one message", "input")
+    if not messages:  # only reasoning items: the model answers an empty turn
+        messages.append({"role": "user", "content": ""})
     return messages
 
 

@@ -13,7 +13,7 @@ from labs_gateway.schema import MAX_N, MAX_TOKENS
 # field -> (the most the fuzz run lets through, the schema's maximum): only values the schema allows
 # are clamped; one past the maximum is a negative example and must reach the gateway as it is.
 LIMITS = {"max_tokens": (4, MAX_TOKENS), "max_completion_tokens": (4, MAX_TOKENS), "min_tokens": (4, MAX_TOKENS),
-          "n": (2, MAX_N)}
+          "max_output_tokens": (4, MAX_TOKENS), "n": (2, MAX_N)}
 MOST_PROMPTS = 4
 
 
@@ -39,9 +39,9 @@ CROSS_FIELD_CODES = ("context_length_exceeded",)
 # Structured output (docs/structured-output.md): whether a schema, regex or grammar can be enforced,
 # tool names unique and tool_choice naming one of the tools, are the core's to check; a 400 naming
 # one of these fields is the documented answer.
-STRUCTURED_PARAMS = ("response_format", "guided_", "regex", "choice", "grammar", "tools", "tool_choice")
+STRUCTURED_PARAMS = ("response_format", "guided_", "regex", "choice", "grammar", "tools", "tool_choice", "text.format")
 CROSS_FIELD_MESSAGES = ("continue_final_message needs the last message to be from the assistant",
-                        "min_tokens must be between 0 and ", "token id ")
+                        "min_tokens must be between 0 and ", "token id ", "logit_bias names token id ")
 
 
 @schemathesis.hook
