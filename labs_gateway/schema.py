@@ -134,6 +134,12 @@ RESPONSE_FORMAT = nullable({
                                                   "schema": JSON_SCHEMA,
                                                   "strict": boolean("Accepted; the schema is always enforced.")}}},
     "description": "json_object: any JSON object; json_schema: output valid against json_schema.schema."})
+# guided_json and a response_format other than text would be two constraints on one output.
+ONE_GUIDED_JSON = {
+    "if": {"type": "object", "required": ["guided_json"], "properties": {"guided_json": {"type": ["object", "string"]}}},
+    "then": {"properties": {"response_format": {"anyOf": [
+        {"type": "null"}, {"type": "object", "required": ["type"], "properties": {"type": {"const": "text"}}}]}}},
+    "x-then-error": {"message": "give at most one of response_format and guided_json", "param": "guided_json"}}
 GUIDED: dict[str, Any] = {
     "response_format": RESPONSE_FORMAT,
     # Extensions (vLLM names); at most one of these and response_format.
@@ -205,11 +211,13 @@ CHAT_REQUEST: dict[str, Any] = {
         "verbosity": unsupported("verbosity"),
         "prompt_cache_key": string("Accepted for compatibility; prefix caching is automatic."),
     },
-    # top_logprobs > 0 needs logprobs: true (as OpenAI has it).
-    "if": {"type": "object", "required": ["top_logprobs"],
-           "properties": {"top_logprobs": {"type": "integer", "minimum": 1}}},
-    "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
-    "x-then-error": {"message": "top_logprobs needs logprobs to be true", "param": "top_logprobs"},
+    "allOf": [
+        # top_logprobs > 0 needs logprobs: true (as OpenAI has it).
+        {"if": {"type": "object", "required": ["top_logprobs"],
+                "properties": {"top_logprobs": {"type": "integer", "minimum": 1}}},
+         "then": {"required": ["logprobs"], "properties": {"logprobs": {"const": True}}},
+         "x-then-error": {"message": "top_logprobs needs logprobs to be true", "param": "top_logprobs"}},
+        ONE_GUIDED_JSON],
 }
 
 # The Responses API (docs/gateway.md): the same generation as chat, in OpenAI's newer shapes.
@@ -268,7 +276,8 @@ TEXT_FORMAT = _by_type({
     "json_object": {"type": "object", "additionalProperties": False, "required": ["type"],
                     "properties": {"type": {"const": "json_object"}}},
     "json_schema": {"type": "object", "additionalProperties": False, "required": ["type", "name", "schema"],
-                    "properties": {"type": {"const": "json_schema"}, "name": string("The schema's name.", maxLength=64),
+                    "properties": {"type": {"const": "json_schema"},
+                                   "name": {"type": "string", "maxLength": 64, "description": "The schema's name."},
                                    "description": string("What the schema is for."), "schema": JSON_SCHEMA,
                                    "strict": boolean("Accepted; the schema is always enforced.")}}},
     "text format")
@@ -347,6 +356,7 @@ COMPLETION_REQUEST: dict[str, Any] = {
         "best_of": unsupported("best_of", 1),
         "suffix": unsupported("suffix (insertion)", ""),
     },
+    "allOf": [ONE_GUIDED_JSON],
 }
 
 EMBEDDING_REQUEST: dict[str, Any] = {

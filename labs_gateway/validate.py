@@ -4,7 +4,7 @@ Why not jsonschema: it is a heavy dependency for a hot path, and its messages do
 field the way OpenAI's `param` does ("messages[0].role"). Supported keywords: type, enum, const,
 minimum, maximum, exclusiveMinimum, minLength, maxLength, pattern, items, minItems, maxItems,
 properties, required, additionalProperties (false, or a schema for every other member),
-propertyNames, maxProperties, anyOf, if/then; plus x-unsupported (see schema.py),
+propertyNames, maxProperties, anyOf, allOf, if/then; plus x-unsupported (see schema.py),
 x-then-error (the message when `then` fails), x-max-items-why, x-by-type (objects told apart by their
 `type`, x-default-type when it is absent) and x-unsupported-kind (a value outside const/enum/x-by-type
 is "not supported" rather than "invalid").
@@ -35,6 +35,8 @@ def validate(value: Any, schema: dict[str, Any], path: str = "") -> None:
     if "x-by-type" in schema and isinstance(value, dict):
         _by_type(value, schema, path)
         return
+    for rule in schema.get("allOf", ()):
+        validate(value, rule, path)
     if "if" in schema and _passes(value, schema["if"]):
         try:
             validate(value, schema["then"], path)
