@@ -19,8 +19,11 @@ PYTEST_ARGS ?=
 CHROMIUM_APT ?= DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
 # The store's tests run a throwaway PostgreSQL server (tests/postgres.py) from Debian's packages.
 POSTGRES_APT ?= DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
+# The official openai JavaScript SDK for the gateway's JS tests (tests/labs_gateway/js, pinned in package.json).
+NODE_APT ?= DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+JS_SDK := tests/labs_gateway/js
 
-.PHONY: run test install install-dev browser postgres protos bench clean help
+.PHONY: run test install install-dev browser postgres jssdk protos bench clean help
 
 help:
 	@echo "make run    - install what is missing, start core + gateway on the default models"
@@ -49,7 +52,7 @@ $(VENV)/.install-dev: pyproject.toml $(VENV)/.install
 	@touch $@
 
 install: $(VENV)/.install
-install-dev: $(VENV)/.install-dev browser postgres
+install-dev: $(VENV)/.install-dev browser postgres jssdk
 
 browser:
 	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
@@ -65,6 +68,17 @@ postgres:
 		apt-get update -qq && $(POSTGRES_APT); \
 	else \
 		echo "PostgreSQL is missing (sudo apt-get install postgresql): the store's PostgreSQL tests will skip, or fail when CI=true" >&2; \
+	fi
+
+jssdk:
+	@command -v npm >/dev/null 2>&1 || \
+	if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && $(NODE_APT); \
+	fi
+	@if command -v npm >/dev/null 2>&1; then \
+		test -d $(JS_SDK)/node_modules/openai || npm install --prefix $(JS_SDK) --no-audit --no-fund --silent; \
+	else \
+		echo "node/npm are missing (sudo apt-get install nodejs npm): the JavaScript SDK tests will skip, or fail when CI=true" >&2; \
 	fi
 
 run: install

@@ -282,13 +282,17 @@ class ResponseEncoder:
         self.open = item
         self.output.append(item)
         index = len(self.output) - 1
-        out += self._event("response.output_item.added", output_index=index, item={**item, "status": "in_progress"}
-                           if item["type"] != "reasoning" else item)
-        if item["type"] == "message":
-            out += self._event("response.content_part.added", item_id=item["id"], output_index=index,
-                               content_index=0, part={"type": "output_text", "text": "", "annotations": [],
-                                                      "logprobs": []})
-        return out
+        added = dict(item)  # as it starts: no content yet (parts are added by their own event), in progress
+        if item["type"] != "reasoning":
+            added["status"] = "in_progress"
+        if item["type"] == "function_call":
+            return out + self._event("response.output_item.added", output_index=index, item=added)
+        added["content"] = []
+        out += self._event("response.output_item.added", output_index=index, item=added)
+        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []} if item["type"] == "message" \
+            else {"type": "reasoning_text", "text": ""}
+        return out + self._event("response.content_part.added", item_id=item["id"], output_index=index,
+                                 content_index=0, part=part)
 
     def _delta(self, kind: str, text: str, logprobs: Any) -> bytes:
         out = b""
@@ -330,6 +334,8 @@ class ResponseEncoder:
         if item["type"] == "reasoning":
             out += self._event("response.reasoning_text.done", item_id=item["id"], output_index=index,
                                content_index=0, text=item["content"][0]["text"])
+            out += self._event("response.content_part.done", item_id=item["id"], output_index=index,
+                               content_index=0, part=item["content"][0])
         elif item["type"] == "message":
             part = item["content"][0]
             out += self._event("response.output_text.done", item_id=item["id"], output_index=index,

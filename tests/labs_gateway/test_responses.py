@@ -71,6 +71,8 @@ def test_streamed_events_build_the_same_response(fake_client, model, items):
     assert kinds[:2] == ["response.created", "response.in_progress"] and kinds[-1] == "response.completed"
     assert [e.sequence_number for e in events] == list(range(len(events)))
     assert kinds.count("response.output_item.added") == kinds.count("response.output_item.done") == len(items)
+    added = [e.item for e in events if e.type == "response.output_item.added"]
+    assert all(getattr(item, "content", None) in ([], None) for item in added)  # parts come in their own events
     assert [o.type for o in final.output] == items and final.status == "completed"
     whole = fake_client.responses.create(model=model, input="go", tools=[TIME_TOOL])
     assert final.output_text == whole.output_text and final.usage == whole.usage
