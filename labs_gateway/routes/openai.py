@@ -48,7 +48,7 @@ async def stored_response(request: Request) -> Response:
     404 rather than "no route")."""
     gw = gateway_of(request)
     await gw.admit(request)
-    response_id = request.path_params["response_id"].split("/")[0]
+    response_id = request.path_params["response_id"]
     raise GatewayError(404, f"response '{response_id}' not found: this server does not store responses (store "
                             "is always false)", type=NOT_FOUND, param="response_id", code="not_found")
 

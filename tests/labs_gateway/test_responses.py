@@ -220,3 +220,9 @@ def test_a_stored_response_is_never_found(fake_client):
     assert "does not store responses" in info.value.body["message"] and info.value.body["param"] == "response_id"
     with pytest.raises(openai.NotFoundError):
         fake_client.responses.delete("resp_123")
+
+
+def test_stored_response_routes_name_the_id(fake_gateway):
+    for method, path in (("GET", "resp_9/input_items"), ("POST", "resp_9/cancel")):
+        reply = httpx.request(method, f"{fake_gateway.url}/v1/responses/{path}")
+        assert reply.status_code == 404 and "'resp_9' not found" in reply.json()["error"]["message"]
