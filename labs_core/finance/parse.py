@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from labs_core.finance import query as Q
 from labs_core.finance.entities import ACCOUNT, CATEGORY, MERCHANT, TYPE, Vocabulary, normalize
@@ -280,6 +280,14 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     # "how much did revenue grow from 2024 to 2025": two periods to compare, not the range they span
     found = find_periods(text1, ref, ctx.first_date, join_ranges=not (comparing or CHANGE_FROM_TO.search(text1)))
     periods = [f.period for f in found]
+    if len(found) == 2 and not comparing and text1[found[0].end_idx:found[1].start_idx].strip() in ("and", "&", "+"):
+        # "during 2024 and 2025": one period when they touch; both figures (a comparison) when they do not
+        first, second = sorted(periods, key=lambda p: p.start)
+        if second.start <= first.end + timedelta(days=1):
+            periods = [Period(first.start, max(first.end, second.end), f"{first.label} and {second.label}",
+                              "custom", first.relative or second.relative)]
+        else:
+            comparing = True
     text2 = _mask(text1, [(f.start_idx, f.end_idx) for f in found])
     entities = ctx.vocabulary.find(text2)
     rest = _mask(text2, [(e.start, e.end) for e in entities])

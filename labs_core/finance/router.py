@@ -64,6 +64,8 @@ SPENT_TIME = re.compile(r"\bspen[dt]\w* (?:(?:the|a|an|my|our|some|more|less|too
                         r"|\bpa(?:y|id|ying|ys) (?:\w+ ){0,2}"
                         r"(?:attention|a visit|a compliment|tribute|respects?|heed)\b")
 LEDGER_PHRASES = re.compile(r"\b(transactions?|total (?:spend|spending|expenses|income|revenue|costs?)|"
+                            r"total of (?:all )?(?:our |my |the )?(?:transfers|payments|expenses|spending|income|"
+                            r"revenue|sales|refunds|purchases|charges|fees)|"
                             r"(?:largest|biggest|smallest|top|highest|most expensive|priciest|costliest|cheapest) "
                             r"(?:\d+ )?(?:single )?(?:expenses?|purchases?|transactions?|payments?|charges?|bills?|"
                             r"merchants?|vendors?|categories|clients?)|spending by|expenses by|income by|"
@@ -79,6 +81,11 @@ LEDGER_PHRASES = re.compile(r"\b(transactions?|total (?:spend|spending|expenses|
                             r"(?:expenses|spending|costs)|"
                             r"(?:spending|income|revenue|expenses|profit|sales|costs) (?:month over month|"
                             r"year over year|yoy|mom))\b")
+# Someone else's money: "the total spend of the US government", "the biggest expense for small businesses".
+THIRD_PARTY = re.compile(r"\b(?:of|for|by|in) (?:the |a |an |most |many |small |big |large |typical |average |other |"
+                         r"american |british |)?(?:us|u\.s\.?|uk|government|governments|country|countries|states?|"
+                         r"compan(?:y|ies)|businesses|startups|firms|industry|industries|people|americans|households|"
+                         r"families|consumers|restaurants?|baker(?:y|ies)|sector|economy|world)\b")
 # Money words specific enough to make "<word> ... <period>" a data question on their own.
 LEDGER_MONEY = re.compile(r"\b(spend|spent|spending|expenses|income|revenue|profit|profits|net|cash ?flow|"
                           r"transactions?|refunds?|transfers|purchases|earnings|outgoings|payments|charges|bills|"
@@ -130,6 +137,10 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
     # A name from the data, a ledger word and a period the data covers: "what's the net transfer
     # flow for PayPal in 2024?" asks about the data even though it opens like a definition.
     specific = bool(entities) and in_data and LEDGER_MONEY.search(money_text) is not None
+    # "what is the total spend in 2024", "what's the total of all transfers to savings": a ledger phrase
+    # with a period the data covers or one of its names opens like a definition but asks for figures.
+    specific = specific or (LEDGER_PHRASES.search(money_text) is not None and (in_data or bool(entities))
+                            and not GENERAL_PRICE.search(t) and not THIRD_PARTY.search(t))
     if not (personal or specific or (accounts and money)) and (CONCEPT.search(t) or GENERAL_PRICE.search(t)):
         return False
     if GENERAL_MONEY_TOPICS.search(t) and not personal:

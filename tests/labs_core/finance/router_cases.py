@@ -1,6 +1,9 @@
 """Chat messages for the router test: data questions (must be captured) and everything else (must not)."""
 
 FINANCE = [
+    "What is the total spend in 2024?",
+    "What is the largest expense in 2025?",
+    "What's the total of all transfers to savings?",
     "What percentage of expenses is meals?",
     "What's our runway?",
     "What's our margin?",
@@ -86,6 +89,8 @@ FINANCE = [
 ]
 
 NOT_FINANCE = [
+    "What is the total spend of the US government in 2024?",
+    "What is the biggest expense for small businesses in 2025?",
     "What is the percentage of income tax in the US?",
     "How much did the US spend on defense?",
     "What is a runway in aviation?",

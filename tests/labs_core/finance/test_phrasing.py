@@ -305,3 +305,21 @@ def test_counts_by_group_and_one_refund(engine, frame):
     refund = engine.answer_chat("What was the largest refund we got?")
     refunds = frame[frame["type"] == "refund"]
     assert len(refund.rows) == 1 and round(refund.value * 100) == refunds["cents"].abs().max(), refund.answer
+
+
+def test_two_periods_joined_by_and(engine, frame):
+    """"During 2024 and 2025" answered with 2024 alone; two months apart get both figures."""
+    acme = frame[(frame["merchant"] == "Acme Corp") & (frame["type"] == "income")]
+    both = engine.answer_chat("How much revenue did Acme bring in during 2024 and 2025?")
+    assert round(both.value * 100) == acme["cents"].sum() and "2024-01-01 to 2025-12-31" in both.answer
+    apart = engine.answer_chat("What did we spend in January and March 2025?")
+    assert apart.query.intent == "compare", apart.answer
+    figures = {b.key: round(b.value * 100) for b in apart.breakdown}
+    assert sorted(figures.values()) == sorted([spend(between(frame, "2025-01-01", "2025-01-31")),
+                                               spend(between(frame, "2025-03-01", "2025-03-31"))]), figures
+
+
+def test_a_ledger_phrase_with_a_period_is_answered_from_the_data(engine, frame):
+    """"What is the total spend in 2024?" opens like a definition and went to the model."""
+    result = engine.answer_chat("What is the total spend in 2024?")
+    assert result is not None and round(result.value * 100) == spend(between(frame, *Y2024))
