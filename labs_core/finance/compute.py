@@ -66,8 +66,10 @@ def select(frame: pd.DataFrame, q: FinanceQuery, period: Period | None, *, amoun
         mask &= frame["cents"].abs() >= round(q.min_amount * 100)
     if amounts and q.max_amount is not None:
         mask &= frame["cents"].abs() <= round(q.max_amount * 100)
-    if q.days:  # (pandas: Monday is 0, Saturday 5)
+    if q.days in ("weekend", "weekday"):  # (pandas: Monday is 0, Saturday 5)
         mask &= (frame["date"].dt.dayofweek >= 5) == (q.days == "weekend")
+    elif q.days:  # one day of the week, by name
+        mask &= frame["date"].dt.dayofweek == list(calendar.day_name).index(q.days.capitalize())
     return frame[mask]
 
 

@@ -20,7 +20,7 @@ WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", 
 ORDINARY = frozenset({"i", "i'm", "i've", "i'd", "ok", "okay", "usd", "us", "ytd", "mtd", "qtd", "fy", "q1", "q2",
                       "q3", "q4", "h1", "h2", "vs", "vs.", "total", "please", "thanks", "hi", "hey", "also", "and",
                       "what", "how", "the", "our", "my", "we", "show", "list", "give", "tell", "compare", "did",
-                      *MONTHS, *WEEKDAYS})
+                      *MONTHS, *WEEKDAYS, *(f"{day}s" for day in WEEKDAYS)})
 # Words that may follow "at" without being a place of business.
 AT_WORDS = frozenset("""the a an least most all any once home work night times first last least our my this that
 these those it each every some what which""".split())

@@ -84,6 +84,8 @@ OF_INCOME = _re(r"\b(?:of|from|to) (?:our |my |the |total )?(?:revenues?|income|
 WEEKEND = _re(r"\b(weekends?|saturdays? (?:and|or|&) sundays?)\b")
 WORKDAYS = _re(r"\b(on weekdays|during the week|on workdays|on business days|monday to friday|"
                r"monday through friday)\b")
+ON_A_DAY = _re(r"\b(?:on (?P<day>monday|tuesday|wednesday|thursday|friday|saturday|sunday)s|every "
+                r"(?P<every>monday|tuesday|wednesday|thursday|friday|saturday|sunday))\b")
 CHANGE_FROM_TO = _re(r"\b(grow|grew|grown|growing|increas\w*|decreas\w*|rise|risen|rose|fall|fell|fallen|drop|dropped|"
                     r"chang\w*|(?:go|goes|went|gone) (?:up|down))\b.*\bfrom\b.+\bto\b")
 COUNT = _re(r"\b(how many|number of|count of|count|how often|how frequently)\b")
@@ -308,7 +310,9 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         measure = Q.INCOME
     n = _n(text1)
     period = periods[0] if periods else None
-    days = "weekend" if WEEKEND.search(text2) else "weekday" if WORKDAYS.search(text2) else ""
+    one_day = ON_A_DAY.search(text2)
+    days = "weekend" if WEEKEND.search(text2) else "weekday" if WORKDAYS.search(text2) else \
+        (one_day["day"] or one_day["every"]) if one_day else ""
     common = dict(measure=measure, period=period, categories=categories, merchants=merchants, accounts=accounts,
                   types=types, min_amount=min_amount, max_amount=max_amount, days=days, question=question)
 
@@ -377,7 +381,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         if not (LATEST.search(rest) and not top):
             return build(Q.TOP, n=n or _default_n(text2), ascending=ascending)  # ("refund" is a name: in text2)
     if FIRST.search(rest) and not AGGREGATE.search(rest):  # ("first sale": "sale" also named Sales, gone from rest)
-        return build(Q.LIST, types=types or _count_types(measure, explicit), n=n or _default_n(text2))
+        when = re.search(r"\bwhen\b", rest) is not None  # "when did we first pay Adobe": one row
+        return build(Q.LIST, types=types or _count_types(measure, explicit), n=n or (1 if when else _default_n(text2)))
     if trend and not group and not periods:
         return build(Q.BREAKDOWN, group_by="month")
     if group and (BREAKDOWN.search(text2) or not AGGREGATE.search(rest)):

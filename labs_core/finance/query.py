@@ -50,7 +50,7 @@ class FinanceQuery:
     ascending: bool = False                # TOP: smallest first
     min_amount: float | None = None        # on the absolute amount
     max_amount: float | None = None
-    days: str = ""                         # "weekend" (Saturday, Sunday) or "weekday" (Monday to Friday) rows only
+    days: str = ""                         # "weekend" (Sat, Sun), "weekday" (Mon-Fri) or a day's name ("friday")
     latest_first: bool = False             # LIST: most recent first ("when did I last ...")
     runway: bool = False                   # BALANCE: how long the cash lasts, so also the monthly burn
     rate: str = "month"                    # MONTHLY_AVERAGE: the figure a "month", "day", "week" or "year"
@@ -86,7 +86,8 @@ class FinanceQuery:
         if self.max_amount is not None:
             out.append(("max_amount", f"{self.max_amount:.2f}"))
         if self.days:
-            out.append(("days", {"weekend": "Saturday and Sunday", "weekday": "Monday to Friday"}[self.days]))
+            out.append(("days", {"weekend": "Saturday and Sunday", "weekday": "Monday to Friday"}.get(
+                self.days, self.days.capitalize())))
         if self.latest_first:
             out.append(("order", "most recent first"))
         if self.share:

@@ -54,7 +54,8 @@ def _filters(q: FinanceQuery) -> str:
                   f"at most {q.max_amount:,.2f}" if q.max_amount is not None else ""]
         parts.append("with amounts of " + " and ".join(b for b in bounds if b))
     if q.days:
-        parts.append({"weekend": "on weekends", "weekday": "on weekdays (Monday to Friday)"}[q.days])
+        parts.append({"weekend": "on weekends", "weekday": "on weekdays (Monday to Friday)"}.get(
+            q.days, f"on {q.days.capitalize()}s"))
     return (" " + " ".join(parts)) if parts else ""
 
 

@@ -323,3 +323,14 @@ def test_a_ledger_phrase_with_a_period_is_answered_from_the_data(engine, frame):
     """"What is the total spend in 2024?" opens like a definition and went to the model."""
     result = engine.answer_chat("What is the total spend in 2024?")
     assert result is not None and round(result.value * 100) == spend(between(frame, *Y2024))
+
+
+def test_one_day_of_the_week_and_the_first_payment(engine, frame):
+    """"On Fridays" was dropped (the total of every day); "when did we first pay Adobe" listed five."""
+    meals = between(frame[frame["category"] == "Meals"], *Y2025)
+    result = engine.answer_chat("What did we spend on meals on Fridays in 2025?")
+    assert round(result.value * 100) == spend(meals[meals["date"].dt.dayofweek == 4]), result.answer
+    assert result.answer.startswith("You spent") and "on Fridays" in result.answer  # (no "could not understand")
+    first = engine.answer_chat("When did we first pay Adobe?")
+    adobe = frame[(frame["merchant"] == "Adobe") & (frame["type"] == "expense")]
+    assert len(first.rows) == 1 and first.rows[0]["date"] == adobe["date"].min().date().isoformat(), first.answer
