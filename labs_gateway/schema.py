@@ -208,7 +208,7 @@ CHAT_REQUEST: dict[str, Any] = {
         "prediction": unsupported("predicted outputs"),
         "web_search_options": unsupported("web search"),
         "reasoning_effort": unsupported("reasoning effort (use enable_thinking)"),
-        "verbosity": unsupported("verbosity"),
+        "verbosity": unsupported("verbosity", "medium"),
         "prompt_cache_key": string("Accepted for compatibility; prefix caching is automatic."),
     },
     "allOf": [
