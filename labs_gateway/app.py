@@ -32,6 +32,7 @@ ROUTES: list[tuple[str, Any, list[str]]] = [
     ("/v1/chat/completions", openai.chat_completions, ["POST"]),
     ("/v1/completions", openai.completions, ["POST"]),
     ("/v1/responses", openai.create_response, ["POST"]),
+    ("/v1/responses/input_tokens", openai.count_input_tokens, ["POST"]),
     ("/v1/responses/{response_id}", openai.stored_response, ["GET", "DELETE"]),
     ("/v1/responses/{response_id}/input_items", openai.stored_response, ["GET"]),
     ("/v1/responses/{response_id}/cancel", openai.stored_response, ["POST"]),

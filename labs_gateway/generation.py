@@ -64,8 +64,7 @@ def _collector(api: str, proto: g.GenerateRequest, body: dict[str, Any]) -> Coll
 def _rename(api: str, exc: GatewayError, body: dict[str, Any]) -> None:
     """The body's own name for a field the core named in an error."""
     if api == RESPONSES:
-        exc.message = responses.responses_message(exc.message, exc.param)
-        exc.param = responses.responses_param(exc.param)
+        responses.rename_fields(exc)
     else:
         exc.param = rest_param(exc.param, body)
 

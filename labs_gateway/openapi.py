@@ -36,6 +36,8 @@ RESPONSE = {
                    "usage": {"type": "object"}, "store": {"const": False},
                    "labs": {"type": "object", "description": "Present when the finance module answered."}},
 }
+INPUT_TOKENS = {"type": "object", "required": ["object", "input_tokens"],
+                "properties": {"object": {"const": "response.input_tokens"}, "input_tokens": {"type": "integer"}}}
 RESPONSE_EVENTS = {"text/event-stream": {"schema": {"description": "Server-sent events, each `event: <type>` and "
                                                                    "`data: {type, sequence_number, ...}`"},
                                          "example": 'event: response.created\ndata: {"type": "response.created", '
@@ -155,6 +157,10 @@ def build(keys_enabled: bool, admin_protected: bool) -> dict[str, Any]:
             "Create a response", "ResponseRequest", {**_json("Response"), **RESPONSE_EVENTS}, "generation",
             "OpenAI's Responses API, stateless (nothing stored); stream: true answers with typed events "
             "(response.created ... response.completed)."),
+        "/v1/responses/input_tokens": _post(
+            "Count a response's input tokens", "InputTokensRequest", _json("InputTokens"), "generation",
+            "The prompt the same /v1/responses body would generate from (chat template and tools included), "
+            "counted; nothing is generated."),
         "/v1/embeddings": _post("Embeddings", "EmbeddingRequest", _json("List"), "embeddings"),
         "/v1/similarities": _post("Similarities or ranking", "SimilarityRequest", _json("List"), "embeddings",
                                   "sentences: pairwise cosine matrix; query + documents: documents ranked."),
@@ -206,6 +212,7 @@ def build(keys_enabled: bool, admin_protected: bool) -> dict[str, Any]:
             "schemas": {
                 "ChatCompletionRequest": schema.CHAT_REQUEST, "CompletionRequest": schema.COMPLETION_REQUEST,
                 "ResponseRequest": schema.RESPONSES_REQUEST, "Response": RESPONSE,
+                "InputTokensRequest": schema.INPUT_TOKENS_REQUEST, "InputTokens": INPUT_TOKENS,
                 "EmbeddingRequest": schema.EMBEDDING_REQUEST, "SimilarityRequest": schema.SIMILARITY_REQUEST,
                 "FinanceRequest": schema.FINANCE_REQUEST, "Error": ERROR, "Usage": USAGE, "Completion": COMPLETION,
                 "List": LIST, "Model": MODEL, "Object": OBJECT, "KeyCreateRequest": KEY_CREATE,

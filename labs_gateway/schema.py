@@ -327,11 +327,20 @@ RESPONSES_REQUEST: dict[str, Any] = {
         "prompt": unsupported("stored prompts"),
         "reasoning": unsupported("reasoning effort (use enable_thinking)", {}),
         "max_tool_calls": unsupported("max_tool_calls"),
+        "personality": unsupported("personality"),
         # Extensions, as on chat.
         **{name: SAMPLING[name] for name in RESPONSES_SAMPLING_EXTENSIONS},
         "enable_thinking": boolean("Extension: for thinking models whose chat template reads enable_thinking."),
         "finance": boolean("Extension: answer finance questions exactly from the data (default: the server's)."),
     },
+}
+
+INPUT_TOKENS_REQUEST: dict[str, Any] = {
+    "type": "object", "additionalProperties": False, "required": ["input"],
+    "description": "The prompt a /v1/responses body would generate from, counted (nothing is generated).",
+    "properties": {name: RESPONSES_REQUEST["properties"][name] for name in (
+        "model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text", "reasoning",
+        "truncation", "previous_response_id", "conversation", "personality")},
 }
 
 TOKEN_IDS = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 2**31}, "minItems": 1}

@@ -17,7 +17,7 @@ from labs_core.errors import ContextTooLong, InvalidRequest
 from labs_core.models import chat_template
 from labs_core.models.chat_template import Message
 from labs_core.structured import tools as tool_calls
-from labs_core.structured.request import Plan, StructuredRequest, ToolParsing, plan
+from labs_core.structured.request import Plan, StructuredRequest, ToolParsing, ToolSpec, plan
 
 # Normalisers may merge a few characters into one token piece (Unicode composition), so a prompt
 # longer than context x longest token x this cannot fit, whatever the tokenizer makes of it.
@@ -143,12 +143,8 @@ class ChatModel:
         if request.structured is not None:
             structured = plan(request.structured, chat=request.messages is not None, tool_format=self.tool_format)
         if request.messages is not None:
-            tools = [t.as_template() for t in structured.tools]
-            text = chat_template.render(
-                self.tokenizer, request.messages, continue_final_message=request.continue_final_message,
-                enable_thinking=request.enable_thinking, tools=tools if self.template_knows_tools else (),
-                tools_prompt=tool_calls.hermes_system_prompt(structured.tools)
-                if structured.tools and not self.template_knows_tools else "")
+            text = self._render(request.messages, structured.tools, request.continue_final_message,
+                                request.enable_thinking)
             self._check_length(text, field)
             ids = self.encode(text, add_special_tokens=False)
             text_tail = text[-64:]
@@ -177,6 +173,15 @@ class ChatModel:
                              reasoning=self.reasoning_tags if split else None, prompt_text_tail=text_tail,
                              arrival_time=request.arrival_time, constraint=structured.constraint,
                              tool_parsing=structured.parsing, keep_special_tokens=self._kept_markers(structured.parsing))
+
+    def _render(self, messages: list[Message], tools: list[ToolSpec], continue_final_message: bool = False,
+                enable_thinking: bool | None = None) -> str:
+        """The chat template applied, with the tools in the template's own way or, for a template that
+        has none, as a system prompt (tool_calls.hermes_system_prompt)."""
+        return chat_template.render(
+            self.tokenizer, messages, continue_final_message=continue_final_message, enable_thinking=enable_thinking,
+            tools=[t.as_template() for t in tools] if self.template_knows_tools else (),
+            tools_prompt=tool_calls.hermes_system_prompt(tools) if tools and not self.template_knows_tools else "")
 
     def encode(self, text: str, add_special_tokens: bool) -> list[int]:
         """Token ids of `text` (the ids transformers' call gives), straight from the fast tokenizer's
@@ -227,11 +232,13 @@ class ChatModel:
         return self.backend.generate(self.prepare(request))
 
     def tokenize(self, text: str | None = None, messages: list[Message] | None = None,
-                 add_special_tokens: bool = False) -> list[int]:
+                 add_special_tokens: bool = False, tools: list[ToolSpec] = ()) -> list[int]:
         if (text is None) == (messages is None):
             raise InvalidRequest("give exactly one of text and messages", param="text")
+        if tools and messages is None:
+            raise InvalidRequest("tools need messages", param="tools")
         if messages is not None:
-            text = chat_template.render(self.tokenizer, messages)
+            text = self._render(messages, list(tools))
             add_special_tokens = False
         return self.encode(text, add_special_tokens=add_special_tokens)
 

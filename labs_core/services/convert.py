@@ -15,7 +15,7 @@ from labs_core.models.chat_model import ChatModelInfo, ChatRequest
 from labs_core.models.chat_template import Message
 from labs_core.models.registry import CHAT, EMBEDDING, ModelEntry, ModelState
 from labs_core.proto import common_pb2, generation_pb2, models_pb2
-from labs_core.structured.request import StructuredRequest, parse_tool
+from labs_core.structured.request import StructuredRequest, ToolSpec, parse_tool
 
 FINISH_REASONS = {
     "stop": generation_pb2.FINISH_REASON_STOP,
@@ -103,6 +103,10 @@ def messages(items: Iterable[generation_pb2.ChatMessage]) -> list[Message]:
             for m in items]
 
 
+def tools(items: Iterable[generation_pb2.Tool]) -> list[ToolSpec]:
+    return [parse_tool(t.name, t.description, t.parameters, i) for i, t in enumerate(items)]
+
+
 def structured(req: generation_pb2.GenerateRequest) -> StructuredRequest | None:
     """The structured-output and tool fields; None when the request uses none of them."""
     rf = req.response_format
@@ -110,7 +114,7 @@ def structured(req: generation_pb2.GenerateRequest) -> StructuredRequest | None:
         response_format=rf.type, json_schema=rf.json_schema, regex=req.regex, choice=list(req.choice),
         grammar=req.grammar, tool_choice=req.tool_choice, tool_choice_name=req.tool_choice_name,
         parallel_tool_calls=req.parallel_tool_calls if req.HasField("parallel_tool_calls") else True,
-        tools=[parse_tool(t.name, t.description, t.parameters, i) for i, t in enumerate(req.tools)])
+        tools=tools(req.tools))
     if ask.empty and not ask.tool_choice:
         return None
     return ask

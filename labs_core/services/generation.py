@@ -76,7 +76,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         ids = await asyncio.to_thread(  # megabytes of text take seconds: not on the event loop
             model.tokenize, text=None if request.messages else request.text,
             messages=convert.messages(request.messages) if request.messages else None,
-            add_special_tokens=request.add_special_tokens)
+            add_special_tokens=request.add_special_tokens, tools=convert.tools(request.tools))
         return generation_pb2.TokenizeResponse(
             token_ids=ids, count=len(ids), max_model_len=model.max_model_len, model=entry.name,
             tokens=model.token_strings(ids) if request.return_tokens else [])

@@ -18,8 +18,9 @@ import orjson
 
 from labs_core.proto import common_pb2
 from labs_core.proto import generation_pb2 as g
-from labs_gateway.convert.generation import FINISH_REASONS, Collector, chat_logprobs, chat_request, labs_extra
-from labs_gateway.errors import SERVER
+from labs_gateway.convert.generation import (FINISH_REASONS, Collector, chat_logprobs, chat_message, chat_request,
+                                             labs_extra)
+from labs_gateway.errors import SERVER, GatewayError
 from labs_gateway.schema import RESPONSES_SAMPLING_EXTENSIONS
 
 LOGPROBS_INCLUDE = "message.output_text.logprobs"
@@ -115,6 +116,22 @@ def generate_request(body: dict[str, Any], request_id: str) -> g.GenerateRequest
     return chat_request(chat, request_id)
 
 
+def tokenize_request(body: dict[str, Any]) -> g.TokenizeRequest:
+    """POST /v1/responses/input_tokens: the prompt the same body would generate from, to count."""
+    request = g.TokenizeRequest(model=body.get("model") or "",
+                                messages=[chat_message(m) for m in chat_messages(body)])
+    for tool in _tools(body) or ():
+        function = tool["function"]
+        parameters = function.get("parameters")
+        request.tools.append(g.Tool(name=function["name"], description=function.get("description") or "",
+                                    parameters=orjson.dumps(parameters).decode() if parameters is not None else ""))
+    return request
+
+
+def input_tokens_json(response: g.TokenizeResponse) -> dict[str, Any]:
+    return {"object": "response.input_tokens", "input_tokens": response.count}
+
+
 # The core names chat fields in its errors; a Responses client gets its own names back.
 CHAT_TO_RESPONSES = (("response_format.json_schema.", "text.format."), ("response_format", "text.format"),
                      ("messages", "input"), ("max_tokens", "max_output_tokens"))
@@ -135,6 +152,11 @@ def responses_message(message: str, param: str | None) -> str:
     """An error message that names the chat field names the Responses one."""
     ours = responses_param(param)
     return message.replace(param, ours) if param and ours and param != ours else message
+
+
+def rename_fields(exc: GatewayError) -> None:
+    """A core error about the chat request, in the Responses body's names."""
+    exc.message, exc.param = responses_message(exc.message, exc.param), responses_param(exc.param)
 
 
 # ---------------------------------------------------------------- responses

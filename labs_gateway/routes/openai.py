@@ -43,12 +43,32 @@ async def create_response(request: Request) -> Response:
                           api=RESPONSES)
 
 
+async def count_input_tokens(request: Request) -> Response:
+    """POST /v1/responses/input_tokens: the core tokenizes the chat (tools included) it would generate from."""
+    gw = gateway_of(request)
+    caller = await gw.admit(request)
+    body = await read_json(request, gw.settings.gateway.max_body_bytes)
+    validate(body, schema.INPUT_TOKENS_REQUEST)
+    tokenize = responses.tokenize_request(body)
+    gw.check_model(caller, tokenize.model)
+    try:
+        counted = await gw.core.unary(lambda core: core.generation.Tokenize, tokenize, gw.metadata(request, caller),
+                                      timeout_s=30.0)
+    except GatewayError as exc:
+        responses.rename_fields(exc)
+        raise
+    return JSONResponse(responses.input_tokens_json(counted))
+
+
 async def stored_response(request: Request) -> Response:
     """GET/DELETE /v1/responses/{id}[/input_items|/cancel]: nothing is stored, so never found (a clear
     404 rather than "no route")."""
     gw = gateway_of(request)
     await gw.admit(request)
     response_id = request.path_params["response_id"]
+    if response_id == "input_tokens":  # (its own route takes POST; any other method lands here)
+        raise GatewayError(405, f"Method {request.method} is not allowed on {request.url.path}",
+                           code="method_not_allowed", headers={"Allow": "POST"})
     raise GatewayError(404, f"response '{response_id}' not found: this server does not store responses (store "
                             "is always false)", type=NOT_FOUND, param="response_id", code="not_found")
 

@@ -216,7 +216,8 @@ def test_metrics(fake_gateway):
 def test_openapi_and_docs(fake_gateway):
     doc = httpx.get(f"{fake_gateway.url}/openapi.json").json()
     assert doc["openapi"].startswith("3.1")
-    app_paths = {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/models", "/v1/models/{model_id}",
+    app_paths = {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/responses/input_tokens",
+                 "/v1/models", "/v1/models/{model_id}",
                  "/v1/embeddings", "/v1/similarities", "/v1/finance/query", "/health", "/v1/health", "/ready", "/metrics",
                  "/admin/usage", "/admin/stats", "/admin/keys", "/admin/keys/{name}", "/admin/keys/{name}/rotate"}
     assert app_paths == set(doc["paths"])

@@ -226,3 +226,17 @@ def test_stored_response_routes_name_the_id(fake_gateway):
     for method, path in (("GET", "resp_9/input_items"), ("POST", "resp_9/cancel")):
         reply = httpx.request(method, f"{fake_gateway.url}/v1/responses/{path}")
         assert reply.status_code == 404 and "'resp_9' not found" in reply.json()["error"]["message"]
+
+
+@pytest.mark.slow
+def test_live_input_tokens_count_what_a_response_would_read(client):
+    """POST /v1/responses/input_tokens: the same count the response's usage reports, tools included."""
+    body = dict(model="tiny", instructions="Sys.", input="What time is it?", tools=[TIME_TOOL])
+    counted = client.responses.input_tokens.count(**body)
+    out = client.responses.create(**body, max_output_tokens=2)
+    assert counted.object == "response.input_tokens" and counted.input_tokens == out.usage.input_tokens
+    without = client.responses.input_tokens.count(model="tiny", instructions="Sys.", input="What time is it?")
+    assert without.input_tokens < counted.input_tokens  # the tools are part of the prompt
+    with pytest.raises(openai.BadRequestError) as info:
+        client.responses.input_tokens.count(model="tiny", input=[{"type": "item_reference", "id": "x"}])
+    assert info.value.body["param"] == "input[0].type"
