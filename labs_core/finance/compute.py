@@ -99,6 +99,8 @@ def _months(start: date, end: date) -> list[tuple[int, int]]:
 
 def _group_keys(rows: pd.DataFrame, group: str) -> pd.Series:
     d = rows["date"]
+    if group == "day":
+        return d.dt.strftime("%Y-%m-%d")
     if group == "month":
         return d.dt.strftime("%Y-%m")
     if group == "quarter":

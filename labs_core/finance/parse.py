@@ -95,7 +95,7 @@ DISTINCT_PAYEES = _re(r"\b(?:how many|number of) (?:different |distinct |unique 
 AVERAGE = _re(r"\b(burn rate|average|avg|mean|median|typical(?:ly)?|on average|normally|usually)\b")
 MEDIAN = _re(r"\bmedian\b")
 # "how much do we spend a month on software": a rate, not a total nor a breakdown (no week grouping exists).
-RATE = _re(r"\ba (?:month|year|week|day)\b|\b(?:per|each|every) (?:week|day)\b|\b(?:weekly|daily)\b")
+RATE = _re(r"\ba (?:month|year|week|day)\b|\b(?:per|each|every) week\b|\bper day\b|\b(?:weekly|daily)\b")
 MONTHLY = _re(r"\b(burn rate|monthly|per month|a month|each month|every month|month)\b")
 PER_TRANSACTION = _re(r"\b(transactions?|expense(?!s)|purchases?|orders?|visits?|trips?|charges?|payments?|tickets?|"
                       r"bills?|"
@@ -119,6 +119,7 @@ PLURAL_ITEM = _re(r"\b(expenses|purchases|transactions|payments|charges|bills|on
                   r"stores|shops|items)\b")
 GROUPS: list[tuple[str, re.Pattern[str]]] = [
     ("weekday", _re(r"\b(weekdays?|day of (?:the )?week|days of (?:the )?week|which day|what day)\b")),
+    ("day", _re(r"\b(each day|every day|day by day|by day|by date|per date|each date|daily breakdown)\b")),
     ("category", _re(r"\b(categor(?:y|ies)|by type|on what|what (?:did|do|have) (?:i|we) (?:spend|spent) "
                      r"(?:the )?(?:most|least|more|less)(?: money)? on|what (?:do|did) (?:i|we) spend (?:it|money) on|"
                      r"where (?:does|did|do) (?:my|our|the) money go|"
@@ -134,7 +135,7 @@ GROUPS: list[tuple[str, re.Pattern[str]]] = [
     ("month", _re(r"\b(monthly|per month|by month|each month|every month|month by month|month-by-month|months|"
                   r"which month|what month|month)\b")),
 ]
-BREAKDOWN = _re(r"\b(by|per|each|every|breakdown|break down|broken down|split|grouped|group|across|monthly|"
+BREAKDOWN = _re(r"\b(by|per|each|every|breakdown|break down|broken down|split|grouped|group|across|monthly|day by day|"
                 r"quarterly|yearly|annually|month by month|year by year)\b")
 _LAST_ROW = r"last (?:payment|charge|purchase|transaction|invoice|refund)s?"  # "the last payment to AWS": one row
 LIST = _re(r"\b(show|list|display|give me|what were|see|itemi[sz]e|details|transactions|what did (?:i|we) "

@@ -155,7 +155,7 @@ def _top(r: FinanceResult, q: FinanceQuery) -> str:
 
 
 GROUP_NOUN = {"category": "category", "merchant": "merchant", "account": "account", "month": "month",
-              "quarter": "quarter", "year": "year", "weekday": "day of the week"}
+              "quarter": "quarter", "year": "year", "weekday": "day of the week", "day": "day"}
 
 
 def _breakdown(r: FinanceResult, q: FinanceQuery) -> str:

@@ -334,3 +334,13 @@ def test_one_day_of_the_week_and_the_first_payment(engine, frame):
     first = engine.answer_chat("When did we first pay Adobe?")
     adobe = frame[(frame["merchant"] == "Adobe") & (frame["type"] == "expense")]
     assert len(first.rows) == 1 and first.rows[0]["date"] == adobe["date"].min().date().isoformat(), first.answer
+
+
+def test_each_day_is_a_breakdown_by_date(engine, frame):
+    """"What did we spend each day last week" gave one daily average; "per day" stays the rate."""
+    result = engine.answer_chat("What did we spend each day in the first week of March 2025?")
+    rows = between(frame[frame["type"].isin(SPEND)], "2025-03-01", "2025-03-07")
+    per_day = -rows.groupby(rows["date"].dt.strftime("%Y-%m-%d"))["cents"].sum()
+    assert result.query.group_by == "day", result.answer
+    assert [(b.key, round(b.value * 100)) for b in result.breakdown] == list(per_day.items())
+    assert engine.answer_chat("How much did we spend per day in March 2025?").query.intent == "monthly_average"
