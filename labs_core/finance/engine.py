@@ -15,7 +15,7 @@ from labs_core.finance import query as Q
 from labs_core.finance import router
 from labs_core.finance.compute import Executor
 from labs_core.finance.data import Dataset, TransactionStore
-from labs_core.finance.followup import is_follow_up, merge, strip_opener
+from labs_core.finance.followup import is_follow_up, merge, reframe, refers_back, strip_opener
 from labs_core.finance.grounding import NOT_UNDERSTOOD, PARTIAL, per_head_note, unrecognised_names, unrecognised_note
 from labs_core.finance.parse import ParseContext, parse, parts
 from labs_core.finance.query import FinanceQuery, FinanceResult
@@ -23,6 +23,7 @@ from labs_core.finance.render import render
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_ROWS = 20
+MAX_FOLLOW_UPS = 5  # follow-ups of follow-ups looked back through
 
 
 def _income_names(data: Dataset) -> frozenset[str]:
@@ -117,19 +118,47 @@ class FinanceEngine:
 
     def _follow_up(self, text: str, previous: Sequence[str], data: Dataset,
                    span: tuple[date, date]) -> FinanceResult | None:
-        if not previous or not is_follow_up(text) or router.is_finance_question(text, data.vocabulary, span):
+        pointing = refers_back(text)
+        if not previous or not (pointing or is_follow_up(text)) \
+                or router.is_finance_question(text, data.vocabulary, span):
             return None
-        if router.is_general(strip_opener(text)):
-            return None  # "and what is compound interest?"
-        before = previous[-1]
-        if not router.is_finance_question(before, data.vocabulary, span):
-            return None
+        if not pointing and router.is_general(strip_opener(text)):
+            return None  # "and what is compound interest?" ("how does that compare" points back: not general)
         ctx = self.context(data, None)
-        earlier, new = parse(before, ctx), parts(text, ctx)
-        unknown = unrecognised_names(text, data.vocabulary, ctx.reference_date)
-        if earlier is None or not (new.names_something or new.explicit_measure or unknown):
+        found = self._previous_query(previous, data, span, ctx)
+        if found is None:
             return None
-        merged = merge(earlier, new)
+        before, earlier = found
+        if pointing:
+            merged = reframe(earlier, text)
+            if merged is None:
+                return None
+        else:
+            new = parts(text, ctx)
+            unknown = unrecognised_names(text, data.vocabulary, ctx.reference_date)
+            if not (new.names_something or new.explicit_measure or unknown):
+                return None
+            merged = merge(earlier, new)
         result = self.query(text, parsed=merged)
         result.answer = f'Following on from "{before}":\n{result.answer}'
         return result
+
+    @staticmethod
+    def _previous_query(previous: Sequence[str], data: Dataset, span: tuple[date, date],
+                        ctx: ParseContext) -> tuple[str, FinanceQuery] | None:
+        """The question the last message stands for: a data question, or follow-ups of one ("how much on
+        software in 2025?", "and in 2024?", then "what about travel?" is travel in 2024), with the
+        data question's text."""
+        chain: list[str] = []
+        for text in reversed(previous[-1 - MAX_FOLLOW_UPS:]):
+            if router.is_finance_question(text, data.vocabulary, span):
+                query = parse(text, ctx)
+                if query is None:
+                    return None
+                for follow in reversed(chain):
+                    query = merge(query, parts(follow, ctx))
+                return text, query
+            if not is_follow_up(text) or router.is_general(strip_opener(text)):
+                return None
+            chain.append(text)
+        return None

@@ -37,6 +37,39 @@ def test_follow_up_in_a_chat(chat):
     assert f"{-rows['amount'].sum():,.2f} USD" in text(out)
 
 
+def test_a_follow_up_of_a_follow_up(chat):
+    """"What about travel?" after "and in 2024?" went to the model: the chain is followed back to the
+    data question, so it is travel in 2024."""
+    f = pd.read_csv(R.CSV, parse_dates=["date"])
+    rows = f[(f["date"].dt.year == 2024) & (f["category"] == "Travel") & f["type"].isin(["expense", "refund"])]
+    out = ask(chat, ("user", "How much did we spend on software in 2025?"), ("assistant", "You spent ..."),
+              ("user", "and in 2024?"), ("assistant", "You spent ..."), ("user", "what about travel?"))
+    assert out is not None and out[0].source == g.ANSWER_SOURCE_FINANCE
+    assert f"{-rows['amount'].sum():,.2f} USD" in text(out)
+    unrelated = ask(chat, ("user", "How much did we spend on software in 2025?"), ("assistant", "..."),
+                    ("user", "tell me a joke"), ("assistant", "..."), ("user", "what about travel?"))
+    assert unrelated is None  # the chain stops at a message that is neither
+
+
+def test_a_question_about_the_answer_just_given(engine):
+    """"How many payments was that?" and "how does that compare to the quarter before?" went to the
+    model: they ask about the previous answer's rows (engine.answer_chat with the earlier questions)."""
+    f = pd.read_csv(R.CSV, parse_dates=["date"])
+    gusto = f[(f["merchant"] == "Gusto") & (f["type"] == "expense") & (f["date"].dt.year == 2025)]
+    count = engine.answer_chat("how many payments was that?", ["How much did we pay Gusto in 2025?"])
+    assert count is not None and count.query.intent == "count" and count.value == len(gusto), count
+    compared = engine.answer_chat("how does that compare to the quarter before?", ["What was our revenue in Q3 2025?"])
+    assert compared is not None and compared.query.intent == "compare", compared
+    assert (compared.query.compare_to.start.isoformat(), compared.query.compare_to.end.isoformat()) == (
+        "2025-04-01", "2025-06-30")
+    yearly = engine.answer_chat("how does that compare to last year?",
+                                ["How much did we spend on meals in March 2025?"])
+    assert yearly.query.compare_to.start.isoformat() == "2024-03-01"
+    assert engine.answer_chat("how does that compare to other restaurants?",
+                              ["How much did we spend on meals in March 2025?"]) is None
+    assert engine.answer_chat("how many was that?", ["Tell me a joke"]) is None
+
+
 def test_a_money_question_never_reaches_the_model(chat):
     out = ask(chat, ("user", "what's our zorblax ratio for our money in 2025"))
     assert out is not None and text(out).startswith("I could not understand")
