@@ -2,53 +2,53 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from labs_core.proto import models_pb2
 from labs_gateway import schema
+from labs_gateway.auth import Caller
 from labs_gateway.convert import generation as convert
 from labs_gateway.convert import responses
 from labs_gateway.convert.models import model_json, models_json
 from labs_gateway.errors import NOT_FOUND, GatewayError
 from labs_gateway.generation import CHAT, COMPLETIONS, RESPONSES, generate
 from labs_gateway.http import JSONResponse, read_json
-from labs_gateway.state import gateway_of, request_id
+from labs_gateway.state import Gateway, gateway_of, request_id
 from labs_gateway.validate import validate
 
 
-async def chat_completions(request: Request) -> Response:
+async def _admitted(request: Request, body_schema: dict[str, Any]) -> tuple[Gateway, Caller, dict[str, Any]]:
+    """The caller admitted (key, limits), then its body read and checked against the route's schema."""
     gw = gateway_of(request)
     caller = await gw.admit(request)
     body = await read_json(request, gw.settings.gateway.max_body_bytes)
-    validate(body, schema.CHAT_REQUEST)
+    validate(body, body_schema)
+    return gw, caller, body
+
+
+async def chat_completions(request: Request) -> Response:
+    gw, caller, body = await _admitted(request, schema.CHAT_REQUEST)
     return await generate(request, gw, caller, [convert.chat_request(body, request_id(request))], body, api=CHAT)
 
 
 async def completions(request: Request) -> Response:
-    gw = gateway_of(request)
-    caller = await gw.admit(request)
-    body = await read_json(request, gw.settings.gateway.max_body_bytes)
-    validate(body, schema.COMPLETION_REQUEST)
+    gw, caller, body = await _admitted(request, schema.COMPLETION_REQUEST)
     return await generate(request, gw, caller, convert.completion_requests(body, request_id(request)), body,
                           api=COMPLETIONS)
 
 
 async def create_response(request: Request) -> Response:
-    gw = gateway_of(request)
-    caller = await gw.admit(request)
-    body = await read_json(request, gw.settings.gateway.max_body_bytes)
-    validate(body, schema.RESPONSES_REQUEST)
+    gw, caller, body = await _admitted(request, schema.RESPONSES_REQUEST)
     return await generate(request, gw, caller, [responses.generate_request(body, request_id(request))], body,
                           api=RESPONSES)
 
 
 async def count_input_tokens(request: Request) -> Response:
     """POST /v1/responses/input_tokens: the core tokenizes the chat (tools included) it would generate from."""
-    gw = gateway_of(request)
-    caller = await gw.admit(request)
-    body = await read_json(request, gw.settings.gateway.max_body_bytes)
-    validate(body, schema.INPUT_TOKENS_REQUEST)
+    gw, caller, body = await _admitted(request, schema.INPUT_TOKENS_REQUEST)
     tokenize = responses.tokenize_request(body)
     gw.check_model(caller, tokenize.model)
     try:
