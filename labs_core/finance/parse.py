@@ -84,8 +84,8 @@ OF_INCOME = _re(r"\b(?:of|from|to) (?:our |my |the |total )?(?:revenues?|income|
 WEEKEND = _re(r"\b(weekends?|saturdays? (?:and|or|&) sundays?)\b")
 WORKDAYS = _re(r"\b(on weekdays|during the week|on workdays|on business days|monday to friday|"
                r"monday through friday)\b")
-ON_A_DAY = _re(r"\b(?:on (?P<day>monday|tuesday|wednesday|thursday|friday|saturday|sunday)s|every "
-                r"(?P<every>monday|tuesday|wednesday|thursday|friday|saturday|sunday))\b")
+_DAY_NAMES = "monday|tuesday|wednesday|thursday|friday|saturday|sunday"
+ON_A_DAY = _re(rf"\b(?:on (?P<day>{_DAY_NAMES})s|every (?P<every>{_DAY_NAMES}))\b")
 CHANGE_FROM_TO = _re(r"\b(grow|grew|grown|growing|increas\w*|decreas\w*|rise|risen|rose|fall|fell|fallen|drop|dropped|"
                     r"chang\w*|(?:go|goes|went|gone) (?:up|down))\b.*\bfrom\b.+\bto\b")
 COUNT = _re(r"\b(how many|number of|count of|count|how often|how frequently)\b")
