@@ -77,6 +77,14 @@ def chat_message(m: dict[str, Any]) -> g.ChatMessage:
                                arguments=c["function"]["arguments"]) for i, c in enumerate(m.get("tool_calls") or ())])
 
 
+def tool_proto(function: dict[str, Any]) -> g.Tool:
+    """A chat tool's `function` ({name, description, parameters, strict}) as the proto's Tool."""
+    parameters = function.get("parameters")
+    return g.Tool(name=function["name"], description=function.get("description") or "",
+                  parameters=orjson.dumps(parameters).decode() if parameters is not None else "",
+                  strict=bool(function.get("strict")))
+
+
 def structured(body: dict[str, Any], request: g.GenerateRequest) -> None:
     """response_format, the vLLM guided_* extensions and tools onto the request (checked by the core)."""
     fmt = body.get("response_format")
@@ -96,12 +104,7 @@ def structured(body: dict[str, Any], request: g.GenerateRequest) -> None:
     request.regex = body.get("guided_regex") or ""
     request.choice.extend(body.get("guided_choice") or ())
     request.grammar = body.get("guided_grammar") or ""
-    for tool in body.get("tools") or ():
-        function = tool["function"]
-        parameters = function.get("parameters")
-        request.tools.append(g.Tool(name=function["name"], description=function.get("description") or "",
-                                    parameters=orjson.dumps(parameters).decode() if parameters is not None else "",
-                                    strict=bool(function.get("strict"))))
+    request.tools.extend(tool_proto(tool["function"]) for tool in body.get("tools") or ())
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
         request.tool_choice, request.tool_choice_name = "function", choice["function"]["name"]
@@ -294,6 +297,23 @@ def new_id(chat: bool) -> str:
     return ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
 
 
+class RelayedTokens:
+    """The tokens a stream has relayed so far (the prompt's come on every stream's first message): what
+    a stream the client cancels is charged, since the core's own usage comes on the last message,
+    which a cancelled stream never gets."""
+
+    def __init__(self) -> None:
+        self.prompt = self.completion = 0
+
+    def add(self, r: g.GenerateResponse) -> None:
+        self.prompt += r.prompt_tokens
+        self.completion += len(r.token_ids)
+
+    def usage(self) -> common_pb2.Usage:
+        return common_pb2.Usage(prompt_tokens=self.prompt, completion_tokens=self.completion,
+                                total_tokens=self.prompt + self.completion)
+
+
 class ChunkEncoder:
     """Turns each GenerateResponse into SSE bytes (b"" when it carries nothing to send)."""
 
@@ -309,13 +329,10 @@ class ChunkEncoder:
         self.usage: common_pb2.Usage | None = None
         self.model = ""
         self.finish_reason = ""  # the last choice's, for usage
-        self.prompt_tokens = self.completion_tokens = 0  # relayed so far (every stream's first message)
+        self.relayed = RelayedTokens()
 
     def relayed_usage(self) -> common_pb2.Usage:
-        """The usage of what was encoded so far: what a stream the client cancels is charged (the
-        core's own usage comes on the last message, which a cancelled stream never gets)."""
-        return common_pb2.Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
-                                total_tokens=self.prompt_tokens + self.completion_tokens)
+        return self.relayed.usage()
 
     def _start(self, model: str) -> None:
         head = {"id": new_id(self.chat), "object": "chat.completion.chunk" if self.chat else "text_completion",
@@ -329,8 +346,7 @@ class ChunkEncoder:
             self._start(r.model)
         if r.HasField("usage"):
             self.usage = r.usage
-        self.prompt_tokens += r.prompt_tokens
-        self.completion_tokens += len(r.token_ids)
+        self.relayed.add(r)
         extra = labs_extra(r) if (r.source == g.ANSWER_SOURCE_FINANCE and r.HasField("finance")) else None
         finish = r.finish_reason
         if not (r.text or r.reasoning_text or finish or r.logprobs or extra or r.tool_calls):

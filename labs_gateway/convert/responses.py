@@ -18,8 +18,8 @@ import orjson
 
 from labs_core.proto import common_pb2
 from labs_core.proto import generation_pb2 as g
-from labs_gateway.convert.generation import (FINISH_REASONS, Collector, chat_logprobs, chat_message, chat_request,
-                                             labs_extra)
+from labs_gateway.convert.generation import (FINISH_REASONS, Collector, RelayedTokens, chat_logprobs, chat_message,
+                                             chat_request, labs_extra, tool_proto)
 from labs_gateway.errors import SERVER, GatewayError
 from labs_gateway.schema import RESPONSES_SAMPLING_EXTENSIONS
 
@@ -120,11 +120,7 @@ def tokenize_request(body: dict[str, Any]) -> g.TokenizeRequest:
     """POST /v1/responses/input_tokens: the prompt the same body would generate from, to count."""
     request = g.TokenizeRequest(model=body.get("model") or "",
                                 messages=[chat_message(m) for m in chat_messages(body)])
-    for tool in _tools(body) or ():
-        function = tool["function"]
-        parameters = function.get("parameters")
-        request.tools.append(g.Tool(name=function["name"], description=function.get("description") or "",
-                                    parameters=orjson.dumps(parameters).decode() if parameters is not None else ""))
+    request.tools.extend(tool_proto(tool["function"]) for tool in _tools(body) or ())
     return request
 
 
@@ -260,11 +256,10 @@ class ResponseEncoder:
         self.usage: common_pb2.Usage | None = None
         self.labs: dict[str, Any] | None = None
         self.finish_reason = ""
-        self.prompt_tokens = self.completion_tokens = 0
+        self.relayed = RelayedTokens()
 
     def relayed_usage(self) -> common_pb2.Usage:
-        return common_pb2.Usage(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens,
-                                total_tokens=self.prompt_tokens + self.completion_tokens)
+        return self.relayed.usage()
 
     def _event(self, kind: str, **fields: Any) -> bytes:
         data = orjson.dumps({"type": kind, "sequence_number": self.sequence, **fields})
@@ -285,8 +280,7 @@ class ResponseEncoder:
             out += self._event("response.in_progress", response=self._snapshot("in_progress"))
         if r.HasField("usage"):
             self.usage = r.usage
-        self.prompt_tokens += r.prompt_tokens
-        self.completion_tokens += len(r.token_ids)
+        self.relayed.add(r)
         if r.source == g.ANSWER_SOURCE_FINANCE and r.HasField("finance"):
             self.labs = labs_extra(r)
         if r.reasoning_text:
