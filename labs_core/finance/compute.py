@@ -30,6 +30,9 @@ NOT_SUBSCRIPTIONS = frozenset({"rent", "payroll", "taxes", "tax", "utilities", "
                                "loans", "mortgage", "transfer", "professional services"})
 
 
+WEEKDAY_ORDER = {name: i for i, name in enumerate(calendar.day_name)}  # Monday 0, as pandas' dayofweek
+
+
 def _cents_to_value(cents: int | float) -> float:
     return round(int(cents) / 100, 2)
 
@@ -69,7 +72,7 @@ def select(frame: pd.DataFrame, q: FinanceQuery, period: Period | None, *, amoun
     if q.days in ("weekend", "weekday"):  # (pandas: Monday is 0, Saturday 5)
         mask &= (frame["date"].dt.dayofweek >= 5) == (q.days == "weekend")
     elif q.days:  # one day of the week, by name
-        mask &= frame["date"].dt.dayofweek == list(calendar.day_name).index(q.days.capitalize())
+        mask &= frame["date"].dt.dayofweek == WEEKDAY_ORDER[q.days.capitalize()]
     return frame[mask]
 
 
@@ -184,8 +187,7 @@ class Executor:
             sizes = rows.groupby(_group_keys(rows, q.group_by), sort=True).size()
             breakdown = [BreakdownRow(str(k), float(n), int(n)) for k, n in sizes.items()]
             if q.group_by == "weekday":
-                order = {name: i for i, name in enumerate(calendar.day_name)}
-                breakdown.sort(key=lambda b: order[b.key])
+                breakdown.sort(key=lambda b: WEEKDAY_ORDER[b.key])
             elif q.group_by in ("category", "merchant", "account"):
                 breakdown.sort(key=lambda b: (-b.count, b.key))
             return self.result(q, value=float(len(rows)), rows=row_dicts(rows, self.max_rows), row_count=len(rows),
@@ -227,9 +229,9 @@ class Executor:
         kind = {Q.SPEND: "expense", Q.NET: "expense", Q.INCOME: "income", Q.REFUNDS: "refund"}[q.measure]
         rows = selected[selected["type"] == kind]
         sizes = rows["cents"].abs()
-        middle = sizes.median() if q.median else sizes.sum() / len(rows) if len(rows) else None
-        value = _cents_to_value(round(middle)) if len(rows) else None  # round() halves to even: exact cents
-        exact = middle / 100 if len(rows) else None
+        middle = (sizes.median() if q.median else sizes.mean()) if len(rows) else None
+        value = _cents_to_value(round(middle)) if middle is not None else None  # round() halves to even: cents
+        exact = middle / 100 if middle is not None else None
         return self.result(q, value=value, rows=row_dicts(_largest_first(rows), self.max_rows), row_count=len(rows),
                            details={"kind": kind, "exact": exact,
                                     "total": _cents_to_value(rows["cents"].abs().sum())})
@@ -278,8 +280,7 @@ class Executor:
         groups = self._grouped(rows, group, q.measure)
         ranked = q.n is not None or group in ("category", "merchant", "account")
         if group == "weekday":
-            order = {name: i for i, name in enumerate(calendar.day_name)}
-            groups.sort(key=lambda r: order[r.key])
+            groups.sort(key=lambda r: WEEKDAY_ORDER[r.key])
         if ranked:
             groups.sort(key=lambda r: (r.value, r.key) if q.ascending else (-r.value, r.key))
         shown = groups[:q.n] if q.n else groups

@@ -13,7 +13,7 @@ import re
 from dataclasses import replace
 
 from labs_core.finance import query as Q
-from labs_core.finance.parse import Parts
+from labs_core.finance.parse import Parts, count_types
 
 FOLLOW_UP = re.compile(r"^\s*(?:(?:ok(?:ay)?|and|so|now|then|also)[,\s]+)*(?:and|what about|how about|same (?:for|with|but|in)|"
                        r"and for|and in|and at|and on|what of|ok(?:ay)?,? (?:and|now)|now for|now|also for|"
@@ -46,8 +46,7 @@ def reframe(previous: Q.FinanceQuery, text: str) -> Q.FinanceQuery | None:
     year earlier for "last year"); None when the message asks neither, or there is no period to move."""
     plain = dict(group_by=None, n=None, share=False, share_of="", median=False, latest_first=False)
     if COUNT_THAT.search(text):
-        kinds = {Q.SPEND: ("expense",), Q.INCOME: ("income",), Q.REFUNDS: ("refund",)}
-        return replace(previous, intent=Q.COUNT, types=previous.types or kinds.get(previous.measure, ()), **plain)
+        return replace(previous, intent=Q.COUNT, types=previous.types or count_types(previous.measure, True), **plain)
     compared = COMPARE_THAT.search(text)
     if compared and EARLIER_TIME.search(text[compared.end():]) and previous.period is not None \
             and previous.intent not in (Q.COMPARE, Q.TRANSFERS):

@@ -360,15 +360,15 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
             return build(Q.COMPARE, period=first, compare_to=second, compare_note=note)
     if COUNT.search(rest):
         if DISTINCT_PAYEES.search(text2):
-            return build(Q.COUNT, types=types or _count_types(measure, explicit), group_by="merchant", distinct=True)
+            return build(Q.COUNT, types=types or count_types(measure, explicit), group_by="merchant", distinct=True)
         per_group = group if group and BREAKDOWN.search(text2) else None  # "how many transactions each month"
-        return build(Q.COUNT, types=types or _count_types(measure, explicit), group_by=per_group)
+        return build(Q.COUNT, types=types or count_types(measure, explicit), group_by=per_group)
     rate = RATE.search(rest)
     if AVERAGE.search(rest) or rate:
         monthly = MONTHLY.search(text2) is not None
         median = MEDIAN.search(rest) is not None
-        unit = next((u for u, word in (("week", "week"), ("year", "year"), ("day", "da")) if rate and word in
-                     rate.group(0)), "month")
+        word = rate.group(0).split()[-1] if rate else "month"  # "a month", "per week", "daily", ...
+        unit = {"weekly": "week", "daily": "day"}.get(word, word)
         if monthly or rate or not PER_TRANSACTION.search(rest):
             return build(Q.MONTHLY_AVERAGE, median=median and unit == "month", rate=unit)
         return build(Q.AVERAGE, median=median)
@@ -383,14 +383,14 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
             return build(Q.TOP, n=n or _default_n(text2), ascending=ascending)  # ("refund" is a name: in text2)
     if FIRST.search(rest) and not AGGREGATE.search(rest):  # ("first sale": "sale" also named Sales, gone from rest)
         when = re.search(r"\bwhen\b", rest) is not None  # "when did we first pay Adobe": one row
-        return build(Q.LIST, types=types or _count_types(measure, explicit), n=n or (1 if when else _default_n(text2)))
+        return build(Q.LIST, types=types or count_types(measure, explicit), n=n or (1 if when else _default_n(text2)))
     if trend and not group and not periods:
         return build(Q.BREAKDOWN, group_by="month")
     if group and (BREAKDOWN.search(text2) or not AGGREGATE.search(rest)):
         return build(Q.BREAKDOWN, group_by=group, n=n)
     if LIST.search(rest) and not AGGREGATE.search(rest):
         latest = LATEST.search(rest) is not None
-        return build(Q.LIST, types=types or (_count_types(measure, explicit) if explicit else ()),
+        return build(Q.LIST, types=types or (count_types(measure, explicit) if explicit else ()),
                      latest_first=latest, n=n or (1 if latest and not PLURAL_ITEM.search(rest) else None))
     # Without a money word, "how much"/"what's" needs a name from the data ("what's the total at
     # Amazon"); "what's our zorblax ratio in 2025" is not understood (the engine gives what it can).
@@ -418,7 +418,7 @@ def _transfer_roles(text: str, entities) -> tuple[tuple[str, ...], str]:
     return ordered, direction
 
 
-def _count_types(measure: str, explicit: bool) -> tuple[str, ...]:
+def count_types(measure: str, explicit: bool) -> tuple[str, ...]:
     if not explicit:
         return ()
     return {Q.SPEND: ("expense",), Q.INCOME: ("income",), Q.REFUNDS: ("refund",)}.get(measure, ())
