@@ -65,10 +65,13 @@ def select(frame: pd.DataFrame, q: FinanceQuery, period: Period | None, *, amoun
         mask &= frame["account"].isin(q.accounts)
     if q.types:
         mask &= frame["type"].isin(q.types)
+    cents = frame["cents"].abs()
     if amounts and q.min_amount is not None:
-        mask &= frame["cents"].abs() >= round(q.min_amount * 100)
+        low = round(q.min_amount * 100)
+        mask &= (cents >= low) if q.min_inclusive else (cents > low)
     if amounts and q.max_amount is not None:
-        mask &= frame["cents"].abs() <= round(q.max_amount * 100)
+        high = round(q.max_amount * 100)
+        mask &= (cents <= high) if q.max_inclusive else (cents < high)
     if q.days in ("weekend", "weekday"):  # (pandas: Monday is 0, Saturday 5)
         mask &= (frame["date"].dt.dayofweek >= 5) == (q.days == "weekend")
     elif q.days:  # one day of the week, by name

@@ -9,7 +9,7 @@ then keywords decide the measure (spend, income, net, refunds), the intent and a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 
 from labs_core.finance import query as Q
@@ -33,10 +33,11 @@ def _re(pattern: str) -> re.Pattern[str]:
 
 _NUMBER = r"(?P<n>\d{1,3}|" + "|".join(w for w in NUMBER_WORDS if w not in ("a", "an")) + r")"
 AMOUNT_FILTER = _re(
-    r"\b(?P<op>over|above|more than|greater than|larger than|bigger than|exceeding|at least|in excess of|"
-    r"under|below|less than|smaller than|at most|no more than|cheaper than)\s+"
+    r"\b(?P<op>over|above|more than|greater than|larger than|bigger than|exceeding|at least|no less than|"
+    r"in excess of|under|below|less than|smaller than|at most|no more than|cheaper than)\s+"
     r"(?P<cur>\$|usd\s*|us\$)?(?P<num>\d[\d,]*(?:\.\d+)?)\s*(?P<k>k\b)?(?P<unit>\s*(?:dollars|usd|bucks)\b)?")
 LOWER_OPS = ("under", "below", "less than", "smaller than", "at most", "no more than", "cheaper than")
+INCLUSIVE_OPS = ("at least", "no less than", "at most", "no more than")  # the others leave the bound out
 
 NET = _re(r"\b(net|profit|profits|profitable|lose|lost|loss|losses|bottom line|cash ?flow|saved|save|savings rate|left over|surplus|"
           r"deficit|margin|p&l|in the (?:black|red))\b")
@@ -173,8 +174,18 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
-def _amount_filters(text: str) -> tuple[float | None, float | None, list[tuple[int, int]]]:
-    low = high = None
+@dataclass(frozen=True)
+class AmountBounds:
+    """The amount filter a question states: "over $1,000" leaves 1,000 out, "at least $1,000" keeps it."""
+
+    low: float | None = None
+    high: float | None = None
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+
+
+def _amount_filters(text: str) -> tuple[AmountBounds, list[tuple[int, int]]]:
+    bounds = AmountBounds()
     spans = []
     for m in AMOUNT_FILTER.finditer(text):
         raw = m["num"].replace(",", "")
@@ -183,12 +194,13 @@ def _amount_filters(text: str) -> tuple[float | None, float | None, list[tuple[i
         if looks_like_year:
             continue
         value = float(raw) * (1000 if m["k"] else 1)
+        inclusive = m["op"] in INCLUSIVE_OPS
         if m["op"] in LOWER_OPS:
-            high = value
+            bounds = replace(bounds, high=value, high_inclusive=inclusive)
         else:
-            low = value
+            bounds = replace(bounds, low=value, low_inclusive=inclusive)
         spans.append((m.start(), m.end()))
-    return low, high, spans
+    return bounds, spans
 
 
 def _measure(rest: str, names_income: bool, types: tuple[str, ...]) -> tuple[str, bool, bool]:
@@ -258,7 +270,7 @@ class Parts:
 
 def parts(question: str, ctx: ParseContext) -> Parts:
     text = normalize(question).strip()
-    text1 = _mask(text, _amount_filters(text)[2])
+    text1 = _mask(text, _amount_filters(text)[1])
     found = find_periods(text1, ctx.reference_date, ctx.first_date)
     text2 = _mask(text1, [(f.start_idx, f.end_idx) for f in found])
     entities = ctx.vocabulary.find(text2)
@@ -277,7 +289,7 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     text = normalize(question).strip()
     ref = ctx.reference_date
 
-    min_amount, max_amount, amount_spans = _amount_filters(text)
+    amounts, amount_spans = _amount_filters(text)
     text1 = _mask(text, amount_spans)
     comparing = COMPARE.search(text1) is not None
     # "how much did revenue grow from 2024 to 2025": two periods to compare, not the range they span
@@ -315,7 +327,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     days = "weekend" if WEEKEND.search(text2) else "weekday" if WORKDAYS.search(text2) else \
         (one_day["day"] or one_day["every"]) if one_day else ""
     common = dict(measure=measure, period=period, categories=categories, merchants=merchants, accounts=accounts,
-                  types=types, min_amount=min_amount, max_amount=max_amount, days=days, question=question)
+                  types=types, min_amount=amounts.low, max_amount=amounts.high, min_inclusive=amounts.low_inclusive,
+                  max_inclusive=amounts.high_inclusive, days=days, question=question)
 
     def build(intent: str, **extra) -> Q.FinanceQuery:
         return Q.FinanceQuery(intent=intent, **{**common, **extra})

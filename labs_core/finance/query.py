@@ -50,6 +50,8 @@ class FinanceQuery:
     ascending: bool = False                # TOP: smallest first
     min_amount: float | None = None        # on the absolute amount
     max_amount: float | None = None
+    min_inclusive: bool = True             # False: "over $1,000" (the bound itself left out)
+    max_inclusive: bool = True
     days: str = ""                         # "weekend" (Sat, Sun), "weekday" (Mon-Fri) or a day's name ("friday")
     latest_first: bool = False             # LIST: most recent first ("when did I last ...")
     runway: bool = False                   # BALANCE: how long the cash lasts, so also the monthly burn
@@ -81,10 +83,12 @@ class FinanceQuery:
             out.append(("group_by", self.group_by))
         if self.n:
             out.append(("top_n", str(self.n)))
-        if self.min_amount is not None:
-            out.append(("min_amount", f"{self.min_amount:.2f}"))
-        if self.max_amount is not None:
-            out.append(("max_amount", f"{self.max_amount:.2f}"))
+        for name, bound, inclusive in (("min_amount", self.min_amount, self.min_inclusive),
+                                       ("max_amount", self.max_amount, self.max_inclusive)):
+            if bound is not None:
+                out.append((name, f"{bound:.2f}"))
+                if not inclusive:  # "over $1,000": the bound itself is left out
+                    out.append((f"{name}_excluded", "true"))
         if self.days:
             out.append(("days", {"weekend": "Saturday and Sunday", "weekday": "Monday to Friday"}.get(
                 self.days, self.days.capitalize())))

@@ -50,9 +50,11 @@ def _filters(q: FinanceQuery) -> str:
     if q.types and q.intent in (Q.COUNT, Q.LIST):
         parts.append("of type " + " or ".join(q.types))
     if q.min_amount is not None or q.max_amount is not None:
-        bounds = [f"at least {q.min_amount:,.2f}" if q.min_amount is not None else "",
-                  f"at most {q.max_amount:,.2f}" if q.max_amount is not None else ""]
-        parts.append("with amounts of " + " and ".join(b for b in bounds if b))
+        bounds = [f"{'of at least' if q.min_inclusive else 'over'} {q.min_amount:,.2f}" if q.min_amount is not None
+                  else "",
+                  f"{'of at most' if q.max_inclusive else 'under'} {q.max_amount:,.2f}" if q.max_amount is not None
+                  else ""]
+        parts.append("with amounts " + " and ".join(b for b in bounds if b))
     if q.days:
         parts.append({"weekend": "on weekends", "weekday": "on weekdays (Monday to Friday)"}.get(
             q.days, f"on {q.days.capitalize()}s"))

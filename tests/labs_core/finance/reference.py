@@ -37,13 +37,14 @@ def rows(path: Path = CSV) -> tuple[Row, ...]:
 
 def pick(start: date | None = None, end: date | None = None, *, category: str | Iterable[str] | None = None,
          merchant: str | Iterable[str] | None = None, account: str | None = None, type: str | None = None,
-         min_abs: Decimal | None = None, where: Callable[[Row], bool] | None = None) -> list[Row]:
+         min_abs: Decimal | None = None, over: Decimal | None = None, where: Callable[[Row], bool] | None = None) -> list[Row]:
     def matches(value: str, wanted: str | Iterable[str] | None) -> bool:
         return wanted is None or (value == wanted if isinstance(wanted, str) else value in set(wanted))
 
     return [r for r in rows() if (start is None or r.date >= start) and (end is None or r.date <= end)
             and matches(r.category, category) and matches(r.merchant, merchant) and matches(r.account, account)
             and (type is None or r.type == type) and (min_abs is None or abs(r.amount) >= min_abs)
+            and (over is None or abs(r.amount) > over)
             and (where is None or where(r))]
 
 

@@ -128,7 +128,7 @@ CASES = [
     Case("How much did I spend at Shell and Chevron in 2024?",
          lambda: spend(pick(D(2024, 1, 1), D(2024, 12, 31), merchant=("Shell", "Chevron"))),
          {"merchant": "Shell, Chevron"}),
-    Case("Expenses over $1,000 in 2025", lambda: spend(pick(D(2025, 1, 1), DATA_END, min_abs=Decimal(1000))),
+    Case("Expenses over $1,000 in 2025", lambda: spend(pick(D(2025, 1, 1), DATA_END, over=Decimal(1000))),
          {"min_amount": "1000.00"}),
     Case("What's my average transaction at Whole Foods",
          lambda: (-sum(r.amount for r in expenses(pick(merchant="Whole Foods")))
@@ -307,7 +307,24 @@ def test_amount_filter_is_not_a_year(engine):
     result = engine.query("Show transactions over 2000 dollars in 2025")
     understood = dict(result.filters())
     assert understood["min_amount"] == "2000.00" and "2025-01-01 to 2025-12-31" in understood["period"]
-    assert result.row_count == len(pick(D(2025, 1, 1), DATA_END, min_abs=Decimal(2000)))
+    assert result.row_count == len(pick(D(2025, 1, 1), DATA_END, over=Decimal(2000)))
+
+
+def test_over_leaves_the_bound_out_and_at_least_keeps_it(engine):
+    """The data has 24 transfers of exactly 1,000.00: "over" must not count them, "at least" must."""
+    over = engine.query("How many transactions over $1,000 in 2024?")
+    at_least = engine.query("How many transactions of at least $1,000 in 2024?")
+    under = engine.query("How many transactions under $1,000 in 2024?")
+    at_most = engine.query("How many transactions of no more than $1,000 in 2024?")
+    year = pick(D(2024, 1, 1), D(2024, 12, 31))
+    exactly = len([r for r in year if abs(r.amount) == 1000])
+    assert exactly > 0
+    assert over.row_count == len(pick(D(2024, 1, 1), D(2024, 12, 31), over=Decimal(1000)))
+    assert at_least.row_count == over.row_count + exactly
+    assert under.row_count + at_least.row_count == len(year)
+    assert at_most.row_count == under.row_count + exactly
+    assert dict(over.filters())["min_amount_excluded"] == "true" and "min_amount_excluded" not in dict(at_least.filters())
+    assert "over 1,000.00" in over.answer and "at least 1,000.00" in at_least.answer
 
 
 @pytest.mark.parametrize("question", [
