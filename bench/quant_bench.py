@@ -29,6 +29,7 @@ import copy
 import gc
 import os
 import platform
+import re
 import statistics
 import sys
 import time
@@ -277,6 +278,25 @@ class EngineFigures:
     prefill: float
     checks: str
     read_gb: float = 0.0  # weights a decode step reads: all but the input embedding (a lookup)
+    step: "StepProfile | None" = None  # --profile: a batch-1 decode step's kernels, products apart
+
+
+@dataclass
+class StepProfile:
+    """A batch-1 decode step's GPU time, split into the weight products and everything else."""
+
+    products_us: float
+    other_us: float
+
+    def ceiling(self, read_gb: float, bandwidth: float) -> float:
+        """tok/s if every product read its weights at copy bandwidth and the rest stayed as measured:
+        how far a faster product kernel alone could take this mode."""
+        return 1e6 / (self.other_us + read_gb * 1e9 / bandwidth * 1e6)
+
+
+# The products' kernels by name (ours, torch's int4 kernel, cuBLAS); inductor's fused kernels
+# ("triton_red_fused_..._gemv_...": a norm next to a product) are the rest of the step
+PRODUCT_KERNEL = re.compile(r"gemv|gemm|tinygemm|nvjet|cutlass|xmma|dequant")
 
 
 def build(model: Any, setup: Setup, vocab: int, compile: bool = True) -> tuple[Any, float]:
@@ -319,8 +339,7 @@ def run_engine(model: Any, mode: str, setup: Setup, checks: str) -> EngineFigure
                                                              setup.new))])
         times = next(iter(trace.token_times.values()))
         rates.append((len(times) - 1) / (times[-1] - times[0]))
-    if setup.profile:
-        profile_decode(engine, mode, vocab)
+    step = profile_decode(engine, mode, vocab) if setup.profile else None
     # Twice, the faster kept: until the sixth H200 run this ran once, and FP8's figure came out 1.52x,
     # 1.24x and 0.89x of bf16 in three runs whose kernel tables agreed (a first batch may meet one-off
     # costs: new shapes compiled, kernels built). New prompts each time (no prefix-cache hits).
@@ -344,7 +363,7 @@ def run_engine(model: Any, mode: str, setup: Setup, checks: str) -> EngineFigure
     tied = head_weight is not None and embedding.data_ptr() == head_weight.data_ptr()
     read = nbytes - (0 if tied else embedding.numel() * embedding.element_size())
     figures = EngineFigures(mode, nbytes / 1e9, warmup, statistics.median(rates), concurrent, max(prefill), checks,
-                            read / 1e9)
+                            read / 1e9, step)
     print(f"  {mode}: {figures}", flush=True)
     return figures
 
@@ -352,7 +371,7 @@ def run_engine(model: Any, mode: str, setup: Setup, checks: str) -> EngineFigure
 PROFILE_TOKENS = 32
 
 
-def profile_decode(engine: Any, mode: str, vocab: int) -> None:
+def profile_decode(engine: Any, mode: str, vocab: int) -> StepProfile | None:
     """One stream of PROFILE_TOKENS tokens under torch.profiler: kernels a decode step, GPU time a step,
     and the 12 kernels that take most of it (on the CPU: the aten ops, nested, so their times overlap).
     Where a quantized model's step
@@ -378,6 +397,11 @@ def profile_decode(engine: Any, mode: str, vocab: int) -> None:
           f"{busy / steps:,.0f} µs of them a step (one stream, {PROFILE_TOKENS} tokens)", flush=True)
     for name, (count, total) in sorted(totals.items(), key=lambda kv: -kv[1][1])[:12]:
         print(f"    {total / steps:8.1f} µs  {count / steps:5.1f}x  {name[:110]}", flush=True)
+    if not cuda:
+        return None
+    products = sum(t for name, (_, t) in totals.items()
+                   if not name.startswith("triton_") and PRODUCT_KERNEL.search(name))
+    return StepProfile(products / steps, (busy - products) / steps)
 
 
 def engine_rows(setup: Setup) -> list[EngineFigures]:
@@ -481,7 +505,7 @@ def make_quick_model(device: str) -> Any:
     return model
 
 
-def engine_table(figures: list[EngineFigures], setup: Setup) -> list[str]:
+def engine_table(figures: list[EngineFigures], setup: Setup, bandwidth: float | None = None) -> list[str]:
     base = next((f for f in figures if f.mode == "bf16"), None)
 
     def vs(value: float, ref: float | None) -> str:
@@ -496,6 +520,16 @@ def engine_table(figures: list[EngineFigures], setup: Setup) -> list[str]:
         lines.append(f"| {f.mode} | {f.weight_gb:.2f} | {f.warmup_s:.0f} | {one} | {f.one_stream * f.read_gb:,.0f} | "
                      f"{vs(f.concurrent, base and base.concurrent)} | {vs(f.prefill, base and base.prefill)} | "
                      f"{f.checks} |")
+    profiled = [f for f in figures if f.step is not None]
+    if profiled and bandwidth:
+        lines += ["", f"One stream's decode step (--profile), and its ceiling: the products at copy bandwidth "
+                      f"({bandwidth / 1e12:.2f} TB/s), the rest of the step as measured", "",
+                  "| mode | products µs a step | rest µs a step | weights read GB | ceiling tok/s (x bf16 measured) |",
+                  "| --- | ---: | ---: | ---: | ---: |"]
+        for f in profiled:
+            ceiling = f.step.ceiling(f.read_gb, bandwidth)
+            lines.append(f"| {f.mode} | {f.step.products_us:,.0f} | {f.step.other_us:,.0f} | {f.read_gb:.2f} | "
+                         f"{vs(ceiling, base and base.one_stream)} |")
     return lines
 
 
@@ -599,6 +633,7 @@ def main(argv: list[str] | None = None) -> str:
              f"Command: `python3 bench/quant_bench.py {' '.join(argv if argv is not None else sys.argv[1:])}`", "",
              header, ""]
     started = time.perf_counter()
+    bandwidth: float | None = None  # the kernel part measures it
     if args.check or args.only == "check":
         print("[check]", flush=True)
         try:
@@ -611,6 +646,7 @@ def main(argv: list[str] | None = None) -> str:
         print("[kernels]", flush=True)
         sweep: dict[tuple[str, int], float] = {}
         ceilings = Ceilings.measure(setup.device)
+        bandwidth = ceilings.bandwidth
         lines += [f"Ceilings measured here: copy {ceilings.bandwidth / 1e12:.2f} TB/s, bf16 matmul "
                   f"{ceilings.bf16 / 1e12:.0f} TFLOP/s, FP8 _scaled_mm {ceilings.fp8 / 1e12:.0f} TFLOP/s "
                   "(8192^3); floor = max(weight bytes / copy bandwidth, FLOPs / the path's matmul rate)", ""]
@@ -624,7 +660,7 @@ def main(argv: list[str] | None = None) -> str:
     if args.only in (None, "engine"):
         print("[engine]", flush=True)
         figures = engine_rows(setup)
-        lines += engine_table(figures, setup)
+        lines += engine_table(figures, setup, bandwidth)
         missing = [m for m in setup.modes if m not in {f.mode for f in figures}]
         if missing:
             lines += ["", f"Failed modes: {', '.join(missing)} (traceback above)"]

@@ -69,3 +69,21 @@ def test_fastest_gemv_tiling_is_kept_for_the_engine(monkeypatch):
     assert kernels.TINYGEMM_MAX_M == 2 and "8 rows 25.0 vs 20.0" in lines[-2]
     pick_gemv({**sweep, **tiny, **few, ("int4t@8", "dequant_mm"): 26.0, ("int4@16", "gemm"): 40.0})
     assert kernels.TINYGEMM_MAX_M == 16
+
+
+def test_one_stream_ceiling_puts_the_products_at_copy_bandwidth():
+    from bench.quant_bench import PRODUCT_KERNEL, EngineFigures, Setup, StepProfile, engine_table
+
+    # 3,000 µs of products and 600 of the rest; 8 GB at 4 TB/s is 2,000 µs: 1e6 / 2,600 tok/s
+    step = StepProfile(products_us=3000.0, other_us=600.0)
+    assert step.ceiling(8.0, 4e12) == pytest.approx(1e6 / 2600)
+    bf16 = EngineFigures("bf16", 15.0, 1.0, 250.0, 1.0, 1.0, "", 14.0, StepProfile(3400.0, 600.0))
+    fp8 = EngineFigures("fp8", 8.7, 1.0, 340.0, 1.0, 1.0, "", 8.0, step)
+    lines = engine_table([fp8, bf16], Setup("cuda", "quick", ("bf16", "fp8"), (1,), 4, 8, 64, 1, False), 4e12)
+    assert f"| fp8 | 3,000 | 600 | 8.00 | {1e6 / 2600:,.1f} ({1e6 / 2600 / 250:.2f}x) |" in lines
+    assert not any("ceiling" in line for line in engine_table([fp8, bf16], Setup(
+        "cuda", "quick", ("bf16", "fp8"), (1,), 4, 8, 64, 1, False)))  # no bandwidth measured: no ceiling
+    # our kernels and cuBLAS are products; inductor's norm fused beside a GEMV is not (the caller skips triton_)
+    assert all(PRODUCT_KERNEL.search(n) for n in ("gemv_kernel", "int4_gemv_kernel", "nvjet_sm90_tst_144x128",
+                                                   "void at::native::tinygemm_m16n8k16_chunk_kernel"))
+    assert not PRODUCT_KERNEL.search("_decode_kernel") and not PRODUCT_KERNEL.search("quantize_rows_kernel")
