@@ -46,7 +46,7 @@ import bench.engine_bench as eb  # noqa: E402
 from labs_core.engine import gemv  # noqa: E402
 from labs_core.quant import formats, kernels  # noqa: E402
 from labs_core.quant.linear import (QuantTensors, check_kernels, dequantize_into, quantize_model,  # noqa: E402
-                                    weight_bytes)
+                                    tune_kernels, weight_bytes)
 
 SHAPES = {"qwen2.5-7b": eb.SHAPES["qwen2.5-7b"],
           "quick": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
@@ -424,6 +424,12 @@ def engine_rows(setup: Setup) -> list[EngineFigures]:
                 checks = ", ".join(f"{k} {v:.1e}" for k, v in worst.items())
                 if any(not kernels.paths.on[k] for k in worst):
                     checks += " (paths off: " + ", ".join(k for k in worst if not kernels.paths.on[k]) + ")"
+                kernels.GEMV_BY_SHAPE.clear()
+                tuned = tune_kernels(model)  # as the loader does: a GEMV tiling per shape, timed here
+                if tuned:
+                    checks += "; GEMV tuned at load: " + ", ".join(
+                        f"{t.n}x{t.k} {config_name(t.config) if t.config else 'default'} "
+                        f"{t.best_us:.1f} µs (default {t.default_us:.1f})" for t in tuned)
             results.append(run_engine(model, mode, setup, checks))
         except Exception:
             traceback.print_exc()

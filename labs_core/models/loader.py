@@ -119,9 +119,10 @@ def load_causal_lm(source: ModelSource, options: LoadOptions) -> tuple[Any, Any,
         model = model.to(device)
     model.eval()
     if on_gpu and quantization != "none":
-        from labs_core.quant.linear import check_kernels
+        from labs_core.quant.linear import check_kernels, tune_kernels
 
         check_kernels(model)
+        tune_kernels(model)
     else:
         quantize_cpu.quantize(model, quantization)
     model.labs_quantization_mode = quantization  # model info (ModelFacts)

@@ -118,6 +118,14 @@ GEMV_CANDIDATES[FP8] += [dict(BLOCK_N=4, BLOCK_K=1024, num_warps=4, num_stages=1
                          dict(BLOCK_N=1, BLOCK_K=2048, num_warps=4, num_stages=2),
                          dict(BLOCK_N=1, BLOCK_K=1024, num_warps=2, num_stages=3),
                          dict(BLOCK_N=2, BLOCK_K=2048, num_warps=8, num_stages=2)]
+# Tilings chosen at load for one (fmt, N, K) on this GPU (tuning.py); other shapes take the default
+GEMV_BY_SHAPE: dict[tuple[int, int, int], dict] = {}
+
+
+def default_gemv(fmt: int) -> dict:
+    return {FP8: FP8_GEMV, INT4: INT4_GEMV, INT8: INT8_GEMV}[fmt]
+
+
 # Relative error (‖y - ref‖ / ‖ref‖) a path may show against the reference: weight-only paths round
 # only the bf16 output and the accumulation order (~3e-3); FP8 activations add e4m3 rounding (~3e-2).
 TOLERANCE = {"gemv": 1e-2, "gemm": 1e-2, "dequant_mm": 1e-2, "scaled_mm": 6e-2, "tinygemm": 1e-2}
@@ -575,16 +583,17 @@ def gemm_tiles(m: int, fmt: int) -> dict[str, int]:
 
 def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor | None,
                 bias: torch.Tensor | None, fmt: int, group: int, config: dict[str, int] | None = None) -> torch.Tensor:
-    """x: [K] contiguous; returns [N] in x's dtype. `config`: a tiling (default FP8_GEMV / INT4_GEMV);
+    """x: [K] contiguous; returns [N] in x's dtype. `config`: a tiling (else the one tuned for this
+    shape at load, else FP8_GEMV / INT4_GEMV / INT8_GEMV);
     one with GEMM=1 runs the GEMM kernel on the single row."""
     if fmt == INT4K:
         return launch_gemv_k_major(x, qweight, scales, zeros, group, bias=bias, **(config or INT4K_GEMV))
-    c = config or {FP8: FP8_GEMV, INT4: INT4_GEMV, INT8: INT8_GEMV}[fmt]
+    n = qweight.shape[0]
+    k = x.shape[-1]
+    c = config or GEMV_BY_SHAPE.get((fmt, n, k)) or default_gemv(fmt)
     if c.get("GEMM"):
         tiles = {key: value for key, value in c.items() if key != "GEMM"}
         return launch_gemm(x.view(1, -1), qweight, scales, zeros, bias, fmt, group, tiles=tiles).view(-1)
-    n = qweight.shape[0]
-    k = x.shape[-1]
     out = torch.empty(n, device=x.device, dtype=x.dtype)
     b = bias if bias is not None else x
     if fmt == FP8:

@@ -336,6 +336,17 @@ def quant_layers(model: Any) -> list[QuantLinear]:
     return [m for m in model.modules() if isinstance(m, QuantLinear)]
 
 
+def tune_kernels(model: Any, dtype: torch.dtype | None = None) -> list[Any]:
+    """The batch-1 GEMV tiling for each layer shape of the model, timed on this GPU (tuning.py);
+    after check_kernels (only paths that passed are timed), before any CUDA graph is captured."""
+    from labs_core.quant import tuning
+
+    layers = [(m.fmt, m.qweight, m.scales, m.zeros, m.group) for m in quant_layers(model)]
+    if not layers or not layers[0][1].is_cuda or kernels.triton is None:
+        return []
+    return tuning.tune_gemv(layers, dtype or getattr(model, "dtype", torch.bfloat16))
+
+
 def check_kernels(model: Any, dtype: torch.dtype | None = None) -> dict[str, float]:
     """The load-time check: every kernel path on each distinct layer shape of the model against
     the dequantize-then-matmul reference (kernels.check_paths); paths that disagree are switched off."""

@@ -1,0 +1,114 @@
+"""Batch-1 GEMV tilings chosen at load: per weight shape, on this GPU, over the model's own layers.
+
+The fastest tiling depends on the product's shape and on the card. On the sixth H200 run the FP8
+GEMV's default took 82.5 µs a 7B layer, while the best tiling of each product summed to 78.8 (the
+small q/k/v and o products want more, smaller programs; gate/up wants longer K steps). A tiling
+tuned on an H200 need not be the best on an H100 or an L40S, so the server times a few candidates
+itself when it loads a quantized model.
+
+Each candidate is timed over every layer of one shape in turn: a pass reads as many weight bytes
+as a decode step does for those layers, so L2 holds none of them, as in serving. A shape with a
+single layer (too small to leave L2) keeps the default. The winner must beat the default by
+MIN_GAIN, so timing noise does not swap tilings. Runs before the CUDA graphs are captured (they
+capture whichever tiling is set).
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from labs_core.quant import kernels
+
+log = logging.getLogger(__name__)
+
+# The tilings worth timing (indices into kernels.GEMV_CANDIDATES): the H200 sweeps' winners on some
+# product, and the one-row-a-program ones; each compiles once a K, so a few keep start-up short
+CANDIDATES = {kernels.FP8: (0, 3, 4, 5, 10, 11, 12), kernels.INT4: (0, 6, 7, 13)}
+MIN_GAIN = 0.03  # the winner must be at least 3% faster than the default tiling
+MIN_LAYERS = 4  # fewer layers of a shape than this: their weights may stay in L2, so the times lie
+REPEATS = 3
+
+Layer = tuple[int, torch.Tensor, torch.Tensor, "torch.Tensor | None", int]  # (fmt, qweight, scales, zeros, group)
+Timer = Callable[[Callable[[], None]], float]  # seconds one call of the given function takes
+
+
+@dataclass
+class Tuned:
+    """One shape's outcome: the tiling kept (None: the default) and the µs a call of each timed one."""
+
+    fmt: int
+    n: int
+    k: int
+    config: dict | None
+    default_us: float
+    best_us: float
+
+
+def cuda_timer(fn: Callable[[], None]) -> float:
+    """Median of REPEATS timed calls (CUDA events), after one untimed call (compiles the kernel)."""
+    fn()
+    times = []
+    for _ in range(REPEATS):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(times)
+
+
+def choose(default_us: float, timed: dict[int, float]) -> int | None:
+    """The candidate to keep (an index), or None: the default, unless one beats it by MIN_GAIN."""
+    finite = {i: us for i, us in timed.items() if us < float("inf")}
+    if not finite or default_us == float("inf"):
+        return None
+    best = min(finite, key=finite.get)
+    return best if finite[best] < default_us * (1 - MIN_GAIN) else None
+
+
+def tune_gemv(layers: list[Layer], dtype: torch.dtype = torch.bfloat16, timer: Timer = cuda_timer) -> list[Tuned]:
+    """Times the candidate tilings on each shape's layers and sets kernels.GEMV_BY_SHAPE."""
+    by_shape: dict[tuple[int, int, int], list[Layer]] = {}
+    for layer in layers:
+        fmt, qweight = layer[0], layer[1]
+        if fmt in CANDIDATES and kernels.paths(fmt, "gemv"):
+            by_shape.setdefault((fmt, kernels.out_features(fmt, qweight), kernels.in_features(fmt, qweight)),
+                                []).append(layer)
+    results = []
+    started = time.perf_counter()
+    for (fmt, n, k), group in by_shape.items():
+        if len(group) < MIN_LAYERS:
+            continue
+        x = torch.randn(k, device=group[0][1].device, dtype=dtype)
+
+        def per_call(config: dict | None) -> float:
+            def sweep() -> None:
+                for f, qweight, scales, zeros, g in group:
+                    kernels.launch_gemv(x, qweight, scales, zeros, None, f, g, config=config)
+            try:
+                return timer(sweep) / len(group) * 1e6
+            except Exception as exc:  # a tiling that cannot run here is never picked
+                log.info("GEMV tiling %s failed on %s: %s", config, (n, k), exc)
+                return float("inf")
+
+        default = kernels.default_gemv(fmt)
+        default_us = per_call(default)
+        timed = {i: per_call(kernels.GEMV_CANDIDATES[fmt][i]) for i in CANDIDATES[fmt]
+                 if kernels.GEMV_CANDIDATES[fmt][i] is not default}
+        pick = choose(default_us, timed)
+        config = None if pick is None else kernels.GEMV_CANDIDATES[fmt][pick]
+        if config is not None:
+            kernels.GEMV_BY_SHAPE[(fmt, n, k)] = config
+        results.append(Tuned(fmt, n, k, config, default_us, default_us if pick is None else timed[pick]))
+        log.info("%s GEMV %dx%d: %s (%.1f µs a call; default %.1f)", kernels.FMT_NAMES[fmt], n, k,
+                 "default tiling" if config is None else config, results[-1].best_us, default_us)
+    if results:
+        log.info("GEMV tilings tuned for %d shapes in %.1fs", len(results), time.perf_counter() - started)
+    return results
