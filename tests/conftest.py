@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,11 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRITON_INTERPRET", "1")  # Triton kernels run on the CPU in tests (no GPU in CI)
+# A shell starts background jobs with SIGINT ignored, and Python then leaves it ignored: the Ctrl-C
+# tests (the REPL and `labs ask` cancelling on the server) would see nothing. Restore Python's own
+# handler; the CLI subprocesses the tests start then get the default disposition too.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 from tests.support import build_tiny_llama, smollm2_tokenizer_dir  # noqa: E402
 
