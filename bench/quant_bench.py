@@ -665,6 +665,8 @@ def main(argv: list[str] | None = None) -> str:
         print(f"[kernels] {time.perf_counter() - started:.0f}s", flush=True)
     if args.only in (None, "engine"):
         print("[engine]", flush=True)
+        if bandwidth is None and setup.device == "cuda":  # (--only engine) for the one-stream ceilings
+            bandwidth = Ceilings.measure(setup.device).bandwidth
         figures = engine_rows(setup)
         lines += engine_table(figures, setup, bandwidth)
         missing = [m for m in setup.modes if m not in {f.mode for f in figures}]
