@@ -72,6 +72,9 @@ COMPARE = _re(r"\b(compare|compared|comparing|comparison|vs\.?|versus|year over 
 YEAR_OVER_YEAR = _re(r"\b(year over year|year-over-year|yoy|same (?:month|quarter|period|time) (?:last|a|the previous) "
                      r"year|a year (?:earlier|before|ago))\b")
 MONTH_OVER_MONTH = _re(r"\b(month over month|month-over-month|mom)\b")
+# "did we spend more on marketing or software": which of two names (joined by "or") is larger
+WHICH_MORE = _re(r"\b(more|most|less|least|bigger|biggest|higher|highest|larger|largest|greater|smaller|smallest|"
+                 r"lower|lowest|cheaper|pricier|costlier)\b")
 TREND = _re(r"\b(trend|trends|trending|(?:go|goes|going|gone|went) (?:up|down)|increas\w*|decreas\w*|grow|grew|"
             r"growing|grown|rise|rose|rising|fall|fell|falling|drop|dropped|over time)\b")
 # A balance: the data has none (no opening balances), so the answer is the net change per account.
@@ -182,6 +185,16 @@ class AmountBounds:
     high: float | None = None
     low_inclusive: bool = True
     high_inclusive: bool = True
+
+
+def _names_either(text: str, entities: list) -> str | None:
+    """The kind ("category", "merchant", "account") of two names of one kind joined by "or"."""
+    kinds = {CATEGORY: "category", MERCHANT: "merchant", ACCOUNT: "account"}
+    ordered = sorted((e for e in entities if e.kind in kinds), key=lambda e: e.start)
+    for first, second in zip(ordered, ordered[1:]):
+        if first.kind == second.kind and text[first.end:second.start].strip(" ,") == "or":
+            return kinds[first.kind]
+    return None
 
 
 def _amount_filters(text: str) -> tuple[AmountBounds, list[tuple[int, int]]]:
@@ -359,6 +372,9 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     if both:
         common["measure"] = Q.NET  # "income and expenses, 2025 vs 2024": compare the net
     trend = TREND.search(rest) is not None
+    either = _names_either(text2, entities)
+    if either and len(periods) < 2 and WHICH_MORE.search(rest):
+        return build(Q.BREAKDOWN, group_by=either)  # both figures, largest first
     if comparing or YEAR_OVER_YEAR.search(rest) or MONTH_OVER_MONTH.search(rest) or (trend and periods):
         # "Amazon vs Staples in 2025": two names of one kind and at most one period compare the names.
         same_kind = [kind for kind, values in (("merchant", merchants), ("category", categories),

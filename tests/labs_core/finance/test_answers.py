@@ -231,6 +231,20 @@ def test_compare_reports_both_figures(engine):
     assert money(a) in result.answer and money(b) in result.answer
 
 
+def test_more_on_one_name_or_the_other_gives_both_figures(engine):
+    """"Did we spend more on X or Y" asks which is larger: each name's figure, not their sum."""
+    result = engine.query("Did we spend more on marketing or software last year?")
+    year = pick(D(2024, 1, 1), D(2024, 12, 31))
+    want = {c: spend([r for r in year if r.category == c]) for c in ("Marketing", "Software")}
+    assert result.intent == "breakdown" and dict(result.filters())["group_by"] == "category"
+    assert {b.key: Decimal(str(b.value)) for b in result.breakdown} == want
+    assert result.breakdown[0].key == max(want, key=want.get)
+    riders = engine.query("Did we pay more to Uber or Lyft in 2025?")
+    assert [b.key for b in riders.breakdown] == ["Uber", "Lyft"]
+    both = engine.query("How much did we spend on marketing or software last year?")  # no "more": the sum
+    assert both.intent == "total_spend" and Decimal(str(both.value)) == sum(want.values())
+
+
 def test_year_over_year_without_periods(engine):
     result = engine.query("How did my income change year over year?")
     assert result.intent == "compare"
