@@ -65,6 +65,10 @@ def select(frame: pd.DataFrame, q: FinanceQuery, period: Period | None, *, amoun
         mask &= frame["account"].isin(q.accounts)
     if q.types:
         mask &= frame["type"].isin(q.types)
+    for column, left_out in (("category", q.exclude_categories), ("merchant", q.exclude_merchants),
+                             ("account", q.exclude_accounts), ("type", q.exclude_types)):
+        if left_out:
+            mask &= ~frame[column].isin(left_out)
     cents = frame["cents"].abs()
     if amounts and q.min_amount is not None:
         low = round(q.min_amount * 100)

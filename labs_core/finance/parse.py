@@ -187,6 +187,37 @@ class AmountBounds:
     high_inclusive: bool = True
 
 
+EXCLUDING = _re(r"\b(?:excluding|exclude|excludes|except(?: for)?|without|other than|apart from|aside from|"
+                r"not counting|not including|leaving out|ignoring|minus|but not)\s+(?:the\s+|our\s+|my\s+)?$")
+AND_ALSO = _re(r"^\s*(?:,|and|or|nor|, and|, or|&)\s*(?:the\s+|our\s+|my\s+)?$")
+
+
+def _split_excluded(text: str, entities: list) -> tuple[list, list, list[tuple[int, int]]]:
+    """(named, excluded, spans of the excluding words): "total expenses excluding payroll and rent"
+    leaves Payroll and Rent out instead of asking about them."""
+    named, excluded, spans = [], [], []
+    cut = 0
+    for e in sorted(entities, key=lambda e: e.start):
+        before = text[cut:e.start]
+        word = EXCLUDING.search(before)
+        if word or (excluded and excluded[-1].end == cut and AND_ALSO.search(before)):
+            excluded.append(e)
+            if word:
+                spans.append((cut + word.start(), cut + word.end()))
+        else:
+            named.append(e)
+        cut = e.end
+    return named, excluded, spans
+
+
+def _values(entities: list, kind: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for e in entities:
+        if e.kind == kind:
+            out.extend(v for v in e.values if v not in out)
+    return tuple(out)
+
+
 def _names_either(text: str, entities: list) -> str | None:
     """The kind ("category", "merchant", "account") of two names of one kind joined by "or"."""
     kinds = {CATEGORY: "category", MERCHANT: "merchant", ACCOUNT: "account"}
@@ -286,16 +317,16 @@ def parts(question: str, ctx: ParseContext) -> Parts:
     text1 = _mask(text, _amount_filters(text)[1])
     found = find_periods(text1, ctx.reference_date, ctx.first_date)
     text2 = _mask(text1, [(f.start_idx, f.end_idx) for f in found])
-    entities = ctx.vocabulary.find(text2)
-    rest = _mask(text2, [(e.start, e.end) for e in entities])
-    by_kind: dict[str, list[str]] = {CATEGORY: [], MERCHANT: [], ACCOUNT: [], TYPE: []}
-    for e in entities:
-        by_kind[e.kind].extend(v for v in e.values if v not in by_kind[e.kind])
-    named = by_kind[CATEGORY] + by_kind[MERCHANT]
+    found_names = ctx.vocabulary.find(text2)
+    entities, _, excluding = _split_excluded(text2, found_names)
+    rest = _mask(text2, [(e.start, e.end) for e in found_names] + excluding)
+    categories, merchants = _values(entities, CATEGORY), _values(entities, MERCHANT)
+    named = [*categories, *merchants]
     names_income = bool(named) and all(n in ctx.income_names for n in named)
-    measure, explicit, _ = _measure(rest, names_income, tuple(by_kind[TYPE]))
-    return Parts(tuple(f.period for f in found), tuple(by_kind[CATEGORY]), tuple(by_kind[MERCHANT]),
-                 tuple(by_kind[ACCOUNT]), tuple(by_kind[TYPE]), measure, explicit)
+    types = _values(entities, TYPE)
+    measure, explicit, _ = _measure(rest, names_income, types)
+    return Parts(tuple(f.period for f in found), categories, merchants, _values(entities, ACCOUNT), types, measure,
+                 explicit)
 
 
 def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
@@ -317,17 +348,10 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         else:
             comparing = True
     text2 = _mask(text1, [(f.start_idx, f.end_idx) for f in found])
-    entities = ctx.vocabulary.find(text2)
-    rest = _mask(text2, [(e.start, e.end) for e in entities])
-
-    def names(kind: str) -> tuple[str, ...]:
-        out: list[str] = []
-        for e in entities:
-            if e.kind == kind:
-                out.extend(v for v in e.values if v not in out)
-        return tuple(out)
-
-    categories, merchants, accounts, types = names(CATEGORY), names(MERCHANT), names(ACCOUNT), names(TYPE)
+    found_names = ctx.vocabulary.find(text2)
+    entities, excluded, excluding = _split_excluded(text2, found_names)
+    rest = _mask(text2, [(e.start, e.end) for e in found_names] + excluding)
+    categories, merchants, accounts, types = (_values(entities, kind) for kind in (CATEGORY, MERCHANT, ACCOUNT, TYPE))
     named = [*categories, *merchants]
     names_income = bool(named) and all(n in ctx.income_names for n in named)
     measure, explicit, both = _measure(rest, names_income, types)
@@ -341,7 +365,9 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         (one_day["day"] or one_day["every"]) if one_day else ""
     common = dict(measure=measure, period=period, categories=categories, merchants=merchants, accounts=accounts,
                   types=types, min_amount=amounts.low, max_amount=amounts.high, min_inclusive=amounts.low_inclusive,
-                  max_inclusive=amounts.high_inclusive, days=days, question=question)
+                  max_inclusive=amounts.high_inclusive, days=days, question=question,
+                  exclude_categories=_values(excluded, CATEGORY), exclude_merchants=_values(excluded, MERCHANT),
+                  exclude_accounts=_values(excluded, ACCOUNT), exclude_types=_values(excluded, TYPE))
 
     def build(intent: str, **extra) -> Q.FinanceQuery:
         return Q.FinanceQuery(intent=intent, **{**common, **extra})

@@ -45,6 +45,10 @@ class FinanceQuery:
     merchants: tuple[str, ...] = ()
     accounts: tuple[str, ...] = ()
     types: tuple[str, ...] = ()            # restricts rows to these types (refund, transfer, ...)
+    exclude_categories: tuple[str, ...] = ()  # "excluding payroll": rows of these left out
+    exclude_merchants: tuple[str, ...] = ()
+    exclude_accounts: tuple[str, ...] = ()
+    exclude_types: tuple[str, ...] = ()
     group_by: str | None = None
     n: int | None = None                   # TOP / BREAKDOWN ranking size
     ascending: bool = False                # TOP: smallest first
@@ -77,6 +81,11 @@ class FinanceQuery:
             out.append(("compare_to", self.compare_to.describe()))
         for name, values in (("category", self.categories), ("merchant", self.merchants),
                              ("account", self.accounts), ("type", self.types)):
+            if values:
+                out.append((name, ", ".join(values)))
+        for name, values in (("exclude_category", self.exclude_categories),
+                             ("exclude_merchant", self.exclude_merchants),
+                             ("exclude_account", self.exclude_accounts), ("exclude_type", self.exclude_types)):
             if values:
                 out.append((name, ", ".join(values)))
         if self.group_by:

@@ -49,6 +49,11 @@ def _filters(q: FinanceQuery) -> str:
         parts.append("(account: " + " or ".join(q.accounts) + ")")
     if q.types and q.intent in (Q.COUNT, Q.LIST):
         parts.append("of type " + " or ".join(q.types))
+    left_out = [*q.exclude_categories, *q.exclude_merchants, *q.exclude_accounts,
+                *(f"{t}s" for t in q.exclude_types)]
+    if left_out:
+        parts.append("excluding " + (" and ".join(left_out) if len(left_out) < 3
+                                     else ", ".join(left_out[:-1]) + " and " + left_out[-1]))
     if q.min_amount is not None or q.max_amount is not None:
         bounds = [f"{'of at least' if q.min_inclusive else 'over'} {q.min_amount:,.2f}" if q.min_amount is not None
                   else "",

@@ -245,6 +245,25 @@ def test_more_on_one_name_or_the_other_gives_both_figures(engine):
     assert both.intent == "total_spend" and Decimal(str(both.value)) == sum(want.values())
 
 
+def test_excluding_names_leaves_their_rows_out(engine):
+    """"Excluding payroll" was read as "on payroll": the one category the question left out."""
+    q3 = pick(D(2025, 7, 1), D(2025, 9, 30))
+    result = engine.query("What were our total expenses last quarter excluding payroll?")
+    assert Decimal(str(result.value)) == spend([r for r in q3 if r.category != "Payroll"])
+    assert dict(result.filters())["exclude_category"] == "Payroll" and "category" not in dict(result.filters())
+    assert "excluding Payroll" in result.answer
+    several = engine.query("total spend other than payroll, rent or taxes in 2024")
+    year = pick(D(2024, 1, 1), D(2024, 12, 31))
+    assert Decimal(str(several.value)) == spend([r for r in year if r.category not in ("Payroll", "Rent", "Taxes")])
+    travel = engine.query("how much did we spend on travel without Delta in 2025")
+    assert Decimal(str(travel.value)) == spend(pick(D(2025, 1, 1), DATA_END, category="Travel",
+                                                    where=lambda r: r.merchant != "Delta"))
+    refunds_out = engine.query("What did we spend in 2025, not counting refunds?")
+    assert Decimal(str(refunds_out.value)) == spend(pick(D(2025, 1, 1), DATA_END, type="expense"))
+    named = engine.query("How much did we spend on payroll and rent in 2024?")  # no excluding word: both asked
+    assert Decimal(str(named.value)) == spend(pick(D(2024, 1, 1), D(2024, 12, 31), category=("Payroll", "Rent")))
+
+
 def test_year_over_year_without_periods(engine):
     result = engine.query("How did my income change year over year?")
     assert result.intent == "compare"
