@@ -324,6 +324,32 @@ def _half(m: re.Match, ref: date) -> RawPoint | None:
     return _raw(m, half_period(int(m["y"] or m["y2"]), half))
 
 
+# "the second quarter of last year", "Q2 last year", "H1 this year", "the first half of last year"
+@_pattern(r"\b(?:(?:the\s+)?(?P<o>first|second|third|fourth|1st|2nd|3rd|4th)\s+(?P<u>quarter|half)|q(?P<q>[1-4])"
+          r"|h(?P<h>[12]))\s+(?:of\s+)?(?:the\s+)?(?P<w>last|previous|prior|this|current)\s+year\b")
+def _part_of_relative_year(m: re.Match, ref: date) -> RawPoint | None:
+    year = ref.year - 1 if m["w"] in ("last", "previous", "prior") else ref.year
+    if m["u"] == "half" or m["h"]:
+        n = int(m["h"]) if m["h"] else ORDINALS[m["o"]]
+        p = half_period(year, n) if n in (1, 2) else None
+    else:
+        p = quarter_period(year, int(m["q"]) if m["q"] else ORDINALS[m["o"]])
+    if p is None:
+        return None
+    p = replace(p, end=min(p.end, ref)) if p.start <= ref <= p.end else p
+    return _raw(m, replace(p, relative=True))
+
+
+# "last weekend": the Saturday and Sunday before the reference date's week (Monday to Sunday);
+# "this weekend": that week's own (still to come on a weekday)
+@_pattern(r"\b(?P<w>last|previous|past|this)\s+weekend\b")
+def _relative_weekend(m: re.Match, ref: date) -> RawPoint | None:
+    saturday = week_start(ref) + timedelta(days=5) - timedelta(days=0 if m["w"] == "this" else 7)
+    sunday = saturday + timedelta(days=1)
+    end = min(sunday, ref) if saturday <= ref else sunday
+    return _raw(m, Period(saturday, end, f"{m['w']} weekend", "custom", True))
+
+
 @_pattern(r"\b(?:the\s+)?(?P<s>spring|summer|fall|autumn|winter)\s+(?:of\s+)?" + _g(_YEAR, "y") + r"\b")
 def _season_year(m: re.Match, ref: date) -> RawPoint | None:
     return _raw(m, season_period(int(m["y"]), m["s"]))

@@ -54,6 +54,8 @@ MONEY = re.compile(r"\b(spend|spent|spending|expenses?|expenditures?|costs?|paid
                    r"profit|profits|net|cash ?flow|money|finances|financial|transactions?|subscriptions?|recurring|"
                    r"refunds?|refunded|transfers?|sales|sale|invoices?|outgoings|budget|saved|save|fees|orders?|"
                    r"profitable|profitability|margins?|burn rate|break even|in the (?:red|black))\b")
+# "how much did we make": income, though "make" alone is not a money word ("did we make the deadline").
+MADE_MONEY = re.compile(r"\bhow much (?:money )?(?:did|do|have|has|will|would|could) (?:we|i|you) (?:make|made|bring in)\b")
 # Time spent is not money spent.
 SPENT_TIME = re.compile(r"\bspen[dt]\w* (?:(?:the|a|an|my|our|some|more|less|too much|all|most of|few|several|whole|"
                         r"entire|way too much|so much|"
@@ -132,7 +134,7 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
     # "the savings account", "our checking": the user's own account, not accounts in general.
     accounts = any(e.kind == ACCOUNT and re.search(r"\b(?:the|our|my)\s+$", t[:e.start]) for e in entities)
     money_text = SPENT_TIME.sub(" ", t)
-    money = MONEY.search(money_text) is not None
+    money = MONEY.search(money_text) is not None or MADE_MONEY.search(t) is not None
     in_data = _names_data_period(t, span)
     # A name from the data, a ledger word and a period the data covers: "what's the net transfer
     # flow for PayPal in 2024?" asks about the data even though it opens like a definition.

@@ -264,6 +264,16 @@ def test_excluding_names_leaves_their_rows_out(engine):
     assert Decimal(str(named.value)) == spend(pick(D(2024, 1, 1), D(2024, 12, 31), category=("Payroll", "Rent")))
 
 
+def test_relative_year_parts_and_last_weekend(engine):
+    """"The second quarter of last year" was 2025's Q2; "last weekend" was every weekend in the data."""
+    q2 = engine.query("spending in the second quarter of last year")
+    assert Decimal(str(q2.value)) == spend(pick(D(2024, 4, 1), D(2024, 6, 30)))
+    weekend = engine.query("What did we spend last weekend?")  # the data ends on Wednesday 2025-12-31
+    assert Decimal(str(weekend.value)) == spend(pick(D(2025, 12, 27), D(2025, 12, 28)))
+    made = engine.query("How much did we make in fiscal year 2025?")
+    assert made.intent == "total_income" and Decimal(str(made.value)) == income(pick(D(2025, 1, 1), DATA_END))
+
+
 def test_year_over_year_without_periods(engine):
     result = engine.query("How did my income change year over year?")
     assert result.intent == "compare"

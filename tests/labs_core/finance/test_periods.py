@@ -59,6 +59,15 @@ def one(text: str, ref: D = REF) -> Period:
     ("this winter", D(2025, 12, 1), D(2026, 2, 28), True),
     ("last winter", D(2024, 12, 1), D(2025, 2, 28), True),
     ("in the spring", D(2025, 3, 1), D(2025, 5, 31), True),
+    # a part of a relative year (a bare "the second quarter" is the latest Q2: 2025's)
+    ("the second quarter of last year", D(2024, 4, 1), D(2024, 6, 30), True),
+    ("Q1 this year", D(2025, 1, 1), D(2025, 3, 31), True),
+    ("q4 of the previous year", D(2024, 10, 1), D(2024, 12, 31), True),
+    ("the first half of last year", D(2024, 1, 1), D(2024, 6, 30), True),
+    ("H2 this year", D(2025, 7, 1), D(2025, 12, 31), True),
+    # weekends: REF is a Wednesday
+    ("last weekend", D(2025, 12, 27), D(2025, 12, 28), True),
+    ("this weekend", D(2026, 1, 3), D(2026, 1, 4), True),
 ])
 def test_expressions(text, start, end, relative):
     period = one(text)
@@ -74,6 +83,9 @@ def test_expressions(text, start, end, relative):
     ("the last 7 days", D(2024, 3, 1), D(2024, 2, 24), D(2024, 3, 1)),
     ("last summer", D(2025, 7, 10), D(2024, 6, 1), D(2024, 8, 31)),  # the current one has not ended
     ("summer", D(2025, 7, 10), D(2025, 6, 1), D(2025, 8, 31)),
+    ("last weekend", D(2025, 12, 28), D(2025, 12, 20), D(2025, 12, 21)),  # on a Sunday: the one before
+    ("this weekend", D(2025, 12, 27), D(2025, 12, 27), D(2025, 12, 27)),  # on a Saturday: up to today
+    ("the third quarter of this year", D(2025, 8, 15), D(2025, 7, 1), D(2025, 8, 15)),  # not past today
 ])
 def test_relative_to_reference_date(text, ref, start, end):
     period = one(text, ref)
