@@ -111,6 +111,10 @@ TOP = _re(r"\b(largest|biggest|highest|most expensive|priciest|top|greatest|maxi
 SINGLE_ITEM = _re(r"\b(?:largest|biggest|highest|most expensive|priciest|costliest|smallest|cheapest|lowest)\s+"
                   r"(?:single\s+|one\s+)?(?:expense|purchase|transaction|payment|charge|bill|order|sale|invoice)\b(?!s)"
                   r"(?!\s+(?:categor|merchant|vendor|supplier|payee|client|customer|account|month|quarter|year|day))")
+# "our best month", "the worst quarter for profit": ranked by income or net, or (spending) the other way
+BEST = _re(r"\b(best|strongest)\b")
+WORST = _re(r"\b(worst|weakest)\b")
+RANKED_UNIT = _re(r"\b(?:best|worst|strongest|weakest)\s+(?P<unit>month|quarter|year|day)\b")
 BOTTOM = _re(r"\b(smallest|lowest|cheapest|least expensive|least|minimum|min|tiniest)\b")
 TOP_N = _re(r"\b(?:top|largest|biggest|highest|smallest|lowest|cheapest|first|last|latest|most recent)\s+" + _NUMBER
             + r"\b|\b" + _NUMBER.replace("?P<n>", "?P<n2>") + r"\s+(?:largest|biggest|highest|most expensive|"
@@ -355,7 +359,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     named = [*categories, *merchants]
     names_income = bool(named) and all(n in ctx.income_names for n in named)
     measure, explicit, both = _measure(rest, names_income, types)
-    group = _group(text2)
+    ranked_unit = RANKED_UNIT.search(text2)  # "our best quarter": quarters, ranked
+    group = ranked_unit["unit"] if ranked_unit else _group(text2)
     if group == "merchant" and CLIENT_WORDS.search(text2) and not explicit:
         measure = Q.INCOME
     n = _n(text1)
@@ -415,6 +420,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
             return build(Q.COMPARE, period=first, compare_to=second, compare_note=note)
     if COUNT.search(rest):
         if DISTINCT_PAYEES.search(text2):
+            if not explicit and not types and CLIENT_WORDS.search(text2):  # "how many customers": who paid us
+                return build(Q.COUNT, measure=Q.INCOME, types=("income",), group_by="merchant", distinct=True)
             return build(Q.COUNT, types=types or count_types(measure, explicit), group_by="merchant", distinct=True)
         per_group = group if group and BREAKDOWN.search(text2) else None  # "how many transactions each month"
         return build(Q.COUNT, types=types or count_types(measure, explicit), group_by=per_group)
@@ -427,6 +434,11 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         if monthly or rate or not PER_TRANSACTION.search(rest):
             return build(Q.MONTHLY_AVERAGE, median=median and unit == "month", rate=unit)
         return build(Q.AVERAGE, median=median)
+    best, worst = BEST.search(rest), WORST.search(rest)
+    if group and (best or worst) and not (TOP.search(rest) or BOTTOM.search(rest)):
+        chosen = measure if explicit else Q.INCOME  # a "best month" with no measure named: by income
+        least_first = bool(worst) if chosen != Q.SPEND else bool(best)  # spending: the best is the least
+        return build(Q.BREAKDOWN, measure=chosen, group_by=group, n=n or 1, ascending=least_first)
     top, bottom = TOP.search(rest), BOTTOM.search(rest)
     if (top or bottom) and SINGLE_ITEM.search(text2):
         return build(Q.TOP, n=n or 1, ascending=bool(bottom) and (not top or bottom.start() < top.start()))

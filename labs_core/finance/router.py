@@ -56,6 +56,12 @@ MONEY = re.compile(r"\b(spend|spent|spending|expenses?|expenditures?|costs?|paid
                    r"profitable|profitability|margins?|burn rate|break even|in the (?:red|black))\b")
 # "how much did we make": income, though "make" alone is not a money word ("did we make the deadline").
 MADE_MONEY = re.compile(r"\bhow much (?:money )?(?:did|do|have|has|will|would|could) (?:we|i|you) (?:make|made|bring in)\b")
+# "our best month", "who is our biggest client", "how many customers do we have": rankings and counts
+# of the data's months or payers, though no money word is said
+RANKED_TIME = re.compile(r"\b(?:best|worst|strongest|weakest)\s+(?:month|quarter|year|week|day)s?\b")
+PAYERS = re.compile(r"\b(?:(?:biggest|largest|top|best|main|most valuable|highest[- ]paying)\s+(?:\d+\s+)?"
+                    r"(?:customers?|clients?|vendors?|suppliers?)|how many (?:different |distinct |unique |paying )?"
+                    r"(?:customers|clients|vendors|suppliers))\b")
 # Time spent is not money spent.
 SPENT_TIME = re.compile(r"\bspen[dt]\w* (?:(?:the|a|an|my|our|some|more|less|too much|all|most of|few|several|whole|"
                         r"entire|way too much|so much|"
@@ -157,6 +163,8 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
         return True
     if entities and ROW_BY_DATE.search(t):
         return True  # "when was the last payment to AWS?"
+    if personal and (RANKED_TIME.search(t) or PAYERS.search(t)) and not ADVICE.search(t):
+        return True  # "what was our best month ever?", "who is our biggest client?"
     if BALANCE.search(t) and (accounts or personal) and not ADVICE.search(t):
         return True  # "what is our cash balance?": a model would make one up
     if money and AMOUNT.search(t):

@@ -274,6 +274,25 @@ def test_relative_year_parts_and_last_weekend(engine):
     assert made.intent == "total_income" and Decimal(str(made.value)) == income(pick(D(2025, 1, 1), DATA_END))
 
 
+def test_best_and_worst_periods_and_the_clients_count(engine):
+    """"Our best month" went to the model; "how many customers" counted every merchant, vendors too."""
+    best = engine.query("What was our best month ever?")  # no measure named: by income
+    by_month = R.grouped(pick(type="income"), lambda r: r.date.strftime("%Y-%m"), income)
+    assert best.intent == "breakdown" and best.breakdown[0].key == max(by_month, key=by_month.get)
+    worst = engine.query("What was our worst month for profit?")
+    net = R.grouped(pick(where=lambda r: r.type != "transfer"), lambda r: r.date.strftime("%Y-%m"),
+                    lambda rows: sum(r.amount for r in rows))
+    assert worst.breakdown[0].key == min(net, key=net.get)
+    quarter = engine.query("our best quarter in 2024")
+    assert dict(quarter.filters())["group_by"] == "quarter" and len(quarter.breakdown) >= 1
+    spending = engine.query("what was our worst month for spending in 2025")  # the most spent
+    months_2025 = R.grouped(pick(D(2025, 1, 1), DATA_END, where=lambda r: r.type in ("expense", "refund")),
+                            lambda r: r.date.strftime("%Y-%m"), spend)
+    assert spending.breakdown[0].key == max(months_2025, key=months_2025.get)
+    clients = engine.query("How many customers do we have?")
+    assert clients.value == len({r.merchant for r in pick(type="income")})
+
+
 def test_year_over_year_without_periods(engine):
     result = engine.query("How did my income change year over year?")
     assert result.intent == "compare"
