@@ -46,8 +46,10 @@ INCOME = _re(r"\b(payments? received|received payments?|incoming payments?|payme
              r"payments? (?:from|by) (?:clients?|customers?)|"
              r"income|incomes|revenue|revenues|earn|earned|earning|earnings|made|make|makes|making|receive|"
              r"received|receiving|got paid|get paid|paid me|paid us|pay me|pay us|pays me|pays us|inflows?|"
-             r"money in(?! {2,})|came in|takings|turnover|brought in|bring in|sold|sell)\b")
-WEAK_INCOME = ("made", "make", "makes", "making")
+             r"money in(?! {2,})|came in|takings|turnover|brought in|bring in|sold|sell|"
+             r"invoices?|invoiced|invoicing)\b")
+# income unless a spending word is there too ("the invoices we paid"): what we make, what we invoice
+WEAK_INCOME = ("made", "make", "makes", "making", "invoice", "invoices", "invoiced", "invoicing")
 SPEND = _re(r"\b(spend|spent|spends|spending|expense|expenses|expenditures?|costs?|costing|paid|pay|paying|"
             r"payments?|charges?|charged|bills?|billed|outgoings?|outflows?|money out|purchases?|purchased|"
             r"bought|buy|buying|shell(?:ed)? out|burn(?:ed|t)?|go(?:es)? out|went out|c[ao]mes? out)\b")

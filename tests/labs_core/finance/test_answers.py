@@ -293,6 +293,16 @@ def test_best_and_worst_periods_and_the_clients_count(engine):
     assert clients.value == len({r.merchant for r in pick(type="income")})
 
 
+def test_invoicing_is_income(engine):
+    """"Our average invoice size" was the average expense; "how much did we invoice" a summary."""
+    size = engine.query("What's our average invoice size?")
+    incoming = pick(type="income")
+    assert size.intent == "average_transaction" and dict(size.filters())["measure"] == "income"
+    assert abs(Decimal(str(size.value)) - sum(r.amount for r in incoming) / len(incoming)) < Decimal("0.01")
+    invoiced = engine.query("How much did we invoice in 2025?")
+    assert invoiced.intent == "total_income" and Decimal(str(invoiced.value)) == income(pick(D(2025, 1, 1), DATA_END))
+
+
 def test_year_over_year_without_periods(engine):
     result = engine.query("How did my income change year over year?")
     assert result.intent == "compare"
