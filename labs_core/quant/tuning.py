@@ -50,12 +50,20 @@ class Tuned:
     best_us: float
 
 
+# GPU cycles of busy-waiting queued before each timed pass (~5 ms), so that every launch of the pass
+# is queued before the first runs: the events then time the kernels, not Python's launches. (The
+# first H100 run timed without it: the 7B's q/k/v GEMV took "27.8-41.9 µs", several times its
+# kernel time, and the picks differed between two loads of the same shapes.)
+QUEUE_AHEAD_CYCLES = 10_000_000
+
+
 def cuda_timer(fn: Callable[[], None]) -> float:
     """Median of REPEATS timed calls (CUDA events), after one untimed call (compiles the kernel)."""
     fn()
     times = []
     for _ in range(REPEATS):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        torch.cuda._sleep(QUEUE_AHEAD_CYCLES)
         start.record()
         fn()
         end.record()
