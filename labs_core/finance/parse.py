@@ -157,6 +157,9 @@ LATEST = _re(r"\b(when did|when was|last time|most recent|latest|recent|"
              r"last (?:\d{1,3}|two|three|four|five|six|seven|eight|nine|ten|few|couple)|"
              + _LAST_ROW + r")\b")
 AGGREGATE = _re(r"\b(how much|total|sum|altogether|in total|overall|amount|costs?)\b")
+# "what were our sales in Q4": a figure, not the list of rows ("what were our transactions")
+WHAT_WERE_FIGURE = _re(r"\bwhat (?:were|was) (?:our|my|the) (?:total )?(?:sales|expenses|earnings|revenues?|profits?|"
+                       r"costs|taxes|takings|income|spending|outgoings)\b")
 HOW_MUCH = _re(r"\b(how much|what did (?:i|we) (?:spend|earn|make|pay)|what was|what were|what is|what's|"
                r"total|sum)\b")
 
@@ -457,7 +460,7 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         return build(Q.BREAKDOWN, group_by="month")
     if group and (BREAKDOWN.search(text2) or not AGGREGATE.search(rest)):
         return build(Q.BREAKDOWN, group_by=group, n=n)
-    if LIST.search(rest) and not AGGREGATE.search(rest):
+    if LIST.search(rest) and not AGGREGATE.search(rest) and not WHAT_WERE_FIGURE.search(text1):
         latest = LATEST.search(rest) is not None
         return build(Q.LIST, types=types or (count_types(measure, explicit) if explicit else ()),
                      latest_first=latest, n=n or (1 if latest and not PLURAL_ITEM.search(rest) else None))

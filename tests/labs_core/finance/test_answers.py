@@ -303,6 +303,15 @@ def test_invoicing_is_income(engine):
     assert invoiced.intent == "total_income" and Decimal(str(invoiced.value)) == income(pick(D(2025, 1, 1), DATA_END))
 
 
+def test_what_were_our_sales_is_a_figure(engine):
+    """"What were our sales in Q4?" listed 294 rows; "what were our transactions" still lists."""
+    sales = engine.query("What were our sales in Q4?")
+    assert sales.intent == "total_income"
+    assert Decimal(str(sales.value)) == income(pick(D(2025, 10, 1), DATA_END, category="Sales"))
+    rows = engine.query("what were our transactions on 2025-03-03")
+    assert rows.intent == "list" and rows.row_count == len(pick(D(2025, 3, 3), D(2025, 3, 3)))
+
+
 def test_year_over_year_without_periods(engine):
     result = engine.query("How did my income change year over year?")
     assert result.intent == "compare"
