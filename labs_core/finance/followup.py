@@ -17,7 +17,10 @@ from labs_core.finance.parse import Parts, count_types
 
 FOLLOW_UP = re.compile(r"^\s*(?:(?:ok(?:ay)?|and|so|now|then|also)[,\s]+)*(?:and|what about|how about|same (?:for|with|but|in)|"
                        r"and for|and in|and at|and on|what of|ok(?:ay)?,? (?:and|now)|now for|now|also for|"
-                       r"and the same for|what if)\b", re.IGNORECASE)
+                       r"and the same for|what if|"
+                       # "excluding payroll?", "and without rent?": the previous question, with names left out
+                       r"excluding|except(?: for)?|without|not counting|not including|other than|apart from|"
+                       r"leaving out|minus|but (?:not|without|excluding))\b", re.IGNORECASE)
 MAX_CHARS = 120
 _THAT = r"\b(?:that|those|this|it|them)\b"
 COUNT_THAT = re.compile(r"^\s*(?:and\s+|so\s+)?how many\b(?:\s+\w+){0,3}?\s+(?:was|were|is|are|did|does|do)\b.*" + _THAT
@@ -73,4 +76,8 @@ def merge(previous: Q.FinanceQuery, new: Parts) -> Q.FinanceQuery:
         changes.update(categories=new.categories, merchants=new.merchants, accounts=new.accounts)
     if new.explicit_measure and previous.intent not in (Q.TRANSFERS, Q.COUNT, Q.LIST):
         changes["measure"] = new.measure
+    for field in ("exclude_categories", "exclude_merchants", "exclude_accounts", "exclude_types"):
+        added = getattr(new, field)  # left out on top of what the previous question left out
+        if added:
+            changes[field] = tuple(dict.fromkeys(getattr(previous, field) + added))
     return replace(previous, **changes)

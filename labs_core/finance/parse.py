@@ -315,10 +315,19 @@ class Parts:
     types: tuple[str, ...]
     measure: str
     explicit_measure: bool
+    exclude_categories: tuple[str, ...] = ()  # "excluding payroll"
+    exclude_merchants: tuple[str, ...] = ()
+    exclude_accounts: tuple[str, ...] = ()
+    exclude_types: tuple[str, ...] = ()
+
+    @property
+    def excludes_something(self) -> bool:
+        return bool(self.exclude_categories or self.exclude_merchants or self.exclude_accounts or self.exclude_types)
 
     @property
     def names_something(self) -> bool:
-        return bool(self.periods or self.categories or self.merchants or self.accounts or self.types)
+        return bool(self.periods or self.categories or self.merchants or self.accounts or self.types
+                    or self.excludes_something)
 
 
 def parts(question: str, ctx: ParseContext) -> Parts:
@@ -327,7 +336,7 @@ def parts(question: str, ctx: ParseContext) -> Parts:
     found = find_periods(text1, ctx.reference_date, ctx.first_date)
     text2 = _mask(text1, [(f.start_idx, f.end_idx) for f in found])
     found_names = ctx.vocabulary.find(text2)
-    entities, _, excluding = _split_excluded(text2, found_names)
+    entities, excluded, excluding = _split_excluded(text2, found_names)
     rest = _mask(text2, [(e.start, e.end) for e in found_names] + excluding)
     categories, merchants = _values(entities, CATEGORY), _values(entities, MERCHANT)
     named = [*categories, *merchants]
@@ -335,7 +344,7 @@ def parts(question: str, ctx: ParseContext) -> Parts:
     types = _values(entities, TYPE)
     measure, explicit, _ = _measure(rest, names_income, types)
     return Parts(tuple(f.period for f in found), categories, merchants, _values(entities, ACCOUNT), types, measure,
-                 explicit)
+                 explicit, *(_values(excluded, kind) for kind in (CATEGORY, MERCHANT, ACCOUNT, TYPE)))
 
 
 def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:

@@ -70,6 +70,20 @@ def test_a_question_about_the_answer_just_given(engine):
     assert engine.answer_chat("how many was that?", ["Tell me a joke"]) is None
 
 
+def test_excluding_follow_ups_leave_names_out_on_top_of_the_previous_ones(engine):
+    """"Excluding payroll?" after a total went to the model; each such follow-up leaves more out."""
+    f = pd.read_csv(R.CSV, parse_dates=["date"])
+    year = f[(f["date"].dt.year == 2025) & f["type"].isin(["expense", "refund"])]
+    first = "How much did we spend in 2025?"
+    payroll = engine.answer_chat("excluding payroll?", [first])
+    assert payroll is not None and payroll.query.exclude_categories == ("Payroll",)
+    assert payroll.value == pytest.approx(-year[year["category"] != "Payroll"]["amount"].sum())
+    both = engine.answer_chat("and without rent?", [first, "excluding payroll?"])
+    assert both.query.exclude_categories == ("Payroll", "Rent") and both.query.categories == ()
+    assert both.value == pytest.approx(-year[~year["category"].isin(["Payroll", "Rent"])]["amount"].sum())
+    assert engine.answer_chat("without a doubt, what's the best pizza?", [first]) is None  # names nothing
+
+
 def test_a_money_question_never_reaches_the_model(chat):
     out = ask(chat, ("user", "what's our zorblax ratio for our money in 2025"))
     assert out is not None and text(out).startswith("I could not understand")
