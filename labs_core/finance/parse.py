@@ -377,7 +377,7 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     group = ranked_unit["unit"] if ranked_unit else _group(text2)
     if group == "merchant" and CLIENT_WORDS.search(text2) and not explicit:
         measure = Q.INCOME
-    n = _n(text1)
+    n = _n(text2)  # (not "the last 3 months": a period, masked in text2)
     period = periods[0] if periods else None
     one_day = ON_A_DAY.search(text2)
     days = "weekend" if WEEKEND.search(text2) else "weekday" if WORKDAYS.search(text2) else \

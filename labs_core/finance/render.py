@@ -33,9 +33,9 @@ def _period(q: FinanceQuery, result: FinanceResult) -> str:
         return f"on {p.start.isoformat()}"
     if p.label == f"{p.start.isoformat()} to {p.end.isoformat()}":
         return f"from {p.label}"
-    preposition = "" if p.label.startswith(("since", "before", "until", "after", "through", "up to", "the last",
-                                            "the past", "last", "this", "year to", "month to", "quarter to",
-                                            "yesterday", "today")) or " ago" in p.label else "in "
+    preposition = "" if p.label.startswith(("since", "before", "until", "after", "through", "up to", "last", "this",
+                                            "year to", "month to", "quarter to", "yesterday", "today")) \
+        or " ago" in p.label else "in "  # ("in the last 30 days", "in the past year")
     return preposition + p.describe()
 
 

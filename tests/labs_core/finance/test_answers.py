@@ -312,6 +312,15 @@ def test_what_were_our_sales_is_a_figure(engine):
     assert rows.intent == "list" and rows.row_count == len(pick(D(2025, 3, 3), D(2025, 3, 3)))
 
 
+def test_the_number_of_a_period_is_not_a_top_n(engine):
+    """"In the last 3 months, month by month" ranked a top 3 (the 3 was the period's)."""
+    result = engine.query("What did AWS charge us in the last 3 months, month by month?")
+    assert dict(result.filters()).get("top_n") is None
+    assert [b.key for b in result.breakdown] == ["2025-10", "2025-11", "2025-12"]
+    assert "in the last 3 months" in result.answer  # (was "at AWS the last 3 months")
+    assert dict(engine.query("show my last 5 transactions").filters())["top_n"] == "5"
+
+
 def test_year_over_year_without_periods(engine):
     result = engine.query("How did my income change year over year?")
     assert result.intent == "compare"
