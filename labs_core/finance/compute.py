@@ -57,10 +57,13 @@ def select(frame: pd.DataFrame, q: FinanceQuery, period: Period | None, *, amoun
     mask = pd.Series(True, index=frame.index)
     if period is not None:
         mask &= (frame["date"] >= pd.Timestamp(period.start)) & (frame["date"] <= pd.Timestamp(period.end))
-    if q.categories:
-        mask &= frame["category"].isin(q.categories)
-    if q.merchants:
-        mask &= frame["merchant"].isin(q.merchants)
+    if q.any_name and q.categories and q.merchants:  # "software and Amazon": either
+        mask &= frame["category"].isin(q.categories) | frame["merchant"].isin(q.merchants)
+    else:  # "Uber rides": both
+        if q.categories:
+            mask &= frame["category"].isin(q.categories)
+        if q.merchants:
+            mask &= frame["merchant"].isin(q.merchants)
     if q.accounts:
         mask &= frame["account"].isin(q.accounts)
     if q.types:

@@ -113,9 +113,15 @@ def load(path: Path) -> Dataset:
     for column in ("merchant", "category", "account"):
         frame[column] = frame[column].mask(frame[column] == "", "Unknown")
     frame = frame.sort_values("date", kind="stable").reset_index(drop=True)
-    vocabulary = Vocabulary(frame["category"].unique(), frame["merchant"].unique(), frame["account"].unique())
+    flown = frame["description"].str.contains(AIRLINE_DESCRIPTION, regex=True, na=False)
+    vocabulary = Vocabulary(frame["category"].unique(), frame["merchant"].unique(), frame["account"].unique(),
+                            airlines=frame.loc[flown, "merchant"].unique())
     return Dataset(frame=frame, path=path, currency=currencies[0], first_date=frame["date"].iloc[0].date(),
                    last_date=frame["date"].iloc[-1].date(), vocabulary=vocabulary)
+
+
+# "DELTA AIR 2813837", "UNITED AIRLINES": a merchant that sells flights ("AIRBNB" is one word: not one)
+AIRLINE_DESCRIPTION = r"(?i)\b(?:air|airlines?|airways)\b"
 
 
 class TransactionStore:

@@ -49,6 +49,9 @@ MERCHANT_SYNONYMS: dict[str, tuple[str, ...]] = {
     "irs": ("internal revenue service",),
     "apple icloud": ("icloud",),
 }
+# Words for flights: the data's airlines when it has some (by their descriptions: data.py), else the
+# travel category's synonyms take them
+AIRLINE_WORDS = ("flights", "flight", "airfare", "airfares", "airlines", "airline", "plane tickets", "air travel")
 # Words that mean a transaction type rather than a category or merchant.
 TYPE_WORDS: dict[str, tuple[str, ...]] = {
     "refund": ("refunds", "refund", "refunded", "returns", "reimbursements", "money back"),
@@ -144,7 +147,8 @@ class Vocabulary:
     """Aliases -> (kind, names) for one data file. Full names are strong; derived aliases (plurals,
     first words, synonyms) are weak and never override a strong one."""
 
-    def __init__(self, categories: Iterable[str] = (), merchants: Iterable[str] = (), accounts: Iterable[str] = ()):
+    def __init__(self, categories: Iterable[str] = (), merchants: Iterable[str] = (), accounts: Iterable[str] = (),
+                 airlines: Iterable[str] = ()):
         self.categories = tuple(sorted(set(categories)))
         self.merchants = tuple(sorted(set(merchants)))
         self.accounts = tuple(sorted(set(accounts)))
@@ -155,6 +159,9 @@ class Vocabulary:
                 self._add(word, TYPE, kind)
         for merchant in self.merchants:
             self._merchant_aliases(merchant)
+        for airline in sorted(set(airlines) & set(self.merchants)):  # before the categories' synonyms
+            for word in AIRLINE_WORDS:
+                self._add(word, MERCHANT, airline, weak=True)
         for account in self.accounts:
             self._account_aliases(account)
         for category in self.categories:

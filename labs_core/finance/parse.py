@@ -219,6 +219,14 @@ def _split_excluded(text: str, entities: list) -> tuple[list, list, list[tuple[i
     return named, excluded, spans
 
 
+def _names_joined(text: str, entities: list) -> bool:
+    """A category and a merchant joined by "and" / "or" ("software and Amazon"): either one's rows,
+    where side by side they narrow each other ("Uber rides": Uber's Travel rows)."""
+    ordered = sorted((e for e in entities if e.kind in (CATEGORY, MERCHANT)), key=lambda e: e.start)
+    return any(first.kind != second.kind and AND_ALSO.search(text[first.end:second.start]) is not None
+               for first, second in zip(ordered, ordered[1:]))
+
+
 def _values(entities: list, kind: str) -> tuple[str, ...]:
     out: list[str] = []
     for e in entities:
@@ -385,6 +393,7 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     common = dict(measure=measure, period=period, categories=categories, merchants=merchants, accounts=accounts,
                   types=types, min_amount=amounts.low, max_amount=amounts.high, min_inclusive=amounts.low_inclusive,
                   max_inclusive=amounts.high_inclusive, days=days, question=question,
+                  any_name=_names_joined(text2, entities),
                   exclude_categories=_values(excluded, CATEGORY), exclude_merchants=_values(excluded, MERCHANT),
                   exclude_accounts=_values(excluded, ACCOUNT), exclude_types=_values(excluded, TYPE))
 

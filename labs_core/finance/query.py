@@ -45,6 +45,7 @@ class FinanceQuery:
     merchants: tuple[str, ...] = ()
     accounts: tuple[str, ...] = ()
     types: tuple[str, ...] = ()            # restricts rows to these types (refund, transfer, ...)
+    any_name: bool = False                 # "software and Amazon": rows of the categories OR the merchants
     exclude_categories: tuple[str, ...] = ()  # "excluding payroll": rows of these left out
     exclude_merchants: tuple[str, ...] = ()
     exclude_accounts: tuple[str, ...] = ()
@@ -83,6 +84,8 @@ class FinanceQuery:
                              ("account", self.accounts), ("type", self.types)):
             if values:
                 out.append((name, ", ".join(values)))
+        if self.any_name:
+            out.append(("match", "any of the categories and merchants named"))
         for name, values in (("exclude_category", self.exclude_categories),
                              ("exclude_merchant", self.exclude_merchants),
                              ("exclude_account", self.exclude_accounts), ("exclude_type", self.exclude_types)):

@@ -41,10 +41,12 @@ def _period(q: FinanceQuery, result: FinanceResult) -> str:
 
 def _filters(q: FinanceQuery) -> str:
     parts = []
+    names = []
     if q.categories:
-        parts.append("on " + " or ".join(q.categories))
+        names.append("on " + " or ".join(q.categories))
     if q.merchants:
-        parts.append(("from " if q.measure == Q.INCOME else "at ") + " or ".join(q.merchants))
+        names.append(("from " if q.measure == Q.INCOME else "at ") + " or ".join(q.merchants))
+    parts.append((" or " if q.any_name else " ").join(names)) if names else None
     if q.accounts:
         parts.append("(account: " + " or ".join(q.accounts) + ")")
     if q.types and q.intent in (Q.COUNT, Q.LIST):

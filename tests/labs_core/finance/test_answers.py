@@ -5,6 +5,7 @@ the filters the module says it understood."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import re
 from datetime import date
 from decimal import Decimal
 from typing import Callable
@@ -319,6 +320,26 @@ def test_the_number_of_a_period_is_not_a_top_n(engine):
     assert [b.key for b in result.breakdown] == ["2025-10", "2025-11", "2025-12"]
     assert "in the last 3 months" in result.answer  # (was "at AWS the last 3 months")
     assert dict(engine.query("show my last 5 transactions").filters())["top_n"] == "5"
+
+
+def test_a_category_and_a_merchant_joined_by_and_count_either(engine):
+    """"Software and Amazon" gave 0.00 (Software rows at Amazon); side by side ("Uber rides") they
+    still narrow each other."""
+    year = pick(D(2025, 1, 1), DATA_END)
+    both = engine.query("How much did we spend on software and Amazon in 2025?")
+    assert Decimal(str(both.value)) == spend([r for r in year if r.category == "Software" or r.merchant == "Amazon"])
+    assert "on Software or at Amazon" in both.answer
+    rides = engine.query("How much did we spend on Uber rides in 2025?")
+    assert Decimal(str(rides.value)) == spend(pick(D(2025, 1, 1), DATA_END, merchant="Uber", category="Travel"))
+
+
+def test_flights_are_the_airlines(engine):
+    """"Flights" read as all of Travel (Uber, parking...); the data's airlines are found by description."""
+    flights = engine.query("How much did we spend on flights?")
+    airlines = {r.merchant for r in pick() if re.search(r"\b(?:AIR|AIRLINES?|AIRWAYS)\b", r.description)}
+    assert airlines == {"Delta", "United"}
+    assert set(flights.query.merchants) == airlines and flights.query.categories == ()
+    assert Decimal(str(flights.value)) == spend(pick(merchant=tuple(airlines)))
 
 
 def test_year_over_year_without_periods(engine):
