@@ -122,6 +122,8 @@ def _group_keys(rows: pd.DataFrame, group: str) -> pd.Series:
         return d.dt.year.astype(str)
     if group == "weekday":
         return d.dt.dayofweek.map(lambda i: calendar.day_name[i])
+    if group == "weekpart":  # "weekdays vs weekends"
+        return (d.dt.dayofweek >= 5).map({False: "weekdays", True: "weekends"})
     return rows[group]
 
 

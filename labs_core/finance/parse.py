@@ -388,7 +388,11 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     n = _n(text2)  # (not "the last 3 months": a period, masked in text2)
     period = periods[0] if periods else None
     one_day = ON_A_DAY.search(text2)
-    days = "weekend" if WEEKEND.search(text2) else "weekday" if WORKDAYS.search(text2) else \
+    # "weekdays vs weekends": the two parts of the week side by side, not a filter on one of them
+    weekpart = bool(WEEKEND.search(text2) and re.search(r"\b(?:weekdays?|workdays?|during the week)\b", text2))
+    if weekpart:
+        group = "weekpart"
+    days = "" if weekpart else "weekend" if WEEKEND.search(text2) else "weekday" if WORKDAYS.search(text2) else \
         (one_day["day"] or one_day["every"]) if one_day else ""
     common = dict(measure=measure, period=period, categories=categories, merchants=merchants, accounts=accounts,
                   types=types, min_amount=amounts.low, max_amount=amounts.high, min_inclusive=amounts.low_inclusive,
@@ -426,6 +430,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     if both:
         common["measure"] = Q.NET  # "income and expenses, 2025 vs 2024": compare the net
     trend = TREND.search(rest) is not None
+    if weekpart and len(periods) < 2:  # (before the comparison of periods: one period here)
+        return build(Q.BREAKDOWN, group_by="weekpart")
     either = _names_either(text2, entities)
     if either and len(periods) < 2 and WHICH_MORE.search(rest):
         return build(Q.BREAKDOWN, group_by=either)  # both figures, largest first

@@ -32,7 +32,7 @@ NET = "net"          # income less spending
 REFUNDS = "refunds"  # refund rows
 MEASURES = (SPEND, INCOME, NET, REFUNDS)
 
-GROUPS = ("category", "merchant", "account", "month", "quarter", "year", "weekday", "day")
+GROUPS = ("category", "merchant", "account", "month", "quarter", "year", "weekday", "day", "weekpart")
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,8 @@ def _top(r: FinanceResult, q: FinanceQuery) -> str:
 
 
 GROUP_NOUN = {"category": "category", "merchant": "merchant", "account": "account", "month": "month",
-              "quarter": "quarter", "year": "year", "weekday": "day of the week", "day": "day"}
+              "quarter": "quarter", "year": "year", "weekday": "day of the week", "day": "day",
+              "weekpart": "weekdays (Monday to Friday) and weekends"}
 
 
 def _breakdown(r: FinanceResult, q: FinanceQuery) -> str:

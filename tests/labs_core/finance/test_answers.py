@@ -342,6 +342,18 @@ def test_flights_are_the_airlines(engine):
     assert Decimal(str(flights.value)) == spend(pick(merchant=tuple(airlines)))
 
 
+def test_weekdays_versus_weekends_is_within_the_period(engine):
+    """"On weekdays vs weekends in 2025" compared 2025's weekends with 2024's."""
+    result = engine.query("How much did we spend on meals on weekdays vs weekends in 2025?")
+    meals = pick(D(2025, 1, 1), DATA_END, category="Meals")
+    want = {"weekdays": spend([r for r in meals if r.date.weekday() < 5]),
+            "weekends": spend([r for r in meals if r.date.weekday() >= 5])}
+    assert result.intent == "breakdown" and "compare_to" not in dict(result.filters())
+    assert {b.key: Decimal(str(b.value)) for b in result.breakdown} == want
+    weekends = engine.query("how much did we spend on weekends in 2025")  # one of them: still the filter
+    assert Decimal(str(weekends.value)) == spend(pick(D(2025, 1, 1), DATA_END, where=lambda r: r.date.weekday() >= 5))
+
+
 def test_year_over_year_without_periods(engine):
     result = engine.query("How did my income change year over year?")
     assert result.intent == "compare"
