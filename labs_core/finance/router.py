@@ -49,7 +49,7 @@ ME_VERBS = re.compile(r"\b(?:tell|give|show|help|let|remind) me\b")
 # "income tax in the US": the country, not "us".
 THE_US = re.compile(r"\bthe u\.?s\.?a?\.?(?!\w)")
 PERSONAL = re.compile(r"\b(i|we|my|our|me|us|i've|we've|i'd|we'd|mine|ours|i'm|we're)\b")
-MONEY = re.compile(r"\b(spend|spent|spending|expenses?|expenditures?|costs?|paid|pay|paying|payments?|charges?|"
+MONEY = re.compile(r"\b(spend|spent|spending|expenses?|expenditures?|costs?|paid|pay|pays|paying|payments?|charges?|"
                    r"charged|bills?|purchases?|purchased|bought|buy|buying|income|revenue|earn|earned|earnings|made|received|"
                    r"profit|profits|net|cash ?flow|money|finances|financial|transactions?|subscriptions?|recurring|"
                    r"refunds?|refunded|transfers?|sales|sale|invoices?|outgoings|budget|saved|save|fees|orders?|"

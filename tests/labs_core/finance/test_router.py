@@ -36,7 +36,7 @@ def test_not_finance(engine, text):
 @pytest.mark.parametrize("text", [
     "how much did I spend on software last quarter?", "Amazon spending in 2024", "total spend in 2024",
     "largest expenses this year", "How much did we make in fiscal year 2025?", "What was our best month ever?",
-    "Who is our biggest customer?", "How many customers do we have?",
+    "Who is our biggest customer?", "How many customers do we have?", "which client pays us the most?",
 ])
 def test_finance(engine, text):
     assert router.is_finance_question(text, engine.store.get().vocabulary, (R.rows()[0].date, R.rows()[-1].date))
