@@ -54,8 +54,11 @@ MONEY = re.compile(r"\b(spend|spent|spending|expenses?|expenditures?|costs?|paid
                    r"profit|profits|net|cash ?flow|money|finances|financial|transactions?|subscriptions?|recurring|"
                    r"refunds?|refunded|transfers?|sales|sale|invoices?|outgoings|budget|saved|save|fees|orders?|"
                    r"profitable|profitability|margins?|burn rate|break even|in the (?:red|black))\b")
-# "how much did we make": income, though "make" alone is not a money word ("did we make the deadline").
-MADE_MONEY = re.compile(r"\bhow much (?:money )?(?:did|do|have|has|will|would|could) (?:we|i|you) (?:make|made|bring in)\b")
+# "how much did we make": income, though "make" alone is not a money word ("did we make the deadline");
+# "how much cash did we burn" (not calories).
+MADE_MONEY = re.compile(r"\bhow much (?:money )?(?:did|do|have|has|will|would|could) (?:we|i|you) (?:make|made|bring in)\b"
+                        r"|\b(?:cash|money) (?:did|do|have|has) (?:we|i) burn|\bburn(?:ed|t|ing)? (?:through )?(?:our |my |the )?"
+                        r"(?:cash|money)\b")
 # "our best month", "who is our biggest client", "how many customers do we have": rankings and counts
 # of the data's months or payers, though no money word is said
 RANKED_TIME = re.compile(r"\b(?:best|worst|strongest|weakest)\s+(?:month|quarter|year|week|day)s?\b")
