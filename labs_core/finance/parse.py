@@ -365,13 +365,19 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     # "how much did revenue grow from 2024 to 2025": two periods to compare, not the range they span
     found = find_periods(text1, ref, ctx.first_date, join_ranges=not (comparing or CHANGE_FROM_TO.search(text1)))
     periods = [f.period for f in found]
-    if len(found) == 2 and not comparing and text1[found[0].end_idx:found[1].start_idx].strip() in ("and", "&", "+"):
-        # "during 2024 and 2025": one period when they touch; both figures (a comparison) when they do not
-        first, second = sorted(periods, key=lambda p: p.start)
-        if second.start <= first.end + timedelta(days=1):
-            periods = [Period(first.start, max(first.end, second.end), f"{first.label} and {second.label}",
-                              "custom", first.relative or second.relative)]
-        else:
+    separators = [text1[a.end_idx:b.start_idx].strip() for a, b in zip(found, found[1:])]
+    if len(found) == 2 and separators[0] == "or" and WHICH_MORE.search(text1):
+        comparing = True  # "did we spend more in Q1 or Q2 2025": the two side by side
+    elif len(found) >= 2 and not comparing and all(s in ("and", "&", "+", ",", ", and") for s in separators):
+        # "during 2024 and 2025", "Jan, Feb and Mar 2025": one period when they touch; two not touching
+        # are both figures (a comparison)
+        ordered = sorted(periods, key=lambda p: p.start)
+        touching = all(b.start <= a.end + timedelta(days=1) for a, b in zip(ordered, ordered[1:]))
+        if touching:
+            label = ", ".join(p.label for p in ordered[:-1]) + f" and {ordered[-1].label}"
+            periods = [Period(ordered[0].start, max(p.end for p in ordered), label, "custom",
+                              any(p.relative for p in ordered))]
+        elif len(found) == 2:
             comparing = True
     text2 = _mask(text1, [(f.start_idx, f.end_idx) for f in found])
     found_names = ctx.vocabulary.find(text2)

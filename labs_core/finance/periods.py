@@ -296,6 +296,22 @@ def _raw(m: re.Match, period: Period | None, has_year: bool = True,
 
 # Order matters: longer, more specific expressions first; matched spans are consumed.
 
+# "between the 1st and (the) 15th of March 2025", "from the 3rd to the 10th of May": days of one month
+@_pattern(r"\b(?:between|from)\s+(?:the\s+)?" + _g(_DAY, "d1") + r"\s+(?:and|to|until|through|-)\s+(?:the\s+)?"
+          + _g(_DAY, "d2") + r"(?:\s+of)?\s+" + _g(_MONTH, "m") + r"(?:,?\s+" + _g(_YEAR, "y") + r")?\b")
+def _days_of_a_month(m: re.Match, ref: date) -> RawPoint | None:
+    month, first_day, last_day = MONTHS[m["m"]], int(m["d1"]), int(m["d2"])
+    if not 1 <= first_day <= last_day <= 31:
+        return None
+
+    def build(year: int) -> Period:
+        end = min(last_day, calendar.monthrange(year, month)[1])
+        start, stop = date(year, month, min(first_day, end)), date(year, month, end)
+        return Period(start, stop, f"{start.isoformat()} to {stop.isoformat()}", "custom")
+    if m["y"]:
+        return _raw(m, build(int(m["y"])))
+    return _raw(m, _latest(build, ref), has_year=False, rebuild=build)
+
 @_pattern(r"\b(?P<y>(?:19|20)\d\d)-(?P<m>[01]\d)-(?P<d>[0-3]\d)\b")
 def _iso_day(m: re.Match, ref: date) -> RawPoint | None:
     return _raw(m, _safe(lambda: _day_date(int(m["y"]), int(m["m"]), int(m["d"]))))
@@ -532,13 +548,31 @@ def _join(a: RawPoint, b: RawPoint) -> Period:
     return Period(start, end, _range_label(pa, pb, start, end), "custom", relative)
 
 
+_LIST_SEPARATOR = re.compile(r"^\s*(?:,|and|or|&|\+|, and|, or|vs\.?|versus)\s*$")
+
+
+def _lend_years(text: str, points: list[RawPoint]) -> list[RawPoint]:
+    """"January, February and March 2024", "Q1 or Q2 2024": the year said last belongs to the bare
+    months or quarters listed before it (else each would be the latest one: January 2025)."""
+    points = list(points)
+    for i in range(len(points) - 2, -1, -1):
+        p, q = points[i], points[i + 1]
+        if p.has_year or not p.rebuild or not q.has_year or not _LIST_SEPARATOR.search(text[p.end_idx:q.start_idx]):
+            continue
+        lent = p.rebuild(q.period.start.year)
+        if lent.start > q.period.start:  # "December and January 2025": the December before
+            lent = p.rebuild(q.period.start.year - 1)
+        points[i] = RawPoint(p.start_idx, p.end_idx, replace(lent, relative=False), True, p.rebuild)
+    return points
+
+
 def find_periods(text: str, ref: date, first: date | None = None, *, join_ranges: bool = True) -> list[Found]:
     """The periods named in `text`, in order. "between X and Y" and "X to Y" become one range unless
     join_ranges is false (a comparison reads them as two periods); "since X" runs to the reference
     date; "before X" starts at `first` (the data's start)."""
     text = text.lower()
     floor = first or date(1900, 1, 1)
-    points = scan(text, ref)
+    points = _lend_years(text, scan(text, ref))
     found: list[Found] = []
     i = 0
     while i < len(points):

@@ -354,6 +354,21 @@ def test_weekdays_versus_weekends_is_within_the_period(engine):
     assert Decimal(str(weekends.value)) == spend(pick(D(2025, 1, 1), DATA_END, where=lambda r: r.date.weekday() >= 5))
 
 
+def test_lists_of_periods(engine):
+    """"January and February 2024" compared January 2025 with February 2024; "Jan, Feb and Mar 2025"
+    was January alone; "more in Q1 or Q2 2024" was Q1 2025's total."""
+    two = engine.query("How much did we spend in January and February 2024?")
+    assert two.intent == "total_spend" and Decimal(str(two.value)) == spend(pick(D(2024, 1, 1), D(2024, 2, 29)))
+    three = engine.query("Expenses in Jan, Feb and Mar 2025")
+    assert Decimal(str(three.value)) == spend(pick(D(2025, 1, 1), D(2025, 3, 31)))
+    which = engine.query("Did we spend more in Q1 or Q2 2024?")
+    assert which.intent == "compare"
+    assert [Decimal(str(b.value)) for b in which.breakdown] == [spend(pick(D(2024, 4, 1), D(2024, 6, 30))),
+                                                                spend(pick(D(2024, 1, 1), D(2024, 3, 31)))]
+    days = engine.query("How much did we spend between the 1st and 15th of March 2025?")
+    assert Decimal(str(days.value)) == spend(pick(D(2025, 3, 1), D(2025, 3, 15)))
+
+
 def test_year_over_year_without_periods(engine):
     result = engine.query("How did my income change year over year?")
     assert result.intent == "compare"

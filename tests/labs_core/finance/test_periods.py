@@ -65,6 +65,9 @@ def one(text: str, ref: D = REF) -> Period:
     ("q4 of the previous year", D(2024, 10, 1), D(2024, 12, 31), True),
     ("the first half of last year", D(2024, 1, 1), D(2024, 6, 30), True),
     ("H2 this year", D(2025, 7, 1), D(2025, 12, 31), True),
+    # days of one month
+    ("between the 1st and 15th of March 2025", D(2025, 3, 1), D(2025, 3, 15), False),
+    ("from the 3rd to the 10th of May", D(2025, 5, 3), D(2025, 5, 10), True),  # (the latest May, as "in May")
     # weekends: REF is a Wednesday
     ("last weekend", D(2025, 12, 27), D(2025, 12, 28), True),
     ("this weekend", D(2026, 1, 3), D(2026, 1, 4), True),
@@ -96,6 +99,17 @@ def test_relative_to_reference_date(text, ref, start, end):
                                   "the top 5 merchants", "over $2024", "did spending fall"])
 def test_no_period(text):
     assert find_periods(text, REF) == []
+
+
+@pytest.mark.parametrize("text,want", [
+    ("january, february and march 2024", [(D(2024, 1, 1), D(2024, 1, 31)), (D(2024, 2, 1), D(2024, 2, 29)),
+                                          (D(2024, 3, 1), D(2024, 3, 31))]),
+    ("q1 or q2 2024", [(D(2024, 1, 1), D(2024, 3, 31)), (D(2024, 4, 1), D(2024, 6, 30))]),
+    ("december and january 2025", [(D(2024, 12, 1), D(2024, 12, 31)), (D(2025, 1, 1), D(2025, 1, 31))]),
+])
+def test_a_list_lends_its_year_to_the_bare_ones(text, want):
+    """Each bare month was the latest one (January 2025), whatever year the list ended with."""
+    assert [(f.period.start, f.period.end) for f in find_periods(text, REF)] == want
 
 
 def test_comparison_keeps_two_periods():
