@@ -77,7 +77,7 @@ MONTH_OVER_MONTH = _re(r"\b(month over month|month-over-month|mom)\b")
 # "did we spend more on marketing or software": which of two names (joined by "or") is larger
 WHICH_MORE = _re(r"\b(more|most|less|least|bigger|biggest|higher|highest|larger|largest|greater|smaller|smallest|"
                  r"lower|lowest|cheaper|pricier|costlier)\b")
-TREND = _re(r"\b(trend|trends|trending|(?:go|goes|going|gone|went) (?:up|down)|increas\w*|decreas\w*|grow|grew|"
+TREND = _re(r"\b(trend|trends|trending|(?:go|goes|going|gone|went) (?:up|down)|increas\w*|decreas\w*|grow|grew|growth|"
             r"growing|grown|rise|rose|rising|fall|fell|falling|drop|dropped|over time)\b")
 # A balance: the data has none (no opening balances), so the answer is the net change per account.
 BALANCE = _re(r"\b(balances?|how much (?:money|cash) (?:do|does) (?:we|i|the business|the company) have|owed?|"

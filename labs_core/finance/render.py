@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from labs_core.finance import query as Q
+from labs_core.finance.periods import Period
 from labs_core.finance.query import FinanceQuery, FinanceResult
 
 MAX_LINES = 36  # longest list in the text; the full breakdown is in FinanceQueryResponse
@@ -28,7 +29,11 @@ def _period(q: FinanceQuery, result: FinanceResult) -> str:
         if not (first and last):
             return "over all the data"
         return f"over all the data ({first.isoformat()} to {last.isoformat()})"
-    p = q.period
+    return _when(q.period)
+
+
+def _when(p: Period) -> str:
+    """A period with its preposition: "in Q3 2025", "on 2025-03-03", "last month (...)", "since ..."."""
     if p.start == p.end and p.label == p.start.isoformat():
         return f"on {p.start.isoformat()}"
     if p.label == f"{p.start.isoformat()} to {p.end.isoformat()}":
@@ -264,8 +269,8 @@ def _compare(r: FinanceResult, q: FinanceQuery) -> str:
         direction = "more" if (r.value or 0) > 0 else "less"
         pct = f", {d['pct']:+.1f}%" if d["pct"] is not None else ""
         change = f"{money(abs(r.value or 0), c)} {direction} ({money(r.value, c, signed=True)}{pct})"
-    lines = [f"{noun.capitalize()}{_filters(q)} in {q.period.describe()} was {money(a.value, c)} against "
-             f"{money(b.value, c)} in {q.compare_to.describe()}: {change}."]
+    lines = [f"{noun.capitalize()}{_filters(q)} {_when(q.period)} was {money(a.value, c)} against "
+             f"{money(b.value, c)} {_when(q.compare_to)}: {change}."]
     if q.compare_note:
         lines.append(f"Compared with {q.compare_note}.")
     if d["movers"]:

@@ -92,6 +92,10 @@ LEDGER_PHRASES = re.compile(r"\b(transactions?|total (?:spend|spending|expenses|
                             r"(?:expenses|spending|costs)|"
                             r"(?:spending|income|revenue|expenses|profit|sales|costs) (?:month over month|"
                             r"year over year|yoy|mom))\b")
+# "what's the month over month change in revenue": opens like a definition, but only a ledger has one
+LEDGER_CHANGE = re.compile(r"\b(?:month over month|month-over-month|year over year|year-over-year|yoy|mom) "
+                           r"(?:change|growth|increase|decrease|difference)s? in (?:our |my |the )?"
+                           r"(?:spending|income|revenue|expenses|profit|sales|costs)\b")
 # Someone else's money: "the total spend of the US government", "the biggest expense for small businesses".
 THIRD_PARTY = re.compile(r"\b(?:of|for|by|in) (?:the |a |an |most |many |small |big |large |typical |average |other |"
                          r"american |british |)?(?:us|u\.s\.?|uk|government|governments|country|countries|states?|"
@@ -152,6 +156,7 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
     # with a period the data covers or one of its names opens like a definition but asks for figures.
     specific = specific or (LEDGER_PHRASES.search(money_text) is not None and (in_data or bool(entities))
                             and not GENERAL_PRICE.search(t) and not THIRD_PARTY.search(t))
+    specific = specific or (LEDGER_CHANGE.search(t) is not None and not THIRD_PARTY.search(t))
     if not (personal or specific or (accounts and money)) and (CONCEPT.search(t) or GENERAL_PRICE.search(t)):
         return False
     if GENERAL_MONEY_TOPICS.search(t) and not personal:
@@ -160,7 +165,7 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
         return True
     if MOVE.search(t) and any(e.kind == ACCOUNT for e in entities) and not is_general(t):
         return True  # "how much did we move into savings", "what did we shift from checking to the card"
-    if LEDGER_PHRASES.search(money_text):
+    if LEDGER_PHRASES.search(money_text) or LEDGER_CHANGE.search(t):
         return True
     if entities and COUNTING.search(money_text):
         return True

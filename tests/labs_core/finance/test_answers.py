@@ -369,6 +369,16 @@ def test_lists_of_periods(engine):
     assert Decimal(str(days.value)) == spend(pick(D(2025, 3, 1), D(2025, 3, 15)))
 
 
+def test_growth_in_a_year_compares_it_with_the_year_before(engine):
+    """"Revenue growth in 2025" gave 2025's income alone."""
+    result = engine.query("Revenue growth in 2025")
+    assert result.intent == "compare" and dict(result.filters())["compare_to"].startswith("2024")
+    assert Decimal(str(result.value)) == income(pick(D(2025, 1, 1), DATA_END)) - income(pick(D(2024, 1, 1),
+                                                                                               D(2024, 12, 31)))
+    assert "against" in result.answer and " in last month" not in engine.query(
+        "How much did we spend on Amazon last month compared to the month before?").answer
+
+
 def test_year_over_year_without_periods(engine):
     result = engine.query("How did my income change year over year?")
     assert result.intent == "compare"
