@@ -411,6 +411,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         return Q.FinanceQuery(intent=intent, **{**common, **extra})
 
     moving = MOVE.search(text2) is not None and (bool(accounts) or re.search(r"\baccounts\b", text2) is not None)
+    # "how much went from checking to savings": two of our accounts, one the source and one the target
+    moving = moving or (len(accounts) >= 2 and re.search(r"\bfrom\b.+\b(?:to|into)\b", text2) is not None)
     if "transfer" in types or TRANSFER_ONLY.search(text2) or moving:
         if COUNT.search(rest) or (LIST.search(rest) and not AGGREGATE.search(rest)):
             types = common["types"] = ("transfer",)
