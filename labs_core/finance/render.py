@@ -53,7 +53,7 @@ def _filters(q: FinanceQuery) -> str:
         names.append(("from " if q.measure == Q.INCOME else "at ") + " or ".join(q.merchants))
     parts.append((" or " if q.any_name else " ").join(names)) if names else None
     if q.accounts:
-        parts.append("(account: " + " or ".join(q.accounts) + ")")
+        parts.append("on the " + " or ".join(q.accounts) + (" accounts" if len(q.accounts) > 1 else " account"))
     if q.types and q.intent in (Q.COUNT, Q.LIST):
         parts.append("of type " + " or ".join(q.types))
     left_out = [*q.exclude_categories, *q.exclude_merchants, *q.exclude_accounts,
