@@ -237,11 +237,10 @@ def _values(entities: list, kind: str) -> tuple[str, ...]:
 
 def _names_either(text: str, entities: list) -> str | None:
     """The kind ("category", "merchant", "account") of two names of one kind joined by "or"."""
-    kinds = {CATEGORY: "category", MERCHANT: "merchant", ACCOUNT: "account"}
-    ordered = sorted((e for e in entities if e.kind in kinds), key=lambda e: e.start)
+    ordered = sorted((e for e in entities if e.kind in (CATEGORY, MERCHANT, ACCOUNT)), key=lambda e: e.start)
     for first, second in zip(ordered, ordered[1:]):
         if first.kind == second.kind and text[first.end:second.start].strip(" ,") == "or":
-            return kinds[first.kind]
+            return first.kind  # (the kinds are the group names)
     return None
 
 

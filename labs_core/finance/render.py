@@ -51,7 +51,8 @@ def _filters(q: FinanceQuery) -> str:
         names.append("on " + " or ".join(q.categories))
     if q.merchants:
         names.append(("from " if q.measure == Q.INCOME else "at ") + " or ".join(q.merchants))
-    parts.append((" or " if q.any_name else " ").join(names)) if names else None
+    if names:
+        parts.append((" or " if q.any_name else " ").join(names))
     if q.accounts:
         parts.append("on the " + " or ".join(q.accounts) + (" accounts" if len(q.accounts) > 1 else " account"))
     if q.types and q.intent in (Q.COUNT, Q.LIST):
@@ -59,8 +60,7 @@ def _filters(q: FinanceQuery) -> str:
     left_out = [*q.exclude_categories, *q.exclude_merchants, *q.exclude_accounts,
                 *(f"{t}s" for t in q.exclude_types)]
     if left_out:
-        parts.append("excluding " + (" and ".join(left_out) if len(left_out) < 3
-                                     else ", ".join(left_out[:-1]) + " and " + left_out[-1]))
+        parts.append("excluding " + (", ".join(left_out[:-1]) + " and " if len(left_out) > 1 else "") + left_out[-1])
     if q.min_amount is not None or q.max_amount is not None:
         bounds = [f"{'of at least' if q.min_inclusive else 'over'} {q.min_amount:,.2f}" if q.min_amount is not None
                   else "",
