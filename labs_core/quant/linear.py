@@ -341,16 +341,21 @@ def tune_kernels(model: Any, dtype: torch.dtype | None = None) -> list[Any]:
     after check_kernels (only paths that passed are timed), before any CUDA graph is captured."""
     from labs_core.quant import tuning
 
-    layers = [(m.fmt, m.qweight, m.scales, m.zeros, m.group) for m in quant_layers(model)]
+    layers = _layer_tensors(model)
     if not layers or not layers[0][1].is_cuda or kernels.triton is None:
         return []
     return tuning.tune_gemv(layers, dtype or getattr(model, "dtype", torch.bfloat16))
 
 
+def _layer_tensors(model: Any) -> list[tuple]:
+    """(fmt, qweight, scales, zeros, group) of each quantized layer: what the load-time kernel checks take."""
+    return [(m.fmt, m.qweight, m.scales, m.zeros, m.group) for m in quant_layers(model)]
+
+
 def check_kernels(model: Any, dtype: torch.dtype | None = None) -> dict[str, float]:
     """The load-time check: every kernel path on each distinct layer shape of the model against
     the dequantize-then-matmul reference (kernels.check_paths); paths that disagree are switched off."""
-    layers = [(m.fmt, m.qweight, m.scales, m.zeros, m.group) for m in quant_layers(model)]
+    layers = _layer_tensors(model)
     layers += [(kernels.INT4T, m.small_qweight, m.small_scales, None, m.group) for m in quant_layers(model)
                if m.small_qweight is not None]  # int4h's copies
     if not layers or not layers[0][1].is_cuda or kernels.triton is None:

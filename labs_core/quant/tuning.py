@@ -7,8 +7,8 @@ tuned on an H200 need not be the best on an H100 or an L40S, so the server times
 itself when it loads a quantized model.
 
 Each candidate is timed over every layer of one shape in turn: a pass reads as many weight bytes
-as a decode step does for those layers, so L2 holds none of them, as in serving. A shape with a
-single layer (too small to leave L2) keeps the default. The winner must beat the default by
+as a decode step does for those layers, so L2 holds none of them, as in serving. A shape with
+fewer than MIN_LAYERS layers (whose weights could stay in L2) keeps the default. The winner must beat the default by
 MIN_GAIN, so timing noise does not swap tilings. Runs before the CUDA graphs are captured (they
 capture whichever tiling is set).
 """
