@@ -28,7 +28,7 @@ CREATIVE = re.compile(r"\b(write|compose|draft|poem|poems|haiku|story|stories|so
                       r"imagine|role-?play)\b")
 CODE = re.compile(r"\b(python|javascript|sql|code|function|regex|excel formula|spreadsheet formula|pandas|script|"
                   r"api|json)\b")
-ADVICE = re.compile(r"\b(how (?:do|can|should|could|would|might) (?:i|we|you|one|people)|should (?:i|we)|tips|"
+ADVICE = re.compile(r"\b(how (?:do|can|should|could|would|might) (?:i|we|you|one|people)|how to|should (?:i|we)|tips|"
                     r"(?:do|does|will) (?:i|we) (?:need|have) to|when (?:do|should|must|can) (?:i|we)|"
                     r"advice|advise|ideas?|ways to|best way|recommend\w*|suggest\w*|help me (?:save|budget|plan|cut)|"
                     r"is it (?:worth|better|good|wise)|pros and cons|strategy|strategies|plan for)\b")
@@ -116,6 +116,8 @@ SUPERLATIVE = re.compile(r"\b(largest|biggest|highest|smallest|lowest|most expen
 # "our cash balance", "the balance of the checking account": the data's to answer (it says it has none).
 BALANCE = re.compile(r"\b(balances?|cash on hand|cash position|runway|how long (?:will|would|can|does) (?:our|my|the) "
                      r"(?:cash|money) last)\b")
+# "show me all payments to Lee Legal": rows of a name from the data
+SHOW_ROWS = re.compile(r"\b(?:show|list|display|itemi[sz]e)\b")
 # "the last payment to AWS", "Acme's latest invoice": one of a data name's rows, by date.
 ROW_BY_DATE = re.compile(r"\b(?:last|latest|most recent|first|earliest)\s+(?:payments?|charges?|purchases?|"
                          r"transactions?|invoices?|bills?|orders?|refunds?|deposits?|sales?)\b")
@@ -169,6 +171,8 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
         return True
     if entities and COUNTING.search(money_text):
         return True
+    if entities and money and SHOW_ROWS.search(t):
+        return True  # "show me all payments to Lee Legal"
     if entities and ROW_BY_DATE.search(t):
         return True  # "when was the last payment to AWS?"
     if personal and (RANKED_TIME.search(t) or PAYERS.search(t)) and not ADVICE.search(t):
