@@ -354,6 +354,9 @@ class Executor:
         series = find_recurring(history, self.ref)
         if q.subscriptions_only:
             series = [s for s in series if s["fixed"] and s["category"].lower() not in NOT_SUBSCRIPTIONS]
+        if q.price_changes:  # "which subscriptions went up": fixed charges whose latest amount is not the first
+            series = [s for s in series if s["fixed"] and abs(s["last_amount"] - s["first_amount"])
+                      > PRICE_CHANGE_SHARE * s["first_amount"]]
         active = [s for s in series if s["active"]]
         if q.period is not None:
             in_period = select(history, q, q.period)
@@ -373,7 +376,7 @@ class Executor:
         return self.result(q, intent="subscriptions" if q.subscriptions_only else "recurring", value=value,
                            rows=row_dicts(last_rows, self.max_rows), row_count=row_count, breakdown=breakdown,
                            details={"series": series, "active": len(active), "by_period": q.period is not None,
-                                    "relative": True})
+                                    "relative": True, "price_changes": q.price_changes})
 
     def unusual(self, q: FinanceQuery) -> FinanceResult:
         scope = select(self.frame, q, q.period)
@@ -457,6 +460,9 @@ def _cadence(gaps: list[int]) -> tuple[str, float] | None:
     return None
 
 
+PRICE_CHANGE_SHARE = 0.02  # a fixed charge's price changed: its latest amount differs from its first by more
+
+
 def find_recurring(expenses: pd.DataFrame, ref: date) -> list[dict[str, Any]]:
     """Series of charges to one merchant with the same description stem at a regular cadence
     (weekly .. yearly, 75% of gaps on time). Fixed: the last three charges within 2% of each other.
@@ -485,6 +491,7 @@ def find_recurring(expenses: pd.DataFrame, ref: date) -> list[dict[str, Any]]:
             "merchant": merchant, "description": stem, "category": last["category"], "cadence": name,
             "days": days, "count": len(rows), "fixed": fixed, "active": active,
             "first": dates[0], "last": dates[-1], "last_amount": _cents_to_value(last_amount),
+            "first_amount": _cents_to_value(amounts[0]),
             "typical": _cents_to_value(typical), "monthly": round(typical / 100 * 30.4375 / days, 2),
             "total": _cents_to_value(sum(amounts)), "last_row": last,
         })

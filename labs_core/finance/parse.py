@@ -65,6 +65,10 @@ RECURRING = _re(r"\b(subscriptions?|subscribed|recurring|recur|repeat(?:ing|ed)?
                 r"direct debits?|memberships?|fixed (?:costs?|charges?|expenses?)|"
                 r"monthly (?:bills|charges|payments|fees|commitments|costs))\b")
 SUBSCRIPTION = _re(r"\bsubscri")
+# "which subscriptions went up", "did any bills increase in price"
+PRICE_CHANGE = _re(r"\b(increas\w*|decreas\w*|went up|gone up|go(?:ne)? up|went down|raised|hik(?:e|ed|es)|"
+                   r"more expensive|cheaper|price (?:change|increase|rise|hike)s?|changed? (?:in )?price|cost more|"
+                   r"cost less)\b")
 SUMMARY = _re(r"\b(summary|summari[sz]e|overview|recap|snapshot|p&l|profit and loss|income statement|"
               r"how (?:am i|are we|is (?:the|my|our) business) doing|financial (?:health|position|picture|report)|"
               r"finances|report card|big picture|at a glance)\b")
@@ -428,7 +432,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
     if UNUSUAL.search(rest):
         return build(Q.UNUSUAL)
     if RECURRING.search(rest):
-        return build(Q.RECURRING, subscriptions_only=SUBSCRIPTION.search(rest) is not None)
+        return build(Q.RECURRING, subscriptions_only=SUBSCRIPTION.search(rest) is not None,
+                     price_changes=PRICE_CHANGE.search(rest) is not None and not periods)
     share_of_income = bool(SHARE.search(text2) and named and not names_income and OF_INCOME.search(text1))
     if share_of_income:  # "what percentage of our income did we spend on rent"
         return build(Q.TOTAL, measure=Q.SPEND, share=True, share_of=Q.INCOME)

@@ -64,6 +64,7 @@ class FinanceQuery:
     distinct: bool = False                 # COUNT by group_by: how many groups (different merchants), not rows
     median: bool = False                   # AVERAGE, MONTHLY_AVERAGE: the middle value, not the mean
     subscriptions_only: bool = False       # RECURRING: fixed-amount subscriptions, not all recurring bills
+    price_changes: bool = False            # RECURRING: only the fixed charges whose price changed
     share: bool = False                    # TOTAL: as a percentage of the same measure without the name filters
     share_of: str = ""                     # TOTAL with share: the whole's measure when not the same (income)
     compare_note: str = ""                 # how the second period was chosen
@@ -111,6 +112,8 @@ class FinanceQuery:
             out.append(("share", f"percent of {whole} without the category/merchant/account filters"))
         if self.direction:
             out.append(("direction", {"in": "into the account", "out": "out of the account"}[self.direction]))
+        if self.price_changes:
+            out.append(("price_changes", "fixed charges whose latest amount differs from their first"))
         if self.runway:
             out.append(("runway", "average monthly net, transfers excluded"))
         if self.intent == MONTHLY_AVERAGE and self.rate != "month":

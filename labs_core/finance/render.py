@@ -284,6 +284,8 @@ def _recurring(r: FinanceResult, q: FinanceQuery) -> str:
     c, d = r.currency, r.details
     series = d["series"]
     noun = "subscriptions" if q.subscriptions_only else "recurring payments"
+    if d["price_changes"]:
+        return _price_changes(series, noun, q, c)
     if not series:
         return f"I found no {noun}{_filters(q)}."
     active = [s for s in series if s["active"]]
@@ -304,6 +306,21 @@ def _recurring(r: FinanceResult, q: FinanceQuery) -> str:
     lines.append("Basis: expense series with the same merchant and description at a regular interval"
                  + (", fixed amount, excluding rent, payroll, taxes, utilities, insurance, bank fees and "
                     "professional services." if q.subscriptions_only else "."))
+    return "\n".join(lines)
+
+
+def _price_changes(series: list[dict[str, Any]], noun: str, q: FinanceQuery, c: str) -> str:
+    if not series:
+        return f"None of your fixed-amount {noun}{_filters(q)} changed price: each latest charge equals its first."
+    series = sorted(series, key=lambda s: -(s["last_amount"] - s["first_amount"]) / s["first_amount"])
+    lines = [f"{len(series)} of your fixed-amount {noun}{_filters(q)} changed price (first charge -> latest):"]
+    for s in series[:MAX_LINES]:
+        change = (s["last_amount"] - s["first_amount"]) / s["first_amount"] * 100
+        lines.append(f"- {s['merchant']} ({s['category']}, {s['cadence']}): {money(s['first_amount'], c)} on "
+                     f"{s['first'].isoformat()} -> {money(s['last_amount'], c)} on {s['last'].isoformat()} "
+                     f"({change:+.1f}%)" + ("" if s["active"] else ", stopped"))
+    lines.append("Basis: expense series with the same merchant and description at a regular interval whose last "
+                 "three charges agree within 2%; a price change is a latest charge more than 2% from the first.")
     return "\n".join(lines)
 
 

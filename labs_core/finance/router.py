@@ -116,6 +116,10 @@ SUPERLATIVE = re.compile(r"\b(largest|biggest|highest|smallest|lowest|most expen
 # "our cash balance", "the balance of the checking account": the data's to answer (it says it has none).
 BALANCE = re.compile(r"\b(balances?|cash on hand|cash position|runway|how long (?:will|would|can|does) (?:our|my|the) "
                      r"(?:cash|money) last)\b")
+# "which subscriptions increased in price?": the data's recurring charges, though no "our" is said
+PRICE_OF_RECURRING = re.compile(r"\b(?:subscriptions?|recurring (?:payments?|charges?|bills?)|bills)\b.*\b(?:"
+                                r"increas\w*|went up|gone up|go up|raised|more expensive|changed? (?:in )?price|"
+                                r"price (?:increase|change|rise|hike)s?)\b")
 # "show me all payments to Lee Legal": rows of a name from the data
 SHOW_ROWS = re.compile(r"\b(?:show|list|display|itemi[sz]e)\b")
 # "the last payment to AWS", "Acme's latest invoice": one of a data name's rows, by date.
@@ -171,6 +175,9 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
         return True
     if entities and COUNTING.search(money_text):
         return True
+    if PRICE_OF_RECURRING.search(t) and not (THIRD_PARTY.search(t) or ADVICE.search(t) or GENERAL_MONEY_TOPICS.search(t)
+                                             or re.match(r"\s*why\b", t)):
+        return True  # "which subscriptions increased in price?"
     if entities and money and SHOW_ROWS.search(t):
         return True  # "show me all payments to Lee Legal"
     if entities and ROW_BY_DATE.search(t):

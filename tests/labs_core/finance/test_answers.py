@@ -379,6 +379,21 @@ def test_growth_in_a_year_compares_it_with_the_year_before(engine):
         "How much did we spend on Amazon last month compared to the month before?").answer
 
 
+def test_subscriptions_whose_price_changed(engine):
+    """"Which subscriptions increased in price?" went to the model; the data has three that did."""
+    result = engine.query("Which of our subscriptions increased in price?")
+    assert result.intent == "subscriptions" and dict(result.filters())["price_changes"]
+    for merchant, first, last in (("Google Workspace", "36.00", "42.00"), ("Spotify", "16.99", "18.99"),
+                                  ("QuickBooks", "90.00", "99.00")):
+        charges = sorted((r for r in pick(merchant=merchant) if r.type == "expense"), key=lambda r: r.date)
+        assert (money(-charges[0].amount), money(-charges[-1].amount)) == (first, last)
+        assert f"- {merchant} (Software, monthly): {first} USD on {charges[0].date.isoformat()} -> {last} USD" \
+            in result.answer
+    assert "Adobe" not in result.answer  # the same price throughout
+    everything = engine.query("did any of our recurring bills go up?")
+    assert "Parkside Properties (Rent, monthly): 2,450.00 USD" in everything.answer  # not only subscriptions
+
+
 def test_year_over_year_without_periods(engine):
     result = engine.query("How did my income change year over year?")
     assert result.intent == "compare"
