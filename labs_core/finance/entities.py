@@ -19,8 +19,8 @@ TYPE = "type"
 
 # Everyday words for common category names; used only for categories present in the data.
 CATEGORY_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "meals": ("food", "dining", "eating out", "restaurants", "restaurant", "lunches", "lunch", "coffee",
-              "meals and entertainment"),
+    "meals": ("food", "dining", "eating out", "eat out", "ate out", "dine out", "dined out", "dining out",
+              "restaurants", "restaurant", "lunches", "lunch", "coffee", "meals and entertainment"),
     "travel": ("trips", "trip", "flights", "flight", "hotels", "hotel", "rides", "taxis", "taxi", "parking",
                "airfare"),
     "software": ("saas", "software subscriptions", "apps", "cloud services"),

@@ -377,7 +377,8 @@ def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:
         ordered = sorted(periods, key=lambda p: p.start)
         touching = all(b.start <= a.end + timedelta(days=1) for a, b in zip(ordered, ordered[1:]))
         if touching:
-            label = ", ".join(p.label for p in ordered[:-1]) + f" and {ordered[-1].label}"
+            names = [p.label.split(" (")[0] for p in ordered]  # "last year (2024)": "last year"
+            label = ", ".join(names[:-1]) + f" and {names[-1]}"
             periods = [Period(ordered[0].start, max(p.end for p in ordered), label, "custom",
                               any(p.relative for p in ordered))]
         elif len(found) == 2:

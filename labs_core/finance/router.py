@@ -56,7 +56,8 @@ MONEY = re.compile(r"\b(spend|spent|spending|expenses?|expenditures?|costs?|paid
                    r"profitable|profitability|margins?|burn rate|break even|in the (?:red|black))\b")
 # "how much did we make": income, though "make" alone is not a money word ("did we make the deadline");
 # "how much cash did we burn" (not calories).
-MADE_MONEY = re.compile(r"\bhow much (?:money )?(?:did|do|have|has|will|would|could) (?:we|i|you) (?:make|made|bring in)\b"
+MADE_MONEY = re.compile(r"\bhow much (?:money )?(?:did|do|have|has|will|would|could) (?:we|i|you) "
+                        r"(?:make|made|bring in|lose|lost)\b"
                         r"|\b(?:cash|money) (?:did|do|have|has) (?:we|i) burn|\bburn(?:ed|t|ing)? (?:through )?(?:our |my |the )?"
                         r"(?:cash|money)\b")
 # "our best month", "who is our biggest client", "how many customers do we have": rankings and counts

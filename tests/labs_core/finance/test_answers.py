@@ -365,6 +365,8 @@ def test_lists_of_periods(engine):
     assert which.intent == "compare"
     assert [Decimal(str(b.value)) for b in which.breakdown] == [spend(pick(D(2024, 4, 1), D(2024, 6, 30))),
                                                                 spend(pick(D(2024, 1, 1), D(2024, 3, 31)))]
+    joined = engine.query("How much did we spend on rent last year and this year?")
+    assert dict(joined.filters())["period"] == "last year and this year (2024-01-01 to 2025-12-31)"
     days = engine.query("How much did we spend between the 1st and 15th of March 2025?")
     assert Decimal(str(days.value)) == spend(pick(D(2025, 3, 1), D(2025, 3, 15)))
 

@@ -29,7 +29,7 @@ def test_precision_and_recall(engine):
     "What year did the 2008 financial crisis start?", "", "Did we make the deadline?",
     "What was the best year for movies?", "How do we find our biggest customers?", "how many calories did we burn",
     "what is the year over year growth in sales for restaurants", "show me how to pay with Stripe",
-    "why did netflix subscriptions go up in price for everyone",
+    "why did netflix subscriptions go up in price for everyone", "did we lose the game last night?",
 ])
 def test_not_finance(engine, text):
     assert not router.is_finance_question(text, engine.store.get().vocabulary, (R.rows()[0].date, R.rows()[-1].date))
@@ -41,6 +41,7 @@ def test_not_finance(engine, text):
     "Who is our biggest customer?", "How many customers do we have?", "which client pays us the most?",
     "How much cash did we burn in Q3?", "What's the month over month change in revenue?",
     "Show me all payments to Lee Legal", "Which subscriptions increased in price?",
+    "How much did we lose in August 2025?", "How many times did we eat out in 2025?",
 ])
 def test_finance(engine, text):
     assert router.is_finance_question(text, engine.store.get().vocabulary, (R.rows()[0].date, R.rows()[-1].date))
