@@ -120,7 +120,8 @@ SINGLE_ITEM = _re(r"\b(?:largest|biggest|highest|most expensive|priciest|costlie
 # "our best month", "the worst quarter for profit": ranked by income or net, or (spending) the other way
 BEST = _re(r"\b(best|strongest)\b")
 WORST = _re(r"\b(worst|weakest)\b")
-RANKED_UNIT = _re(r"\b(?:best|worst|strongest|weakest)\s+(?P<unit>month|quarter|year|day)\b")
+RANKED_UNIT = _re(r"\b(?:best|worst|strongest|weakest|highest|lowest|biggest|largest|smallest)\s+"
+                  r"(?:(?:revenue|income|sales|spending|expense|profit|earnings?)\s+)?(?P<unit>month|quarter|year|day)\b")
 BOTTOM = _re(r"\b(smallest|lowest|cheapest|least expensive|least|minimum|min|tiniest)\b")
 TOP_N = _re(r"\b(?:top|largest|biggest|highest|smallest|lowest|cheapest|first|last|latest|most recent)\s+" + _NUMBER
             + r"\b|\b" + _NUMBER.replace("?P<n>", "?P<n2>") + r"\s+(?:largest|biggest|highest|most expensive|"

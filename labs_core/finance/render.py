@@ -185,8 +185,10 @@ def _breakdown(r: FinanceResult, q: FinanceQuery) -> str:
         top = r.breakdown[0]
         which = "lowest" if q.ascending else "highest"
         group_noun = "payer" if group == "merchant" and q.measure == Q.INCOME else GROUP_NOUN[group]
+        share = f", {top.value / d['total'] * 100:.1f}% of the total {money(d['total'], c)}" \
+            if d["total"] > 0 and top.value > 0 else ""  # ("what share of revenue comes from our top client")
         lines.append(f"The {group_noun} with the {which} {noun}{where} was {top.key}: {money(top.value, c)} "
-                     f"({top.count} transactions).")
+                     f"({top.count} transactions{share}).")
         if len(r.breakdown) > 1:
             lines.append(f"Top {len(r.breakdown)} by {noun}:")
     else:

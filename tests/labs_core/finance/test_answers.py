@@ -396,6 +396,18 @@ def test_subscriptions_whose_price_changed(engine):
     assert "Parkside Properties (Rent, monthly): 2,450.00 USD" in everything.answer  # not only subscriptions
 
 
+def test_ranked_periods_and_the_top_groups_share(engine):
+    """"Our highest revenue day" was the largest single payment; a ranked group now says its share."""
+    day = engine.query("what was our highest revenue day?")
+    by_day = R.grouped(pick(type="income"), lambda r: r.date.isoformat(), income)
+    assert day.intent == "breakdown" and day.breakdown[0].key == max(by_day, key=by_day.get)
+    top = engine.query("What share of revenue comes from our top client?")
+    by_payer = R.grouped(pick(type="income"), lambda r: r.merchant, income)
+    best = max(by_payer, key=by_payer.get)
+    share = by_payer[best] / sum(by_payer.values()) * 100
+    assert top.breakdown[0].key == best and f"{share:.1f}% of the total" in top.answer
+
+
 def test_year_over_year_without_periods(engine):
     result = engine.query("How did my income change year over year?")
     assert result.intent == "compare"
