@@ -121,6 +121,9 @@ BALANCE = re.compile(r"\b(balances?|cash on hand|cash position|runway|how long (
 PRICE_OF_RECURRING = re.compile(r"\b(?:subscriptions?|recurring (?:payments?|charges?|bills?)|bills)\b.*\b(?:"
                                 r"increas\w*|went up|gone up|go up|raised|more expensive|changed? (?:in )?price|"
                                 r"price (?:increase|change|rise|hike)s?)\b")
+# "the 3 most expensive months in 2025": the data's months ranked (with a period the data covers)
+RANKED_MONTHS = re.compile(r"\b(?:most expensive|costliest|priciest|biggest|highest|lowest|cheapest|top|busiest)\s+"
+                           r"(?:\d+\s+)?(?:(?:spending|revenue|income|sales)\s+)?(?:months|quarters)\b")
 # "show me all payments to Lee Legal": rows of a name from the data
 SHOW_ROWS = re.compile(r"\b(?:show|list|display|itemi[sz]e)\b")
 # "the last payment to AWS", "Acme's latest invoice": one of a data name's rows, by date.
@@ -179,6 +182,8 @@ def is_finance_question(text: str, vocabulary: Vocabulary | None,
     if PRICE_OF_RECURRING.search(t) and not (THIRD_PARTY.search(t) or ADVICE.search(t) or GENERAL_MONEY_TOPICS.search(t)
                                              or re.match(r"\s*why\b", t)):
         return True  # "which subscriptions increased in price?"
+    if RANKED_MONTHS.search(t) and in_data and not THIRD_PARTY.search(t):
+        return True  # "what were the 3 most expensive months in 2025?"
     if entities and money and SHOW_ROWS.search(t):
         return True  # "show me all payments to Lee Legal"
     if entities and ROW_BY_DATE.search(t):

@@ -30,6 +30,7 @@ def test_precision_and_recall(engine):
     "What was the best year for movies?", "How do we find our biggest customers?", "how many calories did we burn",
     "what is the year over year growth in sales for restaurants", "show me how to pay with Stripe",
     "why did netflix subscriptions go up in price for everyone", "did we lose the game last night?",
+    "What are the most expensive months to travel?",
 ])
 def test_not_finance(engine, text):
     assert not router.is_finance_question(text, engine.store.get().vocabulary, (R.rows()[0].date, R.rows()[-1].date))
@@ -42,6 +43,7 @@ def test_not_finance(engine, text):
     "How much cash did we burn in Q3?", "What's the month over month change in revenue?",
     "Show me all payments to Lee Legal", "Which subscriptions increased in price?",
     "How much did we lose in August 2025?", "How many times did we eat out in 2025?",
+    "What were the 3 most expensive months in 2025?",
 ])
 def test_finance(engine, text):
     assert router.is_finance_question(text, engine.store.get().vocabulary, (R.rows()[0].date, R.rows()[-1].date))
