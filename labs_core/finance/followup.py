@@ -68,6 +68,8 @@ def strip_opener(text: str) -> str:
 def merge(previous: Q.FinanceQuery, new: Parts) -> Q.FinanceQuery:
     """The previous question with the follow-up's parts in place of its own."""
     changes: dict = {}
+    if not new.periods and new.shift and previous.period is not None and previous.intent != Q.COMPARE:
+        changes["period"] = previous.period.year_earlier() if new.shift == "year" else previous.period.previous()
     if new.periods:
         changes["period"] = new.periods[0]
         if previous.intent == Q.COMPARE:

@@ -117,6 +117,11 @@ TOP = _re(r"\b(largest|biggest|highest|most expensive|priciest|top|greatest|maxi
 SINGLE_ITEM = _re(r"\b(?:largest|biggest|highest|most expensive|priciest|costliest|smallest|cheapest|lowest)\s+"
                   r"(?:single\s+|one\s+)?(?:expense|purchase|transaction|payment|charge|bill|order|sale|invoice)\b(?!s)"
                   r"(?!\s+(?:categor|merchant|vendor|supplier|payee|client|customer|account|month|quarter|year|day))")
+# A follow-up's "the year before" / "a year earlier" (the same span a year back) or "the month / quarter /
+# period before" (the one just before the previous question's)
+SHIFT_BACK = _re(r"\b(?:(?P<year>(?:the )?(?:year|12 months) (?:before|earlier|prior)|a year (?:before|earlier|ago)|"
+                 r"the (?:previous|prior) year)|(?:the )?(?:month|quarter|week|period|one) (?:before|earlier|prior)|"
+                 r"the (?:previous|prior) (?:month|quarter|week|period))\b")
 # "our best month", "the worst quarter for profit": ranked by income or net, or (spending) the other way
 BEST = _re(r"\b(best|strongest)\b")
 WORST = _re(r"\b(worst|weakest)\b")
@@ -331,6 +336,7 @@ class Parts:
     exclude_merchants: tuple[str, ...] = ()
     exclude_accounts: tuple[str, ...] = ()
     exclude_types: tuple[str, ...] = ()
+    shift: str = ""  # "and the year before?": "year" (a year earlier), "previous" (the period just before)
 
     @property
     def excludes_something(self) -> bool:
@@ -339,7 +345,7 @@ class Parts:
     @property
     def names_something(self) -> bool:
         return bool(self.periods or self.categories or self.merchants or self.accounts or self.types
-                    or self.excludes_something)
+                    or self.excludes_something or self.shift)
 
 
 def parts(question: str, ctx: ParseContext) -> Parts:
@@ -355,8 +361,10 @@ def parts(question: str, ctx: ParseContext) -> Parts:
     names_income = bool(named) and all(n in ctx.income_names for n in named)
     types = _values(entities, TYPE)
     measure, explicit, _ = _measure(rest, names_income, types)
+    shift = SHIFT_BACK.search(text1)
     return Parts(tuple(f.period for f in found), categories, merchants, _values(entities, ACCOUNT), types, measure,
-                 explicit, *(_values(excluded, kind) for kind in (CATEGORY, MERCHANT, ACCOUNT, TYPE)))
+                 explicit, *(_values(excluded, kind) for kind in (CATEGORY, MERCHANT, ACCOUNT, TYPE)),
+                 shift=("year" if shift and shift["year"] else "previous") if shift else "")
 
 
 def parse(question: str, ctx: ParseContext) -> Q.FinanceQuery | None:

@@ -84,6 +84,20 @@ def test_excluding_follow_ups_leave_names_out_on_top_of_the_previous_ones(engine
     assert engine.answer_chat("without a doubt, what's the best pizza?", [first]) is None  # names nothing
 
 
+def test_the_year_before_and_the_month_before_move_the_previous_period(engine):
+    """"And the year before?" went to the model."""
+    f = pd.read_csv(R.CSV, parse_dates=["date"])
+    spent = f["type"].isin(["expense", "refund"])
+    chain = ["What did we spend on travel in 2025?", "how about meals?"]
+    year_before = engine.answer_chat("and the year before?", chain)
+    meals_2024 = f[spent & (f["category"] == "Meals") & (f["date"].dt.year == 2024)]
+    assert year_before is not None and year_before.query.period.start.isoformat() == "2024-01-01"
+    assert year_before.value == pytest.approx(-meals_2024["amount"].sum())
+    month_before = engine.answer_chat("and the month before?", ["How much did we spend on software in March 2025?"])
+    assert (month_before.query.period.start.isoformat(), month_before.query.period.end.isoformat()) == (
+        "2025-02-01", "2025-02-28")
+
+
 def test_a_money_question_never_reaches_the_model(chat):
     out = ask(chat, ("user", "what's our zorblax ratio for our money in 2025"))
     assert out is not None and text(out).startswith("I could not understand")
