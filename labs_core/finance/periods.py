@@ -312,6 +312,7 @@ def _days_of_a_month(m: re.Match, ref: date) -> RawPoint | None:
         return _raw(m, build(int(m["y"])))
     return _raw(m, _latest(build, ref), has_year=False, rebuild=build)
 
+
 @_pattern(r"\b(?P<y>(?:19|20)\d\d)-(?P<m>[01]\d)-(?P<d>[0-3]\d)\b")
 def _iso_day(m: re.Match, ref: date) -> RawPoint | None:
     return _raw(m, _safe(lambda: _day_date(int(m["y"]), int(m["m"]), int(m["d"]))))

@@ -75,6 +75,8 @@ SPENT_TIME = re.compile(r"\bspen[dt]\w* (?:(?:the|a|an|my|our|some|more|less|too
                         r"|\bspen[dt]\w* (?:time|hours|ages|forever)\b"
                         r"|\bpa(?:y|id|ying|ys) (?:\w+ ){0,2}"
                         r"(?:attention|a visit|a compliment|tribute|respects?|heed)\b")
+# The ledger's own figures, as a change is asked about ("spending month over month", "the yoy change in revenue")
+_LEDGER_MEASURE = r"(?:spending|income|revenue|expenses|profit|sales|costs)"
 LEDGER_PHRASES = re.compile(r"\b(transactions?|total (?:spend|spending|expenses|income|revenue|costs?)|"
                             r"total of (?:all )?(?:our |my |the )?(?:transfers|payments|expenses|spending|income|"
                             r"revenue|sales|refunds|purchases|charges|fees)|"
@@ -91,12 +93,11 @@ LEDGER_PHRASES = re.compile(r"\b(transactions?|total (?:spend|spending|expenses|
                             r"how (?:is|are) (?:my|our|the) (?:business|studio|company|finances) doing|"
                             r"(?:income|revenue) (?:vs\.?|versus|and|against|compared to) "
                             r"(?:expenses|spending|costs)|"
-                            r"(?:spending|income|revenue|expenses|profit|sales|costs) (?:month over month|"
-                            r"year over year|yoy|mom))\b")
+                            + _LEDGER_MEASURE + r" (?:month over month|year over year|yoy|mom))\b")
 # "what's the month over month change in revenue": opens like a definition, but only a ledger has one
 LEDGER_CHANGE = re.compile(r"\b(?:month over month|month-over-month|year over year|year-over-year|yoy|mom) "
-                           r"(?:change|growth|increase|decrease|difference)s? in (?:our |my |the )?"
-                           r"(?:spending|income|revenue|expenses|profit|sales|costs)\b")
+                           r"(?:change|growth|increase|decrease|difference)s? in (?:our |my |the )?" + _LEDGER_MEASURE
+                           + r"\b")
 # Someone else's money: "the total spend of the US government", "the biggest expense for small businesses".
 THIRD_PARTY = re.compile(r"\b(?:of|for|by|in) (?:the |a |an |most |many |small |big |large |typical |average |other |"
                          r"american |british |)?(?:us|u\.s\.?|uk|government|governments|country|countries|states?|"
