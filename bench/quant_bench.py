@@ -80,6 +80,17 @@ class Setup:
     sweep: bool = True
     repeats: int = 10
     profile: bool = False  # a kernel breakdown of batch-1 decode steps for each engine mode
+    pdl: tuple[str, ...] = ("auto",)  # LABS_PDL values: each engine mode runs once with each
+
+
+def pdl_label(mode: str, value: str, setup: Setup) -> str:
+    """An engine row's name: the mode, with its LABS_PDL value where the run compares several."""
+    return mode if len(setup.pdl) == 1 else f"{mode} pdl={value}"
+
+
+def baseline_of(label: str) -> str:
+    """The bf16 row an engine row is compared with: the one of the same LABS_PDL value."""
+    return "bf16" + (label[label.index(" pdl="):] if " pdl=" in label else "")
 
 
 def products(config: dict[str, int]) -> dict[str, tuple[int, int]]:
@@ -299,7 +310,7 @@ class StepProfile:
 PRODUCT_KERNEL = re.compile(r"gemv|gemm|tinygemm|nvjet|cutlass|xmma|dequant")
 
 
-def build(model: Any, setup: Setup, vocab: int, compile: bool = True) -> tuple[Any, float]:
+def build(model: Any, setup: Setup, vocab: int, compile: bool = True, pdl: str = "auto") -> tuple[Any, float]:
     from labs_core.engine.builder import KVSizing, build_paged_engine
     from labs_core.engine.engine import EngineConfig
 
@@ -313,24 +324,24 @@ def build(model: Any, setup: Setup, vocab: int, compile: bool = True) -> tuple[A
     started = time.perf_counter()
     engine = build_paged_engine(model, eb.synthetic_tokenizer(vocab), setup.device, config,
                                 KVSizing(num_blocks=blocks, cpu_kv_cache_gib=0.25), [1],
-                                compile=compile and setup.compile and setup.device == "cuda").engine
+                                compile=compile and setup.compile and setup.device == "cuda", pdl=pdl).engine
     sync(setup.device)
     return engine, time.perf_counter() - started
 
 
-def run_engine(model: Any, mode: str, setup: Setup, checks: str) -> EngineFigures:
+def run_engine(model: Any, mode: str, setup: Setup, checks: str, pdl: str = "auto") -> EngineFigures:
     vocab = model.config.vocab_size
     nbytes = weight_bytes(model)
     original_attention = model.config._attn_implementation
     try:
-        engine, warmup = build(model, setup, vocab)
+        engine, warmup = build(model, setup, vocab, pdl=pdl)
     except Exception:  # keep the lead's GPU run: the same engine without torch.compile, said in the table
         if not (setup.compile and setup.device == "cuda"):
             raise
         traceback.print_exc()
         print(f"  {mode}: the compiled build failed; building without torch.compile", flush=True)
         model.set_attn_implementation(original_attention)  # the failed runner had put ours in
-        engine, warmup = build(model, setup, vocab, compile=False)
+        engine, warmup = build(model, setup, vocab, compile=False, pdl=pdl)
         checks = (checks + "; " if checks else "") + "NOT compiled (compiled build failed)"
     eb.drive(engine, [(0.0, eb.engine_request("w", eb.prompts(1, PROMPT, vocab)[0], 4))])
     rates = []
@@ -411,11 +422,12 @@ def engine_rows(setup: Setup) -> list[EngineFigures]:
     print(f"model {setup.shape}: {weight_bytes(base) / 1e9:.2f} GB bf16, built in {time.perf_counter() - started:.1f}s",
           flush=True)
     results = []
-    for mode in [m for m in setup.modes if m != "bf16"] + (["bf16"] if "bf16" in setup.modes else []):
+    order = [m for m in setup.modes if m != "bf16"] + (["bf16"] if "bf16" in setup.modes else [])
+    for mode, pdl in [(m, p) for m in order for p in setup.pdl]:
         try:
             kernels.paths.on = kernels.Paths().on  # each mode's check decides for itself
-            if mode == "bf16":
-                model, checks = base, ""
+            if mode == "bf16":  # (the base itself last: an engine build changes the model it is given)
+                model, checks = base if pdl == setup.pdl[-1] else copy_model(base, setup), ""
             else:
                 model = copy_model(base, setup)
                 quantize_model(model, mode.removesuffix("+head"), setup.device,
@@ -430,7 +442,7 @@ def engine_rows(setup: Setup) -> list[EngineFigures]:
                     checks += "; GEMV tuned at load: " + ", ".join(
                         f"{t.n}x{t.k} {config_name(t.config) if t.config else 'default'} "
                         f"{t.best_us:.1f} µs (default {t.default_us:.1f})" for t in tuned)
-            results.append(run_engine(model, mode, setup, checks))
+            results.append(run_engine(model, pdl_label(mode, pdl, setup), setup, checks, pdl))
         except Exception:
             traceback.print_exc()
         finally:
@@ -512,7 +524,7 @@ def make_quick_model(device: str) -> Any:
 
 
 def engine_table(figures: list[EngineFigures], setup: Setup, bandwidth: float | None = None) -> list[str]:
-    base = next((f for f in figures if f.mode == "bf16"), None)
+    bases = {f.mode: f for f in figures if f.mode.split(" ")[0] == "bf16"}
 
     def vs(value: float, ref: float | None) -> str:
         return f"{value:,.1f} ({value / ref:.2f}x)" if ref else f"{value:,.1f}"
@@ -522,6 +534,7 @@ def engine_table(figures: list[EngineFigures], setup: Setup, bandwidth: float | 
              "load-time kernel checks (rel. error) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for f in figures:
+        base = bases.get(baseline_of(f.mode))
         one = vs(f.one_stream, base and base.one_stream)
         lines.append(f"| {f.mode} | {f.weight_gb:.2f} | {f.warmup_s:.0f} | {one} | {f.one_stream * f.read_gb:,.0f} | "
                      f"{vs(f.concurrent, base and base.concurrent)} | {vs(f.prefill, base and base.prefill)} | "
@@ -533,6 +546,7 @@ def engine_table(figures: list[EngineFigures], setup: Setup, bandwidth: float | 
                   "| mode | products µs a step | rest µs a step | weights read GB | ceiling tok/s (x bf16 measured) |",
                   "| --- | ---: | ---: | ---: | ---: |"]
         for f in profiled:
+            base = bases.get(baseline_of(f.mode))
             ceiling = f.step.ceiling(f.read_gb, bandwidth)
             lines.append(f"| {f.mode} | {f.step.products_us:,.0f} | {f.step.other_us:,.0f} | {f.read_gb:.2f} | "
                          f"{vs(ceiling, base and base.one_stream)} |")
@@ -604,6 +618,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny shape and counts: the script's logic")
     parser.add_argument("--profile", action="store_true",
                         help="per engine mode: the kernels of a batch-1 decode step (torch.profiler), top 12")
+    parser.add_argument("--pdl", default="auto",
+                        help="LABS_PDL values, comma separated: each engine mode runs with each (auto, kernels, false)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=None)
     return parser.parse_args(argv)
@@ -611,14 +627,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def setup_of(args: argparse.Namespace) -> Setup:
     modes = tuple(m for m in args.modes.split(",") if m)
+    pdl = tuple(p for p in args.pdl.split(",") if p)
+    if set(pdl) - {"auto", "kernels", "false"} or not pdl:
+        raise SystemExit(f"--pdl {args.pdl!r}: comma-separated values of auto, kernels, false")
     unknown = set(modes) - set(MODES) - set(EXTRA_MODES)
     if unknown:
         raise SystemExit(f"unknown modes {sorted(unknown)}: choose from {', '.join(MODES + EXTRA_MODES)}")
     if args.quick:
         return Setup(args.device, "quick", modes, (1, 5), 4, 8, 64, 1, not args.no_compile, not args.no_sweep, 2,
-                     args.profile)
+                     args.profile, pdl)
     return Setup(args.device, "qwen2.5-7b", modes, tuple(int(m) for m in args.ms.split(",")), args.concurrency,
-                 args.new, args.prefill, 256 * 2**20, not args.no_compile, not args.no_sweep, profile=args.profile)
+                 args.new, args.prefill, 256 * 2**20, not args.no_compile, not args.no_sweep, profile=args.profile,
+                 pdl=pdl)
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -669,7 +689,8 @@ def main(argv: list[str] | None = None) -> str:
             bandwidth = Ceilings.measure(setup.device).bandwidth
         figures = engine_rows(setup)
         lines += engine_table(figures, setup, bandwidth)
-        missing = [m for m in setup.modes if m not in {f.mode for f in figures}]
+        missing = [pdl_label(m, p, setup) for m in setup.modes for p in setup.pdl
+                   if pdl_label(m, p, setup) not in {f.mode for f in figures}]
         if missing:
             lines += ["", f"Failed modes: {', '.join(missing)} (traceback above)"]
     lines += ["", f"Total {time.perf_counter() - started:.0f}s"]

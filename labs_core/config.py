@@ -106,6 +106,9 @@ class EngineSettings:
     prefix_caching: bool = setting(True, "LABS_PREFIX_CACHING", "Reuse KV blocks of repeated prompt prefixes")
     cuda_graphs: bool = setting(True, "LABS_CUDA_GRAPHS", "Capture CUDA graphs for decode (GPU only)")
     compile: bool = setting(True, "LABS_COMPILE", "torch.compile the forward around our attention (GPU only)")
+    pdl: str = setting("auto", "LABS_PDL", "Programmatic dependent launch (Hopper+): a decode kernel starts while the "
+                       "one before it drains (auto: ours and the compiled forward's; kernels: ours only)",
+                       choices=("auto", "kernels", "false"))
     cpu_decode: bool = setting(True, "LABS_CPU_DECODE", "CPU: decode steps of Llama-family models through the "
                                "lean forward, once it matched the model's at start (off: the model's own)")
     engine_process: str = setting("auto", "LABS_ENGINE_PROCESS",

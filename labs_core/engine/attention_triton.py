@@ -19,6 +19,9 @@ import torch
 import triton
 import triton.language as tl
 
+from labs_core.engine import pdl
+from labs_core.engine.pdl import gdc_launch_dependents, gdc_wait
+
 NEG = tl.constexpr(-1.0e30)  # finite "minus infinity": keeps fully masked rows free of NaNs
 
 
@@ -63,7 +66,11 @@ def _decode_kernel(Q, K, V, BlockTables, ContextLens, Out, Lse,
                    stride_ob, stride_oh, stride_os, stride_lb, stride_lh,
                    GROUP: tl.constexpr, GROUP_PAD: tl.constexpr, HEAD_DIM: tl.constexpr,
                    KV_BLOCK: tl.constexpr, BLOCK_N: tl.constexpr, NUM_SPLITS: tl.constexpr,
-                   USE_SOFTCAP: tl.constexpr, USE_WINDOW: tl.constexpr, PRECISION: tl.constexpr):
+                   USE_SOFTCAP: tl.constexpr, USE_WINDOW: tl.constexpr, PRECISION: tl.constexpr,
+                   PDL: tl.constexpr = False):
+    if PDL:  # (pdl.py) the next kernel (the o product's GEMV) may launch and fetch its weights now
+        gdc_launch_dependents()
+        gdc_wait()
     b = tl.program_id(0)
     kvh = tl.program_id(1)
     split = tl.program_id(2)
@@ -102,7 +109,11 @@ def _decode_kernel(Q, K, V, BlockTables, ContextLens, Out, Lse,
 
 @triton.jit
 def _merge_splits_kernel(Partial, Lse, Out, stride_pb, stride_ph, stride_ps, stride_lb, stride_lh,
-                         stride_ob, stride_oh, HEAD_DIM: tl.constexpr, NUM_SPLITS: tl.constexpr):
+                         stride_ob, stride_oh, HEAD_DIM: tl.constexpr, NUM_SPLITS: tl.constexpr,
+                         PDL: tl.constexpr = False):
+    if PDL:
+        gdc_launch_dependents()
+        gdc_wait()
     b = tl.program_id(0)
     h = tl.program_id(1)
     s = tl.arange(0, NUM_SPLITS)
@@ -238,11 +249,13 @@ class TritonBackend:
             *o_strides, lse.stride(0), lse.stride(1),
             GROUP=group, GROUP_PAD=_pow2(group), HEAD_DIM=head_dim, KV_BLOCK=k_cache.shape[1],
             BLOCK_N=self.decode_block_n, NUM_SPLITS=num_splits,
-            USE_SOFTCAP=bool(softcap), USE_WINDOW=bool(sliding_window), PRECISION=_precision(q), num_warps=4)
+            USE_SOFTCAP=bool(softcap), USE_WINDOW=bool(sliding_window), PRECISION=_precision(q), num_warps=4,
+            **pdl.launch())
         if num_splits > 1:
             _merge_splits_kernel[(batch, heads)](
                 partial, lse, out, partial.stride(0), partial.stride(1), partial.stride(2), lse.stride(0),
-                lse.stride(1), out.stride(0), out.stride(1), HEAD_DIM=head_dim, NUM_SPLITS=num_splits)
+                lse.stride(1), out.stride(0), out.stride(1), HEAD_DIM=head_dim, NUM_SPLITS=num_splits,
+                **pdl.launch())
         return out
 
     def prefill(self, q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from labs_core.engine import pdl as dependent_launch
 from labs_core.engine.async_engine import AsyncEngine
 from labs_core.engine.block_manager import BlockManager
 from labs_core.engine.engine import EngineConfig, LLMEngine
@@ -229,15 +230,17 @@ def warm_up_shapes(runner: ModelRunner) -> None:
 def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineConfig, sizing: KVSizing,
                        eos_token_ids: list[int], cuda_graphs: bool = True, compile: bool = False,
                        use_gemv_products: bool = True, fuse: bool = True, steps: Any = None,
-                       cpu_decode: bool = True, kv_cache_dtype: str = "") -> AsyncEngine:
+                       cpu_decode: bool = True, kv_cache_dtype: str = "", pdl: str = "auto") -> AsyncEngine:
     """Probe the model on a small cache, size the real cache from what is left, capture graphs.
 
     `steps` (tensor parallel rank 0): every runner call is announced to the other ranks. The probe
     against the model's own attention, fusion and the GEMV run the model outside the runner, so they
     are skipped there, and fusion is made on every rank through the runner instead. Run-ahead
-    works: rank 0 broadcasts the drawn tokens device to device (ModelRunner.forward_step)."""
+    works: rank 0 broadcasts the drawn tokens device to device (ModelRunner.forward_step). `pdl`:
+    LABS_PDL (engine/pdl.py)."""
     check_supported(model)
     dev = torch.device(device)
+    dependent_launch.enable(pdl != "false" and dev.type == "cuda", dev, compiled=compile and pdl == "auto")
     if kv_cache_dtype and dev.type == "cuda" and torch.cuda.get_device_capability(dev) < (8, 9):
         from labs_core.errors import PreconditionFailed
 

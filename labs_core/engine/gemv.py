@@ -14,9 +14,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from labs_core.engine import pdl
+
 try:
     import triton
     import triton.language as tl
+
+    from labs_core.engine.pdl import gdc_launch_dependents, gdc_wait, prefetch_l2
 except ImportError:  # CPU-only installs: F.linear everywhere
     triton = None
 
@@ -47,13 +51,19 @@ if triton is not None:
     @triton.jit
     def gemv_kernel(x_ptr, w_ptr, b_ptr, y_ptr, N, K: tl.constexpr, HAS_BIAS: tl.constexpr,
                     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, s_ptr, HAS_SCALE: tl.constexpr,
-                    PREFETCH: tl.constexpr = False):
+                    PREFETCH: tl.constexpr = False, PDL: tl.constexpr = False, LINE: tl.constexpr = 1,
+                    LINES: tl.constexpr = 1):
         """y[n] = (scale[n] *) sum_k x[k] * w[n, k] (+ b[n]) for BLOCK_N rows; w row-major [N, K], any
         float type (bf16, or FP8 e4m3 with its per-row scales: quant/kernels.py). PREFETCH: the next
-        step's weights are requested before this step's arithmetic (a load stays in flight)."""
+        step's weights are requested before this step's arithmetic (a load stays in flight). PDL
+        (pdl.py): the rows are hinted into L2 before waiting for the kernel that writes x."""
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         row_ok = rows < N
         w_rows = w_ptr + rows[:, None].to(tl.int64) * K
+        if PDL:
+            lines = tl.minimum(tl.arange(0, LINES) * LINE, K - 1)
+            prefetch_l2(w_ptr + tl.minimum(rows, N - 1)[:, None].to(tl.int64) * K + lines[None, :])
+            gdc_wait()
         acc = tl.zeros([BLOCK_N, BLOCK_K], dtype=tl.float32)
         if PREFETCH:
             cols = tl.arange(0, BLOCK_K)
@@ -71,6 +81,8 @@ if triton is not None:
                             eviction_policy="evict_first")
             x = tl.load(x_ptr + cols, mask=col_ok, other=0.0)
             acc += w.to(tl.float32) * x[None, :].to(tl.float32)
+        if PDL:
+            gdc_launch_dependents()
         y = tl.sum(acc, axis=1)
         if HAS_SCALE:
             y = y * tl.load(s_ptr + rows, mask=row_ok, other=0.0)
@@ -86,7 +98,8 @@ def launch_gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     gemv_kernel[(triton.cdiv(n, BLOCK_N),)](x, weight, bias if bias is not None else x, out, n, k,
                                              HAS_BIAS=bias is not None, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
                                              s_ptr=x, HAS_SCALE=False,  # no scales: any pointer
-                                             num_warps=NUM_WARPS, num_stages=NUM_STAGES)
+                                             num_warps=NUM_WARPS, num_stages=NUM_STAGES,
+                                             **pdl.launch(k, weight.element_size()))
     return out
 
 

@@ -56,7 +56,7 @@ def build_paged(model: Any, tokenizer: Any, device: str, max_len: int, settings:
     warm_up = " (KV cache, CUDA graphs, compile: a minute or two)" if device.startswith("cuda") else " (KV cache)"
     progress.report("building the engine" + warm_up)
     return build_paged_engine(model, tokenizer, device, config, sizing, eos_token_ids(model, tokenizer),
-                              cuda_graphs=e.cuda_graphs, compile=e.compile, steps=steps,
+                              cuda_graphs=e.cuda_graphs, compile=e.compile, steps=steps, pdl=e.pdl,
                               cpu_decode=e.cpu_decode, kv_cache_dtype="float8_e4m3fn" if e.kv_cache_dtype == "fp8" else "")
 
 

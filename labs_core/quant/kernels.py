@@ -31,6 +31,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from labs_core.engine import pdl
 from labs_core.quant import formats
 
 try:
@@ -38,6 +39,7 @@ try:
     import triton.language as tl
 
     from labs_core.engine.gemv import gemv_kernel  # FP8 at batch 1: the bf16 GEMV with per-row scales
+    from labs_core.engine.pdl import gdc_launch_dependents, gdc_wait, prefetch_l2
 except ImportError:  # CPU-only installs: the reference path everywhere
     triton = None
 
@@ -150,7 +152,8 @@ if triton is not None:
     def int4_gemv_kernel(x_ptr, w_ptr, s_ptr, z_ptr, b_ptr, y_ptr, N, K: tl.constexpr, GROUP: tl.constexpr,
                          HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCKS_PER_STEP: tl.constexpr,
                          ONE_FMA: tl.constexpr = False, BLOCKS_PER_SPLIT: tl.constexpr = 0,
-                         PREFETCH: tl.constexpr = False):
+                         PREFETCH: tl.constexpr = False, PDL: tl.constexpr = False, LINE: tl.constexpr = 1,
+                         LINES: tl.constexpr = 1):
         """y[n] = sum_k s[n, g(k)] * (q[n, k] - z[n, g(k)]) * x[k] (+ b[n]) for BLOCK_N rows.
 
         A step reads a [BLOCK_N, BLOCKS_PER_STEP, 16] tile of words (contiguous along the last two
@@ -163,7 +166,8 @@ if triton is not None:
         and writes its float32 partial sums to y[s, rows] (no bias); the host adds the splits.
         PREFETCH: the next step's words are requested before this step's arithmetic, so a
         program keeps a load in flight while it computes (Triton does not pipeline loads that feed
-        no tl.dot)."""
+        no tl.dot). PDL (engine/pdl.py): the rows' words are hinted into L2 before waiting for the
+        kernel that writes x."""
         NB: tl.constexpr = K // 128
         NG: tl.constexpr = K // GROUP
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -178,6 +182,10 @@ if triton is not None:
             b_lo = 0
             b_hi = NB
         w_rows = w_ptr + rows[:, None, None].to(tl.int64) * (K // 8) + words[None, None, :]
+        if PDL:
+            lines = tl.minimum(tl.arange(0, LINES) * LINE, K // 8 - 1)
+            prefetch_l2(w_ptr + tl.minimum(rows, N - 1)[:, None].to(tl.int64) * (K // 8) + lines[None, :])
+            gdc_wait()
         if PREFETCH:  # the first step's words; each step then loads the next one's before its arithmetic
             b = b_lo + blocks
             w_next = tl.load(w_rows + (b * 16)[None, :, None], mask=(row_ok[:, None] & (b < b_hi)[None, :])[:, :, None],
@@ -234,6 +242,8 @@ if triton is not None:
                                 other=0.0).to(tl.float32)
                     q = (((w >> (4 * j)) & 0xF) | 0x4B000000).to(tl.float32, bitcast=True)
                     acc += ((q - 8388608.0) - z[:, :, None]) * s[:, :, None] * x[None, :, :]  # z may be fractional
+        if PDL:
+            gdc_launch_dependents()
         y = tl.sum(tl.sum(acc, axis=2), axis=1)
         if BLOCKS_PER_SPLIT > 0:
             tl.store(y_ptr + tl.program_id(1) * N + rows, y, mask=row_ok)
@@ -598,7 +608,7 @@ def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, ze
     b = bias if bias is not None else x
     if fmt == FP8:
         gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, b, out, n, k, HAS_BIAS=bias is not None,
-                                                     s_ptr=scales, HAS_SCALE=True, **c)
+                                                     s_ptr=scales, HAS_SCALE=True, **c, **pdl.launch(k, 1))
     elif fmt == INT8:
         int8_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, scales if zeros is None else zeros, b,
                                                           out, n, k, GROUP=group, HAS_ZERO=zeros is not None,
@@ -617,7 +627,7 @@ def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, ze
             y = partial.sum(dim=0)
             return (y if bias is None else y + bias.float()).to(x.dtype)
         int4_gemv_kernel[(programs,)](x, qweight, scales, zeros, b, out, n, k, GROUP=group,
-                                      HAS_BIAS=bias is not None, **c)
+                                      HAS_BIAS=bias is not None, **c, **pdl.launch(k // 8, 4))
     return out
 
 

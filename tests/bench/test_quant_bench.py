@@ -87,3 +87,17 @@ def test_one_stream_ceiling_puts_the_products_at_copy_bandwidth():
     assert all(PRODUCT_KERNEL.search(n) for n in ("gemv_kernel", "int4_gemv_kernel", "nvjet_sm90_tst_144x128",
                                                    "void at::native::tinygemm_m16n8k16_chunk_kernel"))
     assert not PRODUCT_KERNEL.search("_decode_kernel") and not PRODUCT_KERNEL.search("quantize_rows_kernel")
+
+
+def test_each_pdl_value_is_compared_with_its_own_bf16():
+    from bench.quant_bench import EngineFigures, engine_table, parse_args, setup_of
+
+    setup = setup_of(parse_args(["--quick", "--device", "cpu", "--pdl", "false,auto"]))
+    assert setup.pdl == ("false", "auto")
+    figures = [EngineFigures("fp8 pdl=false", 1, 0, 150.0, 10, 10, ""), EngineFigures("fp8 pdl=auto", 1, 0, 180.0, 10, 10, ""),
+               EngineFigures("bf16 pdl=false", 2, 0, 100.0, 10, 10, ""), EngineFigures("bf16 pdl=auto", 2, 0, 120.0, 10, 10, "")]
+    rows = {line.split(" | ")[0]: line for line in engine_table(figures, setup) if line.startswith("| ")}
+    assert "150.0 (1.50x)" in rows["| fp8 pdl=false"] and "180.0 (1.50x)" in rows["| fp8 pdl=auto"]
+    assert "120.0 (1.00x)" in rows["| bf16 pdl=auto"]
+    with pytest.raises(SystemExit):
+        setup_of(parse_args(["--quick", "--pdl", "on"]))
