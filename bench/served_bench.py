@@ -169,7 +169,13 @@ def engine_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The engine settings every system here runs with (dotted keys of labs_core.config)."""
     return {"engine.max_num_seqs": args.max_num_seqs, "engine.max_num_batched_tokens": args.max_batched_tokens,
             "engine.max_waiting": 4096, "engine.prefix_caching": False, "model.max_model_len": args.max_model_len,
-            "model.device": args.device, "engine.compile": args.device == "cuda", "engine.cpu_kv_cache_gib": 0.5}
+            "model.device": args.device, "engine.compile": args.device == "cuda", "engine.cpu_kv_cache_gib": 0.5,
+            "model.quantization": getattr(args, "quantization", "none")}
+
+
+def quantization_label(args: argparse.Namespace) -> str:
+    """What follows a system's name in the table: the weights' quantization where a run compares several."""
+    return f" [{args.quantization}]" if "," in args.quantizations else ""
 
 
 def as_env(values: dict[str, Any]) -> dict[str, str]:
@@ -529,8 +535,9 @@ def markdown(args: argparse.Namespace, header: str, table: dict[str, dict[str, F
              "tokens / message | errors |" + (" GC pauses >= 0.5 ms |" if traced else ""),
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" --- |" if traced else "")]
     for scenario in [s.name for s in scenarios] + [k for k in table if k not in {s.name for s in scenarios}]:
-        base = table.get(scenario, {}).get("engine alone")
         for system, f in table.get(scenario, {}).items():
+            label = system[system.index(" ["):] if system.endswith("]") else ""
+            base = table.get(scenario, {}).get("engine alone" + label)
             share = f"{100 * f.tok_s / base.tok_s:.0f}%" if base and base.tok_s else ""
             core = f" (core {f.core_ttft_p50_ms:.1f})" if f.core_ttft_p50_ms else ""
             lines.append(f"| {scenario} | {system} | {f.tok_s:,.0f} | {share} | {f.ttft_p50_ms:.1f}{core} / "
@@ -544,6 +551,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="qwen2.5-7b")
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--quantization", dest="quantizations", default="none",
+                        help="LABS_QUANTIZATION values, comma separated: every system runs with each (none, fp8, int4)")
     parser.add_argument("--new", type=int, default=256, help="tokens per request (1 stream, concurrent)")
     parser.add_argument("--concurrency", default="1,64,256")
     parser.add_argument("--rates", default="4,16,48")
@@ -599,6 +608,7 @@ def scenarios_of(args: argparse.Namespace) -> list[Scenario]:
 
 def main() -> None:
     args = parse_args()
+    args.quantization = args.quantizations.split(",")[0]
     scenarios = scenarios_of(args)
     if args.engine_alone_json:  # the child run below: the engine alone, in a process of its own
         results = engine_alone(args.model_dir, args, scenarios)
@@ -627,14 +637,16 @@ def main() -> None:
 
     vocab = AutoConfig.from_pretrained(args.model_dir).vocab_size
     table: dict[str, dict[str, Figures]] = {s.name: {} for s in scenarios}
-    if "engine" in systems:  # in a child process, so that its GPU memory is all given back before the core starts
-        out = work / "engine-alone.json"
-        subprocess.run([sys.executable, __file__, *sys.argv[1:], "--model-dir", str(args.model_dir),
-                        "--engine-alone-json", str(out)], check=True)
-        for name, values in json.loads(out.read_text()).items():
-            table[name]["engine alone"] = Figures(**values)
-    if systems & {"grpc", "sse"}:
-        run_served(args, scenarios, vocab, work, table, systems)
+    for quantization in args.quantizations.split(","):
+        args.quantization = quantization
+        if "engine" in systems:  # in a child process: its GPU memory is all given back before the core starts
+            out = work / "engine-alone.json"
+            subprocess.run([sys.executable, __file__, *sys.argv[1:], "--model-dir", str(args.model_dir),
+                            "--quantization", quantization, "--engine-alone-json", str(out)], check=True)
+            for name, values in json.loads(out.read_text()).items():
+                table[name]["engine alone" + quantization_label(args)] = Figures(**values)
+        if systems & {"grpc", "sse"}:
+            run_served(args, scenarios, vocab, work, table, systems)
     text = markdown(args, header, table, scenarios)
     print("\n" + text, flush=True)
     if args.out:
@@ -658,7 +670,7 @@ def run_served(args: argparse.Namespace, scenarios: list[Scenario], vocab: int, 
                                                    initargs=(CLIENT_NICENESS,)) as pool:
         for n, engine_process in enumerate(args.engine_process.split(",")):
             core = start_core(args.model_dir, args, engine_process, work)
-            suffix = "" if n == 0 else f" (LABS_ENGINE_PROCESS={engine_process})"
+            suffix = ("" if n == 0 else f" (LABS_ENGINE_PROCESS={engine_process})") + quantization_label(args)
             try:
                 targets = [("grpc", "labs-core gRPC" + suffix, core.address)] if "grpc" in systems else []
                 if "sse" in systems:

@@ -32,3 +32,19 @@ def test_quick_cpu_run_measures_every_system_and_loses_no_stream(tmp_path):
     assert "    steps: decode " in run.stdout and "(p50 " in run.stdout  # each step call's time by kind
     text = out.read_text()
     assert "| 1 stream | engine alone |" in text and "% of engine" in text and "GC pauses >= 0.5 ms" in text
+
+
+def test_quantizations_are_measured_side_by_side(tmp_path):
+    """--quantization none,int4: every system once per value, each against its own engine alone
+    (int4 is the CPU's quantized path; the GPU run compares none with fp8 and int4 the same way)."""
+    figures = tmp_path / "served.json"
+    run = subprocess.run([sys.executable, str(ROOT / "bench" / "served_bench.py"), "--shape", "tiny", "--device", "cpu",
+                          "--quick", "--systems", "engine,grpc", "--quantization", "none,int4", "--json", str(figures)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    table = json.loads(figures.read_text())
+    assert set(table["1 stream"]) == {"engine alone [none]", "labs-core gRPC [none]", "engine alone [int4]",
+                                      "labs-core gRPC [int4]"}
+    assert all(f["errors"] == 0 and f["tok_s"] > 0 for f in table["1 stream"].values())
+    row = next(line for line in run.stdout.splitlines() if line.startswith("| 1 stream | labs-core gRPC [int4] |"))
+    assert row.split(" | ")[3].endswith("%")  # its share of the int4 engine alone's figure
