@@ -81,6 +81,7 @@ class Setup:
     repeats: int = 10
     profile: bool = False  # a kernel breakdown of batch-1 decode steps for each engine mode
     pdl: tuple[str, ...] = ("auto",)  # LABS_PDL values: each engine mode runs once with each
+    few: int = 0  # a few concurrent streams too (decode at 2-16 rows: the products' least tuned range)
 
 
 def pdl_label(mode: str, value: str, setup: Setup) -> str:
@@ -290,6 +291,7 @@ class EngineFigures:
     checks: str
     read_gb: float = 0.0  # weights a decode step reads: all but the input embedding (a lookup)
     step: "StepProfile | None" = None  # --profile: a batch-1 decode step's kernels, products apart
+    few: float = 0.0  # tok/s of --few concurrent streams (an office's handful of users; 0: not run)
 
 
 @dataclass
@@ -351,6 +353,12 @@ def run_engine(model: Any, mode: str, setup: Setup, checks: str, pdl: str = "aut
         times = next(iter(trace.token_times.values()))
         rates.append((len(times) - 1) / (times[-1] - times[0]))
     step = profile_decode(engine, mode, vocab) if setup.profile else None
+    few = 0.0
+    if setup.few:
+        batch = eb.prompts(setup.few, PROMPT, vocab, seed=5)
+        trace, elapsed = eb.drive(engine, [(0.0, eb.engine_request(f"f{i}", p, setup.new)) for i, p in enumerate(batch)])
+        few = trace.tokens / elapsed
+        print(f"  {mode}: {setup.few} concurrent: {few:,.1f} tok/s", flush=True)
     # Twice, the faster kept: until the sixth H200 run this ran once, and FP8's figure came out 1.52x,
     # 1.24x and 0.89x of bf16 in three runs whose kernel tables agreed (a first batch may meet one-off
     # costs: new shapes compiled, kernels built). New prompts each time (no prefix-cache hits).
@@ -374,7 +382,7 @@ def run_engine(model: Any, mode: str, setup: Setup, checks: str, pdl: str = "aut
     tied = head_weight is not None and embedding.data_ptr() == head_weight.data_ptr()
     read = nbytes - (0 if tied else embedding.numel() * embedding.element_size())
     figures = EngineFigures(mode, nbytes / 1e9, warmup, statistics.median(rates), concurrent, max(prefill), checks,
-                            read / 1e9, step)
+                            read / 1e9, step, few)
     print(f"  {mode}: {figures}", flush=True)
     return figures
 
@@ -529,15 +537,17 @@ def engine_table(figures: list[EngineFigures], setup: Setup, bandwidth: float | 
     def vs(value: float, ref: float | None) -> str:
         return f"{value:,.1f} ({value / ref:.2f}x)" if ref else f"{value:,.1f}"
 
-    lines = [f"| mode | weights GB | warm-up s | 1 stream tok/s (x bf16) | GB/s (weights read a token) | "
+    few = f"{setup.few} concurrent tok/s (x bf16) | " if setup.few else ""
+    lines = [f"| mode | weights GB | warm-up s | 1 stream tok/s (x bf16) | GB/s (weights read a token) | {few}"
              f"{setup.concurrency} concurrent tok/s (x bf16) | {setup.prefill}-token prefill tok/s (x bf16) | "
              "load-time kernel checks (rel. error) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |" + (" ---: |" if setup.few else "") + " --- |"]
     for f in figures:
         base = bases.get(baseline_of(f.mode))
         one = vs(f.one_stream, base and base.one_stream)
+        few_cell = f"{vs(f.few, base and base.few)} | " if setup.few else ""
         lines.append(f"| {f.mode} | {f.weight_gb:.2f} | {f.warmup_s:.0f} | {one} | {f.one_stream * f.read_gb:,.0f} | "
-                     f"{vs(f.concurrent, base and base.concurrent)} | {vs(f.prefill, base and base.prefill)} | "
+                     f"{few_cell}{vs(f.concurrent, base and base.concurrent)} | {vs(f.prefill, base and base.prefill)} | "
                      f"{f.checks} |")
     profiled = [f for f in figures if f.step is not None]
     if profiled and bandwidth:
@@ -609,6 +619,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"engine modes, of {', '.join(MODES + EXTRA_MODES)} (+head: the LM head in FP8 too; int4k: the K-major int4 layout)")
     parser.add_argument("--ms", default="1,16,256,4096", help="row counts of the kernel table")
     parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--few", type=int, default=8, help="a few concurrent streams too (0: not run)")
     parser.add_argument("--new", type=int, default=NEW)
     parser.add_argument("--prefill", type=int, default=4096)
     parser.add_argument("--no-compile", action="store_true", help="engine without torch.compile (faster warm-up)")
@@ -635,10 +646,10 @@ def setup_of(args: argparse.Namespace) -> Setup:
         raise SystemExit(f"unknown modes {sorted(unknown)}: choose from {', '.join(MODES + EXTRA_MODES)}")
     if args.quick:
         return Setup(args.device, "quick", modes, (1, 5), 4, 8, 64, 1, not args.no_compile, not args.no_sweep, 2,
-                     args.profile, pdl)
+                     args.profile, pdl, 2 if args.few else 0)
     return Setup(args.device, "qwen2.5-7b", modes, tuple(int(m) for m in args.ms.split(",")), args.concurrency,
                  args.new, args.prefill, 256 * 2**20, not args.no_compile, not args.no_sweep, profile=args.profile,
-                 pdl=pdl)
+                 pdl=pdl, few=args.few)
 
 
 def main(argv: list[str] | None = None) -> str:

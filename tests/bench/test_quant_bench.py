@@ -23,6 +23,7 @@ def test_quick_cpu_run_fills_both_tables(tmp_path):
     for mode in ("bf16", "fp8", "int4", "int4t"):  # --profile: a breakdown of a decode step per engine mode
         assert f"  {mode} profile: " in run.stdout and "aten ops a step" in run.stdout
         assert f"  {mode}: 4 concurrent, two passes: " in run.stdout  # (the quick setup's 4)
+        assert f"  {mode}: 2 concurrent: " in run.stdout  # (--few: a handful of streams; quick: 2)
     text = out.read_text()
     for mode in ("bf16", "fp8", "int4", "int4t"):  # int4t: torch's int4 kernel, here its CPU twin
         assert f"| qkv 256x128 | 1 | {mode} |" in text
