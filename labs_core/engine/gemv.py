@@ -56,7 +56,8 @@ if triton is not None:
         """y[n] = (scale[n] *) sum_k x[k] * w[n, k] (+ b[n]) for BLOCK_N rows; w row-major [N, K], any
         float type (bf16, or FP8 e4m3 with its per-row scales: quant/kernels.py). PREFETCH: the next
         step's weights are requested before this step's arithmetic (a load stays in flight). PDL
-        (pdl.py): the rows are hinted into L2 before waiting for the kernel that writes x."""
+        (pdl.py): the rows' first LINES lines are hinted into L2 before waiting for the kernel that
+        writes x."""
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
         row_ok = rows < N
         w_rows = w_ptr + rows[:, None].to(tl.int64) * K
@@ -99,7 +100,7 @@ def launch_gemv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
                                              HAS_BIAS=bias is not None, BLOCK_N=BLOCK_N, BLOCK_K=BLOCK_K,
                                              s_ptr=x, HAS_SCALE=False,  # no scales: any pointer
                                              num_warps=NUM_WARPS, num_stages=NUM_STAGES,
-                                             **pdl.launch(k, weight.element_size()))
+                                             **pdl.launch(min(k, 2 * BLOCK_K), weight.element_size()))
     return out
 
 

@@ -166,8 +166,8 @@ if triton is not None:
         and writes its float32 partial sums to y[s, rows] (no bias); the host adds the splits.
         PREFETCH: the next step's words are requested before this step's arithmetic, so a
         program keeps a load in flight while it computes (Triton does not pipeline loads that feed
-        no tl.dot). PDL (engine/pdl.py): the rows' words are hinted into L2 before waiting for the
-        kernel that writes x."""
+        no tl.dot). PDL (engine/pdl.py): the rows' first LINES lines of words are hinted into L2
+        before waiting for the kernel that writes x."""
         NB: tl.constexpr = K // 128
         NG: tl.constexpr = K // GROUP
         rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -608,7 +608,8 @@ def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, ze
     b = bias if bias is not None else x
     if fmt == FP8:
         gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, b, out, n, k, HAS_BIAS=bias is not None,
-                                                     s_ptr=scales, HAS_SCALE=True, **c, **pdl.launch(k, 1))
+                                                     s_ptr=scales, HAS_SCALE=True, **c,
+                                                     **pdl.launch(min(k, 2 * c["BLOCK_K"]), 1))
     elif fmt == INT8:
         int8_gemv_kernel[(triton.cdiv(n, c["BLOCK_N"]),)](x, qweight, scales, scales if zeros is None else zeros, b,
                                                           out, n, k, GROUP=group, HAS_ZERO=zeros is not None,
@@ -627,7 +628,8 @@ def launch_gemv(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor, ze
             y = partial.sum(dim=0)
             return (y if bias is None else y + bias.float()).to(x.dtype)
         int4_gemv_kernel[(programs,)](x, qweight, scales, zeros, b, out, n, k, GROUP=group,
-                                      HAS_BIAS=bias is not None, **c, **pdl.launch(k // 8, 4))
+                                      HAS_BIAS=bias is not None, **c,
+                                      **pdl.launch(min(k // 8, 32 * c["BLOCKS_PER_STEP"]), 4))
     return out
 
 
