@@ -80,7 +80,7 @@ class Setup:
     sweep: bool = True
     repeats: int = 10
     profile: bool = False  # a kernel breakdown of batch-1 decode steps for each engine mode
-    pdl: tuple[str, ...] = ("auto",)  # LABS_PDL values: each engine mode runs once with each
+    pdl: tuple[str, ...] = ("false",)  # LABS_PDL values: each engine mode runs once with each
     few: int = 0  # a few concurrent streams too (decode at 2-16 rows: the products' least tuned range)
 
 
@@ -312,7 +312,7 @@ class StepProfile:
 PRODUCT_KERNEL = re.compile(r"gemv|gemm|tinygemm|nvjet|cutlass|xmma|dequant")
 
 
-def build(model: Any, setup: Setup, vocab: int, compile: bool = True, pdl: str = "auto") -> tuple[Any, float]:
+def build(model: Any, setup: Setup, vocab: int, compile: bool = True, pdl: str = "false") -> tuple[Any, float]:
     from labs_core.engine.builder import KVSizing, build_paged_engine
     from labs_core.engine.engine import EngineConfig
 
@@ -331,7 +331,7 @@ def build(model: Any, setup: Setup, vocab: int, compile: bool = True, pdl: str =
     return engine, time.perf_counter() - started
 
 
-def run_engine(model: Any, mode: str, setup: Setup, checks: str, pdl: str = "auto") -> EngineFigures:
+def run_engine(model: Any, mode: str, setup: Setup, checks: str, pdl: str = "false") -> EngineFigures:
     vocab = model.config.vocab_size
     nbytes = weight_bytes(model)
     original_attention = model.config._attn_implementation
@@ -629,7 +629,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="tiny shape and counts: the script's logic")
     parser.add_argument("--profile", action="store_true",
                         help="per engine mode: the kernels of a batch-1 decode step (torch.profiler), top 12")
-    parser.add_argument("--pdl", default="auto",
+    parser.add_argument("--pdl", default="false",
                         help="LABS_PDL values, comma separated: each engine mode runs with each (auto, kernels, false)")
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--out", type=Path, default=None)

@@ -55,6 +55,10 @@ class ModelSettings:
                                 choices=("none", "int8", "int4", "fp8", "awq", "gptq", "auto"))
     quantize_lm_head: bool = setting(False, "LABS_QUANTIZE_LM_HEAD", "GPU, with fp8/int4/awq/gptq: the LM head in FP8 "
                                      "too (a quarter of int4's bytes a token on a 7B; +2-4% one stream on an H200)")
+    int4_layout: str = setting("auto", "LABS_INT4_LAYOUT", "GPU int4 (AWQ/GPTQ checkpoints, round-to-nearest): auto "
+                               "(a bf16 model's in torch's tinygemm layout: faster at 1-16 streams; each group's scale "
+                               "and offset rounded to bf16, ~2e-3 of the weights) or exact (labs' layout: the "
+                               "checkpoint's values bit for bit)", choices=("auto", "exact"))
     device_map: str = setting("", "LABS_DEVICE_MAP", "transformers device_map for multi-GPU (e.g. auto); empty: one device")
     trust_remote_code: bool = setting(False, "LABS_TRUST_REMOTE_CODE", "Allow model repos to run their own code")
     cache_dir: str = setting("", "LABS_CACHE_DIR", "Where GGUF weights converted on first load are kept "
@@ -106,9 +110,9 @@ class EngineSettings:
     prefix_caching: bool = setting(True, "LABS_PREFIX_CACHING", "Reuse KV blocks of repeated prompt prefixes")
     cuda_graphs: bool = setting(True, "LABS_CUDA_GRAPHS", "Capture CUDA graphs for decode (GPU only)")
     compile: bool = setting(True, "LABS_COMPILE", "torch.compile the forward around our attention (GPU only)")
-    pdl: str = setting("auto", "LABS_PDL", "Programmatic dependent launch (Hopper+): a decode kernel starts while the "
-                       "one before it drains (auto: ours and the compiled forward's; kernels: ours only)",
-                       choices=("auto", "kernels", "false"))
+    pdl: str = setting("false", "LABS_PDL", "Programmatic dependent launch (Hopper+): a decode kernel starts while the "
+                       "one before it drains (auto: ours and the compiled forward's; kernels: ours only). Off: on an "
+                       "H100 neither beat it beyond run-to-run noise", choices=("auto", "kernels", "false"))
     cpu_decode: bool = setting(True, "LABS_CPU_DECODE", "CPU: decode steps of Llama-family models through the "
                                "lean forward, once it matched the model's at start (off: the model's own)")
     engine_process: str = setting("auto", "LABS_ENGINE_PROCESS",

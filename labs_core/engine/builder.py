@@ -230,7 +230,7 @@ def warm_up_shapes(runner: ModelRunner) -> None:
 def build_paged_engine(model: Any, tokenizer: Any, device: str, config: EngineConfig, sizing: KVSizing,
                        eos_token_ids: list[int], cuda_graphs: bool = True, compile: bool = False,
                        use_gemv_products: bool = True, fuse: bool = True, steps: Any = None,
-                       cpu_decode: bool = True, kv_cache_dtype: str = "", pdl: str = "auto") -> AsyncEngine:
+                       cpu_decode: bool = True, kv_cache_dtype: str = "", pdl: str = "false") -> AsyncEngine:
     """Probe the model on a small cache, size the real cache from what is left, capture graphs.
 
     `steps` (tensor parallel rank 0): every runner call is announced to the other ranks. The probe

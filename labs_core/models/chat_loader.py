@@ -36,7 +36,8 @@ def load_options(settings: Settings) -> LoadOptions:
     m = settings.model
     return LoadOptions(dtype=m.torch_dtype, device=m.device, device_map=m.device_map, revision=m.revision,
                        trust_remote_code=m.trust_remote_code, cache_dir=m.cache_dir,
-                       quantization=m.quantization, quantize_lm_head=m.quantize_lm_head)
+                       quantization=m.quantization, quantize_lm_head=m.quantize_lm_head,
+                       int4_layout=m.int4_layout)
 
 
 def build_paged(model: Any, tokenizer: Any, device: str, max_len: int, settings: Settings, steps: Any = None) -> Any:

@@ -37,6 +37,7 @@ class LoadOptions:
     cache_dir: str = ""  # converted GGUF weights; "" = gguf_cache.cache_root(), "off" = none
     quantization: str = "none"  # none | int8 | int4 | fp8 | awq | gptq | auto (quant/modes.py)
     quantize_lm_head: bool = False  # GPU, weights quantized: the LM head in FP8 too
+    int4_layout: str = "auto"  # GPU int4: auto (torch's tinygemm layout for a bf16 model) | exact (labs' layout)
 
 
 def resolve_device(device: str) -> str:
@@ -175,7 +176,7 @@ def _quantize_on_gpu(model: Any, mode: str, device: str, source: ModelSource, op
     if mode in checkpoints.METHODS and checkpoint is not None:
         directory = checkpoints.local_directory(source.location, options.revision, source.is_local)
         tensors = checkpoints.CheckpointTensors(directory, checkpoint[2])
-    rounded = "fp8" if mode == "fp8" else "int4" if tensors is not None else rtn_int4_mode(model.dtype)
+    rounded = "fp8" if mode == "fp8" else rtn_int4_mode(model.dtype, options.int4_layout)
     quantize_model(model, rounded, device, source=tensors, head="fp8" if options.quantize_lm_head else "none")
     return mode
 

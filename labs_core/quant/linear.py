@@ -110,13 +110,14 @@ class QuantTensors:
         return formats.dequantize_int4(self.qweight, self.scales, self.zeros, dtype)
 
 
-def rtn_int4_mode(dtype: torch.dtype) -> str:
-    """The mode that round-to-nearest int4 (LABS_QUANTIZATION=int4 from float weights) is served in on
-    CUDA: torch's int4 layout for a bf16 model (int4t: its tinygemm kernel for few rows, which takes bf16
-    activations only; 1.31x bf16 at one stream against labs' int4's 1.16x on the H200's fifth run), else
-    labs' int4. Checkpoints' int4 (AWQ, GPTQ, a GGUF's blocks) stays in labs' layout, which keeps their
-    values exactly; int4t rounds each group's scale and offset to bf16."""
-    return "int4t" if dtype == torch.bfloat16 else "int4"
+def rtn_int4_mode(dtype: torch.dtype, layout: str = "auto") -> str:
+    """The mode CUDA int4 (a checkpoint's AWQ/GPTQ weights, or round-to-nearest from float weights) is
+    served in: with layout auto, torch's int4 layout for a bf16 model (int4t: its tinygemm kernel up to
+    16 rows, which takes bf16 activations only), else labs' int4 (exact: the checkpoint's fp16 scales
+    and zeros as they are; int4t rounds each group's scale and offset to bf16, ~2e-3 of the weights
+    against int4's own ~1e-1). On an H100 (bench/RESULTS.md) int4t ran one stream at 1.66x bf16 where
+    labs' int4 ran 1.47-1.51x, and at 2-8 rows torch's kernel took 0.3-0.5x of labs' int4 GEMM's time."""
+    return "int4t" if dtype == torch.bfloat16 and layout == "auto" else "int4"
 
 
 def supported(in_features: int, out_features: int, mode: str, group: int = formats.INT4_GROUP) -> bool:

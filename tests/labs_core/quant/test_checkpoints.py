@@ -112,3 +112,31 @@ def test_a_checkpoint_loads_into_a_model_by_layer_name(tmp_path):
     x = torch.randn(3, 128)
     torch.testing.assert_close(model.block.up(x), x @ w.T, rtol=1e-5, atol=1e-5)
     assert model.block.up.fmt == kernels.INT4 and model.block.up.scales.dtype == formats.SCALE_DTYPE
+
+
+def test_a_checkpoint_in_torchs_int4_layout_keeps_its_values_within_bf16(tmp_path):
+    """LABS_INT4_LAYOUT=auto on a bf16 GPU model serves a checkpoint's int4 in torch's layout (int4t,
+    its tinygemm kernel): the same nibbles, each group's scale and offset rounded to bf16. Here through
+    the CPU's twin of the layout, on a bf16 model: within bf16's rounding of the exact product."""
+    from safetensors.torch import save_file
+
+    from labs_core.quant.linear import rtn_int4_mode
+
+    q, z, s, w = original(32, 256, 3)
+    save_file({"block.up.qweight": awq_pack_columns(q), "block.up.qzeros": awq_pack_columns(z),
+               "block.up.scales": s}, str(tmp_path / "model.safetensors"))
+    model = nn.Module()
+    model.block = nn.Module()
+    model.block.up = nn.Linear(256, 32, bias=False, dtype=torch.bfloat16)
+    model.head = nn.Linear(32, 8, bias=False, dtype=torch.bfloat16)
+    model.get_output_embeddings = lambda: model.head
+    model.dtype = torch.bfloat16
+    spec = checkpoints.spec_of(Config(quant_method="awq", bits=4, group_size=GROUP, version="gemm"))
+    mode = rtn_int4_mode(torch.bfloat16, "auto")
+    assert mode == "int4t" and rtn_int4_mode(torch.bfloat16, "exact") == "int4" == rtn_int4_mode(torch.float16)
+    quantize_model(model, mode, "cpu", source=checkpoints.CheckpointTensors(tmp_path, spec))
+    assert model.block.up.fmt == kernels.INT4T
+    x = torch.randn(3, 256)
+    exact = x @ w.T
+    got = model.block.up(x.bfloat16()).float()
+    assert kernels.relative_error(got, exact) < 1e-2

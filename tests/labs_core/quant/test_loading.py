@@ -93,10 +93,11 @@ def test_quantize_lm_head_setting_puts_the_head_in_fp8():
             assert type(head) is torch.nn.Linear
 
 
-def test_round_to_nearest_int4_of_a_bf16_model_takes_torchs_int4_layout(tmp_path):
-    """LABS_QUANTIZATION=int4 from float weights: a bf16 model's layers go to torch's int4 layout
-    (int4t, its tinygemm kernel for few rows); a float32 model's stay in labs' int4, and so do an AWQ
-    checkpoint's, whose values int4t would round (its scales and offsets to bf16)."""
+def test_int4_of_a_bf16_model_takes_torchs_int4_layout_unless_asked_exact(tmp_path):
+    """LABS_QUANTIZATION=int4 from float weights, and an AWQ checkpoint's int4: a bf16 model's layers go
+    to torch's int4 layout (int4t, its tinygemm kernel for few rows); a float32 model's stay in labs'
+    int4, and so does the checkpoint with LABS_INT4_LAYOUT=exact (int4t rounds its scales and offsets
+    to bf16: each product stays within 1e-2 of the exact layout's)."""
     from transformers import AutoModelForCausalLM
 
     from labs_core.quant import kernels
@@ -109,6 +110,13 @@ def test_round_to_nearest_int4_of_a_bf16_model_takes_torchs_int4_layout(tmp_path
     write_awq_checkpoint(tmp_path, tiny_model())
     awq = ModelSource(spec=str(tmp_path), location=str(tmp_path), gguf_file=None, is_local=True)
     checkpoint = loader._quantized_checkpoint(awq, LoadOptions(device="cpu", quantization="auto"))
-    model = AutoModelForCausalLM.from_pretrained(str(tmp_path), config=checkpoint[1], dtype=torch.bfloat16)
-    loader._quantize_on_gpu(model, "awq", "cpu", awq, LoadOptions(), checkpoint)
-    assert {m.fmt for m in model.modules() if isinstance(m, QuantLinear)} == {kernels.INT4}
+    outputs = {}
+    for layout, fmt in (("auto", kernels.INT4T), ("exact", kernels.INT4)):
+        model = AutoModelForCausalLM.from_pretrained(str(tmp_path), config=checkpoint[1], dtype=torch.bfloat16)
+        loader._quantize_on_gpu(model, "awq", "cpu", awq, LoadOptions(int4_layout=layout), checkpoint)
+        assert {m.fmt for m in model.modules() if isinstance(m, QuantLinear)} == {fmt}, layout
+        first = next(m for m in model.modules() if isinstance(m, QuantLinear))
+        with torch.no_grad():
+            outputs[layout] = first(torch.randn(4, first.in_features, generator=torch.Generator().manual_seed(0))
+                                    .bfloat16()).float()
+    assert kernels.relative_error(outputs["auto"], outputs["exact"]) < 1e-2
