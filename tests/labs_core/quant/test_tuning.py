@@ -2,6 +2,8 @@
 the default, small shape groups are not timed, and launch_gemv takes what was chosen. The kernels
 run in Triton's interpreter (tests/conftest.py); a fake timer stands in for the GPU's clock."""
 
+import statistics
+
 import pytest
 import torch
 
@@ -112,3 +114,27 @@ def test_launch_gemv_takes_the_tiling_tuned_for_its_shape(monkeypatch):
     (fmt2, q2, s2, z2, g2), = layers("fp8", 48, 256, 1)  # another shape: the default GEMV
     kernels.launch_gemv(torch.randn(256), q2, s2, z2, None, fmt2, g2)
     assert len(routed) == 1
+
+
+def test_a_clock_drift_during_tuning_picks_nothing():
+    """The GPU speeding up while tiling after tiling is timed (here 2% a sweep) made the later ones look
+    faster when each was timed once in a fixed order: the rounds alternate their order and each
+    candidate is judged against the default of its own round, so equal tilings stay equal."""
+    calls = []
+
+    def seconds(n, config):
+        calls.append(config)
+        return 10e-6 * (1 - 0.02 * len(calls))
+
+    found = tuning.tune_gemv(layers("fp8", 64, 256, 4), torch.float32, fake_timer(seconds))
+    assert len(calls) == tuning.ROUNDS * (1 + len(tuning.CANDIDATES[kernels.FP8]) - 1)
+    assert found[0].config is None and kernels.GEMV_BY_SHAPE == {}
+
+
+def test_relative_times_take_each_rounds_default():
+    rounds = [{-1: 10.0, 3: 9.0, 5: float("inf")}, {5: float("inf"), 3: 11.0, -1: 12.0},
+              {-1: 8.0, 3: 7.5, 5: float("inf")}, {5: float("inf"), 3: 9.0, -1: 10.0}]
+    default_us, timed, ratio = tuning.relative_times(rounds)
+    assert default_us == 10.0 and timed[3] == pytest.approx(9.0) and timed[5] == float("inf")
+    assert ratio[3] == pytest.approx(statistics.median([0.9, 11 / 12, 7.5 / 8, 0.9]))
+    assert ratio[5] == float("inf")
