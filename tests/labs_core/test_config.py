@@ -34,6 +34,8 @@ def test_precedence_cli_over_env_over_dotenv_over_toml_over_default(tmp_path):
     ("LABS_TEMPERATURE", "nan", "finite"),
     ("LABS_TEMPERATURE", "3", "above the maximum"),
     ("LABS_PORT", "70000", "LABS_PORT"),
+    ("LABS_INT4_LAYOUT", "bogus", "auto, exact"),
+    ("LABS_PDL", "maybe", "auto, kernels, false"),
 ])
 def test_bad_values_are_errors_naming_the_variable(tmp_path, name, value, needle):
     with pytest.raises(ConfigError, match=needle) as info:
