@@ -356,7 +356,8 @@ def run_engine(model: Any, mode: str, setup: Setup, checks: str, pdl: str = "fal
     few = 0.0
     if setup.few:
         batch = eb.prompts(setup.few, PROMPT, vocab, seed=5)
-        trace, elapsed = eb.drive(engine, [(0.0, eb.engine_request(f"f{i}", p, setup.new)) for i, p in enumerate(batch)])
+        requests = [(0.0, eb.engine_request(f"f{i}", p, setup.new)) for i, p in enumerate(batch)]
+        trace, elapsed = eb.drive(engine, requests)
         few = trace.tokens / elapsed
         print(f"  {mode}: {setup.few} concurrent: {few:,.1f} tok/s", flush=True)
     # Twice, the faster kept: until the sixth H200 run this ran once, and FP8's figure came out 1.52x,
@@ -547,7 +548,8 @@ def engine_table(figures: list[EngineFigures], setup: Setup, bandwidth: float | 
         one = vs(f.one_stream, base and base.one_stream)
         few_cell = f"{vs(f.few, base and base.few)} | " if setup.few else ""
         lines.append(f"| {f.mode} | {f.weight_gb:.2f} | {f.warmup_s:.0f} | {one} | {f.one_stream * f.read_gb:,.0f} | "
-                     f"{few_cell}{vs(f.concurrent, base and base.concurrent)} | {vs(f.prefill, base and base.prefill)} | "
+                     f"{few_cell}{vs(f.concurrent, base and base.concurrent)} | "
+                     f"{vs(f.prefill, base and base.prefill)} | "
                      f"{f.checks} |")
     profiled = [f for f in figures if f.step is not None]
     if profiled and bandwidth:

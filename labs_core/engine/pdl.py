@@ -4,12 +4,13 @@ At batch 1 a decode step is ~400 short kernels, and a product's first weight byt
 after the kernel before it has finished: a gap of a few µs against the 5-10 µs the 7B shape's
 q/k/v and o products take. Launched with PDL, a GEMV starts while the kernel before it still runs,
 hints the first two steps of its rows into L2 (weights depend on nothing), and only then waits
-for the activations (`gdc_wait`). (Whole rows, the first version, thrashed L2 on the large
-products: bf16 one stream 5% slower on an H100.) The kernels before a GEMV let it launch early: ours (decode attention) at
-their start, Inductor's after their last load (torch._inductor.config.triton.enable_pdl). Every
-kernel launched so waits for the one before it before reading what that one wrote, so the order of
-results is the stream's. On for compute capability 9.0+ with a Triton that has the intrinsics,
-unless LABS_PDL=false.
+for the activations (`gdc_wait`); whole rows, the first version, overfilled L2 on the large
+products (bf16 one stream 5% slower on an H100). The kernels before a GEMV let it launch early:
+ours (decode attention) at their start, Inductor's after their last load
+(torch._inductor.config.triton.enable_pdl). Every kernel launched so waits for the one before it
+before reading what that one wrote, so the order of results is the stream's. Off unless
+LABS_PDL=auto or kernels (on an H100 neither beat it beyond run-to-run noise), and only on compute
+capability 9.0+ with a Triton that has the intrinsics.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def supported(device: torch.device | str) -> bool:
 def enable(on: bool, device: torch.device | str = "cuda", compiled: bool = True) -> bool:
     """Switch PDL for our kernels (and Inductor's, when the forward is compiled); returns whether it is on."""
     state.on = bool(on) and supported(device)
-    if state.on or torch.device(device).type == "cuda":
+    if torch.device(device).type == "cuda":
         import torch._inductor.config as inductor
 
         inductor.triton.enable_pdl = state.on and compiled

@@ -159,7 +159,7 @@ def _quantize_on_gpu(model: Any, mode: str, device: str, source: ModelSource, op
     A GGUF's 4-bit blocks go first (gguf_blocks.py); with int4, what they leave is rounded to int4.
     Returns the quantization in effect ("none" for a GGUF none of whose blocks a kernel reads)."""
     from labs_core.quant import checkpoints
-    from labs_core.quant.linear import quantize_model, rtn_int4_mode
+    from labs_core.quant.linear import quantize_model, cuda_int4_mode
 
     if gguf_path is not None and mode in ("gguf", "int4"):
         from labs_core.quant.gguf_blocks import GGUFTensors
@@ -176,7 +176,7 @@ def _quantize_on_gpu(model: Any, mode: str, device: str, source: ModelSource, op
     if mode in checkpoints.METHODS and checkpoint is not None:
         directory = checkpoints.local_directory(source.location, options.revision, source.is_local)
         tensors = checkpoints.CheckpointTensors(directory, checkpoint[2])
-    rounded = "fp8" if mode == "fp8" else rtn_int4_mode(model.dtype, options.int4_layout)
+    rounded = "fp8" if mode == "fp8" else cuda_int4_mode(model.dtype, options.int4_layout)
     quantize_model(model, rounded, device, source=tensors, head="fp8" if options.quantize_lm_head else "none")
     return mode
 

@@ -24,7 +24,7 @@ from labs_core.quant import formats, kernels
 log = logging.getLogger(__name__)
 
 # int4k: int4 in the K-major layout; int4t: in torch's tinygemm layout (round-to-nearest int4 of a bf16
-# model on CUDA: rtn_int4_mode); int4h: int4 plus an int4t copy for few rows (kernels.TINYGEMM_MAX_M).
+# model on CUDA: cuda_int4_mode); int4h: int4 plus an int4t copy for few rows (kernels.TINYGEMM_MAX_M).
 # int4k and int4h are bench/quant_bench.py's experiments only.
 MODES = {"fp8": kernels.FP8, "int4": kernels.INT4, "int8": kernels.INT8, "int4k": kernels.INT4K,
          "int4t": kernels.INT4T, "int4h": kernels.INT4}
@@ -110,7 +110,7 @@ class QuantTensors:
         return formats.dequantize_int4(self.qweight, self.scales, self.zeros, dtype)
 
 
-def rtn_int4_mode(dtype: torch.dtype, layout: str = "auto") -> str:
+def cuda_int4_mode(dtype: torch.dtype, layout: str = "auto") -> str:
     """The mode CUDA int4 (a checkpoint's AWQ/GPTQ weights, or round-to-nearest from float weights) is
     served in: with layout auto, torch's int4 layout for a bf16 model (int4t: its tinygemm kernel up to
     16 rows, which takes bf16 activations only), else labs' int4 (exact: the checkpoint's fp16 scales

@@ -95,8 +95,9 @@ def test_each_pdl_value_is_compared_with_its_own_bf16():
 
     setup = setup_of(parse_args(["--quick", "--device", "cpu", "--pdl", "false,auto"]))
     assert setup.pdl == ("false", "auto")
-    figures = [EngineFigures("fp8 pdl=false", 1, 0, 150.0, 10, 10, ""), EngineFigures("fp8 pdl=auto", 1, 0, 180.0, 10, 10, ""),
-               EngineFigures("bf16 pdl=false", 2, 0, 100.0, 10, 10, ""), EngineFigures("bf16 pdl=auto", 2, 0, 120.0, 10, 10, "")]
+    figures = [EngineFigures(f"{mode} pdl={pdl}", 1, 0, tok_s, 10, 10, "")
+               for mode, pdl, tok_s in (("fp8", "false", 150.0), ("fp8", "auto", 180.0), ("bf16", "false", 100.0),
+                                        ("bf16", "auto", 120.0))]
     rows = {line.split(" | ")[0]: line for line in engine_table(figures, setup) if line.startswith("| ")}
     assert "150.0 (1.50x)" in rows["| fp8 pdl=false"] and "180.0 (1.50x)" in rows["| fp8 pdl=auto"]
     assert "120.0 (1.00x)" in rows["| bf16 pdl=auto"]

@@ -120,7 +120,7 @@ def test_a_checkpoint_in_torchs_int4_layout_keeps_its_values_within_bf16(tmp_pat
     the CPU's twin of the layout, on a bf16 model: within bf16's rounding of the exact product."""
     from safetensors.torch import save_file
 
-    from labs_core.quant.linear import rtn_int4_mode
+    from labs_core.quant.linear import cuda_int4_mode
 
     q, z, s, w = original(32, 256, 3)
     save_file({"block.up.qweight": awq_pack_columns(q), "block.up.qzeros": awq_pack_columns(z),
@@ -132,8 +132,8 @@ def test_a_checkpoint_in_torchs_int4_layout_keeps_its_values_within_bf16(tmp_pat
     model.get_output_embeddings = lambda: model.head
     model.dtype = torch.bfloat16
     spec = checkpoints.spec_of(Config(quant_method="awq", bits=4, group_size=GROUP, version="gemm"))
-    mode = rtn_int4_mode(torch.bfloat16, "auto")
-    assert mode == "int4t" and rtn_int4_mode(torch.bfloat16, "exact") == "int4" == rtn_int4_mode(torch.float16)
+    mode = cuda_int4_mode(torch.bfloat16, "auto")
+    assert mode == "int4t" and cuda_int4_mode(torch.bfloat16, "exact") == "int4" == cuda_int4_mode(torch.float16)
     quantize_model(model, mode, "cpu", source=checkpoints.CheckpointTensors(tmp_path, spec))
     assert model.block.up.fmt == kernels.INT4T
     x = torch.randn(3, 256)
